@@ -1,0 +1,229 @@
+// Kernel benchmarks for the 110M model's shapes (dim 768, hidden 2048,
+// vocab 32000).
+//
+// GEMV (m = 1) reports bytes/s of weights streamed. Each iteration uses the
+// next of many copies of the matrix, together far larger than the last-level
+// cache, so the figure is DRAM bandwidth as in a real decode step (every layer
+// reads different weights) and compares with ferry-membw.
+// GEMM (m = 128, prefill) reports FLOP/s; its weights stay in cache.
+//
+//   bench_kernels --benchmark_filter=Gemv
+//   bench_kernels --benchmark_filter=Gemm
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "engine/cpu/isa.h"
+#include "engine/cpu/kernel_table.h"
+#include "engine/cpu/kernels.h"
+
+namespace ferry::cpu {
+namespace {
+
+// Bytes of weight copies cycled through by the GEMV benchmark.
+constexpr int64_t kColdBytes = int64_t{1} << 29;
+
+ThreadPool& Pool(int threads) {
+  static ThreadPool one(1);
+  static ThreadPool two(2);
+  return threads == 1 ? one : two;
+}
+
+int64_t MatrixBytes(DType dtype, int64_t rows, int64_t cols) {
+  switch (dtype) {
+    case DType::kF32:
+      return rows * cols * 4;
+    case DType::kQ8_0:
+      return rows * cols / kQ8_0BlockValues * kQ8_0BlockBytes;
+    default:
+      return rows * cols * 2;
+  }
+}
+
+struct FreeDeleter {
+  void operator()(void* p) const { std::free(p); }
+};
+
+// `copies` matrices back to to back, 64-byte aligned, filled with small
+// finite values of the dtype.
+struct WeightCopies {
+  std::unique_ptr<uint8_t, FreeDeleter> bytes;
+  int64_t stride = 0;
+  int64_t copies = 0;
+};
+
+WeightCopies MakeCopies(DType dtype, int64_t rows, int64_t cols, int64_t copies) {
+  WeightCopies out;
+  out.stride = (MatrixBytes(dtype, rows, cols) + 63) / 64 * 64;
+  out.copies = copies;
+  const size_t total = static_cast<size_t>(out.stride * copies);
+  out.bytes.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
+  uint8_t* p = out.bytes.get();
+  if (dtype == DType::kF32) {
+    for (size_t i = 0; i + 4 <= total; i += 4) {
+      const float f = 0.001f * static_cast<float>(i % 977);
+      std::memcpy(p + i, &f, 4);
+    }
+  } else if (dtype == DType::kQ8_0) {
+    // Any byte is a valid int8; scales must be finite fp16, so write 0x3c00
+    // (1.0) at every block start.
+    for (size_t i = 0; i < total; ++i) p[i] = static_cast<uint8_t>(i * 37);
+    const int64_t blocks_per_copy = rows * cols / kQ8_0BlockValues;
+    for (int64_t c = 0; c < copies; ++c) {
+      for (int64_t b = 0; b < blocks_per_copy; ++b) {
+        const uint16_t one = 0x3c00;
+        std::memcpy(p + c * out.stride + b * kQ8_0BlockBytes, &one, 2);
+      }
+    }
+  } else {
+    // 0x3c00 + small mantissa: finite in both fp16 and bf16.
+    for (size_t i = 0; i + 2 <= total; i += 2) {
+      const uint16_t h = static_cast<uint16_t>(0x3c00 + (i % 255));
+      std::memcpy(p + i, &h, 2);
+    }
+  }
+  return out;
+}
+
+// Decode-style MatMul of `batch` x rows over weights cold in memory.
+void RunColdMatMul(benchmark::State& state, int64_t batch) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = static_cast<DType>(state.range(2));
+  const int threads = static_cast<int>(state.range(3));
+  const int64_t bytes = MatrixBytes(dtype, rows, cols);
+  const int64_t copies = std::max<int64_t>(2, kColdBytes / bytes);
+  const WeightCopies w = MakeCopies(dtype, rows, cols, copies);
+  std::vector<float> x(batch * cols, 0.5f), y(batch * rows);
+  ThreadPool& pool = Pool(threads);
+  int64_t next = 0;
+  for (auto _ : state) {
+    const WeightMatrix m{dtype, rows, cols, w.bytes.get() + next * w.stride};
+    MatMul(m, x.data(), batch, y.data(), nullptr, pool);
+    benchmark::DoNotOptimize(y.data());
+    next = next + 1 == copies ? 0 : next + 1;
+  }
+  state.SetBytesProcessed(state.iterations() * bytes);
+  state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(BestIsa()));
+}
+
+// Args: rows, cols, dtype (DType as int), threads.
+void BM_Gemv(benchmark::State& state) { RunColdMatMul(state, 1); }
+
+// Args: rows, cols, dtype, threads, m: batched decode around the switch
+// from per-row GEMV to the GEMM kernels.
+void BM_SmallBatch(benchmark::State& state) { RunColdMatMul(state, state.range(4)); }
+
+// Args: rows, cols, dtype (DType as int), threads, isa (Isa as int); m = 128.
+// On AVX-512 the GEMM runs Ferry's own kernels; the AVX2 level runs OpenBLAS
+// sgemm (one call per pool thread), so the two rows compare them.
+void BM_Gemm(benchmark::State& state) {
+  constexpr int64_t kM = 128;
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const DType dtype = static_cast<DType>(state.range(2));
+  const int threads = static_cast<int>(state.range(3));
+  const Isa isa = static_cast<Isa>(state.range(4));
+  if (!IsaAvailable(isa)) {
+    state.SkipWithError("level not available on this CPU");
+    return;
+  }
+  const WeightCopies w = MakeCopies(dtype, rows, cols, 1);
+  std::vector<float> x(kM * cols, 0.5f), y(kM * rows);
+  ThreadPool& pool = Pool(threads);
+  const WeightMatrix m{dtype, rows, cols, w.bytes.get()};
+  for (auto _ : state) {
+    MatMulWithIsa(isa, m, x.data(), kM, y.data(), nullptr, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(2 * kM * rows * cols),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(isa) +
+                 (GetKernelTable(isa).gemm_panel != nullptr ? " own kernel" : " openblas"));
+}
+
+void ModelShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "dtype", "threads"});
+  const int64_t shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (const auto& shape : shapes) {
+      for (int threads : {1, 2}) {
+        b->Args({shape[0], shape[1], static_cast<int64_t>(dtype), threads});
+      }
+    }
+  }
+  b->UseRealTime();
+}
+
+void GemmShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "dtype", "threads", "isa"});
+  const int64_t shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
+  for (Isa isa : {Isa::kAvx512, Isa::kAvx2}) {
+    for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+      for (const auto& shape : shapes) {
+        for (int threads : {1, 2}) {
+          b->Args({shape[0], shape[1], static_cast<int64_t>(dtype), threads,
+                   static_cast<int64_t>(isa)});
+        }
+      }
+    }
+  }
+  b->UseRealTime();
+}
+
+void SmallBatchShapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "dtype", "threads", "m"});
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    for (int64_t m : {2, 4, 6, 8, 12, 16}) {
+      b->Args({2048, 768, static_cast<int64_t>(dtype), 2, m});
+    }
+  }
+  b->UseRealTime();
+}
+
+void VectorOpArgs(benchmark::internal::Benchmark* b) { b->Arg(768)->Arg(2048)->Arg(32000); }
+
+void BM_RmsNorm(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<float> x(n, 0.3f), w(n, 1.1f), out(n);
+  for (auto _ : state) {
+    RmsNorm(x.data(), w.data(), n, 1e-5f, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void BM_Softmax(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<float> x(n);
+  for (auto _ : state) {
+    for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(i % 17) * 0.25f;
+    Softmax(x.data(), n);
+    benchmark::DoNotOptimize(x.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void BM_SiluMul(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  std::vector<float> g(n, 0.7f), u(n, 1.3f), out(n);
+  for (auto _ : state) {
+    SiluMul(g.data(), u.data(), n, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+BENCHMARK(BM_Gemv)->Apply(ModelShapes);
+BENCHMARK(BM_Gemm)->Apply(GemmShapes);
+BENCHMARK(BM_SmallBatch)->Apply(SmallBatchShapes);
+BENCHMARK(BM_RmsNorm)->Apply(VectorOpArgs);
+BENCHMARK(BM_Softmax)->Apply(VectorOpArgs);
+BENCHMARK(BM_SiluMul)->Apply(VectorOpArgs);
+
+}  // namespace
+}  // namespace ferry::cpu
+
+BENCHMARK_MAIN();

@@ -1,0 +1,6 @@
+#pragma once
+
+namespace ferry {
+const char* Version();
+const char* GitCommit();
+}  // namespace ferry

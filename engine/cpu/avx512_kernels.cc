@@ -1,0 +1,333 @@
+// AVX-512 (F/BW/VL) kernels. Built with -mavx512f -mavx512bw -mavx512vl
+// -mfma -mf16c and reached only through the table after the CPU check.
+//
+// Everything here sits in an anonymous namespace and uses no std templates:
+// an out-of-line copy of a shared inline function emitted from this file
+// could be picked by the linker for baseline code and crash older CPUs.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "engine/cpu/kernel_table.h"
+#include "engine/cpu/simd_exp.h"
+
+namespace ferry::cpu {
+namespace {
+
+constexpr int64_t kQ8Block = 32;
+constexpr int64_t kQ8BlockBytes = 34;
+
+__mmask16 TailMask(int64_t left) { return static_cast<__mmask16>((1u << left) - 1u); }
+
+// Horizontal sum and max, folding halves.
+__m256 HighHalf(__m512 v) { return _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0xee)); }
+
+float ReduceAdd(__m512 v) {
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), HighHalf(v));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+float ReduceMax(__m512 v) {
+  const __m256 h = _mm256_max_ps(_mm512_castps512_ps256(v), HighHalf(v));
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Loads 16 weights starting at element k of a row, as fp32.
+struct F32Weights {
+  static __m512 Load(const void* row, int64_t k) {
+    return _mm512_loadu_ps(static_cast<const float*>(row) + k);
+  }
+  static __m512 LoadTail(const void* row, int64_t k, __mmask16 m) {
+    return _mm512_maskz_loadu_ps(m, static_cast<const float*>(row) + k);
+  }
+};
+
+struct F16Weights {
+  static __m512 Load(const void* row, int64_t k) {
+    return _mm512_cvtph_ps(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 LoadTail(const void* row, int64_t k, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+struct Bf16Weights {
+  static __m512 Widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 Load(const void* row, int64_t k) {
+    return Widen(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
+  }
+  static __m512 LoadTail(const void* row, int64_t k, __mmask16 m) {
+    return Widen(_mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(row) + k));
+  }
+};
+
+// Four rows at a time share each load of x; two accumulators per row hide
+// the FMA latency. Memory, not arithmetic, bounds this loop.
+template <class W>
+void GemvTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+               float* y) {
+  const char* base = static_cast<const char*>(w);
+  const int64_t cols32 = cols & ~int64_t{31};
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const void* w0 = base + r * row_bytes;
+    const void* w1 = base + (r + 1) * row_bytes;
+    const void* w2 = base + (r + 2) * row_bytes;
+    const void* w3 = base + (r + 3) * row_bytes;
+    __m512 a0 = _mm512_setzero_ps(), b0 = _mm512_setzero_ps();
+    __m512 a1 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
+    __m512 a3 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < cols32; k += 32) {
+      const __m512 x0 = _mm512_loadu_ps(x + k);
+      const __m512 x1 = _mm512_loadu_ps(x + k + 16);
+      a0 = _mm512_fmadd_ps(W::Load(w0, k), x0, a0);
+      b0 = _mm512_fmadd_ps(W::Load(w0, k + 16), x1, b0);
+      a1 = _mm512_fmadd_ps(W::Load(w1, k), x0, a1);
+      b1 = _mm512_fmadd_ps(W::Load(w1, k + 16), x1, b1);
+      a2 = _mm512_fmadd_ps(W::Load(w2, k), x0, a2);
+      b2 = _mm512_fmadd_ps(W::Load(w2, k + 16), x1, b2);
+      a3 = _mm512_fmadd_ps(W::Load(w3, k), x0, a3);
+      b3 = _mm512_fmadd_ps(W::Load(w3, k + 16), x1, b3);
+    }
+    for (; k < cols; k += 16) {
+      const __mmask16 m = cols - k >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(cols - k);
+      const __m512 x0 = _mm512_maskz_loadu_ps(m, x + k);
+      a0 = _mm512_fmadd_ps(W::LoadTail(w0, k, m), x0, a0);
+      a1 = _mm512_fmadd_ps(W::LoadTail(w1, k, m), x0, a1);
+      a2 = _mm512_fmadd_ps(W::LoadTail(w2, k, m), x0, a2);
+      a3 = _mm512_fmadd_ps(W::LoadTail(w3, k, m), x0, a3);
+    }
+    y[r] = ReduceAdd(_mm512_add_ps(a0, b0));
+    y[r + 1] = ReduceAdd(_mm512_add_ps(a1, b1));
+    y[r + 2] = ReduceAdd(_mm512_add_ps(a2, b2));
+    y[r + 3] = ReduceAdd(_mm512_add_ps(a3, b3));
+  }
+  for (; r < rows; ++r) {
+    const void* w0 = base + r * row_bytes;
+    __m512 a0 = _mm512_setzero_ps(), b0 = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k < cols32; k += 32) {
+      a0 = _mm512_fmadd_ps(W::Load(w0, k), _mm512_loadu_ps(x + k), a0);
+      b0 = _mm512_fmadd_ps(W::Load(w0, k + 16), _mm512_loadu_ps(x + k + 16), b0);
+    }
+    for (; k < cols; k += 16) {
+      const __mmask16 m = cols - k >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(cols - k);
+      a0 = _mm512_fmadd_ps(W::LoadTail(w0, k, m), _mm512_maskz_loadu_ps(m, x + k), a0);
+    }
+    y[r] = ReduceAdd(_mm512_add_ps(a0, b0));
+  }
+}
+
+float Q8Scale(const char* block) {
+  uint16_t bits;
+  __builtin_memcpy(&bits, block, sizeof bits);
+  return _cvtsh_ss(bits);
+}
+
+__m512 Q8Half(const char* block, int half) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * half))));
+}
+
+// Σ over one Q8_0 block of q·x, still to be multiplied by the block scale.
+__m512 Q8BlockDot(const char* block, __m512 x0, __m512 x1) {
+  return _mm512_fmadd_ps(Q8Half(block, 1), x1, _mm512_mul_ps(Q8Half(block, 0), x0));
+}
+
+void GemvQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+            float* y) {
+  const char* base = static_cast<const char*>(w);
+  const int64_t blocks = cols / kQ8Block;
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const char* w0 = base + r * row_bytes;
+    const char* w1 = w0 + row_bytes;
+    const char* w2 = w1 + row_bytes;
+    const char* w3 = w2 + row_bytes;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block);
+      const __m512 x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
+      const int64_t off = b * kQ8BlockBytes;
+      a0 = _mm512_fmadd_ps(Q8BlockDot(w0 + off, x0, x1), _mm512_set1_ps(Q8Scale(w0 + off)), a0);
+      a1 = _mm512_fmadd_ps(Q8BlockDot(w1 + off, x0, x1), _mm512_set1_ps(Q8Scale(w1 + off)), a1);
+      a2 = _mm512_fmadd_ps(Q8BlockDot(w2 + off, x0, x1), _mm512_set1_ps(Q8Scale(w2 + off)), a2);
+      a3 = _mm512_fmadd_ps(Q8BlockDot(w3 + off, x0, x1), _mm512_set1_ps(Q8Scale(w3 + off)), a3);
+    }
+    y[r] = ReduceAdd(a0);
+    y[r + 1] = ReduceAdd(a1);
+    y[r + 2] = ReduceAdd(a2);
+    y[r + 3] = ReduceAdd(a3);
+  }
+  for (; r < rows; ++r) {
+    const char* w0 = base + r * row_bytes;
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block);
+      const __m512 x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
+      const int64_t off = b * kQ8BlockBytes;
+      a0 = _mm512_fmadd_ps(Q8BlockDot(w0 + off, x0, x1), _mm512_set1_ps(Q8Scale(w0 + off)), a0);
+    }
+    y[r] = ReduceAdd(a0);
+  }
+}
+
+template <class W>
+void ToF32Typed(const void* src, int64_t n, float* out) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) _mm512_storeu_ps(out + k, W::Load(src, k));
+  if (k < n) {
+    const __mmask16 m = TailMask(n - k);
+    _mm512_mask_storeu_ps(out + k, m, W::LoadTail(src, k, m));
+  }
+}
+
+void ToF32Q8(const void* src, int64_t n, float* out) {
+  const char* block = static_cast<const char*>(src);
+  for (int64_t b = 0; b < n / kQ8Block; ++b, block += kQ8BlockBytes) {
+    const __m512 scale = _mm512_set1_ps(Q8Scale(block));
+    _mm512_storeu_ps(out + b * kQ8Block, _mm512_mul_ps(Q8Half(block, 0), scale));
+    _mm512_storeu_ps(out + b * kQ8Block + 16, _mm512_mul_ps(Q8Half(block, 1), scale));
+  }
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(n - i);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), s0);
+  }
+  return ReduceAdd(_mm512_add_ps(s0, s1));
+}
+
+void Axpy(float a, const float* x, int64_t n, float* y) {
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(
+        y + i, m,
+        _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  const float mean_square = Dot(x, x, n) / static_cast<float>(n);
+  const __m512 scale = _mm512_set1_ps(1.0f / __builtin_sqrtf(mean_square + eps));
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale),
+                                            _mm512_loadu_ps(weight + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(out + i, m,
+                          _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), scale),
+                                        _mm512_maskz_loadu_ps(m, weight + i)));
+  }
+}
+
+// e^x; 0 below simd_exp::kMinInput (so -inf gives 0), clamped above.
+__m512 Exp(__m512 x) {
+  using namespace simd_exp;
+  const __mmask16 underflow = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kMinInput), _CMP_LT_OQ);
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(kMinInput)), _mm512_set1_ps(kMaxInput));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(kLog2e)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Hi), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(kP0);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(kP5));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~underflow), p, n);
+}
+
+void Softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+  if (i < n) vmax = _mm512_mask_max_ps(vmax, TailMask(n - i), vmax, _mm512_maskz_loadu_ps(TailMask(n - i), x + i));
+  const __m512 max = _mm512_set1_ps(ReduceMax(vmax));
+  __m512 sum = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= n; i += 16) {
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_loadu_ps(x + i), max));
+    _mm512_storeu_ps(x + i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    const __m512 e = _mm512_maskz_mov_ps(m, Exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), max)));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 inv = _mm512_set1_ps(1.0f / ReduceAdd(sum));
+  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(x + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv));
+  }
+}
+
+__m512 SiluMulVec(__m512 g, __m512 u) {
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 sig = _mm512_div_ps(one, _mm512_add_ps(one, Exp(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+  return _mm512_mul_ps(_mm512_mul_ps(g, sig), u);
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(out + i, SiluMulVec(_mm512_loadu_ps(gate + i), _mm512_loadu_ps(up + i)));
+  }
+  if (i < n) {
+    const __mmask16 m = TailMask(n - i);
+    _mm512_mask_storeu_ps(
+        out + i, m, SiluMulVec(_mm512_maskz_loadu_ps(m, gate + i), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
+constexpr KernelTable kAvx512Table = {
+    .isa = Isa::kAvx512,
+    .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8},
+    .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>,
+               &ToF32Q8},
+    .pack_panel = &Avx512PackGemmPanel,
+    .gemm_panel = &Avx512GemmPanel,
+    .dot = &Dot,
+    .axpy = &Axpy,
+    .rms_norm = &RmsNorm,
+    .softmax = &Softmax,
+    .silu_mul = &SiluMul,
+};
+
+}  // namespace
+
+const KernelTable& Avx512KernelTable() { return kAvx512Table; }
+
+}  // namespace ferry::cpu

@@ -1,0 +1,66 @@
+// Internal: the per-SIMD-level kernels behind the public calls in kernels.h.
+//
+// Each level lives in its own translation unit built with that level's
+// compiler flags; only the function pointers below cross the boundary, so no
+// code compiled for a wider level runs before the dispatch check. For the same
+// reason this header defines no inline functions.
+#pragma once
+
+#include <cstdint>
+
+#include "common/thread_pool.h"
+#include "engine/cpu/isa.h"
+#include "engine/cpu/kernels.h"
+
+namespace ferry::cpu {
+
+// Index into the per-dtype arrays: kF32, kF16, kBF16, kQ8_0 are 0..3.
+inline constexpr int kNumWeightDTypes = 4;
+
+// y[r] = Σ_k w[r][k] · x[k] for r in [0, rows); rows start `row_bytes` apart.
+using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
+                        const float* x, float* y);
+// out[0, n) = src[0, n) as fp32; Q8_0 needs n % 32 == 0.
+using ToF32Fn = void (*)(const void* src, int64_t n, float* out);
+// The GEMM of a level with its own kernels works on panels of x: up to
+// kGemmPanelRows rows of x stored k-major ([k][kGemmPanelRows]), rows past m
+// zeroed.
+inline constexpr int kGemmPanelRows = 32;
+// W rows whose accumulators fit in registers at once.
+inline constexpr int kGemmWRows = 12;
+// Packs x rows [0, m), m <= kGemmPanelRows, of k values each into a panel.
+using PackPanelFn = void (*)(const float* x, int64_t ldx, int64_t m, int64_t k, float* panel);
+// y[i][j] = Σ_k panel[k][i] · w[j][k] for i < m, j < n; w is fp32, rows ldw apart.
+using GemmPanelFn = void (*)(const float* w, int64_t ldw, int64_t n, const float* panel,
+                             int64_t k, int64_t m, float* y, int64_t ldy);
+
+struct KernelTable {
+  Isa isa;
+  GemvFn gemv[kNumWeightDTypes];
+  ToF32Fn to_f32[kNumWeightDTypes];
+  // Null where OpenBLAS sgemm is the faster choice for this level.
+  PackPanelFn pack_panel;
+  GemmPanelFn gemm_panel;
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float a, const float* x, int64_t n, float* y);
+  void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
+  void (*softmax)(float* x, int64_t n);
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
+};
+
+// The kernels of one level; `isa` must be available (IsaAvailable).
+const KernelTable& GetKernelTable(Isa isa);
+
+// Defined by each level's translation unit (the SIMD ones only when built).
+const KernelTable& ScalarKernelTable();
+const KernelTable& Avx2KernelTable();
+const KernelTable& Avx512KernelTable();
+void Avx512PackGemmPanel(const float* x, int64_t ldx, int64_t m, int64_t k, float* panel);
+void Avx512GemmPanel(const float* w, int64_t ldw, int64_t n, const float* panel, int64_t k,
+                     int64_t m, float* y, int64_t ldy);
+
+// MatMul (kernels.h) on a chosen level, for tests and benchmarks.
+void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
+                   const float* bias, ThreadPool& pool);
+
+}  // namespace ferry::cpu

@@ -1,0 +1,58 @@
+// The vector operations of kernels.h, forwarded to the best level's table.
+#include "engine/cpu/kernels.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "engine/cpu/kernel_table.h"
+
+namespace ferry::cpu {
+namespace {
+
+const KernelTable& Best() {
+  static const KernelTable& table = GetKernelTable(BestIsa());
+  return table;
+}
+
+}  // namespace
+
+void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
+  int64_t row_bytes = 0;
+  switch (w.dtype) {
+    case DType::kF32:
+      row_bytes = w.cols * 4;
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      row_bytes = w.cols * 2;
+      break;
+    case DType::kQ8_0:
+      if (w.cols % kQ8_0BlockValues == 0) {
+        row_bytes = w.cols / kQ8_0BlockValues * kQ8_0BlockBytes;
+        break;
+      }
+      [[fallthrough]];
+    default:
+      std::fprintf(stderr, "ferry::cpu::DequantizeRow: unsupported dtype %d with %lld cols\n",
+                   static_cast<int>(w.dtype), static_cast<long long>(w.cols));
+      std::abort();
+  }
+  Best().to_f32[static_cast<int>(w.dtype)](static_cast<const char*>(w.data) + row * row_bytes,
+                                           w.cols, out);
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out) {
+  Best().rms_norm(x, weight, n, eps, out);
+}
+
+void Softmax(float* x, int64_t n) { Best().softmax(x, n); }
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  Best().silu_mul(gate, up, n, out);
+}
+
+float Dot(const float* a, const float* b, int64_t n) { return Best().dot(a, b, n); }
+
+void Axpy(float a, const float* x, int64_t n, float* y) { Best().axpy(a, x, n, y); }
+
+}  // namespace ferry::cpu

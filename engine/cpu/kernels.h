@@ -1,0 +1,51 @@
+// CPU compute kernels for the forward pass: weight matmuls in every stored
+// dtype and the small fp32 vector operations around them.
+//
+// Every call picks the widest SIMD level the CPU supports (AVX-512, AVX2 or a
+// portable scalar path) at first use; results agree across levels to fp32
+// rounding. All accumulation is in fp32.
+#pragma once
+
+#include <cstdint>
+
+#include "common/thread_pool.h"
+#include "engine/formats/dtype.h"
+
+namespace ferry::cpu {
+
+// A weight matrix as stored in a model file: row-major [rows, cols], rows =
+// output features. For Q8_0 each row is cols/32 blocks of 34 bytes, so cols
+// must be a multiple of 32. Supported dtypes: kF32, kF16, kBF16, kQ8_0.
+struct WeightMatrix {
+  DType dtype;
+  int64_t rows;
+  int64_t cols;
+  const void* data;
+};
+
+// y[m, rows] = x[m, cols] · Wᵀ (+ bias[rows] if non-null); x and y are fp32,
+// row-major and must not overlap. m == 1 streams W once across the pool's
+// threads (bandwidth-bound); larger m runs a cache-blocked GEMM.
+// An unsupported dtype or a Q8_0 matrix whose cols is not a multiple of 32 is
+// a programming error and aborts.
+void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,
+            ThreadPool& pool);
+
+// Converts row `row` of `w` to fp32 (embedding lookups). `out` holds w.cols.
+void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);
+
+// out = x / sqrt(mean(x²) + eps) * weight. `out` may alias `x`.
+void RmsNorm(const float* x, const float* weight, int64_t n, float eps, float* out);
+
+// In-place softmax over n values; -inf entries get probability 0.
+void Softmax(float* x, int64_t n);
+
+// out[i] = silu(gate[i]) * up[i]. `out` may alias `gate` or `up`.
+void SiluMul(const float* gate, const float* up, int64_t n, float* out);
+
+float Dot(const float* a, const float* b, int64_t n);
+
+// y += a * x
+void Axpy(float a, const float* x, int64_t n, float* y);
+
+}  // namespace ferry::cpu

@@ -1,0 +1,203 @@
+// MatMul: splits the rows of W (output features) across the pool and runs
+// the chosen level's kernels on each thread's share.
+//
+// Decode (small m) streams each weight once from memory: it is bound by
+// memory bandwidth, so the split only has to keep every core's loads busy.
+// Prefill (large m) is bound by arithmetic and goes through an fp32 GEMM;
+// other dtypes are first widened to fp32 a tile of rows at a time, which
+// costs one conversion per weight against m multiply-adds.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+#include "engine/cpu/blas_gemm.h"
+#include "engine/cpu/kernel_table.h"
+#include "engine/cpu/kernels.h"
+
+namespace ferry::cpu {
+namespace {
+
+// Below this m the weights are streamed once per row block and each x row
+// runs a GEMV against the block while it is in cache; at and above it the
+// GEMM wins (measured with bench_kernels on AVX-512; the crossover is flat).
+constexpr int64_t kGemmMinM = 8;
+// Rows per thread share are a multiple of this, so the 4-row GEMV kernels
+// and the 12-row GEMM kernels only see a ragged tail in the last share.
+constexpr int64_t kRowGranule = 24;
+// Rows of W kept in cache while every x row of a small batch passes over them.
+constexpr int64_t kBatchedGemvBlockBytes = 128 * 1024;
+// fp32 tile of W converted for the GEMM: about a quarter of a 1 MiB L2.
+constexpr int64_t kGemmTileBytes = 256 * 1024;
+// Calls touching fewer weight bytes (times m) run on the calling thread:
+// waking the pool costs more than the work.
+constexpr int64_t kMinParallelBytes = 64 * 1024;
+
+int DTypeIndex(DType t) { return static_cast<int>(t); }
+
+int64_t RowBytes(const WeightMatrix& w) {
+  switch (w.dtype) {
+    case DType::kF32:
+      return w.cols * 4;
+    case DType::kF16:
+    case DType::kBF16:
+      return w.cols * 2;
+    case DType::kQ8_0:
+      return w.cols / kQ8_0BlockValues * kQ8_0BlockBytes;
+    default:
+      return -1;
+  }
+}
+
+void CheckWeights(const WeightMatrix& w) {
+  const bool ok_dtype = w.dtype == DType::kF32 || w.dtype == DType::kF16 ||
+                        w.dtype == DType::kBF16 || w.dtype == DType::kQ8_0;
+  if (!ok_dtype || (w.dtype == DType::kQ8_0 && w.cols % kQ8_0BlockValues != 0) || w.rows < 0 ||
+      w.cols < 0) {
+    std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
+                 static_cast<int>(w.dtype), static_cast<long long>(w.rows),
+                 static_cast<long long>(w.cols));
+    std::abort();
+  }
+}
+
+const char* RowPtr(const WeightMatrix& w, int64_t row_bytes, int64_t row) {
+  return static_cast<const char*>(w.data) + row * row_bytes;
+}
+
+void AddBias(const float* bias, int64_t m, int64_t ld, int64_t begin, int64_t end, float* y) {
+  if (bias == nullptr) return;
+  for (int64_t i = 0; i < m; ++i) {
+    float* yi = y + i * ld;
+    for (int64_t r = begin; r < end; ++r) yi[r] += bias[r];
+  }
+}
+
+// y rows [begin, end) for m small x rows.
+void GemvRange(const KernelTable& t, const WeightMatrix& w, int64_t row_bytes, const float* x,
+               int64_t m, float* y, int64_t begin, int64_t end) {
+  const GemvFn gemv = t.gemv[DTypeIndex(w.dtype)];
+  if (m == 1) {
+    gemv(RowPtr(w, row_bytes, begin), row_bytes, end - begin, w.cols, x, y + begin);
+    return;
+  }
+  const int64_t block = std::max<int64_t>(kRowGranule, kBatchedGemvBlockBytes / std::max<int64_t>(row_bytes, 1));
+  for (int64_t r0 = begin; r0 < end; r0 += block) {
+    const int64_t r1 = std::min(end, r0 + block);
+    for (int64_t i = 0; i < m; ++i) {
+      gemv(RowPtr(w, row_bytes, r0), row_bytes, r1 - r0, w.cols, x + i * w.cols, y + i * w.rows + r0);
+    }
+  }
+}
+
+// GEMM through OpenBLAS: one single-threaded sgemm per tile of W rows.
+void BlasGemmRange(const KernelTable& t, const WeightMatrix& w, int64_t row_bytes, const float* x,
+                   int64_t m, float* y, int64_t begin, int64_t end) {
+  const int64_t k = w.cols;
+  if (w.dtype == DType::kF32) {
+    SgemmSingleThread(x, k, reinterpret_cast<const float*>(RowPtr(w, row_bytes, begin)), k, m,
+                      end - begin, k, y + begin, w.rows);
+    return;
+  }
+  const int64_t tile_rows = std::clamp<int64_t>(kGemmTileBytes / std::max<int64_t>(k * 4, 1),
+                                                kRowGranule, 256) / kRowGranule * kRowGranule;
+  thread_local std::vector<float> tile;
+  tile.resize(static_cast<size_t>(tile_rows * k));
+  const ToF32Fn to_f32 = t.to_f32[DTypeIndex(w.dtype)];
+  for (int64_t r0 = begin; r0 < end; r0 += tile_rows) {
+    const int64_t n = std::min(end, r0 + tile_rows) - r0;
+    for (int64_t r = 0; r < n; ++r) to_f32(RowPtr(w, row_bytes, r0 + r), k, tile.data() + r * k);
+    SgemmSingleThread(x, k, tile.data(), k, m, n, k, y + r0, w.rows);
+  }
+}
+
+// GEMM through the level's own panel kernels; `panels` holds x packed by
+// PackPanels. Each group of kGemmWRows weight rows (widened to fp32 if
+// needed) stays in L1 while every panel of x streams past it from L2.
+void PanelGemmRange(const KernelTable& t, const WeightMatrix& w, int64_t row_bytes,
+                    const float* panels, int64_t m, float* y, int64_t begin, int64_t end) {
+  const int64_t k = w.cols;
+  const int64_t num_panels = (m + kGemmPanelRows - 1) / kGemmPanelRows;
+  thread_local std::vector<float> group;
+  if (w.dtype != DType::kF32) group.resize(static_cast<size_t>(kGemmWRows * k));
+  const ToF32Fn to_f32 = t.to_f32[DTypeIndex(w.dtype)];
+  for (int64_t r0 = begin; r0 < end; r0 += kGemmWRows) {
+    const int64_t n = std::min<int64_t>(end - r0, kGemmWRows);
+    const float* wf = reinterpret_cast<const float*>(RowPtr(w, row_bytes, r0));
+    if (w.dtype != DType::kF32) {
+      for (int64_t r = 0; r < n; ++r) to_f32(RowPtr(w, row_bytes, r0 + r), k, group.data() + r * k);
+      wf = group.data();
+    }
+    for (int64_t p = 0; p < num_panels; ++p) {
+      const int64_t rows_in_panel = std::min<int64_t>(kGemmPanelRows, m - p * kGemmPanelRows);
+      t.gemm_panel(wf, k, n, panels + p * kGemmPanelRows * k, k, rows_in_panel,
+                   y + p * kGemmPanelRows * w.rows + r0, w.rows);
+    }
+  }
+}
+
+}  // namespace
+
+void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
+                   const float* bias, ThreadPool& pool) {
+  CheckWeights(w);
+  if (m <= 0 || w.rows == 0) return;
+  const KernelTable& t = GetKernelTable(isa);
+  const int64_t row_bytes = RowBytes(w);
+  const bool use_gemm = m >= kGemmMinM && w.cols > 0;
+  const bool parallel = pool.num_threads() > 1 && w.rows * row_bytes * m >= kMinParallelBytes &&
+                        w.rows >= 2 * kRowGranule;
+
+  // x packed for the panel kernels; kept by the calling thread across calls.
+  // A thread_local name means each thread's own copy, so the lambdas below
+  // (which run on the workers too) must use the pointer, not the vector.
+  thread_local std::vector<float> panel_buffer;
+  float* panels = nullptr;
+  const bool use_panels = use_gemm && t.gemm_panel != nullptr;
+  if (use_panels) {
+    const int64_t num_panels = (m + kGemmPanelRows - 1) / kGemmPanelRows;
+    panel_buffer.resize(static_cast<size_t>(num_panels * kGemmPanelRows * w.cols));
+    panels = panel_buffer.data();
+    auto pack = [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        t.pack_panel(x + p * kGemmPanelRows * w.cols, w.cols,
+                     std::min<int64_t>(kGemmPanelRows, m - p * kGemmPanelRows), w.cols,
+                     panels + p * kGemmPanelRows * w.cols);
+      }
+    };
+    if (parallel) {
+      pool.ParallelFor(num_panels, pack);
+    } else {
+      pack(0, num_panels);
+    }
+  }
+  auto run = [&](int64_t begin, int64_t end) {
+    if (use_panels) {
+      PanelGemmRange(t, w, row_bytes, panels, m, y, begin, end);
+    } else if (use_gemm) {
+      BlasGemmRange(t, w, row_bytes, x, m, y, begin, end);
+    } else {
+      GemvRange(t, w, row_bytes, x, m, y, begin, end);
+    }
+    AddBias(bias, m, w.rows, begin, end, y);
+  };
+  if (!parallel) {
+    run(0, w.rows);
+    return;
+  }
+  // Shares are whole granules so that kernels see few ragged row groups.
+  const int threads = pool.num_threads();
+  const int64_t units = (w.rows + kRowGranule - 1) / kRowGranule;
+  pool.RunOnAll([&](int thread) {
+    const int64_t begin = std::min(w.rows, units * thread / threads * kRowGranule);
+    const int64_t end = std::min(w.rows, units * (thread + 1) / threads * kRowGranule);
+    if (begin < end) run(begin, end);
+  });
+}
+
+void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,
+            ThreadPool& pool) {
+  MatMulWithIsa(BestIsa(), w, x, m, y, bias, pool);
+}
+
+}  // namespace ferry::cpu

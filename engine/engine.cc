@@ -1,0 +1,400 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+
+namespace ferry {
+namespace {
+
+bool Contains(std::span<const int32_t> ids, int32_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+int64_t BlocksFor(int64_t tokens, int block_size) { return (tokens + block_size - 1) / block_size; }
+
+}  // namespace
+
+Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
+    : model_(std::move(model)), options_(options), pool_(options.threads),
+      seed_rng_(static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())) {}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> model,
+                                                       const EngineOptions& options) {
+  if (model == nullptr) return absl::InvalidArgumentError("no model");
+  if (options.block_size <= 0 || options.block_size > 1024) {
+    return absl::InvalidArgumentError("--block-size must be in [1, 1024]");
+  }
+  if (options.max_num_batched_tokens <= 0) {
+    return absl::InvalidArgumentError("--max-num-batched-tokens must be positive");
+  }
+  if (options.max_num_seqs <= 0) return absl::InvalidArgumentError("--max-num-seqs must be positive");
+  if (options.kv_cache_bytes < 0) return absl::InvalidArgumentError("--kv-cache-memory must be positive");
+  std::unique_ptr<Engine> e(new Engine(std::move(model), options));
+  const ModelConfig& c = e->model_->config();
+  e->max_model_len_ = options.max_model_len > 0
+                          ? std::min(options.max_model_len, c.max_position_embeddings)
+                          : c.max_position_embeddings;
+  e->forward_ = std::make_unique<LlamaForward>(*e->model_, e->pool_);
+  KvCacheShape shape = e->forward_->KvShape(options.block_size, 1);
+  int64_t bytes = options.kv_cache_bytes;
+  if (bytes == 0) bytes = shape.bytes_per_block() * BlocksFor(4 * int64_t{e->max_model_len_}, options.block_size);
+  shape.num_blocks = shape.BlocksFor(bytes);
+  if (shape.num_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory of ", bytes,
+                                                   " bytes holds no block (one block is ",
+                                                   shape.bytes_per_block(), " bytes)"));
+  }
+  FERRY_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(shape));
+  BlockPoolOptions bp;
+  bp.num_blocks = shape.num_blocks;
+  bp.block_size = options.block_size;
+  bp.model_key = absl::StrCat(e->model_->id(), "/", c.num_layers, "/", c.hidden_size, "/f32");
+  FERRY_ASSIGN_OR_RETURN(e->blocks_, BlockPool::Create(bp));
+  StepSchedulerOptions so;
+  so.max_num_batched_tokens = options.max_num_batched_tokens;
+  so.max_num_seqs = options.max_num_seqs;
+  so.enable_prefix_caching = options.enable_prefix_caching;
+  e->scheduler_ = std::make_unique<StepScheduler>(so, *e->blocks_);
+  e->counters_.blocks_total = shape.num_blocks;
+  e->counters_.kv_cache_bytes = shape.num_blocks * shape.bytes_per_block();
+  e->counters_.block_size = options.block_size;
+  Logger("engine")->info("KV cache: {} blocks of {} tokens = {} tokens ({:.1f} MB); context {}; {} threads",
+                         shape.num_blocks, options.block_size, shape.num_blocks * options.block_size,
+                         e->counters_.kv_cache_bytes / 1e6, e->max_model_len_, e->pool_.num_threads());
+  e->PublishStats();
+  e->thread_ = std::thread([raw = e.get()] { raw->Loop(); });
+  return e;
+}
+
+Engine::~Engine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Engine::Submit(GenerateInput input, EventSink sink) {
+  const ModelConfig& c = model_->config();
+  const int n = static_cast<int>(input.prompt_ids.size());
+  if (input.request_id.empty()) return absl::InvalidArgumentError("request id is empty");
+  if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
+  for (int32_t id : input.prompt_ids) {
+    if (id < 0 || id >= c.vocab_size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt token id ", id, " is outside the vocabulary (0..", c.vocab_size - 1, ")"));
+    }
+  }
+  FERRY_RETURN_IF_ERROR(input.params.Validate(c.vocab_size));
+  const int64_t total = int64_t{n} + input.params.max_tokens;
+  if (total > max_model_len_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "this model's maximum context length is ", max_model_len_, " tokens, but ", total,
+        " were requested (", n, " in the prompt, ", input.params.max_tokens,
+        " for the completion)"));
+  }
+  if (BlocksFor(total, options_.block_size) > kv_->num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the request needs ", BlocksFor(total, options_.block_size), " KV blocks (", total,
+        " tokens) but this worker's KV cache holds ", kv_->num_blocks()));
+  }
+  auto group = std::make_shared<RequestGroup>();
+  group->input = std::move(input);
+  group->sink = std::move(sink);
+  group->samples_pending = group->input.params.n - 1;
+  group->samples_unfinished = group->input.params.n;
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::UnavailableError("the engine is shutting down");
+  if (!active_ids_.insert(group->input.request_id).second) {
+    return absl::AlreadyExistsError(absl::StrCat("request id '", group->input.request_id, "' is in use"));
+  }
+  group->arrival = next_arrival_++;
+  new_requests_.push_back(std::move(group));
+  return absl::OkStatus();
+}
+
+void Engine::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  aborts_.push_back(request_id);
+}
+
+EngineStats Engine::Stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void Engine::Loop() {
+  while (true) {
+    bool idle = scheduler_->num_running() == 0 && scheduler_->num_waiting() == 0;
+    {
+      absl::MutexLock lock(&mu_);
+      if (idle) {
+        mu_.Await(absl::Condition(
+            +[](Engine* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
+              return e->stop_ || !e->new_requests_.empty() || !e->aborts_.empty();
+            },
+            this));
+      }
+      if (stop_) break;
+    }
+    DrainInbox();
+    Step();
+    PublishStats();
+  }
+  FailAll("");
+  PublishStats();
+}
+
+void Engine::DrainInbox() {
+  std::deque<std::shared_ptr<RequestGroup>> groups;
+  std::vector<std::string> aborts;
+  {
+    absl::MutexLock lock(&mu_);
+    groups.swap(new_requests_);
+    aborts.swap(aborts_);
+  }
+  for (auto& g : groups) {
+    uint64_t seed = g->input.params.seed.value_or(seed_rng_.Next());
+    g->input.params.seed = seed;
+    auto seq = std::make_unique<Sequence>(g, 0, blocks_->NewTable(), seed, model_->tokenizer());
+    Logger("engine")->debug("req={} queued: {} prompt tokens, max_tokens {}, n {}", g->input.request_id,
+                            seq->num_prompt_tokens, g->input.params.max_tokens, g->input.params.n);
+    scheduler_->AddWaiting(std::move(seq));
+  }
+  for (const std::string& id : aborts) {
+    std::vector<Sequence*> seqs = scheduler_->Find(id);
+    std::shared_ptr<RequestGroup> group;
+    for (Sequence* s : seqs) {
+      EngineEvent ev;
+      Finish(*s, FinishReason::kAbort, ev);
+      group = s->group;
+      s->group->sink(std::move(ev));
+      scheduler_->Remove(s);  // blocks are released here
+    }
+    // Samples never forked off still owe their caller a last event.
+    if (group) {
+      while (group->samples_pending > 0) {
+        EngineEvent ev;
+        ev.request_id = id;
+        ev.sample_index = group->input.params.n - group->samples_pending;
+        ev.finish = FinishReason::kAbort;
+        --group->samples_pending;
+        --group->samples_unfinished;
+        group->sink(std::move(ev));
+      }
+      absl::MutexLock lock(&mu_);
+      active_ids_.erase(id);
+    }
+  }
+}
+
+void Engine::Step() {
+  if (scheduler_->num_running() == 0 && scheduler_->num_waiting() == 0) return;
+  auto t0 = std::chrono::steady_clock::now();
+  StepPlan plan = scheduler_->Schedule();
+  if (plan.scheduled.empty()) return;
+  CopyBlocks(*kv_, plan.copies);
+
+  const int num_seqs = static_cast<int>(plan.scheduled.size());
+  batch_tokens_.clear();
+  batch_positions_.clear();
+  query_start_.assign(1, 0);
+  seq_lens_.clear();
+  logits_rows_.clear();
+  std::vector<const BlockTable*> tables;
+  std::vector<int64_t> table_tokens;
+  for (const ScheduledSequence& s : plan.scheduled) {
+    Sequence& seq = *s.seq;
+    for (int i = 0; i < s.num_new_tokens; ++i) {
+      batch_tokens_.push_back(seq.tokens[seq.num_computed + i]);
+      batch_positions_.push_back(seq.num_computed + i);
+    }
+    query_start_.push_back(static_cast<int32_t>(batch_tokens_.size()));
+    seq_lens_.push_back(seq.num_computed + s.num_new_tokens);
+    if (s.samples) logits_rows_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1);
+    tables.push_back(&seq.table);
+    table_tokens.push_back(seq.num_computed + s.num_new_tokens);
+    if (seq.in_prefill()) {
+      int prompt_part = std::min(s.num_new_tokens, seq.num_prompt_tokens - seq.num_computed);
+      counters_.prompt_tokens_computed += prompt_part;
+    }
+  }
+  auto csr = BuildBlockTableCsr(tables, table_tokens);
+  if (!csr.ok()) {
+    FailAll(absl::StrCat("internal error building the batch: ", csr.status().message()));
+    return;
+  }
+  const int vocab = model_->config().vocab_size;
+  logits_.resize(logits_rows_.size() * size_t(vocab));
+  ForwardBatch batch{batch_tokens_, batch_positions_, query_start_, seq_lens_,
+                     csr->indptr, csr->indices, logits_rows_};
+  if (absl::Status s = forward_->Forward(batch, *kv_, logits_.data()); !s.ok()) {
+    FailAll(absl::StrCat("forward pass failed: ", s.message()));
+    return;
+  }
+  scheduler_->Commit(plan);
+
+  std::vector<Sequence*> finished;
+  int row = 0;
+  int generated = 0;
+  for (const ScheduledSequence& s : plan.scheduled) {
+    if (!s.samples) continue;
+    std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
+    Sequence& seq = *s.seq;
+    if (seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0) {
+      ForkSamples(seq, logits, finished);
+      generated += seq.group->input.params.n - 1;
+    }
+    ProcessSample(seq, logits, finished);
+    ++generated;
+  }
+  for (Sequence* seq : finished) {
+    std::string id = seq->id();
+    bool last = seq->group->samples_unfinished == 0;
+    scheduler_->Remove(seq);
+    if (last) {
+      absl::MutexLock lock(&mu_);
+      active_ids_.erase(id);
+      ++counters_.requests_finished;
+    }
+  }
+  counters_.generated_tokens += generated;
+  ++counters_.steps;
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (secs > 0 && generated > 0) {
+    double tps = generated / secs;
+    tokens_per_second_ = tokens_per_second_ == 0 ? tps : 0.9 * tokens_per_second_ + 0.1 * tps;
+  }
+  (void)num_seqs;
+}
+
+void Engine::ForkSamples(Sequence& parent, std::span<const float> logits,
+                         std::vector<Sequence*>& finished) {
+  RequestGroup& g = *parent.group;
+  std::vector<float> row;
+  while (g.samples_pending > 0) {
+    int index = g.input.params.n - g.samples_pending;
+    --g.samples_pending;
+    auto child = std::make_unique<Sequence>(parent.group, index, parent.table.Fork(),
+                                            g.input.params.seed.value() + index, model_->tokenizer());
+    child->num_computed = parent.num_computed;
+    child->num_cached_prompt = parent.num_cached_prompt;
+    row.assign(logits.begin(), logits.end());
+    ProcessSample(*child, row, finished);
+    scheduler_->AddRunning(std::move(child));
+  }
+}
+
+void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished) {
+  const SamplingParams& p = seq.group->input.params;
+  const std::vector<int32_t>& eos = model_->eos_ids();
+  SampledToken t = seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos);
+  seq.tokens.push_back(t.id);
+  EngineEvent ev;
+  ev.token_ids.push_back(t.id);
+  if (p.logprobs >= 0) ev.logprobs.push_back(std::move(t));
+  FinishReason reason = FinishReason::kNone;
+  const int32_t id = seq.tokens.back();
+  if (!p.ignore_eos && Contains(eos, id)) {
+    reason = FinishReason::kStop;
+  } else if (Contains(p.stop_token_ids, id)) {
+    reason = FinishReason::kStop;
+    ev.stop_token = id;
+  } else {
+    StopChecker::Result r = seq.stop.Add(seq.detokenizer.Add(id));
+    ev.text = std::move(r.emit);
+    if (r.stopped) {
+      reason = FinishReason::kStop;
+      ev.stop_reason = r.matched;
+    }
+  }
+  if (reason == FinishReason::kNone &&
+      (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_)) {
+    reason = FinishReason::kLength;
+  }
+  if (reason != FinishReason::kNone) {
+    if (ev.stop_reason.empty()) {
+      // Bytes held back for UTF-8 or a possible stop string are due now.
+      StopChecker::Result r = seq.stop.Add(seq.detokenizer.Flush());
+      ev.text += r.emit;
+      if (r.stopped) {
+        ev.stop_reason = r.matched;
+        reason = FinishReason::kStop;
+      } else {
+        ev.text += seq.stop.Flush();
+      }
+    }
+    Finish(seq, reason, ev);
+    finished.push_back(&seq);
+  } else {
+    ev.request_id = seq.id();
+    ev.sample_index = seq.sample_index;
+  }
+  seq.group->sink(std::move(ev));
+}
+
+void Engine::Finish(Sequence& seq, FinishReason reason, EngineEvent& ev) {
+  ev.request_id = seq.id();
+  ev.sample_index = seq.sample_index;
+  ev.finish = reason;
+  ev.prompt_tokens = seq.num_prompt_tokens;
+  ev.completion_tokens = seq.num_output_tokens();
+  ev.cached_prompt_tokens = seq.num_cached_prompt;
+  counters_.prompt_tokens_cached += seq.sample_index == 0 ? seq.num_cached_prompt : 0;
+  seq.finished = true;
+  --seq.group->samples_unfinished;
+}
+
+void Engine::FailAll(const std::string& error) {
+  std::vector<Sequence*> all;
+  for (const auto& s : scheduler_->running()) all.push_back(s.get());
+  // Waiting sequences are found through their request ids.
+  std::vector<std::string> ids;
+  {
+    absl::MutexLock lock(&mu_);
+    ids.assign(active_ids_.begin(), active_ids_.end());
+    for (auto& g : new_requests_) {
+      EngineEvent ev;
+      ev.request_id = g->input.request_id;
+      ev.finish = error.empty() ? FinishReason::kAbort : FinishReason::kError;
+      ev.error = error;
+      g->sink(std::move(ev));
+    }
+    new_requests_.clear();
+  }
+  for (const std::string& id : ids) {
+    for (Sequence* s : scheduler_->Find(id)) {
+      EngineEvent ev;
+      Finish(*s, error.empty() ? FinishReason::kAbort : FinishReason::kError, ev);
+      ev.error = error;
+      s->group->sink(std::move(ev));
+      scheduler_->Remove(s);
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  active_ids_.clear();
+  (void)all;
+}
+
+void Engine::PublishStats() {
+  BlockPoolStats b = blocks_->stats();
+  EngineStats s = counters_;
+  s.blocks_free = b.num_free;
+  s.blocks_used = b.num_used;
+  s.blocks_cached = b.num_cached;
+  s.running = scheduler_->num_running();
+  s.waiting = scheduler_->num_waiting();
+  s.blocks_needed_waiting = scheduler_->BlocksNeededByWaiting();
+  s.tokens_per_second = tokens_per_second_;
+  s.prefix_cache_hit_rate =
+      b.prefix_query_tokens > 0 ? double(b.prefix_hit_tokens) / b.prefix_query_tokens : 0;
+  s.preemptions = scheduler_->num_preemptions();
+  absl::MutexLock lock(&mu_);
+  stats_ = s;
+}
+
+}  // namespace ferry

@@ -1,0 +1,13 @@
+add_library(ferry_engine
+  ${CMAKE_CURRENT_SOURCE_DIR}/engine.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/step_scheduler.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/stop_checker.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/llama_forward.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/model_config.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/model_loader.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/sampler.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/sampling_params.cc)
+target_link_libraries(ferry_engine PUBLIC
+  ferry_kvcache ferry_formats ferry_tokenizer ferry_cpu_kernels ferry_common
+  nlohmann_json::nlohmann_json)
+ferry_target_warnings(ferry_engine)

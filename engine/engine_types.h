@@ -1,0 +1,77 @@
+// The engine's request, event and statistics types: what RPC and HTTP
+// threads hand to the step loop and get back from it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/sampler.h"
+#include "engine/sampling_params.h"
+
+namespace ferry {
+
+struct EngineOptions {
+  int block_size = 16;             // tokens per KV block
+  int64_t kv_cache_bytes = 0;      // KV memory; 0: enough for 4 full contexts
+  int max_num_batched_tokens = 2048;  // token budget of one step
+  int max_num_seqs = 256;          // sequences running at once
+  int threads = 0;                 // CPU threads (0: one per core)
+  bool enable_prefix_caching = true;
+  int max_model_len = 0;           // 0: the model's max_position_embeddings
+};
+
+// One generation request. Priorities follow vLLM: a lower value is served
+// first and preempted last.
+struct GenerateInput {
+  std::string request_id;
+  std::vector<int32_t> prompt_ids;
+  SamplingParams params;
+  int priority = 0;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+
+// What a request produced in one step, for one of its n samples.
+struct EngineEvent {
+  std::string request_id;
+  int sample_index = 0;
+  std::vector<int32_t> token_ids;       // new tokens (EOS included when generated)
+  std::string text;                     // their text, complete UTF-8, stop strings cut
+  std::vector<SampledToken> logprobs;   // one per token when asked for
+  FinishReason finish = FinishReason::kNone;
+  std::string stop_reason;              // the stop string matched, if any
+  int32_t stop_token = -1;              // the stop token id matched, if any
+  // Set on the last event of a sample.
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int cached_prompt_tokens = 0;
+  std::string error;
+};
+
+// Called on the engine's thread: must be quick and must not block or call
+// back into the engine.
+using EventSink = std::function<void(EngineEvent)>;
+
+struct EngineStats {
+  int64_t blocks_total = 0;
+  int64_t blocks_free = 0;
+  int64_t blocks_used = 0;
+  int64_t blocks_cached = 0;
+  int running = 0;
+  int waiting = 0;
+  int64_t blocks_needed_waiting = 0;  // to admit every waiting sequence now
+  double tokens_per_second = 0;       // generated, smoothed over recent steps
+  double prefix_cache_hit_rate = 0;   // hit tokens / queried tokens
+  int64_t steps = 0;
+  int64_t prompt_tokens_computed = 0;  // prompt tokens run through the model
+  int64_t prompt_tokens_cached = 0;    // prompt tokens served from the prefix cache
+  int64_t generated_tokens = 0;
+  int64_t preemptions = 0;
+  int64_t requests_finished = 0;
+  int64_t kv_cache_bytes = 0;
+  int block_size = 0;
+};
+
+}  // namespace ferry

@@ -1,0 +1,223 @@
+#include "engine/llama_forward.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace ferry {
+
+LlamaForward::LlamaForward(const Model& model, ThreadPool& pool)
+    : model_(model), config_(model.config()), pool_(pool),
+      inv_freq_(model.config().RopeInverseFrequencies()),
+      thread_scores_(pool.num_threads()) {}
+
+KvCacheShape LlamaForward::KvShape(int block_size, int64_t num_blocks) const {
+  KvCacheShape s;
+  s.num_layers = config_.num_layers;
+  s.num_kv_heads = config_.num_kv_heads;
+  s.head_dim = config_.head_dim;
+  s.block_size = block_size;
+  s.num_blocks = num_blocks;
+  return s;
+}
+
+absl::Status LlamaForward::Check(const ForwardBatch& b, const KvCache& kv) const {
+  const KvCacheShape& s = kv.shape();
+  if (s.num_layers != config_.num_layers || s.num_kv_heads != config_.num_kv_heads ||
+      s.head_dim != config_.head_dim) {
+    return absl::InvalidArgumentError("KV cache shape does not match the model");
+  }
+  int n = b.num_tokens();
+  if (b.positions.size() != b.tokens.size() || b.query_start.size() < 2 ||
+      b.seq_lens.size() + 1 != b.query_start.size() ||
+      b.block_indptr.size() != b.query_start.size() || b.query_start.front() != 0 ||
+      b.query_start.back() != n) {
+    return absl::InvalidArgumentError("inconsistent batch layout");
+  }
+  for (int32_t t : b.tokens) {
+    if (t < 0 || t >= config_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token id ", t, " is outside the vocabulary"));
+    }
+  }
+  for (int32_t r : b.logits_indices) {
+    if (r < 0 || r >= n) return absl::InvalidArgumentError("logits row out of range");
+  }
+  for (int seq = 0; seq < b.num_seqs(); ++seq) {
+    int q0 = b.query_start[seq], q1 = b.query_start[seq + 1];
+    int64_t blocks = b.block_indptr[seq + 1] - b.block_indptr[seq];
+    if (q1 < q0 || blocks < 0 || b.block_indptr[seq + 1] > static_cast<int>(b.block_indices.size())) {
+      return absl::InvalidArgumentError("inconsistent batch layout");
+    }
+    if (b.seq_lens[seq] > blocks * s.block_size) {
+      return absl::InvalidArgumentError(absl::StrCat("sequence ", seq, " has ", b.seq_lens[seq],
+                                                     " tokens but only ", blocks, " KV blocks"));
+    }
+    for (int i = q0; i < q1; ++i) {
+      if (b.positions[i] < 0 || b.positions[i] >= b.seq_lens[seq]) {
+        return absl::InvalidArgumentError("token position outside its sequence");
+      }
+    }
+    for (int64_t k = b.block_indptr[seq]; k < b.block_indptr[seq + 1]; ++k) {
+      if (b.block_indices[k] < 0 || b.block_indices[k] >= kv.num_blocks()) {
+        return absl::InvalidArgumentError("block index out of range");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+void LlamaForward::EnsureScratch(int n) {
+  if (n <= capacity_) return;
+  capacity_ = std::max(n, capacity_ * 2);
+  const size_t c = capacity_;
+  x_.resize(c * config_.hidden_size);
+  xn_.resize(c * config_.hidden_size);
+  q_.resize(c * config_.q_dim());
+  k_.resize(c * config_.kv_dim());
+  v_.resize(c * config_.kv_dim());
+  attn_.resize(c * config_.q_dim());
+  gate_.resize(c * config_.intermediate_size);
+  up_.resize(c * config_.intermediate_size);
+  logits_in_.resize(c * config_.hidden_size);
+  token_seq_.resize(c);
+}
+
+void LlamaForward::ApplyRope(float* x, int num_tokens, int num_heads,
+                             std::span<const int32_t> positions) {
+  const int hd = config_.head_dim;
+  const int pairs = config_.rope_dim / 2;
+  const bool interleaved = config_.rope_style == RopeStyle::kInterleaved;
+  pool_.ParallelFor(num_tokens, [&](int64_t t0, int64_t t1) {
+    std::vector<float> cs(2 * pairs);
+    for (int64_t t = t0; t < t1; ++t) {
+      const double pos = positions[t];
+      for (int i = 0; i < pairs; ++i) {
+        double angle = pos * inv_freq_[i];
+        cs[2 * i] = static_cast<float>(std::cos(angle));
+        cs[2 * i + 1] = static_cast<float>(std::sin(angle));
+      }
+      for (int h = 0; h < num_heads; ++h) {
+        float* v = x + (t * num_heads + h) * hd;
+        for (int i = 0; i < pairs; ++i) {
+          int a = interleaved ? 2 * i : i;
+          int b = interleaved ? 2 * i + 1 : i + config_.rope_dim / 2;
+          float c = cs[2 * i], s = cs[2 * i + 1];
+          float x0 = v[a], x1 = v[b];
+          v[a] = x0 * c - x1 * s;
+          v[b] = x0 * s + x1 * c;
+        }
+      }
+    }
+  });
+}
+
+void LlamaForward::WriteKv(const ForwardBatch& b, KvCache& kv, int layer) {
+  const int bs = kv.shape().block_size;
+  const int kv_dim = config_.kv_dim();
+  for (int seq = 0; seq < b.num_seqs(); ++seq) {
+    const int32_t* table = b.block_indices.data() + b.block_indptr[seq];
+    for (int t = b.query_start[seq]; t < b.query_start[seq + 1]; ++t) {
+      int pos = b.positions[t];
+      int64_t block = table[pos / bs];
+      int slot = pos % bs;
+      std::memcpy(kv.Keys(block, layer) + slot * kv_dim, &k_[size_t(t) * kv_dim], kv_dim * sizeof(float));
+      std::memcpy(kv.Values(block, layer) + slot * kv_dim, &v_[size_t(t) * kv_dim], kv_dim * sizeof(float));
+    }
+  }
+}
+
+void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer) {
+  const int n = b.num_tokens();
+  const int nh = config_.num_heads;
+  const int hd = config_.head_dim;
+  const int group = config_.num_heads / config_.num_kv_heads;
+  const int kv_dim = config_.kv_dim();
+  const int bs = kv.shape().block_size;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Work items are (token, kv head): the query heads of one group share the
+  // keys they read.
+  const int64_t items = int64_t{n} * config_.num_kv_heads;
+  pool_.RunOnAll([&](int thread) {
+    int threads = pool_.num_threads();
+    int64_t begin = items * thread / threads, end = items * (thread + 1) / threads;
+    std::vector<float>& scores = thread_scores_[thread];
+    for (int64_t item = begin; item < end; ++item) {
+      int t = static_cast<int>(item / config_.num_kv_heads);
+      int g = static_cast<int>(item % config_.num_kv_heads);
+      int seq = token_seq_[t];
+      const int32_t* table = b.block_indices.data() + b.block_indptr[seq];
+      const int ctx = b.positions[t] + 1;  // causal: up to and including itself
+      if (static_cast<int>(scores.size()) < ctx * group) scores.resize(size_t(ctx) * group * 2);
+      for (int j = 0; j < group; ++j) {
+        const float* q = &q_[(size_t(t) * nh + g * group + j) * hd];
+        float* sc = scores.data() + size_t(j) * ctx;
+        for (int p = 0; p < ctx; ++p) {
+          const float* key = kv.Keys(table[p / bs], layer) + (p % bs) * kv_dim + g * hd;
+          sc[p] = cpu::Dot(q, key, hd) * scale;
+        }
+        cpu::Softmax(sc, ctx);
+        float* out = &attn_[(size_t(t) * nh + g * group + j) * hd];
+        std::fill(out, out + hd, 0.0f);
+        for (int p = 0; p < ctx; ++p) {
+          const float* val = kv.Values(table[p / bs], layer) + (p % bs) * kv_dim + g * hd;
+          cpu::Axpy(sc[p], val, hd, out);
+        }
+      }
+    }
+  });
+}
+
+absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* logits) {
+  FERRY_RETURN_IF_ERROR(Check(b, kv));
+  const int n = b.num_tokens();
+  const int h = config_.hidden_size;
+  const ModelWeights& w = model_.weights();
+  EnsureScratch(n);
+  for (int seq = 0; seq < b.num_seqs(); ++seq) {
+    for (int t = b.query_start[seq]; t < b.query_start[seq + 1]; ++t) token_seq_[t] = seq;
+  }
+  for (int t = 0; t < n; ++t) cpu::DequantizeRow(w.embedding, b.tokens[t], &x_[size_t(t) * h]);
+
+  auto rms_all = [&](const float* weight) {
+    pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        cpu::RmsNorm(&x_[t * h], weight, h, config_.rms_norm_eps, &xn_[t * h]);
+      }
+    });
+  };
+  for (int l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& L = w.layers[l];
+    rms_all(L.attn_norm);
+    cpu::MatMul(L.wq, xn_.data(), n, q_.data(), L.bq, pool_);
+    cpu::MatMul(L.wk, xn_.data(), n, k_.data(), L.bk, pool_);
+    cpu::MatMul(L.wv, xn_.data(), n, v_.data(), L.bv, pool_);
+    ApplyRope(q_.data(), n, config_.num_heads, b.positions);
+    ApplyRope(k_.data(), n, config_.num_kv_heads, b.positions);
+    WriteKv(b, kv, l);
+    Attention(b, kv, l);
+    // Residual adds go through xn_ as the projection's output.
+    cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_);
+    for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
+    rms_all(L.ffn_norm);
+    cpu::MatMul(L.w_gate, xn_.data(), n, gate_.data(), nullptr, pool_);
+    cpu::MatMul(L.w_up, xn_.data(), n, up_.data(), nullptr, pool_);
+    const int64_t ff = config_.intermediate_size;
+    pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
+      cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
+    });
+    cpu::MatMul(L.w_down, gate_.data(), n, xn_.data(), nullptr, pool_);
+    for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
+  }
+  const int rows = static_cast<int>(b.logits_indices.size());
+  if (rows == 0) return absl::OkStatus();
+  for (int r = 0; r < rows; ++r) {
+    cpu::RmsNorm(&x_[size_t(b.logits_indices[r]) * h], w.final_norm, h, config_.rms_norm_eps,
+                 &logits_in_[size_t(r) * h]);
+  }
+  cpu::MatMul(w.output, logits_in_.data(), rows, logits, nullptr, pool_);
+  return absl::OkStatus();
+}
+
+}  // namespace ferry

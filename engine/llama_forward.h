@@ -1,0 +1,49 @@
+// The Llama-family decoder forward pass on the CPU: RMSNorm, RoPE, grouped-
+// query attention over paged KV, SwiGLU MLP, fp32 activations and
+// accumulation. Weights may be f32, f16, bf16 or q8_0.
+#pragma once
+
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/thread_pool.h"
+#include "engine/forward_batch.h"
+#include "engine/model.h"
+#include "kvcache/kv_cache.h"
+
+namespace ferry {
+
+class LlamaForward {
+ public:
+  // `model` and `pool` must outlive this object.
+  LlamaForward(const Model& model, ThreadPool& pool);
+
+  // Runs one step: writes the keys and values of the batch's tokens into
+  // `kv` at their positions, and fills `logits` with
+  // [logits_indices.size(), vocab] rows. InvalidArgument for an inconsistent
+  // batch (token ids out of range, a position beyond its block table, ...);
+  // nothing is written then.
+  absl::Status Forward(const ForwardBatch& batch, KvCache& kv, float* logits);
+
+  // The KV cache shape this model needs for `num_blocks` blocks.
+  KvCacheShape KvShape(int block_size, int64_t num_blocks) const;
+
+ private:
+  absl::Status Check(const ForwardBatch& batch, const KvCache& kv) const;
+  void EnsureScratch(int num_tokens);
+  void ApplyRope(float* x, int num_tokens, int num_heads, std::span<const int32_t> positions);
+  void WriteKv(const ForwardBatch& batch, KvCache& kv, int layer);
+  void Attention(const ForwardBatch& batch, const KvCache& kv, int layer);
+
+  const Model& model_;
+  const ModelConfig& config_;
+  ThreadPool& pool_;
+  std::vector<float> inv_freq_;
+  // Scratch, grown to the largest batch seen.
+  int capacity_ = 0;
+  std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_;
+  std::vector<int32_t> token_seq_;  // sequence index of each token
+  std::vector<std::vector<float>> thread_scores_;
+};
+
+}  // namespace ferry

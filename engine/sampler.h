@@ -1,0 +1,74 @@
+// Per-request token sampling: penalties, logit bias, min_tokens masking,
+// then greedy or temperature / top-k / top-p / min-p sampling, with a random
+// generator whose state can be saved and restored (so a request moves
+// between workers and continues identically), and logprobs.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "engine/sampling_params.h"
+
+namespace ferry {
+
+// xoshiro256** seeded through splitmix64: small state, fast, good quality.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed = 0) { Seed(seed); }
+  void Seed(uint64_t seed);
+  uint64_t Next();
+  // Uniform in [0, 1).
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+
+  std::string SaveState() const;
+  // InvalidArgument when `state` is not a saved state.
+  absl::Status LoadState(std::string_view state);
+
+ private:
+  std::array<uint64_t, 4> s_{};
+};
+
+struct SampledToken {
+  int32_t id = 0;
+  float logprob = 0;  // log-softmax of the model's logits (when asked for)
+  std::vector<std::pair<int32_t, float>> top;  // most likely alternatives
+};
+
+class Sampler {
+ public:
+  // `seed` is used when params.seed is unset.
+  Sampler(const SamplingParams& params, uint64_t seed);
+
+  // Picks the next token. `logits` (one row over the vocabulary) is modified
+  // in place. `prompt` and `output` are the request's tokens so far (for
+  // penalties and min_tokens); `eos_ids` are masked until min_tokens.
+  SampledToken Sample(std::span<float> logits, std::span<const int32_t> prompt,
+                      std::span<const int32_t> output, std::span<const int32_t> eos_ids);
+
+  Rng& rng() { return rng_; }
+  const SamplingParams& params() const { return params_; }
+
+  // Index of the largest logit (the lowest index among ties).
+  static int32_t Argmax(std::span<const float> logits);
+  // The `k` largest entries of log_softmax(logits), best first.
+  static std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int k,
+                                                            float* log_z);
+
+ private:
+  void ApplyPenalties(std::span<float> logits, std::span<const int32_t> prompt,
+                      std::span<const int32_t> output);
+  int32_t Draw(std::span<const float> logits);
+
+  SamplingParams params_;
+  Rng rng_;
+  std::vector<std::pair<float, int32_t>> candidates_;
+  absl::flat_hash_map<int32_t, int> counts_;
+};
+
+}  // namespace ferry

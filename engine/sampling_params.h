@@ -1,0 +1,37 @@
+// What a request asks of sampling and stopping (OpenAI / vLLM semantics).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace ferry {
+
+struct SamplingParams {
+  float temperature = 1.0f;         // 0: greedy
+  int top_k = 0;                    // <= 0: off
+  float top_p = 1.0f;               // 1: off; must be in (0, 1]
+  float min_p = 0.0f;               // 0: off
+  float repetition_penalty = 1.0f;  // 1: off; > 0 (prompt and output tokens)
+  float frequency_penalty = 0.0f;   // [-2, 2] (output tokens)
+  float presence_penalty = 0.0f;    // [-2, 2] (output tokens)
+  std::optional<uint64_t> seed;     // none: a fresh random seed
+  std::vector<std::pair<int32_t, float>> logit_bias;  // [-100, 100] each
+  int max_tokens = 16;
+  int min_tokens = 0;  // EOS and stop tokens are masked until this many
+  std::vector<std::string> stop;
+  std::vector<int32_t> stop_token_ids;
+  bool ignore_eos = false;
+  int logprobs = -1;  // -1: none; k >= 0: chosen token's logprob and k alternatives
+  int n = 1;
+
+  // InvalidArgument naming the parameter when a value is out of range
+  // (token ids are checked against `vocab_size`).
+  absl::Status Validate(int vocab_size) const;
+};
+
+}  // namespace ferry

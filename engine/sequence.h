@@ -1,0 +1,64 @@
+// One sample of a request inside the engine: its tokens, how many of them
+// have keys and values in the KV cache, its blocks, and its sampling and
+// detokenization state. Owned by the step loop's thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/engine_types.h"
+#include "engine/sampler.h"
+#include "engine/stop_checker.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "kvcache/block_table.h"
+
+namespace ferry {
+
+// What the n samples of one request share.
+struct RequestGroup {
+  GenerateInput input;
+  EventSink sink;
+  uint64_t arrival = 0;           // submission order
+  int samples_pending = 0;        // samples still to be forked off sample 0
+  int samples_unfinished = 0;     // samples that have not finished
+};
+
+struct Sequence {
+  Sequence(std::shared_ptr<RequestGroup> g, int sample, BlockTable t, uint64_t seed,
+           const Tokenizer& tokenizer)
+      : group(std::move(g)),
+        sample_index(sample),
+        tokens(group->input.prompt_ids),
+        num_prompt_tokens(static_cast<int>(tokens.size())),
+        table(std::move(t)),
+        sampler(group->input.params, seed),
+        detokenizer(tokenizer, /*skip_special=*/true, tokens.back()),
+        stop(group->input.params.stop) {}
+
+  const std::string& id() const { return group->input.request_id; }
+  int priority() const { return group->input.priority; }
+  uint64_t arrival() const { return group->arrival; }
+  int num_tokens() const { return static_cast<int>(tokens.size()); }
+  int num_output_tokens() const { return num_tokens() - num_prompt_tokens; }
+  bool in_prefill() const { return num_computed < num_prompt_tokens; }
+  std::span<const int32_t> prompt() const { return {tokens.data(), size_t(num_prompt_tokens)}; }
+  std::span<const int32_t> output() const {
+    return {tokens.data() + num_prompt_tokens, size_t(num_output_tokens())};
+  }
+
+  std::shared_ptr<RequestGroup> group;
+  int sample_index;
+  std::vector<int32_t> tokens;  // prompt, then generated tokens
+  int num_prompt_tokens;
+  int num_computed = 0;         // tokens whose K/V are in the cache
+  int num_cached_prompt = 0;    // prompt tokens found in the prefix cache
+  BlockTable table;
+  Sampler sampler;
+  IncrementalDetokenizer detokenizer;
+  StopChecker stop;
+  bool finished = false;
+};
+
+}  // namespace ferry

@@ -1,0 +1,65 @@
+// Paged KV storage: a fixed number of blocks, each holding `block_size`
+// tokens of keys and values for every layer. A block is one contiguous range
+// of memory ([layer][k|v][slot][kv_head][head_dim]), so a block moves to
+// another worker as one piece. Which blocks a sequence uses is its block
+// table (a CSR triple across a batch); this class only owns the memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/statusor.h"
+
+namespace ferry {
+
+struct KvCacheShape {
+  int num_layers = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 16;  // tokens per block
+  int64_t num_blocks = 0;
+
+  int kv_dim() const { return num_kv_heads * head_dim; }
+  // Floats in one block: all layers, keys and values.
+  int64_t floats_per_block() const {
+    return int64_t{num_layers} * 2 * block_size * kv_dim();
+  }
+  int64_t bytes_per_block() const { return floats_per_block() * int64_t{sizeof(float)}; }
+  // Blocks that fit in `bytes`.
+  int64_t BlocksFor(int64_t bytes) const { return bytes / bytes_per_block(); }
+};
+
+class KvCache {
+ public:
+  // Allocates the blocks. InvalidArgument for a bad shape, ResourceExhausted
+  // when the memory cannot be had.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
+  ~KvCache();
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
+
+  const KvCacheShape& shape() const { return shape_; }
+  int64_t num_blocks() const { return shape_.num_blocks; }
+
+  // Keys of `layer` in `block`: [block_size][kv_dim].
+  float* Keys(int64_t block, int layer) { return Base(block, layer, 0); }
+  float* Values(int64_t block, int layer) { return Base(block, layer, 1); }
+  const float* Keys(int64_t block, int layer) const { return Base(block, layer, 0); }
+  const float* Values(int64_t block, int layer) const { return Base(block, layer, 1); }
+  // The whole block (floats_per_block() floats), for export and import.
+  float* Block(int64_t block) { return data_ + block * shape_.floats_per_block(); }
+  const float* Block(int64_t block) const { return data_ + block * shape_.floats_per_block(); }
+
+ private:
+  explicit KvCache(const KvCacheShape& shape, float* data) : shape_(shape), data_(data) {}
+  float* Base(int64_t block, int layer, int kind) const {
+    return data_ + block * shape_.floats_per_block() +
+           (int64_t{layer} * 2 + kind) * shape_.block_size * shape_.kv_dim();
+  }
+
+  KvCacheShape shape_;
+  float* data_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,82 @@
+// A sequence's KV blocks as a self-describing byte stream, for moving a
+// sequence to another worker (migration, prefill/decode split). The stream is
+// one header message followed by any number of block chunks, so it can be
+// sent as a gRPC stream of a few blocks per message:
+//
+//   header: magic "FKVH", format version, layout (model id, num_layers,
+//           num_kv_heads, head_dim, block_size, dtype "f32"), number of blocks
+//           and tokens, then a checksum of the header bytes.
+//   chunk:  magic "FKVB", format version, index of its first block in the
+//           sequence, block count, bytes per block; then per block a 64-bit
+//           checksum and the block's bytes (KvCache::Block layout).
+//
+// All integers are little-endian. Decoding treats the bytes as untrusted: it
+// never reads out of bounds and checks everything before writing anything.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kvcache/kv_cache.h"
+
+namespace ferry {
+
+inline constexpr uint16_t kKvTransferVersion = 1;
+inline constexpr size_t kKvTransferMaxModelIdBytes = 4096;
+
+struct KvTransferHeader {
+  std::string model_id;
+  int32_t num_layers = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  int32_t block_size = 0;
+  std::string dtype = "f32";
+  int64_t num_blocks = 0;  // blocks in the whole sequence
+  int64_t num_tokens = 0;  // tokens they hold: ceil(num_tokens / block_size) == num_blocks
+};
+
+// The header for sending `num_blocks` blocks holding `num_tokens` tokens of a
+// cache with `shape`.
+KvTransferHeader MakeKvTransferHeader(const KvCacheShape& shape, std::string_view model_id,
+                                      int64_t num_blocks, int64_t num_tokens);
+
+std::string EncodeHeader(const KvTransferHeader& header);
+// Parses exactly one encoded header. InvalidArgument for malformed, truncated
+// or oversized input, trailing bytes, an unknown version, non-positive
+// dimensions or a token count that does not match the block count; DataLoss
+// when the header checksum does not match.
+absl::StatusOr<KvTransferHeader> DecodeHeader(std::string_view bytes);
+
+// OK when blocks described by `header` can be written into `cache` of a
+// server running `model_id`; InvalidArgument naming the first difference
+// otherwise (model id, dtype, layers, heads, head_dim, block size).
+absl::Status CheckKvTransferLayout(const KvTransferHeader& header, const KvCacheShape& shape,
+                                   std::string_view model_id);
+
+// Bytes of a chunk of `num_blocks` blocks of `bytes_per_block` each (for
+// sizing messages).
+int64_t EncodedBlocksSize(int64_t bytes_per_block, int64_t num_blocks);
+
+// One chunk holding `blocks` of `cache`, which are blocks
+// [first_block_index, first_block_index + blocks.size()) of the sequence.
+// Block ids must be valid in `cache`.
+std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
+                         int64_t first_block_index = 0);
+
+// Checks one chunk completely, then writes its blocks into `dst_blocks` of
+// `cache`. Checked first: the header's layout against `cache` and `model_id`
+// (CheckKvTransferLayout), that `dst_blocks` are distinct valid ids as many as
+// the chunk holds, that the chunk starts at `first_block_index` and stays
+// within header.num_blocks, its size, and every block checksum. On any error
+// nothing is written. InvalidArgument for mismatches and malformed or
+// truncated input; DataLoss for a checksum mismatch.
+absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
+                                  std::string_view model_id, KvCache& cache,
+                                  std::span<const int32_t> dst_blocks,
+                                  int64_t first_block_index = 0);
+
+}  // namespace ferry

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang (FERRY_FUZZ=ON) and runs each for a
+# bounded time on a scratch copy of the committed corpus. A crash leaves a
+# crash-* file in the build directory: copy it into tests/fuzz/corpus/<target>/
+# as a regression input once the bug is fixed.
+#
+#   tests/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET (default 60)] [BUILD_DIR]
+set -euo pipefail
+
+seconds="${1:-60}"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${2:-$root/build-fuzz}"
+
+cmake -S "$root" -B "$build" -G Ninja \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+  -DFERRY_FUZZ=ON -DFERRY_CUDA=OFF -DFERRY_BUILD_BENCHMARKS=OFF
+ninja -C "$build" gguf_fuzz safetensors_fuzz
+
+status=0
+for target in gguf safetensors; do
+  work="$build/fuzz-$target"
+  mkdir -p "$work/corpus"
+  cp -n "$root/tests/fuzz/corpus/$target/"* "$work/corpus/" 2>/dev/null || true
+  echo "== $target: ${seconds}s"
+  if ! (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$build/bin/${target}_fuzz" \
+          -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+          -print_final_stats=1 corpus); then
+    echo "!! $target found a failure; see $work/crash-* and $work/*.log" >&2
+    status=1
+  fi
+done
+exit $status

@@ -1,0 +1,177 @@
+// Ferry's logits against an independent NumPy forward
+// (tests/reference/llama_ref.py) on models written by `ferry make-model`.
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_join.h"
+#include "common/thread_pool.h"
+#include "engine/llama_forward.h"
+#include "engine/model.h"
+#include "gtest/gtest.h"
+#include "tests/process_util.h"
+
+namespace ferry::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kPython[] = "/usr/bin/python3";
+
+bool HaveNumpy() {
+  return RunCommand(std::string(kPython) + " -c 'import numpy' 2>/dev/null").exit_code == 0;
+}
+
+std::string TempModelDir(const std::string& name) {
+  return std::string(::testing::TempDir()) + "/ferry-ref-" + std::to_string(::getpid()) + "-" + name;
+}
+
+// Runs the whole sequence as one prefill and returns [n, vocab] logits.
+std::vector<float> FerryLogits(const Model& model, const std::vector<int32_t>& ids, int threads,
+                               int block_size = 16) {
+  ThreadPool pool(threads);
+  LlamaForward forward(model, pool);
+  const int n = static_cast<int>(ids.size());
+  const int blocks = (n + block_size - 1) / block_size;
+  auto kv = KvCache::Create(forward.KvShape(block_size, blocks + 3));
+  EXPECT_TRUE(kv.ok());
+  // Use blocks out of order to exercise the block table.
+  std::vector<int32_t> table;
+  for (int i = 0; i < blocks; ++i) table.push_back(blocks + 2 - i);
+  std::vector<int32_t> positions(n), rows(n);
+  for (int i = 0; i < n; ++i) positions[i] = rows[i] = i;
+  int32_t qs[2] = {0, n};
+  int32_t lens[1] = {n};
+  int32_t indptr[2] = {0, blocks};
+  ForwardBatch batch{ids, positions, qs, lens, indptr, table, rows};
+  std::vector<float> logits(size_t(n) * model.config().vocab_size);
+  absl::Status s = forward.Forward(batch, **kv, logits.data());
+  EXPECT_TRUE(s.ok()) << s;
+  return logits;
+}
+
+// The same ids fed one token at a time (decode path), last logits of each step.
+std::vector<float> FerryLogitsIncremental(const Model& model, const std::vector<int32_t>& ids) {
+  ThreadPool pool(2);
+  LlamaForward forward(model, pool);
+  const int n = static_cast<int>(ids.size());
+  const int bs = 4;
+  const int blocks = (n + bs - 1) / bs;
+  auto kv = KvCache::Create(forward.KvShape(bs, blocks));
+  std::vector<int32_t> table(blocks);
+  for (int i = 0; i < blocks; ++i) table[i] = i;
+  const int vocab = model.config().vocab_size;
+  std::vector<float> logits(size_t(n) * vocab);
+  for (int i = 0; i < n; ++i) {
+    int32_t tok[1] = {ids[i]}, pos[1] = {i}, qs[2] = {0, 1}, lens[1] = {i + 1},
+            indptr[2] = {0, (i + bs) / bs}, row[1] = {0};
+    ForwardBatch b{tok, pos, qs, lens, indptr, table, row};
+    EXPECT_TRUE(forward.Forward(b, **kv, logits.data() + size_t(i) * vocab).ok());
+  }
+  return logits;
+}
+
+std::vector<float> ReferenceLogits(const std::string& dir, const std::vector<int32_t>& ids) {
+  std::string out = dir + "/ref_logits.bin";
+  std::string cmd = std::string(kPython) + " " + FERRY_SOURCE_DIR + "/tests/reference/llama_ref.py --model " +
+                    dir + " --ids " + absl::StrJoin(ids, ",") + " --out " + out;
+  CommandResult r = RunCommand(cmd, true);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  std::ifstream in(out, std::ios::binary);
+  std::vector<float> v;
+  float f;
+  while (in.read(reinterpret_cast<char*>(&f), sizeof f)) v.push_back(f);
+  return v;
+}
+
+double RelativeError(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double max_err = 0, max_abs = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    max_err = std::max(max_err, std::abs(double(got[i]) - want[i]));
+    max_abs = std::max(max_abs, std::abs(double(want[i])));
+  }
+  return max_abs == 0 ? max_err : max_err / max_abs;
+}
+
+void MakeModel(const std::string& dir, const std::string& extra) {
+  CommandResult r = RunCommand(FerryBinary() + " make-model --out " + dir + " --preset tiny --seed 3 " + extra, true);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+}
+
+const std::vector<int32_t> kIds = {1, 17, 300, 45, 2, 99, 250, 7, 8, 9, 10, 11, 400, 13, 14, 15, 16, 18, 19, 20, 21};
+
+class ReferenceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!HaveNumpy()) GTEST_SKIP() << "python3-numpy is not installed at /usr/bin/python3";
+  }
+};
+
+TEST_F(ReferenceTest, TinyLlamaF32MatchesNumpy) {
+  std::string dir = TempModelDir("llama");
+  MakeModel(dir, "--format hf --dtype f32");
+  auto model = Model::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  std::vector<float> want = ReferenceLogits(dir, kIds);
+  for (int threads : {1, 2}) {
+    EXPECT_LE(RelativeError(FerryLogits(**model, kIds, threads), want), 1e-4) << threads << " threads";
+  }
+  EXPECT_LE(RelativeError(FerryLogitsIncremental(**model, kIds), want), 1e-4);
+  fs::remove_all(dir);
+}
+
+TEST_F(ReferenceTest, Qwen2BiasGqaMatchesNumpy) {
+  std::string dir = TempModelDir("qwen2");
+  MakeModel(dir, "--format hf --dtype f32 --qwen2-bias");
+  auto model = Model::Load(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_TRUE(model.value()->config().attention_bias);
+  EXPECT_LT(model.value()->config().num_kv_heads, model.value()->config().num_heads);
+  EXPECT_LE(RelativeError(FerryLogits(**model, kIds, 2), ReferenceLogits(dir, kIds)), 1e-4);
+  fs::remove_all(dir);
+}
+
+TEST_F(ReferenceTest, TiedEmbeddingsAndHalfPrecisionMatchNumpy) {
+  for (const char* dtype : {"f16", "bf16"}) {
+    std::string dir = TempModelDir(std::string("tied-") + dtype);
+    MakeModel(dir, std::string("--format hf --tie-embeddings --dtype ") + dtype);
+    auto model = Model::Load(dir);
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_TRUE(model.value()->config().tie_word_embeddings);
+    EXPECT_LE(RelativeError(FerryLogits(**model, kIds, 2), ReferenceLogits(dir, kIds)), 1e-4) << dtype;
+    fs::remove_all(dir);
+  }
+}
+
+// The GGUF writer permutes Q/K rows for interleaved RoPE: the same seed must
+// give the same logits from both formats.
+TEST_F(ReferenceTest, GgufAndHfOfTheSameSeedAgree) {
+  std::string hf = TempModelDir("hf"), gguf = TempModelDir("gguf");
+  MakeModel(hf, "--format hf --dtype f32");
+  MakeModel(gguf, "--format gguf --dtype f32");
+  // --out names a directory that holds one .gguf file.
+  std::string gguf_file = gguf;
+  if (fs::is_directory(gguf)) {
+    for (const auto& e : fs::directory_iterator(gguf)) {
+      if (e.path().extension() == ".gguf") gguf_file = e.path().string();
+    }
+  }
+  auto a = Model::Load(hf);
+  auto b = Model::Load(gguf_file);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_LE(RelativeError(FerryLogits(**b, kIds, 2), FerryLogits(**a, kIds, 2)), 1e-4);
+  // And the tokenizers agree.
+  std::string text = "The quick brown fox jumps over the lazy dog, 12345 times!";
+  EXPECT_EQ(a.value()->tokenizer().Encode(text, true, true), b.value()->tokenizer().Encode(text, true, true));
+  fs::remove_all(hf);
+  fs::remove_all(gguf);
+}
+
+}  // namespace
+}  // namespace ferry::testing

@@ -1,0 +1,11 @@
+// Entry points of the ferry subcommands. Each takes argv with argv[0] set to
+// the subcommand's name and returns the process exit code.
+#pragma once
+
+namespace ferry {
+
+int RunGenerate(int argc, char** argv);
+int RunMakeModel(int argc, char** argv);
+int RunVersion(int argc, char** argv);
+
+}  // namespace ferry
