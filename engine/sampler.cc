@@ -58,7 +58,7 @@ absl::Status Rng::LoadState(std::string_view state) {
 }
 
 Sampler::Sampler(const SamplingParams& params, uint64_t seed)
-    : params_(params), rng_(params.seed.value_or(seed)) {}
+    : params_(params), rng_(seed) {}
 
 int32_t Sampler::Argmax(std::span<const float> logits) {
   int32_t best = 0;

@@ -42,7 +42,7 @@ struct SampledToken {
 
 class Sampler {
  public:
-  // `seed` is used when params.seed is unset.
+  // `seed` starts the random generator (callers derive it from params.seed).
   Sampler(const SamplingParams& params, uint64_t seed);
 
   // Picks the next token. `logits` (one row over the vocabulary) is modified

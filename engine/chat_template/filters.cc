@@ -41,7 +41,7 @@ bool ArgTrue(const Value& v) { return !v.is_undefined() && v.Truthy(); }
 
 // The sort key jinja2 uses: strings lower-cased unless case_sensitive.
 Value SortKey(const Value& v, bool case_sensitive) {
-  if (!case_sensitive && v.is_string()) return Value::String(AsciiLower(v.str()));
+  if (!case_sensitive && v.is_string()) return Value::String(PyLower(v.str()));
   return v;
 }
 
@@ -68,7 +68,7 @@ absl::StatusOr<Value> Attribute(Interpreter& interp, const Value& item, const Va
 // ---------------------------------------------------------------- strings
 
 std::string Capitalize(std::string_view s) {
-  std::string out = AsciiLower(s);
+  std::string out = PyLower(s);
   if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
   return out;
 }
@@ -331,11 +331,14 @@ absl::StatusOr<Value> Sort(Interpreter& interp, Value input, CallArgs args) {
   FERRY_ASSIGN_OR_RETURN(std::vector<Value> items, interp.Iterate(input));
   std::vector<std::pair<Value, Value>> keyed;
   for (Value& item : items) {
-    Value key = item;
+    Value key = SortKey(item, ArgTrue(a[1]));
     if (!a[2].is_undefined() && !a[2].is_none()) {
       FERRY_ASSIGN_OR_RETURN(key, Attribute(interp, item, a[2]));
+      // jinja2 sorts by a list of attributes, and list comparison checks
+      // equality first, so equal (even undefined) keys compare fine.
+      key = Value::List({SortKey(key, ArgTrue(a[1]))});
     }
-    keyed.emplace_back(SortKey(key, ArgTrue(a[1])), std::move(item));
+    keyed.emplace_back(std::move(key), std::move(item));
   }
   FERRY_RETURN_IF_ERROR(SortValues(keyed, ArgTrue(a[0])));
   std::vector<Value> out;
@@ -509,6 +512,8 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
       {"attr",
        [](Interpreter& i, Value v, CallArgs a) -> absl::StatusOr<Value> {
          FERRY_ASSIGN_OR_RETURN(auto b, BindArgs("attr", std::move(a), {"name"}));
+         // Python attributes only: dict keys are not attributes here.
+         if (v.is_dict() && !HasMethod(v, b[0].ToString())) return Value();
          return i.GetAttr(v, b[0].ToString());
        }},
       {"batch", Batch},
@@ -552,7 +557,7 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
        }},
       {"lower",
        [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> {
-         return MapString(v, AsciiLower);
+         return MapString(v, PyLower);
        }},
       {"map", Map},
       {"max",
@@ -599,7 +604,7 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
       {"unique", Unique},
       {"upper",
        [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> {
-         return MapString(v, AsciiUpper);
+         return MapString(v, PyUpper);
        }},
       {"wordcount", WordCount},
   };

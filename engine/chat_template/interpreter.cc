@@ -357,6 +357,7 @@ absl::StatusOr<Value> Interpreter::GetItem(const Value& obj, const Value& key) {
       break;
     }
     case Value::Kind::kList: {
+      if (obj.is_generator()) return Value();  // generators are not subscriptable
       if (!key.is_int() && !key.is_bool()) break;
       const auto& items = obj.list().items;
       int64_t i = key.as_int();
@@ -602,7 +603,7 @@ absl::StatusOr<Value> Interpreter::EvalSlice(const Expr& e, const FramePtr& fram
     parts[i] = v.as_int();
   }
   if (obj.is_undefined()) return Undefined("sliced value");
-  if (!obj.is_string() && !obj.is_list()) return Value();
+  if (!obj.is_string() && (!obj.is_list() || obj.is_generator())) return Value();
   if (parts[2] && *parts[2] == 0) {
     return absl::InvalidArgumentError("slice step cannot be zero");
   }

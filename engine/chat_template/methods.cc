@@ -201,11 +201,11 @@ absl::StatusOr<Value> StringMethod(Interpreter& interp, const Value& self, std::
     }
     return Value::Bool(false);
   }
-  if (name == "upper") return Value::String(AsciiUpper(s));
-  if (name == "lower") return Value::String(AsciiLower(s));
+  if (name == "upper") return Value::String(PyUpper(s));
+  if (name == "lower") return Value::String(PyLower(s));
   if (name == "title") return Value::String(PyTitle(s));
   if (name == "capitalize") {
-    std::string out = AsciiLower(s);
+    std::string out = PyLower(s);
     if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
     return Value::String(std::move(out));
   }
@@ -303,8 +303,8 @@ absl::StatusOr<Value> StringMethod(Interpreter& interp, const Value& self, std::
   if (name == "isalnum") return all(::isalnum);
   if (name == "isspace") return all(::isspace);
   bool has_cased = std::any_of(s.begin(), s.end(), [](char c) { return std::isalpha(static_cast<unsigned char>(c)); });
-  if (name == "islower") return Value::Bool(has_cased && AsciiLower(s) == s);
-  if (name == "isupper") return Value::Bool(has_cased && AsciiUpper(s) == s);
+  if (name == "islower") return Value::Bool(has_cased && PyLower(s) == s);
+  if (name == "isupper") return Value::Bool(has_cased && PyUpper(s) == s);
   return absl::InvalidArgumentError(absl::StrCat("str has no method ", Sv(name)));
 }
 
@@ -452,16 +452,8 @@ std::string PyStrip(std::string_view s, const Value& chars, char which) {
   return std::string(s.substr(off[lo], off[hi] - off[lo]));
 }
 
-std::string AsciiUpper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string PyUpper(std::string_view s) { return MapCase(s, true); }
 
-std::string AsciiLower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
+std::string PyLower(std::string_view s) { return MapCase(s, false); }
 
 }  // namespace ferry::chat_template

@@ -17,7 +17,7 @@ Value BindMethod(const Value& obj, std::string_view name);
 // Python's str.strip(chars) family; `chars` undefined/None strips whitespace.
 // which: 'l', 'r' or 'b' (both).
 std::string PyStrip(std::string_view s, const Value& chars, char which);
-std::string AsciiUpper(std::string_view s);
-std::string AsciiLower(std::string_view s);
+std::string PyUpper(std::string_view s);  // see MapCase in utf8.h
+std::string PyLower(std::string_view s);
 
 }  // namespace ferry::chat_template

@@ -87,11 +87,11 @@ const absl::flat_hash_map<std::string_view, TestFn>& Tests() {
        }},
       {"lower", [](Interpreter&, const Value& v, std::vector<Value>&) -> absl::StatusOr<bool> {
          std::string s = v.ToString();
-         return AsciiLower(s) == s && AsciiUpper(s) != s;
+         return PyLower(s) == s && PyUpper(s) != s;
        }},
       {"upper", [](Interpreter&, const Value& v, std::vector<Value>&) -> absl::StatusOr<bool> {
          std::string s = v.ToString();
-         return AsciiUpper(s) == s && AsciiLower(s) != s;
+         return PyUpper(s) == s && PyLower(s) != s;
        }},
       {"odd", [](Interpreter& i, const Value& v, std::vector<Value>&) { return Parity(i, v, true); }},
       {"even",

@@ -5,6 +5,7 @@
 # as a regression input once the bug is fixed.
 #
 #   tests/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET (default 60)] [BUILD_DIR]
+#   FUZZ_TARGETS="gguf" tests/fuzz/run_fuzzers.sh 30
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -14,10 +15,15 @@ build="${2:-$root/build-fuzz}"
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DFERRY_FUZZ=ON -DFERRY_CUDA=OFF -DFERRY_BUILD_BENCHMARKS=OFF
-ninja -C "$build" gguf_fuzz safetensors_fuzz
+targets="${FUZZ_TARGETS:-gguf safetensors}"
+if [[ -z "${FUZZ_TARGETS:-}" && -f "$root/tests/fuzz/kv_transfer_fuzz.cc" ]]; then
+  targets="$targets kv_transfer"
+fi
+# shellcheck disable=SC2086
+ninja -C "$build" $(for t in $targets; do echo "${t}_fuzz"; done)
 
 status=0
-for target in gguf safetensors; do
+for target in $targets; do
   work="$build/fuzz-$target"
   mkdir -p "$work/corpus"
   cp -n "$root/tests/fuzz/corpus/$target/"* "$work/corpus/" 2>/dev/null || true

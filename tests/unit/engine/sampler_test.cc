@@ -26,8 +26,8 @@ TEST(SamplerTest, GreedyPicksTheFirstMaximum) {
 TEST(SamplerTest, SameSeedSameTokens) {
   std::vector<float> logits(100);
   for (int i = 0; i < 100; ++i) logits[i] = std::sin(i * 0.7f);
-  Sampler a(Params(.temperature = 1.0f, .seed = 42), 0);
-  Sampler b(Params(.temperature = 1.0f, .seed = 42), 0);
+  Sampler a(Params(.temperature = 1.0f), 42);
+  Sampler b(Params(.temperature = 1.0f), 42);
   for (int i = 0; i < 50; ++i) EXPECT_EQ(Draw(a, logits), Draw(b, logits));
 }
 
