@@ -7,5 +7,6 @@ namespace ferry {
 int RunGenerate(int argc, char** argv);
 int RunMakeModel(int argc, char** argv);
 int RunVersion(int argc, char** argv);
+int RunWorker(int argc, char** argv);
 
 }  // namespace ferry

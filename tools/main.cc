@@ -18,6 +18,7 @@ const Command kCommands[] = {
     {"make-model", "write a Llama-architecture model with random weights and a BPE tokenizer",
      ferry::RunMakeModel},
     {"version", "print the version, commit, backends and CPU features", ferry::RunVersion},
+    {"worker", "serve one engine over gRPC (ferry.v1.Worker)", ferry::RunWorker},
 };
 
 void PrintUsage(FILE* out) {

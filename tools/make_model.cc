@@ -208,8 +208,10 @@ absl::StatusOr<ModelPreset> FindModelPreset(std::string_view name) {
   ModelPreset p;
   p.name = std::string(name);
   if (name == "tiny") {
-    p.hidden_size = 64, p.num_layers = 2, p.num_heads = 4, p.num_kv_heads = 2, p.head_dim = 16;
-    p.intermediate_size = 172, p.vocab_size = 512;
+    // About 1M parameters; the FFN width is deliberately not a multiple of 32
+    // (Q8_0 blocks), as in real models whose odd widths must fall back.
+    p.hidden_size = 128, p.num_layers = 4, p.num_heads = 4, p.num_kv_heads = 2, p.head_dim = 32;
+    p.intermediate_size = 344, p.vocab_size = 1024;
   } else if (name == "small") {
     p.hidden_size = 768, p.num_layers = 12, p.num_heads = 12, p.num_kv_heads = 4, p.head_dim = 64;
     p.intermediate_size = 2048, p.vocab_size = 32000;
@@ -620,7 +622,7 @@ int RunMakeModel(int argc, char** argv) {
   FlagParser flags("make-model",
                    "Writes a Llama-architecture model with deterministic random weights and a\n"
                    "byte-level BPE tokenizer (for tests and benchmarks; it generates gibberish).\n"
-                   "Presets: tiny (hidden 64, 2 layers, vocab 512), small (hidden 768, 12 layers),\n"
+                   "Presets: tiny (about 1M parameters: hidden 128, 4 layers, vocab 1024), small (hidden 768,\n12 layers, 110M), "
                    "medium (hidden 2048, 22 layers, 1.1B parameters).");
   flags.AddString("out", &o.out_dir, "output directory (required)");
   flags.AddString("preset", &o.preset, "tiny, small or medium");

@@ -214,7 +214,8 @@ absl::Status Interpreter::ExecSet(const Stmt& s, const FramePtr& frame) {
 
 namespace {
 
-Value MakeLoop(Interpreter& interp, const std::vector<Value>& items, size_t i) {
+// jinja2's `loop` object for iteration i.
+Value MakeLoop(const std::vector<Value>& items, size_t i) {
   auto d = std::make_shared<DictData>();
   const int64_t n = static_cast<int64_t>(items.size());
   const int64_t idx = static_cast<int64_t>(i);
@@ -236,7 +237,6 @@ Value MakeLoop(Interpreter& interp, const std::vector<Value>& items, size_t i) {
                            }
                            return args.positional[idx % args.positional.size()];
                          })));
-  (void)interp;
   return Value::Namespace(std::move(d));
 }
 
@@ -260,7 +260,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Stmt& s, const Fram
     FERRY_RETURN_IF_ERROR(Step());
     auto scope = std::make_shared<Frame>(frame);
     FERRY_RETURN_IF_ERROR(Assign(s.targets, items[i], *scope));
-    scope->Set("loop", MakeLoop(*this, items, i));
+    scope->Set("loop", MakeLoop(items, i));
     FERRY_ASSIGN_OR_RETURN(Flow flow, ExecBody(s.bodies[0], scope, out));
     if (flow == Flow::kBreak) break;
   }

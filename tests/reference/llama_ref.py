@@ -32,7 +32,7 @@ _DTYPES = {
 
 
 def read_safetensors(path):
-    """Returns {name: float64 array} for one safetensors file."""
+    """Returns {name: float32 array} for one safetensors file."""
     with open(path, "rb") as f:
         raw = f.read()
     (header_len,) = struct.unpack("<Q", raw[:8])
@@ -50,7 +50,9 @@ def read_safetensors(path):
         arr = np.frombuffer(data[begin:end], dtype=_DTYPES[dtype])
         if dtype == "BF16":
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
-        tensors[name] = arr.astype(np.float64).reshape(shape)
+        # Stored as float32 (a 1B model stays within memory); the forward
+        # pass promotes to float64 in every product.
+        tensors[name] = arr.astype(np.float32).reshape(shape)
     return tensors
 
 
@@ -117,7 +119,7 @@ def forward(cfg, w, ids):
     n = len(ids)
     group = n_heads // n_kv
 
-    x = w["model.embed_tokens.weight"][np.asarray(ids)]
+    x = w["model.embed_tokens.weight"][np.asarray(ids)].astype(np.float64)
     cos, sin = rope_cos_sin(cfg, head_dim, n)
     mask = np.triu(np.full((n, n), -np.inf), k=1)
     for layer in range(cfg["num_hidden_layers"]):

@@ -1,5 +1,7 @@
 #include "tools/make_model.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -77,9 +79,9 @@ class MiniBpe {
 TEST(MakeModelTest, Presets) {
   auto tiny = FindModelPreset("tiny");
   ASSERT_TRUE(tiny.ok());
-  EXPECT_EQ(tiny->hidden_size, 64);
+  EXPECT_EQ(tiny->hidden_size, 128);
   EXPECT_EQ(tiny->num_kv_heads, 2);
-  EXPECT_EQ(tiny->head_dim * tiny->num_heads, 64);
+  EXPECT_EQ(tiny->head_dim * tiny->num_heads, 128);
   EXPECT_EQ(FindModelPreset("medium")->num_layers, 22);
   EXPECT_EQ(FindModelPreset("huge").status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -161,6 +163,24 @@ const char* const kTinyNames[] = {
     "model.layers.1.mlp.gate_proj.weight",
     "model.layers.1.mlp.up_proj.weight",
     "model.layers.1.mlp.down_proj.weight",
+    "model.layers.2.input_layernorm.weight",
+    "model.layers.2.self_attn.q_proj.weight",
+    "model.layers.2.self_attn.k_proj.weight",
+    "model.layers.2.self_attn.v_proj.weight",
+    "model.layers.2.self_attn.o_proj.weight",
+    "model.layers.2.post_attention_layernorm.weight",
+    "model.layers.2.mlp.gate_proj.weight",
+    "model.layers.2.mlp.up_proj.weight",
+    "model.layers.2.mlp.down_proj.weight",
+    "model.layers.3.input_layernorm.weight",
+    "model.layers.3.self_attn.q_proj.weight",
+    "model.layers.3.self_attn.k_proj.weight",
+    "model.layers.3.self_attn.v_proj.weight",
+    "model.layers.3.self_attn.o_proj.weight",
+    "model.layers.3.post_attention_layernorm.weight",
+    "model.layers.3.mlp.gate_proj.weight",
+    "model.layers.3.mlp.up_proj.weight",
+    "model.layers.3.mlp.down_proj.weight",
     "model.norm.weight",
     "lm_head.weight",
 };
@@ -177,14 +197,14 @@ TEST(MakeModelTest, TinyHfModel) {
   for (const SafetensorsTensor* t : (*m)->tensors()) names.push_back(t->name);
   EXPECT_THAT(names, ::testing::ElementsAreArray(kTinyNames));
   auto shape = [&](const char* n) { return (*m)->Find(n)->shape; };
-  EXPECT_EQ(shape("model.embed_tokens.weight"), (std::vector<uint64_t>{512, 64}));
-  EXPECT_EQ(shape("model.layers.0.self_attn.q_proj.weight"), (std::vector<uint64_t>{64, 64}));
-  EXPECT_EQ(shape("model.layers.0.self_attn.k_proj.weight"), (std::vector<uint64_t>{32, 64}));
-  EXPECT_EQ(shape("model.layers.0.self_attn.o_proj.weight"), (std::vector<uint64_t>{64, 64}));
-  EXPECT_EQ(shape("model.layers.1.mlp.gate_proj.weight"), (std::vector<uint64_t>{172, 64}));
-  EXPECT_EQ(shape("model.layers.1.mlp.down_proj.weight"), (std::vector<uint64_t>{64, 172}));
-  EXPECT_EQ(shape("model.norm.weight"), (std::vector<uint64_t>{64}));
-  EXPECT_EQ(shape("lm_head.weight"), (std::vector<uint64_t>{512, 64}));
+  EXPECT_EQ(shape("model.embed_tokens.weight"), (std::vector<uint64_t>{1024, 128}));
+  EXPECT_EQ(shape("model.layers.0.self_attn.q_proj.weight"), (std::vector<uint64_t>{128, 128}));
+  EXPECT_EQ(shape("model.layers.0.self_attn.k_proj.weight"), (std::vector<uint64_t>{64, 128}));
+  EXPECT_EQ(shape("model.layers.0.self_attn.o_proj.weight"), (std::vector<uint64_t>{128, 128}));
+  EXPECT_EQ(shape("model.layers.1.mlp.gate_proj.weight"), (std::vector<uint64_t>{344, 128}));
+  EXPECT_EQ(shape("model.layers.1.mlp.down_proj.weight"), (std::vector<uint64_t>{128, 344}));
+  EXPECT_EQ(shape("model.norm.weight"), (std::vector<uint64_t>{128}));
+  EXPECT_EQ(shape("lm_head.weight"), (std::vector<uint64_t>{1024, 128}));
   for (const SafetensorsTensor* t : (*m)->tensors()) EXPECT_EQ(t->dtype, DType::kF32);
 
   // Random weights of the right scale; norms near 1.
@@ -197,13 +217,13 @@ TEST(MakeModelTest, TinyHfModel) {
   nlohmann::json c = ReadJson(o.out_dir + "/config.json");
   EXPECT_EQ(c["architectures"][0], "LlamaForCausalLM");
   EXPECT_EQ(c["model_type"], "llama");
-  EXPECT_EQ(c["hidden_size"], 64);
-  EXPECT_EQ(c["intermediate_size"], 172);
-  EXPECT_EQ(c["num_hidden_layers"], 2);
+  EXPECT_EQ(c["hidden_size"], 128);
+  EXPECT_EQ(c["intermediate_size"], 344);
+  EXPECT_EQ(c["num_hidden_layers"], 4);
   EXPECT_EQ(c["num_attention_heads"], 4);
   EXPECT_EQ(c["num_key_value_heads"], 2);
-  EXPECT_EQ(c["head_dim"], 16);
-  EXPECT_EQ(c["vocab_size"], 512);
+  EXPECT_EQ(c["head_dim"], 32);
+  EXPECT_EQ(c["vocab_size"], 1024);
   EXPECT_EQ(c["tie_word_embeddings"], false);
   EXPECT_EQ(c["torch_dtype"], "float32");
   EXPECT_EQ(c["rope_theta"], 10000.0);
@@ -211,7 +231,7 @@ TEST(MakeModelTest, TinyHfModel) {
   EXPECT_EQ(c["max_position_embeddings"], 2048);
   nlohmann::json tok = ReadJson(o.out_dir + "/tokenizer.json");
   EXPECT_EQ(tok["model"]["type"], "BPE");
-  EXPECT_EQ(tok["model"]["vocab"].size() , 512u);
+  EXPECT_EQ(tok["model"]["vocab"].size() , 1024u);
   EXPECT_EQ(tok["model"]["vocab"]["<|begin_of_text|>"], c["bos_token_id"]);
   EXPECT_EQ(tok["added_tokens"].size(), 4u);
   EXPECT_EQ(tok["pre_tokenizer"]["type"], "ByteLevel");
@@ -257,7 +277,7 @@ TEST(MakeModelTest, Qwen2BiasAndTiedEmbeddings) {
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ((*m)->Find("lm_head.weight"), nullptr);
   ASSERT_NE((*m)->Find("model.layers.1.self_attn.q_proj.bias"), nullptr);
-  EXPECT_EQ((*m)->Find("model.layers.1.self_attn.k_proj.bias")->shape, (std::vector<uint64_t>{32}));
+  EXPECT_EQ((*m)->Find("model.layers.1.self_attn.k_proj.bias")->shape, (std::vector<uint64_t>{64}));
   EXPECT_EQ((*m)->Find("model.layers.1.self_attn.v_proj.bias")->dtype, DType::kF16);
   nlohmann::json c = ReadJson(o.out_dir + "/config.json");
   EXPECT_EQ(c["architectures"][0], "Qwen2ForCausalLM");
@@ -282,24 +302,24 @@ TEST(MakeModelTest, GgufMatchesHf) {
   auto gg = GgufFile::Open(dir.File("gguf/model.gguf"));
   ASSERT_TRUE(hf.ok() && gg.ok());
   const GgufFile& g = **gg;
-  EXPECT_EQ(g.tensors().size(), 21u);
+  EXPECT_EQ(g.tensors().size(), 39u);
   EXPECT_EQ(*g.GetString("general.architecture"), "llama");
-  EXPECT_EQ(*g.GetInt("llama.embedding_length"), 64);
-  EXPECT_EQ(*g.GetInt("llama.block_count"), 2);
-  EXPECT_EQ(*g.GetInt("llama.feed_forward_length"), 172);
+  EXPECT_EQ(*g.GetInt("llama.embedding_length"), 128);
+  EXPECT_EQ(*g.GetInt("llama.block_count"), 4);
+  EXPECT_EQ(*g.GetInt("llama.feed_forward_length"), 344);
   EXPECT_EQ(*g.GetInt("llama.attention.head_count"), 4);
   EXPECT_EQ(*g.GetInt("llama.attention.head_count_kv"), 2);
-  EXPECT_EQ(*g.GetInt("llama.rope.dimension_count"), 16);
+  EXPECT_EQ(*g.GetInt("llama.rope.dimension_count"), 32);
   EXPECT_EQ(*g.GetInt("llama.context_length"), 2048);
-  EXPECT_EQ(*g.GetInt("llama.vocab_size"), 512);
+  EXPECT_EQ(*g.GetInt("llama.vocab_size"), 1024);
   EXPECT_FLOAT_EQ(*g.GetFloat("llama.attention.layer_norm_rms_epsilon"), 1e-5f);
   EXPECT_FLOAT_EQ(*g.GetFloat("llama.rope.freq_base"), 10000.0f);
   EXPECT_EQ(*g.GetString("tokenizer.ggml.model"), "gpt2");
   EXPECT_EQ(*g.GetString("tokenizer.ggml.pre"), "gpt-2");
-  EXPECT_EQ(g.GetStringArray("tokenizer.ggml.tokens")->size(), 512u);
-  EXPECT_EQ(g.GetIntArray("tokenizer.ggml.token_type")->size(), 512u);
-  EXPECT_EQ(g.GetStringArray("tokenizer.ggml.merges")->size(), TrainByteLevelBpe(512).merges.size());
-  EXPECT_EQ(*g.GetInt("tokenizer.ggml.bos_token_id"), 508);
+  EXPECT_EQ(g.GetStringArray("tokenizer.ggml.tokens")->size(), 1024u);
+  EXPECT_EQ(g.GetIntArray("tokenizer.ggml.token_type")->size(), 1024u);
+  EXPECT_EQ(g.GetStringArray("tokenizer.ggml.merges")->size(), TrainByteLevelBpe(1024).merges.size());
+  EXPECT_EQ(*g.GetInt("tokenizer.ggml.bos_token_id"), 1020);
   EXPECT_EQ(*g.GetBool("tokenizer.ggml.add_bos_token"), true);
   EXPECT_TRUE(g.GetString("tokenizer.chat_template").ok());
 
@@ -312,15 +332,15 @@ TEST(MakeModelTest, GgufMatchesHf) {
   EXPECT_EQ(values("output.weight"), TensorValues(*(*hf)->Find("lm_head.weight")));
   EXPECT_EQ(values("blk.1.ffn_down.weight"), TensorValues(*(*hf)->Find("model.layers.1.mlp.down_proj.weight")));
   EXPECT_EQ(values("blk.0.attn_v.weight"), TensorValues(*(*hf)->Find("model.layers.0.self_attn.v_proj.weight")));
-  EXPECT_EQ(g.FindTensor("blk.0.attn_k.weight")->Shape(), (std::vector<uint64_t>{32, 64}));
-  // K: 2 heads of 16 rows; GGUF row h*16 + 2j + s is HF row h*16 + 8s + j.
+  EXPECT_EQ(g.FindTensor("blk.0.attn_k.weight")->Shape(), (std::vector<uint64_t>{64, 128}));
+  // K: 2 heads of 32 rows; GGUF row h*32 + 2j + s is HF row h*32 + 16s + j.
   std::vector<float> k_hf = TensorValues(*(*hf)->Find("model.layers.0.self_attn.k_proj.weight"));
   std::vector<float> k_gg = values("blk.0.attn_k.weight");
   for (int h = 0; h < 2; ++h) {
-    for (int j = 0; j < 8; ++j) {
+    for (int j = 0; j < 16; ++j) {
       for (int s = 0; s < 2; ++s) {
-        for (int c = 0; c < 64; ++c) {
-          ASSERT_EQ(k_gg[(h * 16 + 2 * j + s) * 64 + c], k_hf[(h * 16 + 8 * s + j) * 64 + c]);
+        for (int c = 0; c < 128; ++c) {
+          ASSERT_EQ(k_gg[(h * 32 + 2 * j + s) * 128 + c], k_hf[(h * 32 + 16 * s + j) * 128 + c]);
         }
       }
     }
@@ -340,7 +360,7 @@ TEST(MakeModelTest, GgufQ8_0KeepsNormsF32) {
   EXPECT_EQ((*g)->FindTensor("output.weight"), nullptr);
   EXPECT_EQ((*g)->FindTensor("blk.0.attn_norm.weight")->dtype, DType::kF32);
   EXPECT_EQ((*g)->FindTensor("blk.0.attn_q.weight")->dtype, DType::kQ8_0);
-  EXPECT_EQ((*g)->FindTensor("blk.0.ffn_down.weight")->dtype, DType::kF16);  // rows of 172
+  EXPECT_EQ((*g)->FindTensor("blk.0.ffn_down.weight")->dtype, DType::kF16);  // rows of 344
 }
 
 TEST(MakeModelTest, RejectsBadOptions) {
@@ -369,6 +389,32 @@ TEST(MakeModelTest, CommandLine) {
   std::vector<char*> bad_argv;
   for (std::string& a : bad) bad_argv.push_back(a.data());
   EXPECT_EQ(RunMakeModel(static_cast<int>(bad_argv.size()), bad_argv.data()), 2);
+}
+
+// The NumPy reference reads what make-model writes (HF layout, Qwen2 biases,
+// tied embeddings, bf16) and gives finite logits of the right shape.
+TEST(MakeModelTest, ReferenceForwardReadsTheModel) {
+  if (std::system("/usr/bin/python3 -c 'import numpy' > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "/usr/bin/python3 with numpy is not available";
+  }
+  testing::ScratchDir dir;
+  MakeModelOptions o;
+  o.out_dir = dir.File("m");
+  o.qwen2_bias = true;
+  o.tie_embeddings = true;
+  o.dtype = "bf16";
+  ASSERT_TRUE(MakeModel(o).ok());
+  const std::string out = dir.File("logits.bin");
+  const std::string cmd = std::string("/usr/bin/python3 ") + FERRY_SOURCE_DIR +
+                          "/tests/reference/llama_ref.py --model " + o.out_dir +
+                          " --ids 1020,40,300,7 --out " + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::vector<uint8_t> bytes = testing::ReadBytes(out);
+  ASSERT_EQ(bytes.size(), 4u * 1024 * 4);
+  std::vector<float> logits(4 * 1024);
+  std::memcpy(logits.data(), bytes.data(), bytes.size());
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_NE(logits[0], logits[1024]);
 }
 
 }  // namespace

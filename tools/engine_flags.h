@@ -1,0 +1,29 @@
+// Engine flags shared by the roles that run an engine (worker, serve).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/engine_types.h"
+#include "tools/flags.h"
+
+namespace ferry {
+
+struct EngineFlags {
+  std::string model;
+  int64_t block_size = 16;
+  std::string kv_cache_memory;  // bytes ("2GiB") or a fraction of free memory ("0.5")
+  int64_t max_num_batched_tokens = 2048;
+  int64_t max_num_seqs = 256;
+  int64_t max_model_len = 0;
+  int64_t threads = 0;
+  bool no_prefix_caching = false;
+
+  void Register(FlagParser& flags);
+  absl::StatusOr<EngineOptions> ToOptions() const;
+};
+
+// The model path: --model, or the built-in model when empty.
+absl::StatusOr<std::string> ResolveModelPath(const std::string& flag);
+
+}  // namespace ferry
