@@ -14,7 +14,6 @@ bool Contains(std::span<const int32_t> ids, int32_t id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
-int64_t BlocksFor(int64_t tokens, int block_size) { return (tokens + block_size - 1) / block_size; }
 
 }  // namespace
 
@@ -41,7 +40,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   e->forward_ = std::make_unique<LlamaForward>(*e->model_, e->pool_);
   KvCacheShape shape = e->forward_->KvShape(options.block_size, 1);
   int64_t bytes = options.kv_cache_bytes;
-  if (bytes == 0) bytes = shape.bytes_per_block() * BlocksFor(4 * int64_t{e->max_model_len_}, options.block_size);
+  if (bytes == 0) bytes = shape.bytes_per_block() * NumBlocksForTokens(4 * int64_t{e->max_model_len_}, options.block_size);
   shape.num_blocks = shape.BlocksFor(bytes);
   if (shape.num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory of ", bytes,
@@ -53,6 +52,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   bp.num_blocks = shape.num_blocks;
   bp.block_size = options.block_size;
   bp.model_key = absl::StrCat(e->model_->id(), "/", c.num_layers, "/", c.hidden_size, "/f32");
+  e->kv_model_key_ = bp.model_key;
   FERRY_ASSIGN_OR_RETURN(e->blocks_, BlockPool::Create(bp));
   StepSchedulerOptions so;
   so.max_num_batched_tokens = options.max_num_batched_tokens;
@@ -78,18 +78,32 @@ Engine::~Engine() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::Status Engine::Submit(GenerateInput input, EventSink sink) {
+absl::Status Engine::ValidateInput(const GenerateInput& input) const {
   const ModelConfig& c = model_->config();
   const int n = static_cast<int>(input.prompt_ids.size());
   if (input.request_id.empty()) return absl::InvalidArgumentError("request id is empty");
   if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
-  for (int32_t id : input.prompt_ids) {
-    if (id < 0 || id >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("prompt token id ", id, " is outside the vocabulary (0..", c.vocab_size - 1, ")"));
+  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what) -> absl::Status {
+    for (int32_t id : ids) {
+      if (id < 0 || id >= c.vocab_size) {
+        return absl::InvalidArgumentError(absl::StrCat(what, " token id ", id,
+                                                       " is outside the vocabulary (0..",
+                                                       c.vocab_size - 1, ")"));
+      }
+    }
+    return absl::OkStatus();
+  };
+  FERRY_RETURN_IF_ERROR(check_ids(input.prompt_ids, "prompt"));
+  FERRY_RETURN_IF_ERROR(input.params.Validate(c.vocab_size));
+  if (input.resume) {
+    FERRY_RETURN_IF_ERROR(check_ids(input.resume->output_ids, "output"));
+    if (static_cast<int>(input.resume->output_ids.size()) >= input.params.max_tokens) {
+      return absl::InvalidArgumentError("the resumed sample has already reached max_tokens");
+    }
+    if (input.resume->sample_index < 0 || input.resume->emitted_text_bytes < 0) {
+      return absl::InvalidArgumentError("bad resume state");
     }
   }
-  FERRY_RETURN_IF_ERROR(input.params.Validate(c.vocab_size));
   const int64_t total = int64_t{n} + input.params.max_tokens;
   if (total > max_model_len_) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -97,16 +111,22 @@ absl::Status Engine::Submit(GenerateInput input, EventSink sink) {
         " were requested (", n, " in the prompt, ", input.params.max_tokens,
         " for the completion)"));
   }
-  if (BlocksFor(total, options_.block_size) > kv_->num_blocks()) {
+  if (NumBlocksForTokens(total, options_.block_size) > kv_->num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the request needs ", BlocksFor(total, options_.block_size), " KV blocks (", total,
+        "the request needs ", NumBlocksForTokens(total, options_.block_size), " KV blocks (", total,
         " tokens) but this worker's KV cache holds ", kv_->num_blocks()));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Submit(GenerateInput input, EventSink sink) {
+  FERRY_RETURN_IF_ERROR(ValidateInput(input));
   auto group = std::make_shared<RequestGroup>();
   group->input = std::move(input);
   group->sink = std::move(sink);
-  group->samples_pending = group->input.params.n - 1;
-  group->samples_unfinished = group->input.params.n;
+  const int samples = group->input.resume ? 1 : group->input.params.n;
+  group->samples_pending = samples - 1;
+  group->samples_unfinished = samples;
   absl::MutexLock lock(&mu_);
   if (stop_) return absl::UnavailableError("the engine is shutting down");
   if (!active_ids_.insert(group->input.request_id).second) {
@@ -133,18 +153,28 @@ void Engine::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (idle) {
-        mu_.Await(absl::Condition(
+        auto cond = absl::Condition(
             +[](Engine* e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(e->mu_) {
-              return e->stop_ || !e->new_requests_.empty() || !e->aborts_.empty();
+              return e->stop_ || !e->new_requests_.empty() || !e->aborts_.empty() ||
+                     !e->tasks_.empty();
             },
-            this));
+            this);
+        if (reservations_.empty() && paused_.empty()) {
+          mu_.Await(cond);
+        } else {
+          // Reservations expire even when nothing else happens.
+          mu_.AwaitWithTimeout(cond, absl::Milliseconds(100));
+        }
       }
       if (stop_) break;
     }
     DrainInbox();
+    ExpireReservations();
     Step();
     PublishStats();
   }
+  paused_.clear();
+  reservations_.clear();
   FailAll("");
   PublishStats();
 }
@@ -152,22 +182,41 @@ void Engine::Loop() {
 void Engine::DrainInbox() {
   std::deque<std::shared_ptr<RequestGroup>> groups;
   std::vector<std::string> aborts;
+  std::deque<std::function<void()>> tasks;
   {
     absl::MutexLock lock(&mu_);
     groups.swap(new_requests_);
     aborts.swap(aborts_);
+    tasks.swap(tasks_);
   }
+  for (auto& task : tasks) task();
   for (auto& g : groups) {
-    uint64_t seed = g->input.params.seed.value_or(seed_rng_.Next());
-    g->input.params.seed = seed;
-    auto seq = std::make_unique<Sequence>(g, 0, blocks_->NewTable(), seed, model_->tokenizer());
+    auto seq = MakeSequence(g);
+    if (!seq.ok()) {
+      EngineEvent ev;
+      ev.request_id = g->input.request_id;
+      ev.finish = FinishReason::kError;
+      ev.error = std::string(seq.status().message());
+      g->sink(std::move(ev));
+      absl::MutexLock lock(&mu_);
+      active_ids_.erase(g->input.request_id);
+      continue;
+    }
     Logger("engine")->debug("req={} queued: {} prompt tokens, max_tokens {}, n {}", g->input.request_id,
-                            seq->num_prompt_tokens, g->input.params.max_tokens, g->input.params.n);
-    scheduler_->AddWaiting(std::move(seq));
+                            (*seq)->num_prompt_tokens, g->input.params.max_tokens, g->input.params.n);
+    scheduler_->AddWaiting(std::move(*seq));
   }
   for (const std::string& id : aborts) {
     std::vector<Sequence*> seqs = scheduler_->Find(id);
     std::shared_ptr<RequestGroup> group;
+    if (auto it = paused_.find(id); it != paused_.end()) {
+      EngineEvent ev;
+      Finish(*it->second, FinishReason::kAbort, ev);
+      group = it->second->group;
+      group->sink(std::move(ev));
+      paused_.erase(it);
+    }
+    reservations_.erase(id);
     for (Sequence* s : seqs) {
       EngineEvent ev;
       Finish(*s, FinishReason::kAbort, ev);
@@ -328,9 +377,11 @@ void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<S
         ev.text += seq.stop.Flush();
       }
     }
+    seq.emitted_bytes += static_cast<int64_t>(ev.text.size());
     Finish(seq, reason, ev);
     finished.push_back(&seq);
   } else {
+    seq.emitted_bytes += static_cast<int64_t>(ev.text.size());
     ev.request_id = seq.id();
     ev.sample_index = seq.sample_index;
   }

@@ -1,5 +1,6 @@
 add_library(ferry_engine
   ${CMAKE_CURRENT_SOURCE_DIR}/engine.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/engine_migration.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/step_scheduler.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/stop_checker.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/llama_forward.cc

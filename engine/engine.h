@@ -9,12 +9,16 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
+#include <future>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "common/thread_pool.h"
@@ -24,6 +28,7 @@
 #include "engine/step_scheduler.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/kv_cache.h"
+#include "kvcache/kv_transfer.h"
 
 namespace ferry {
 
@@ -50,6 +55,48 @@ class Engine {
   void Abort(const std::string& request_id);
 
   EngineStats Stats() const;
+
+  // ---- Live migration, source side (one n=1 request at a time per id) ----
+  struct MigrationSnapshot {
+    std::string header;          // EncodeHeader for blocks [0, first_block + num_blocks)
+    std::string payload;         // EncodeBlocks of [first_block, first_block + num_blocks)
+    int64_t first_block = 0;
+    int64_t num_blocks = 0;      // in this payload
+    int64_t total_blocks = 0;    // blocks the sample holds now
+    int64_t num_kv_tokens = 0;   // tokens whose K/V the blocks up to here hold
+    // Final stage only: the paused sample's state.
+    std::optional<GenerateInput> state;
+  };
+  // Copies the sample's full blocks from `from_block` on while it keeps
+  // running; with `final`, pauses it and copies every remaining block and its
+  // state. FailedPrecondition when the request is not running here (finished,
+  // aborted, waiting, preempted since `from_block` was copied) or has n > 1.
+  std::future<absl::StatusOr<MigrationSnapshot>> SnapshotForMigration(const std::string& id,
+                                                                      int64_t from_block, bool final);
+  // The destination took the paused sample: it ends here with kMigrated and
+  // its blocks are freed.
+  void CommitMigration(const std::string& id, const std::string& destination);
+  // The destination failed: the paused sample carries on here.
+  void AbortMigration(const std::string& id);
+
+  // ---- Live migration, destination side ----
+  // Reserves blocks for `num_tokens` tokens of a sample arriving with the
+  // given layout. InvalidArgument for a layout this engine cannot take,
+  // ResourceExhausted when blocks are short, AlreadyExists for an id in use.
+  // An unused reservation is dropped after `ttl`.
+  std::future<absl::Status> ReserveForMigration(const std::string& id, const KvTransferHeader& layout,
+                                                int64_t num_tokens, absl::Duration ttl);
+  // Writes one chunk of blocks into the reservation (growing it if needed).
+  std::future<absl::Status> ReceiveMigratedBlocks(const std::string& id, std::string header,
+                                                  std::string payload, int64_t first_block);
+  // Starts the sample on its received blocks (`num_kv_tokens` of its tokens
+  // have K/V there); events then flow to `sink`.
+  std::future<absl::Status> ResumeMigrated(GenerateInput input, int64_t num_kv_tokens, EventSink sink);
+  void CancelReservation(const std::string& id);
+  // Identifies the model and KV layout in transfers.
+  const std::string& kv_model_key() const { return kv_model_key_; }
+  KvCacheShape kv_shape() const { return kv_->shape(); }
+
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
   int max_model_len() const { return max_model_len_; }
@@ -65,6 +112,16 @@ class Engine {
   void Finish(Sequence& seq, FinishReason reason, EngineEvent& event);
   void FailAll(const std::string& error);
   void PublishStats();
+  // Runs `task` on the loop thread at its next iteration.
+  void Post(std::function<void()> task);
+  absl::StatusOr<std::unique_ptr<Sequence>> MakeSequence(const std::shared_ptr<RequestGroup>& group);
+  absl::Status ValidateInput(const GenerateInput& input) const;
+  void ExpireReservations();
+
+  struct Reservation {
+    BlockTable table;
+    absl::Time deadline;
+  };
 
   std::shared_ptr<const Model> model_;
   EngineOptions options_;
@@ -79,12 +136,16 @@ class Engine {
   mutable absl::Mutex mu_;
   std::deque<std::shared_ptr<RequestGroup>> new_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> aborts_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> active_ids_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_arrival_ ABSL_GUARDED_BY(mu_) = 0;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
 
   // Loop-thread state.
+  std::string kv_model_key_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
+  absl::flat_hash_map<std::string, Reservation> reservations_;
   Rng seed_rng_;
   std::vector<float> logits_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;

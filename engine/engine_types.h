@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,16 @@ struct EngineOptions {
   int max_model_len = 0;           // 0: the model's max_position_embeddings
 };
 
+// Where a sample left off, to continue it on this engine: after a migration
+// (with its KV blocks) or after its worker died (recomputed).
+struct ResumeState {
+  std::vector<int32_t> output_ids;  // tokens generated so far
+  std::string rng_state;            // empty: reseed and advance past output_ids
+  int64_t emitted_text_bytes = 0;   // text already delivered to the client
+  int sample_index = 0;
+  int cached_prompt_tokens = 0;
+};
+
 // One generation request. Priorities follow vLLM: a lower value is served
 // first and preempted last.
 struct GenerateInput {
@@ -29,9 +40,12 @@ struct GenerateInput {
   std::vector<int32_t> prompt_ids;
   SamplingParams params;
   int priority = 0;
+  // Continue one sample (params.n is then 1 for this engine).
+  std::optional<ResumeState> resume;
 };
 
-enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+// kMigrated: the sample continues on another worker (EngineEvent::migrated_to).
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError, kMigrated };
 
 // What a request produced in one step, for one of its n samples.
 struct EngineEvent {
@@ -48,6 +62,7 @@ struct EngineEvent {
   int completion_tokens = 0;
   int cached_prompt_tokens = 0;
   std::string error;
+  std::string migrated_to;
 };
 
 // Called on the engine's thread: must be quick and must not block or call

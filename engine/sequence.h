@@ -58,6 +58,7 @@ struct Sequence {
   Sampler sampler;
   IncrementalDetokenizer detokenizer;
   StopChecker stop;
+  int64_t emitted_bytes = 0;    // text delivered to the client so far
   bool finished = false;
 };
 

@@ -13,6 +13,11 @@
 
 namespace ferry {
 
+// Blocks of `block_size` tokens needed to hold `tokens` tokens.
+inline int64_t NumBlocksForTokens(int64_t tokens, int block_size) {
+  return (tokens + block_size - 1) / block_size;
+}
+
 struct KvCacheShape {
   int num_layers = 0;
   int num_kv_heads = 0;

@@ -295,5 +295,122 @@ TEST_F(EngineTest, HigherPriorityIsServedFirstUnderPressure) {
   EXPECT_EQ(order[2], "low");
 }
 
+// A sample resumed from its tokens so far (what the scheduler does after a
+// worker died) continues exactly as the uninterrupted run, greedy or seeded.
+TEST_F(EngineTest, ResumedSampleContinuesTheSameStream) {
+  for (float temperature : {0.0f, 0.9f}) {
+    GenerateInput in = Greedy("full", "Once upon a time", 30);
+    in.params.temperature = temperature;
+    in.params.seed = 77;
+    in.params.stop = {"xyzzy"};  // held-back text must be rebuilt too
+    Collector::Result full = RunAlone(in);
+    ASSERT_EQ(full.tokens.size(), 30u);
+    for (int k : {1, 7, 20}) {
+      // The text the client had after k tokens.
+      auto engine = MakeEngine();
+      Collector partial;
+      GenerateInput first = in;
+      first.request_id = "p";
+      first.params.max_tokens = k;
+      ASSERT_TRUE(engine->Submit(first, partial.Sink()).ok());
+      ASSERT_TRUE(partial.Wait(1));
+      std::string emitted = partial.Get("p").text;
+
+      GenerateInput resumed = in;
+      resumed.request_id = "r";
+      ResumeState state;
+      state.output_ids.assign(full.tokens.begin(), full.tokens.begin() + k);
+      state.emitted_text_bytes = static_cast<int64_t>(emitted.size());
+      resumed.resume = state;
+      Collector c;
+      ASSERT_TRUE(engine->Submit(resumed, c.Sink()).ok());
+      ASSERT_TRUE(c.Wait(1));
+      Collector::Result r = c.Get("r");
+      std::vector<int32_t> rest(full.tokens.begin() + k, full.tokens.end());
+      EXPECT_EQ(r.tokens, rest) << "k=" << k << " t=" << temperature;
+      EXPECT_EQ(emitted + r.text, full.text) << "k=" << k << " t=" << temperature;
+      EXPECT_EQ(r.last.completion_tokens, 30);
+    }
+  }
+}
+
+// The engine's half of live migration, driven by hand between two engines:
+// rounds of full blocks while the request keeps decoding, then the final
+// stage; the destination continues with exactly the tokens of a plain run.
+TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
+  GenerateInput in = Greedy("m", "Once upon a time", 120);
+  in.params.temperature = 0.8f;
+  in.params.seed = 5;
+  Collector::Result full = RunAlone(in);
+
+  auto src = MakeEngine();
+  auto dst = MakeEngine();
+  Collector c;
+  ASSERT_TRUE(src->Submit(in, c.Sink()).ok());
+  // Let it produce a few blocks' worth of tokens first.
+  for (int i = 0; i < 5000 && src->Stats().generated_tokens < 40; ++i) absl::SleepFor(absl::Milliseconds(1));
+  auto first = src->SnapshotForMigration("m", 0, false).get();
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto hdr = DecodeHeader(first->header);
+  ASSERT_TRUE(hdr.ok());
+  ASSERT_TRUE(dst->ReserveForMigration("m", *hdr, std::max<int64_t>(first->num_kv_tokens, 1),
+                                       absl::Seconds(10)).get().ok());
+  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, first->payload, 0).get().ok());
+  auto last = src->SnapshotForMigration("m", first->first_block + first->num_blocks, true).get();
+  ASSERT_TRUE(last.ok()) << last.status();
+  ASSERT_TRUE(last->state.has_value());
+  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, last->payload, last->first_block).get().ok());
+  Collector d;
+  ASSERT_TRUE(dst->ResumeMigrated(*last->state, last->num_kv_tokens, d.Sink()).get().ok());
+  src->CommitMigration("m", "dst:1");
+  ASSERT_TRUE(c.Wait(1));
+  ASSERT_TRUE(d.Wait(1));
+  Collector::Result before = c.Get("m"), after = d.Get("m");
+  EXPECT_EQ(before.finish, FinishReason::kMigrated);
+  EXPECT_EQ(before.last.migrated_to, "dst:1");
+  std::vector<int32_t> all = before.tokens;
+  all.insert(all.end(), after.tokens.begin(), after.tokens.end());
+  EXPECT_EQ(all, full.tokens);
+  EXPECT_EQ(before.text + after.text, full.text);
+  EXPECT_EQ(after.finish, FinishReason::kLength);
+  EXPECT_EQ(Settled(*src).blocks_used, 0);
+  EXPECT_EQ(Settled(*dst).blocks_used, 0);
+}
+
+TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
+  auto src = MakeEngine();
+  auto dst = MakeEngine(EngineOptions{.kv_cache_bytes = 2 * 20480});  // two blocks only
+  Collector c;
+  ASSERT_TRUE(src->Submit(Greedy("a", "Once upon a time", 200), c.Sink()).ok());
+  for (int i = 0; i < 5000 && src->Stats().generated_tokens < 60; ++i) absl::SleepFor(absl::Milliseconds(1));
+  auto snap = src->SnapshotForMigration("a", 0, false).get();
+  ASSERT_TRUE(snap.ok());
+  // The destination has too few blocks: it refuses, nothing changes at the source.
+  auto hdr = DecodeHeader(snap->header);
+  EXPECT_EQ(dst->ReserveForMigration("a", *hdr, snap->num_kv_tokens, absl::Seconds(1)).get().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Pause, then abort: the request resumes at the source and finishes normally.
+  auto last = src->SnapshotForMigration("a", 0, true).get();
+  ASSERT_TRUE(last.ok());
+  src->AbortMigration("a");
+  ASSERT_TRUE(c.Wait(1));
+  EXPECT_EQ(c.Get("a").finish, FinishReason::kLength);
+  EXPECT_EQ(c.Get("a").tokens.size(), 200u);
+  // Unknown or finished requests cannot be snapshotted.
+  EXPECT_EQ(src->SnapshotForMigration("a", 0, false).get().status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A reservation that is never used expires and frees its blocks.
+  KvTransferHeader layout = MakeKvTransferHeader(dst->kv_shape(), dst->kv_model_key(), 1, 4);
+  ASSERT_TRUE(dst->ReserveForMigration("t", layout, 4, absl::Milliseconds(50)).get().ok());
+  absl::SleepFor(absl::Milliseconds(400));
+  EXPECT_EQ(Settled(*dst).blocks_used, 0);
+  // A chunk with a bad checksum is refused.
+  ASSERT_TRUE(dst->ReserveForMigration("u", layout, 4, absl::Seconds(5)).get().ok());
+  std::string header = EncodeHeader(layout);
+  EXPECT_FALSE(dst->ReceiveMigratedBlocks("u", header, "garbage", 0).get().ok());
+  dst->CancelReservation("u");
+  EXPECT_EQ(Settled(*src).blocks_used, 0);
+}
+
 }  // namespace
 }  // namespace ferry

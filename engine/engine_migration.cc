@@ -1,0 +1,243 @@
+// Engine: sequences built from requests (fresh or resumed), and the engine's
+// half of live migration. Every function here that touches engine state runs
+// on the loop thread, through Post().
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "engine/engine.h"
+
+namespace ferry {
+
+void Engine::Post(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  tasks_.push_back(std::move(task));
+}
+
+absl::StatusOr<std::unique_ptr<Sequence>> Engine::MakeSequence(const std::shared_ptr<RequestGroup>& g) {
+  SamplingParams& p = g->input.params;
+  const uint64_t seed = p.seed.value_or(seed_rng_.Next());
+  p.seed = seed;
+  if (!g->input.resume) {
+    return std::make_unique<Sequence>(g, 0, blocks_->NewTable(), seed, model_->tokenizer());
+  }
+  const ResumeState& r = *g->input.resume;
+  auto seq = std::make_unique<Sequence>(g, r.sample_index, blocks_->NewTable(), seed + r.sample_index,
+                                        model_->tokenizer());
+  seq->tokens.insert(seq->tokens.end(), r.output_ids.begin(), r.output_ids.end());
+  seq->num_cached_prompt = r.cached_prompt_tokens;
+  if (!r.rng_state.empty()) {
+    FERRY_RETURN_IF_ERROR(seq->sampler.rng().LoadState(r.rng_state));
+  } else if (p.temperature > 0 && p.top_k != 1) {
+    // Each sampled (non-greedy) token drew one number: replay those draws.
+    for (size_t i = 0; i < r.output_ids.size(); ++i) seq->sampler.rng().Uniform();
+  }
+  // Rebuild the text state: what the outputs decode to beyond what the client
+  // already has is held back, as it was where the sample came from.
+  std::string text;
+  for (int32_t id : r.output_ids) text += seq->detokenizer.Add(id);
+  const size_t emitted = std::min<size_t>(text.size(), static_cast<size_t>(r.emitted_text_bytes));
+  seq->stop.set_pending(text.substr(emitted));
+  seq->emitted_bytes = r.emitted_text_bytes;
+  return seq;
+}
+
+std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigration(
+    const std::string& id, int64_t from_block, bool final) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<MigrationSnapshot>>>();
+  auto future = promise->get_future();
+  Post([this, id, from_block, final, promise] {
+    auto fail = [&](std::string why) {
+      promise->set_value(absl::FailedPreconditionError(absl::StrCat("request ", id, ": ", why)));
+    };
+    std::vector<Sequence*> seqs = scheduler_->Find(id);
+    if (seqs.empty()) return fail("not running on this worker");
+    if (seqs.size() != 1 || seqs[0]->group->input.params.n != 1) {
+      return fail("only requests with n = 1 migrate");
+    }
+    Sequence& seq = *seqs[0];
+    const auto& running = scheduler_->running();
+    bool is_running = std::any_of(running.begin(), running.end(),
+                                  [&](const auto& s) { return s.get() == &seq; });
+    const int bs = options_.block_size;
+    const int64_t kv_tokens = seq.num_computed;
+    const int64_t full_blocks = kv_tokens / bs;
+    if (!is_running || kv_tokens == 0) return fail("not running (waiting or preempted)");
+    if (from_block > full_blocks) return fail("preempted while being copied");
+    MigrationSnapshot snap;
+    snap.first_block = from_block;
+    const int64_t end_block = final ? NumBlocksForTokens(kv_tokens, bs) : full_blocks;
+    snap.num_blocks = end_block - from_block;
+    snap.total_blocks = seq.table.num_blocks();
+    snap.num_kv_tokens = final ? kv_tokens : end_block * bs;
+    std::vector<int32_t> ids = seq.table.BlockIds();
+    ids.assign(ids.begin() + from_block, ids.begin() + end_block);
+    snap.header = EncodeHeader(MakeKvTransferHeader(kv_->shape(), kv_model_key_, end_block,
+                                                    snap.num_kv_tokens));
+    snap.payload = EncodeBlocks(*kv_, ids, from_block);
+    if (final) {
+      GenerateInput state;
+      state.request_id = id;
+      state.prompt_ids.assign(seq.tokens.begin(), seq.tokens.begin() + seq.num_prompt_tokens);
+      state.params = seq.group->input.params;
+      state.priority = seq.priority();
+      ResumeState r;
+      r.output_ids.assign(seq.tokens.begin() + seq.num_prompt_tokens, seq.tokens.end());
+      r.rng_state = seq.sampler.rng().SaveState();
+      r.emitted_text_bytes = seq.emitted_bytes;
+      r.sample_index = seq.sample_index;
+      r.cached_prompt_tokens = seq.num_cached_prompt;
+      state.resume = std::move(r);
+      snap.state = std::move(state);
+      // Paused: out of the schedule, blocks kept until commit or abort.
+      paused_[id] = scheduler_->Remove(&seq);
+    }
+    promise->set_value(std::move(snap));
+  });
+  return future;
+}
+
+void Engine::CommitMigration(const std::string& id, const std::string& destination) {
+  Post([this, id, destination] {
+    auto it = paused_.find(id);
+    if (it == paused_.end()) return;  // aborted by its client meanwhile
+    Sequence& seq = *it->second;
+    EngineEvent ev;
+    Finish(seq, FinishReason::kMigrated, ev);
+    ev.migrated_to = destination;
+    seq.group->sink(std::move(ev));
+    paused_.erase(it);  // frees the blocks
+    absl::MutexLock lock(&mu_);
+    active_ids_.erase(id);
+  });
+}
+
+void Engine::AbortMigration(const std::string& id) {
+  Post([this, id] {
+    auto it = paused_.find(id);
+    if (it == paused_.end()) return;
+    scheduler_->AddRunning(std::move(it->second));
+    paused_.erase(it);
+  });
+}
+
+std::future<absl::Status> Engine::ReserveForMigration(const std::string& id,
+                                                      const KvTransferHeader& layout,
+                                                      int64_t num_tokens, absl::Duration ttl) {
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  auto future = promise->get_future();
+  Post([this, id, layout, num_tokens, ttl, promise] {
+    absl::Status s = CheckKvTransferLayout(layout, kv_->shape(), kv_model_key_);
+    if (!s.ok()) return promise->set_value(s);
+    if (num_tokens <= 0 || num_tokens > max_model_len_) {
+      return promise->set_value(absl::InvalidArgumentError("bad token count to reserve"));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (active_ids_.contains(id) || reservations_.contains(id)) {
+        return promise->set_value(absl::AlreadyExistsError(absl::StrCat("request ", id, " is already here")));
+      }
+    }
+    auto blocks = blocks_->Allocate(NumBlocksForTokens(num_tokens, options_.block_size));
+    if (!blocks) {
+      return promise->set_value(absl::ResourceExhaustedError(absl::StrCat(
+          "not enough free KV blocks for ", num_tokens, " tokens (", blocks_->num_free(), " free)")));
+    }
+    Reservation r{blocks_->NewTable(), absl::Now() + ttl};
+    r.table.Append(std::move(*blocks));
+    reservations_.emplace(id, std::move(r));
+    promise->set_value(absl::OkStatus());
+  });
+  return future;
+}
+
+std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, std::string header,
+                                                        std::string payload, int64_t first_block) {
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  auto future = promise->get_future();
+  Post([this, id, header = std::move(header), payload = std::move(payload), first_block, promise] {
+    auto it = reservations_.find(id);
+    if (it == reservations_.end()) {
+      return promise->set_value(absl::NotFoundError(absl::StrCat("no KV reservation for ", id)));
+    }
+    auto hdr = DecodeHeader(header);
+    if (!hdr.ok()) return promise->set_value(hdr.status());
+    BlockTable& table = it->second.table;
+    if (hdr->num_blocks > table.num_blocks()) {
+      auto more = blocks_->Allocate(hdr->num_blocks - table.num_blocks());
+      if (!more) return promise->set_value(absl::ResourceExhaustedError("not enough free KV blocks"));
+      table.Append(std::move(*more));
+    }
+    if (first_block < 0 || first_block > hdr->num_blocks) {
+      return promise->set_value(absl::InvalidArgumentError("chunk outside the sequence"));
+    }
+    std::vector<int32_t> ids = table.BlockIds();
+    std::vector<int32_t> dst(ids.begin() + first_block, ids.begin() + hdr->num_blocks);
+    promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, *kv_, dst, first_block));
+  });
+  return future;
+}
+
+std::future<absl::Status> Engine::ResumeMigrated(GenerateInput input, int64_t num_kv_tokens,
+                                                 EventSink sink) {
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  auto future = promise->get_future();
+  absl::Status valid = ValidateInput(input);
+  if (!valid.ok() || !input.resume) {
+    promise->set_value(valid.ok() ? absl::InvalidArgumentError("no resume state") : valid);
+    return future;
+  }
+  auto group = std::make_shared<RequestGroup>();
+  group->input = std::move(input);
+  group->sink = std::move(sink);
+  group->samples_unfinished = 1;
+  Post([this, group, num_kv_tokens, promise] {
+    const std::string& id = group->input.request_id;
+    auto it = reservations_.find(id);
+    if (it == reservations_.end()) {
+      return promise->set_value(absl::NotFoundError(absl::StrCat("no KV reservation for ", id)));
+    }
+    auto seq = MakeSequence(group);
+    if (!seq.ok()) return promise->set_value(seq.status());
+    Sequence& s = **seq;
+    if (num_kv_tokens <= 0 || num_kv_tokens >= s.num_tokens() + 1 ||
+        num_kv_tokens > it->second.table.capacity_tokens()) {
+      return promise->set_value(absl::InvalidArgumentError("KV token count does not fit the state"));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (!active_ids_.insert(id).second) {
+        return promise->set_value(absl::AlreadyExistsError(absl::StrCat("request ", id, " is already here")));
+      }
+      group->arrival = next_arrival_++;
+    }
+    s.table = std::move(it->second.table);
+    reservations_.erase(it);
+    // Drop blocks beyond what the received tokens need.
+    s.num_computed = static_cast<int>(num_kv_tokens);
+    s.table.set_num_tokens(num_kv_tokens);
+    scheduler_->AddRunning(std::move(*seq));
+    promise->set_value(absl::OkStatus());
+  });
+  return future;
+}
+
+void Engine::CancelReservation(const std::string& id) {
+  Post([this, id] { reservations_.erase(id); });
+}
+
+void Engine::ExpireReservations() {
+  if (reservations_.empty()) return;
+  absl::Time now = absl::Now();
+  for (auto it = reservations_.begin(); it != reservations_.end();) {
+    if (it->second.deadline <= now) {
+      Logger("engine")->warn("req={} KV reservation expired", it->first);
+      reservations_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace ferry

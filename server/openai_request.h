@@ -1,0 +1,56 @@
+// Parsing and validation of /v1/completions and /v1/chat/completions bodies
+// into typed requests, with OpenAI's and vLLM's parameter semantics. Every
+// error is an InvalidArgument naming the parameter (see openai_error.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ferry/v1/common.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace ferry {
+
+// The parameters both endpoints share.
+struct GenerationOptions {
+  std::string model;                 // as asked for (empty: the served model)
+  v1::SamplingParams params;         // max_tokens left 0 when not given
+  std::optional<int64_t> max_tokens;
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;        // stream_options.include_usage
+  int logprobs = -1;                 // alternatives per token; -1: no logprobs
+  int priority = 0;
+  std::string user;
+};
+
+struct PromptInput {
+  std::vector<int32_t> ids;  // given as ids, or filled by the tokenizer
+  std::optional<std::string> text;  // set when given as text
+};
+
+struct CompletionRequest {
+  GenerationOptions options;
+  std::vector<PromptInput> prompts;  // each runs as its own request
+  bool echo = false;
+};
+
+struct ChatRequest {
+  GenerationOptions options;
+  // The chat template's variables: messages, tools, add_generation_prompt
+  // and chat_template_kwargs (bos/eos are added by the caller).
+  nlohmann::ordered_json template_context;
+  bool add_generation_prompt = true;
+  bool continue_final_message = false;
+};
+
+// `vocab_size` bounds token ids in prompts, logit_bias and stop_token_ids.
+// Prompts given as text are not tokenized here (their ids stay empty).
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body,
+                                                         int vocab_size);
+absl::StatusOr<ChatRequest> ParseChatRequest(const nlohmann::ordered_json& body, int vocab_size);
+
+}  // namespace ferry
