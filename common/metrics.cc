@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 namespace ferry {
 
@@ -39,8 +40,12 @@ std::string FormatNumber(double v) {
     std::snprintf(buf, sizeof(buf), "%.0f", v);
     return buf;
   }
+  // The shortest form that reads back as the same double.
   char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  for (int precision = 15; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, v);
+    if (std::strtod(buf, nullptr) == v) break;
+  }
   return buf;
 }
 

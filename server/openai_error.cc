@@ -20,7 +20,7 @@ absl::Status WithPayload(absl::Status status, const char* url, std::string_view 
 }
 
 std::optional<std::string> Payload(const absl::Status& status, const char* url) {
-  std::optional<absl::Cord> p = status.GetPayload(url);
+  auto p = status.GetPayload(url);
   if (!p) return std::nullopt;
   return std::string(*p);
 }
@@ -84,18 +84,18 @@ int HttpStatusFor(const absl::Status& status) {
 
 std::string ErrorBody(const absl::Status& status) {
   int http = HttpStatusFor(status);
-  nlohmann::json error;
+  nlohmann::ordered_json error;
   std::string message(status.message());
   if (message.empty()) message = absl::StatusCodeToString(status.code());
   error["message"] = message;
   error["type"] = ErrorType(http);
   auto param = Payload(status, kParamUrl);
-  error["param"] = param ? nlohmann::json(*param) : nlohmann::json(nullptr);
+  error["param"] = param ? nlohmann::ordered_json(*param) : nlohmann::ordered_json(nullptr);
   auto code = Payload(status, kCodeUrl);
-  error["code"] = code ? nlohmann::json(*code) : nlohmann::json(nullptr);
-  nlohmann::json body;
+  error["code"] = code ? nlohmann::ordered_json(*code) : nlohmann::ordered_json(nullptr);
+  nlohmann::ordered_json body;
   body["error"] = std::move(error);
-  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 HttpResponse ErrorResponse(const absl::Status& status) {

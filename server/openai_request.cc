@@ -239,11 +239,19 @@ absl::StatusOr<std::vector<PromptInput>> ParsePrompt(const Json& body, int vocab
 
 }  // namespace
 
+absl::Status ParseGenerationOptions(const Json& body, bool chat, int vocab_size, GenerationOptions* out) {
+  if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
+  return ParseCommon(JsonFields(body), chat, vocab_size, out);
+}
+
 absl::StatusOr<CompletionRequest> ParseCompletionRequest(const Json& body, int vocab_size) {
   if (!body.is_object()) return absl::InvalidArgumentError("the request body must be a JSON object");
   JsonFields f(body);
   CompletionRequest r;
   FERRY_RETURN_IF_ERROR(ParseCommon(f, /*chat=*/false, vocab_size, &r.options));
+  if (f.Has("top_logprobs")) {
+    return InvalidParamError("top_logprobs", "'top_logprobs' belongs to chat completions; use 'logprobs'");
+  }
   FERRY_ASSIGN_OR_RETURN(r.prompts, ParsePrompt(body, vocab_size));
   FERRY_ASSIGN_OR_RETURN(auto echo, f.Bool("echo"));
   r.echo = echo.value_or(false);

@@ -53,4 +53,8 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered
                                                          int vocab_size);
 absl::StatusOr<ChatRequest> ParseChatRequest(const nlohmann::ordered_json& body, int vocab_size);
 
+// The shared parameters alone (used by both parsers).
+absl::Status ParseGenerationOptions(const nlohmann::ordered_json& body, bool chat, int vocab_size,
+                                    GenerationOptions* out);
+
 }  // namespace ferry

@@ -7,6 +7,7 @@
 
 #include "common/logging.h"
 #include "engine/engine.h"
+#include "engine/service/scheduler_client.h"
 #include "engine/service/worker_service.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
@@ -22,7 +23,51 @@ struct WorkerFlags {
   std::string role = "mixed";
   std::string port_file;
   std::string log_level = "info";
+  std::string scheduler;
+  std::string advertise;
 };
+
+// The address other processes reach this worker at: --advertise, or the
+// listen host (loopback for a wildcard) with the bound port.
+std::string AdvertiseAddress(const WorkerFlags& f, int port) {
+  if (!f.advertise.empty()) return f.advertise;
+  std::string host = f.listen.substr(0, f.listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
+  return host + ":" + std::to_string(port);
+}
+
+std::unique_ptr<SchedulerClient> JoinScheduler(const WorkerFlags& f, int port, Engine* engine,
+                                               const WorkerService& service, v1::WorkerRole role) {
+  SchedulerClientOptions o;
+  o.scheduler_address = f.scheduler;
+  v1::RegisterWorkerRequest& r = o.registration;
+  r.set_address(AdvertiseAddress(f, port));
+  r.set_role(role);
+  r.set_model_id(engine->model().id());
+  r.set_incarnation_id(service.incarnation_id());
+  const ModelConfig& c = engine->model().config();
+  v1::KvLayout* layout = r.mutable_kv_layout();
+  layout->set_model_id(engine->model().id());
+  layout->set_num_layers(c.num_layers);
+  layout->set_num_kv_heads(c.num_kv_heads);
+  layout->set_head_dim(c.head_dim);
+  layout->set_block_size(engine->Stats().block_size);
+  layout->set_dtype("f32");
+  auto client = std::make_unique<SchedulerClient>(std::move(o), [engine] {
+    EngineStats s = engine->Stats();
+    v1::LoadReport load;
+    load.set_blocks_free(s.blocks_free);
+    load.set_blocks_total(s.blocks_total);
+    load.set_running_requests(s.running);
+    load.set_waiting_requests(s.waiting);
+    load.set_blocks_needed_waiting(s.blocks_needed_waiting);
+    load.set_tokens_per_second(s.tokens_per_second);
+    load.set_cached_blocks(s.blocks_cached);
+    return load;
+  });
+  client->Start();
+  return client;
+}
 
 absl::StatusOr<v1::WorkerRole> ParseRole(const std::string& role) {
   if (role == "mixed") return v1::WORKER_ROLE_MIXED;
@@ -66,8 +111,11 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (!f.port_file.empty()) {
     std::ofstream(f.port_file) << port << "\n";
   }
+  std::unique_ptr<SchedulerClient> scheduler_client;
+  if (!f.scheduler.empty()) scheduler_client = JoinScheduler(f, port, engine->get(), service, *role);
   int sig = WaitForShutdownSignal();
   Logger("worker")->info("signal {}: shutting down", sig);
+  scheduler_client.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   engine->reset();
   return 0;
@@ -83,6 +131,9 @@ int RunWorker(int argc, char** argv) {
   flags.AddString("role", &f.role, "mixed, prefill or decode");
   flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
+  flags.AddString("scheduler", &f.scheduler, "HOST:PORT of `ferry scheduler` to register with (empty: none)");
+  flags.AddString("advertise", &f.advertise,
+                  "HOST:PORT the scheduler and other workers reach this worker at (default: listen host, bound port)");
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }
 

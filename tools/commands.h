@@ -4,8 +4,11 @@
 
 namespace ferry {
 
+int RunGateway(int argc, char** argv);
 int RunGenerate(int argc, char** argv);
 int RunMakeModel(int argc, char** argv);
+int RunScheduler(int argc, char** argv);
+int RunServe(int argc, char** argv);
 int RunVersion(int argc, char** argv);
 int RunWorker(int argc, char** argv);
 

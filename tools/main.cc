@@ -14,9 +14,14 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"gateway", "serve the OpenAI-compatible HTTP API in front of a scheduler or worker (gRPC)",
+     ferry::RunGateway},
     {"generate", "generate text from a prompt on the local CPU engine", ferry::RunGenerate},
     {"make-model", "write a Llama-architecture model with random weights and a BPE tokenizer",
      ferry::RunMakeModel},
+    {"scheduler", "run the cluster scheduler (ferry.v1.Scheduler): registry, dispatch, migration",
+     ferry::RunScheduler},
+    {"serve", "serve the OpenAI-compatible HTTP API with an engine in this process", ferry::RunServe},
     {"version", "print the version, commit, backends and CPU features", ferry::RunVersion},
     {"worker", "serve one engine over gRPC (ferry.v1.Worker)", ferry::RunWorker},
 };

@@ -38,8 +38,25 @@ float ReduceMax(__m512 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Software prefetch distance for the GEMV, in bytes of the weight stream.
+// Four rows are read at once, each a short stream (0.8-3 KiB for the 110M
+// model), too short for the hardware prefetcher to get ahead; prefetching the
+// matrix linearly this far ahead keeps enough misses in flight to reach DRAM
+// bandwidth. 4 KiB covers ~130 ns of DRAM latency at 32 GB/s per core and
+// measured best overall among 2, 4 and 8 KiB. Addresses past the end are
+// harmless: prefetches never fault.
+constexpr int64_t kPrefetchBytes = 4096;
+
+// Prefetches the lines in [p, p + bytes).
+template <int64_t kBytes>
+void PrefetchSpan(const char* p) {
+#pragma GCC unroll 8
+  for (int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
 // Loads 16 weights starting at element k of a row, as fp32.
 struct F32Weights {
+  static constexpr int64_t kBytes = 4;
   static __m512 Load(const void* row, int64_t k) {
     return _mm512_loadu_ps(static_cast<const float*>(row) + k);
   }
@@ -49,6 +66,7 @@ struct F32Weights {
 };
 
 struct F16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m512 Load(const void* row, int64_t k) {
     return _mm512_cvtph_ps(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(row) + k)));
@@ -59,6 +77,7 @@ struct F16Weights {
 };
 
 struct Bf16Weights {
+  static constexpr int64_t kBytes = 2;
   static __m512 Widen(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
   }
@@ -88,8 +107,12 @@ void GemvTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, con
     __m512 a1 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
     __m512 a2 = _mm512_setzero_ps(), b2 = _mm512_setzero_ps();
     __m512 a3 = _mm512_setzero_ps(), b3 = _mm512_setzero_ps();
+    // Each step consumes 32 values of 4 rows; prefetch as many bytes.
+    const char* prefetch = base + r * row_bytes + kPrefetchBytes;
     int64_t k = 0;
     for (; k < cols32; k += 32) {
+      PrefetchSpan<4 * 32 * W::kBytes>(prefetch);
+      prefetch += 4 * 32 * W::kBytes;
       const __m512 x0 = _mm512_loadu_ps(x + k);
       const __m512 x1 = _mm512_loadu_ps(x + k + 16);
       a0 = _mm512_fmadd_ps(W::Load(w0, k), x0, a0);
@@ -158,7 +181,10 @@ void GemvQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const 
     const char* w3 = w2 + row_bytes;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
     __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    const char* prefetch = w0 + kPrefetchBytes;
     for (int64_t b = 0; b < blocks; ++b) {
+      PrefetchSpan<4 * kQ8BlockBytes>(prefetch);
+      prefetch += 4 * kQ8BlockBytes;
       const __m512 x0 = _mm512_loadu_ps(x + b * kQ8Block);
       const __m512 x1 = _mm512_loadu_ps(x + b * kQ8Block + 16);
       const int64_t off = b * kQ8BlockBytes;

@@ -1,5 +1,10 @@
 #include "engine/service/worker_service.h"
 
+#include <grpcpp/support/status.h>
+
+#include "absl/time/clock.h"
+#include "engine/service/generate_stream.h"
+
 #include <atomic>
 #include <deque>
 #include <random>
@@ -27,108 +32,10 @@ v1::FinishReason ToProto(FinishReason r) {
     case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
     case FinishReason::kAbort: return v1::FINISH_REASON_ABORT;
     case FinishReason::kError: return v1::FINISH_REASON_ERROR;
+    case FinishReason::kMigrated: return v1::FINISH_REASON_MIGRATED;
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
-
-// One Generate stream. Events come from the engine thread; writes go out one
-// at a time (gRPC allows one outstanding write), the rest wait in a queue.
-// User reactions are never run inline by gRPC, so holding `mu_` while
-// starting a write or finishing is safe.
-class GenerateStream final : public grpc::ServerWriteReactor<v1::TokenEvent> {
- public:
-  GenerateStream(Engine* engine, std::string request_id, int num_samples)
-      : engine_(engine), request_id_(std::move(request_id)), unfinished_(num_samples) {}
-
-  void Start(GenerateInput input) {
-    // The sink keeps this stream alive through a shared handle that OnDone
-    // clears, so late events after the RPC ended are dropped, not written.
-    auto self = std::make_shared<Handle>(this);
-    handle_ = self;
-    absl::Status s = engine_->Submit(std::move(input), [self](EngineEvent ev) {
-      absl::MutexLock lock(&self->mu);
-      if (self->stream != nullptr) self->stream->PushLocked(ToTokenEvent(ev), ev.finish != FinishReason::kNone);
-    });
-    if (!s.ok()) {
-      absl::MutexLock lock(&handle_->mu);
-      FinishOnceLocked(ToGrpcStatus(s));
-    }
-  }
-
-  // Ends the stream at once with `status` (a request that cannot be run).
-  void Fail(const grpc::Status& status) {
-    handle_ = std::make_shared<Handle>(this);
-    absl::MutexLock lock(&handle_->mu);
-    FinishOnceLocked(status);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&handle_->mu);
-    writing_ = false;
-    if (!ok) {
-      // The client is gone: stop the request and free its blocks.
-      engine_->Abort(request_id_);
-      FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
-      return;
-    }
-    PumpLocked();
-  }
-
-  void OnCancel() override {
-    engine_->Abort(request_id_);
-    absl::MutexLock lock(&handle_->mu);
-    FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
-  }
-
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&handle_->mu);
-      handle_->stream = nullptr;
-    }
-    delete this;
-  }
-
- private:
-  struct Handle {
-    explicit Handle(GenerateStream* s) : stream(s) {}
-    absl::Mutex mu;
-    GenerateStream* stream;
-  };
-
-  void PushLocked(v1::TokenEvent event, bool last_of_sample) {
-    if (finished_) return;
-    if (last_of_sample) --unfinished_;
-    queue_.push_back(std::move(event));
-    PumpLocked();
-  }
-
-  void PumpLocked() {
-    if (writing_ || finished_) return;
-    if (!queue_.empty()) {
-      current_ = std::move(queue_.front());
-      queue_.pop_front();
-      writing_ = true;
-      StartWrite(&current_);
-      return;
-    }
-    if (unfinished_ <= 0) FinishOnceLocked(grpc::Status::OK);
-  }
-
-  void FinishOnceLocked(const grpc::Status& status) {
-    if (finished_) return;
-    finished_ = true;
-    Finish(status);
-  }
-
-  Engine* engine_;
-  std::string request_id_;
-  std::shared_ptr<Handle> handle_;
-  std::deque<v1::TokenEvent> queue_;
-  v1::TokenEvent current_;
-  bool writing_ = false;
-  bool finished_ = false;
-  int unfinished_;
-};
 
 std::atomic<uint64_t> g_request_counter{0};
 
@@ -143,8 +50,18 @@ absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& r, cons
   if (in.prompt_ids.empty() && !r.prompt().empty()) {
     in.prompt_ids = model.tokenizer().Encode(r.prompt(), model.tokenizer().add_bos(), true);
   }
-  const v1::SamplingParams& p = r.params();
-  SamplingParams& s = in.params;
+  in.params = ToSamplingParams(r.params());
+  in.priority = r.priority();
+  if (r.has_resume()) {
+    GenerateInput resumed = FromRequestState(r.resume());
+    resumed.request_id = in.request_id;
+    return resumed;
+  }
+  return in;
+}
+
+SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
+  SamplingParams s;
   s.temperature = p.temperature();
   s.top_p = p.top_p() == 0 ? 1.0f : p.top_p();
   s.top_k = p.top_k() < 0 ? 0 : p.top_k();
@@ -162,8 +79,7 @@ absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& r, cons
   s.ignore_eos = p.ignore_eos();
   s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
   s.n = p.n() == 0 ? 1 : p.n();
-  in.priority = r.priority();
-  return in;
+  return s;
 }
 
 v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
@@ -182,6 +98,7 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
     }
   }
   out.set_finish_reason(ToProto(ev.finish));
+  if (ev.finish == FinishReason::kMigrated) out.set_migrated_to(ev.migrated_to);
   if (ev.finish != FinishReason::kNone) {
     out.mutable_usage()->set_prompt_tokens(ev.prompt_tokens);
     out.mutable_usage()->set_completion_tokens(ev.completion_tokens);
@@ -194,10 +111,34 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
 }
 
 WorkerService::WorkerService(Engine* engine, const WorkerServiceOptions& options)
-    : engine_(engine), options_(options), incarnation_id_(RandomHex(8)) {}
+    : engine_(engine), options_(options), incarnation_id_(RandomHex(8)) {
+  janitor_ = std::thread([this] { Janitor(); });
+}
+
+WorkerService::~WorkerService() {
+  stop_.Notify();
+  janitor_.join();
+  // Migrations run on their own threads and use the engine: wait for them.
+  while (migrations_in_flight_.load() > 0) absl::SleepFor(absl::Milliseconds(5));
+}
+
+void WorkerService::Janitor() {
+  while (!stop_.WaitForNotificationWithTimeout(absl::Milliseconds(500))) {
+    for (const std::string& id : attach_.Expire(options_.attach_timeout)) {
+      Logger("worker")->warn("req={} migrated here but nobody attached: aborting", id);
+      engine_->Abort(id);
+    }
+  }
+}
 
 grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::CallbackServerContext* context,
                                                                   const v1::GenerateRequest* request) {
+  if (request->attach()) {
+    auto* stream = new GenerateStream(engine_, request->request_id(), 1);
+    absl::Status s = attach_.Attach(request->request_id(), stream);
+    if (!s.ok()) stream->Fail(ToGrpcStatus(s));
+    return stream;
+  }
   auto input = ToGenerateInput(*request, engine_->model());
   if (!input.ok()) {
     auto* s = new GenerateStream(engine_, request->request_id(), 0);
@@ -205,7 +146,8 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
     return s;
   }
   Logger("worker")->debug("req={} generate: {} prompt tokens", input->request_id, input->prompt_ids.size());
-  auto* stream = new GenerateStream(engine_, input->request_id, input->params.n);
+  const int samples = input->resume ? 1 : input->params.n;
+  auto* stream = new GenerateStream(engine_, input->request_id, samples);
   stream->Start(std::move(*input));
   return stream;
 }
@@ -224,14 +166,7 @@ grpc::ServerUnaryReactor* WorkerService::Stats(grpc::CallbackServerContext* cont
                                                const v1::StatsRequest* request,
                                                v1::StatsResponse* response) {
   EngineStats s = engine_->Stats();
-  v1::LoadReport* load = response->mutable_load();
-  load->set_blocks_free(s.blocks_free);
-  load->set_blocks_total(s.blocks_total);
-  load->set_running_requests(s.running);
-  load->set_waiting_requests(s.waiting);
-  load->set_blocks_needed_waiting(s.blocks_needed_waiting);
-  load->set_tokens_per_second(s.tokens_per_second);
-  load->set_cached_blocks(s.blocks_cached);
+  *response->mutable_load() = Load();
   response->set_prefix_cache_hit_rate(s.prefix_cache_hit_rate);
   response->set_blocks_used(s.blocks_used);
   response->set_blocks_cached(s.blocks_cached);
@@ -249,6 +184,68 @@ grpc::ServerUnaryReactor* WorkerService::Health(grpc::CallbackServerContext* con
   response->set_incarnation_id(incarnation_id_);
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+v1::LoadReport WorkerService::Load() const {
+  EngineStats s = engine_->Stats();
+  v1::LoadReport load;
+  load.set_blocks_free(s.blocks_free);
+  load.set_blocks_total(s.blocks_total);
+  load.set_running_requests(s.running);
+  load.set_waiting_requests(s.waiting);
+  load.set_blocks_needed_waiting(s.blocks_needed_waiting);
+  load.set_tokens_per_second(s.tokens_per_second);
+  load.set_cached_blocks(s.blocks_cached);
+  return load;
+}
+
+grpc::ServerUnaryReactor* WorkerService::ReserveKv(grpc::CallbackServerContext* context,
+                                                   const v1::ReserveKvRequest* request,
+                                                   v1::ReserveKvResponse* response) {
+  const v1::KvLayout& l = request->layout();
+  KvTransferHeader layout;
+  layout.model_id = l.model_id();
+  layout.num_layers = l.num_layers();
+  layout.num_kv_heads = l.num_kv_heads();
+  layout.head_dim = l.head_dim();
+  layout.block_size = l.block_size();
+  layout.dtype = l.dtype();
+  absl::Status s = engine_->ReserveForMigration(request->request_id(), layout, request->num_tokens(),
+                                                options_.migration.reservation_ttl).get();
+  response->set_accepted(s.ok());
+  response->set_transfer_id(request->request_id());
+  if (!s.ok()) response->set_reason(std::string(s.message()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerReadReactor<v1::KvChunk>* WorkerService::ReceiveKv(grpc::CallbackServerContext* context,
+                                                               v1::ReceiveKvResponse* response) {
+  return new ReceiveKvReactor(engine_, &attach_, response);
+}
+
+grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext* context,
+                                                    const v1::MigrateOutRequest* request,
+                                                    v1::MigrateOutResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  // The copy rounds take a while: run them off the RPC threads.
+  ++migrations_in_flight_;
+  std::thread([this, reactor, request, response] {
+    auto result = ferry::MigrateOut(*engine_, request->request_id(), request->destination(),
+                                    options_.migration);
+    response->set_migrated(result.ok());
+    if (result.ok()) {
+      response->set_downtime_micros(absl::ToInt64Microseconds(result->downtime));
+    } else {
+      response->set_error(std::string(result.status().message()));
+      Logger("worker")->info("req={} migration to {} failed: {}", request->request_id(),
+                             request->destination(), result.status().ToString());
+    }
+    reactor->Finish(grpc::Status::OK);
+    --migrations_in_flight_;
+  }).detach();
   return reactor;
 }
 

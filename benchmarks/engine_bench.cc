@@ -1,0 +1,165 @@
+// ferry-engine-bench: the serving engine under load, in one process.
+//   - aggregate decode tokens/s at several concurrencies (continuous batching)
+//   - time to first token for a long prompt whose prefix is cached vs not
+//   - resident memory against model + KV cache
+//
+//   ferry-engine-bench --model PATH [--concurrency 1,4,16,64] [--gen-tokens 64]
+//                      [--prompt-tokens 32] [--prefix-tokens 1000] [--threads 0]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/logging.h"
+#include "engine/engine.h"
+#include "tools/flags.h"
+
+namespace ferry::bench {
+namespace {
+
+int64_t ResidentBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// Submits `inputs` at once and waits for all; returns seconds and, per
+// request, the time to its first token.
+struct RunResult {
+  double seconds = 0;
+  std::vector<double> ttft;
+  int64_t tokens = 0;
+};
+
+RunResult RunBatch(Engine& engine, std::vector<GenerateInput> inputs) {
+  absl::Mutex mu;
+  int finished = 0;
+  RunResult r;
+  r.ttft.assign(inputs.size(), 0);
+  auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    absl::Status s = engine.Submit(std::move(inputs[i]), [&, i](EngineEvent ev) {
+      absl::MutexLock lock(&mu);
+      if (r.ttft[i] == 0 && !ev.token_ids.empty()) {
+        r.ttft[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      }
+      r.tokens += static_cast<int64_t>(ev.token_ids.size());
+      if (ev.finish != FinishReason::kNone) ++finished;
+    });
+    if (!s.ok()) {
+      std::fprintf(stderr, "submit: %s\n", std::string(s.message()).c_str());
+      std::exit(1);
+    }
+  }
+  const int n = static_cast<int>(r.ttft.size());
+  absl::MutexLock lock(&mu);
+  auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished >= n; };
+  mu.Await(absl::Condition(&done));
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+GenerateInput Input(const std::string& id, std::vector<int32_t> prompt, int max_tokens) {
+  GenerateInput in;
+  in.request_id = id;
+  in.prompt_ids = std::move(prompt);
+  in.params.temperature = 0;
+  in.params.max_tokens = max_tokens;
+  in.params.ignore_eos = true;
+  return in;
+}
+
+std::vector<int32_t> Prompt(int n, int salt, int vocab) {
+  std::vector<int32_t> p(n);
+  for (int i = 0; i < n; ++i) p[i] = static_cast<int32_t>((i * 7919 + salt * 104729 + 13) % (vocab - 10) + 5);
+  return p;
+}
+
+int Main(int argc, char** argv) {
+  std::string model_path, conc_list = "1,4,16,64";
+  int64_t gen = 64, prompt_len = 32, prefix_len = 1000, threads = 0;
+  FlagParser flags("engine-bench", "Engine throughput under concurrency, prefix-cache TTFT, memory.");
+  flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
+  flags.AddString("concurrency", &conc_list, "comma-separated numbers of concurrent sequences");
+  flags.AddInt("gen-tokens", &gen, "tokens generated per request");
+  flags.AddInt("prompt-tokens", &prompt_len, "prompt length per request");
+  flags.AddInt("prefix-tokens", &prefix_len, "shared prefix length for the TTFT test");
+  flags.AddInt("threads", &threads, "CPU threads (0: one per core)");
+  return RunWithFlags(flags, argc, argv, [&]() -> int {
+    (void)SetupLogging("warn");
+    auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
+      return 1;
+    }
+    std::shared_ptr<const Model> model(std::move(*loaded));
+    const int vocab = model->config().vocab_size;
+    const double params = static_cast<double>(model->weight_bytes()) /
+                          (model->weights().layers[0].wq.dtype == DType::kF32 ? 4.0 : 2.0);
+    std::printf("model %s: %.1f M parameters, %.1f MB of weights\n", model->id().c_str(), params / 1e6,
+                model->weight_bytes() / 1e6);
+
+    // 1. Aggregate decode throughput.
+    std::printf("\n| concurrent sequences | generated tok/s | vs batch 1 | GFLOP/s (2 x params x tok/s) |\n");
+    std::printf("|---:|---:|---:|---:|\n");
+    double base = 0;
+    for (absl::string_view c : absl::StrSplit(conc_list, ',')) {
+      int n = 0;
+      if (!absl::SimpleAtoi(c, &n) || n < 1) return 2;
+      EngineOptions o;
+      o.threads = static_cast<int>(threads);
+      o.max_num_seqs = std::max(n, 1);
+      auto engine = Engine::Create(model, o);
+      if (!engine.ok()) return 1;
+      std::vector<GenerateInput> inputs;
+      for (int i = 0; i < n; ++i) inputs.push_back(Input(absl::StrCat("r", i), Prompt(prompt_len, i, vocab), gen));
+      // Warm up with one short run, then measure.
+      RunBatch(**engine, {Input("warm", Prompt(8, 999, vocab), 4)});
+      RunResult r = RunBatch(**engine, std::move(inputs));
+      double tps = r.tokens / r.seconds;
+      if (base == 0) base = tps;
+      std::printf("| %d | %.1f | %.2fx | %.1f |\n", n, tps, tps / base, 2 * params * tps / 1e9);
+      std::fflush(stdout);
+    }
+
+    // 2. Time to first token with and without a cached prefix.
+    EngineOptions o;
+    o.threads = static_cast<int>(threads);
+    auto engine = Engine::Create(model, o);
+    if (!engine.ok()) return 1;
+    std::vector<int32_t> prefix = Prompt(prefix_len, 4242, vocab);
+    std::vector<int32_t> a = prefix, b = prefix;
+    for (int i = 0; i < 8; ++i) {
+      a.push_back(7 + i);
+      b.push_back(100 + i);
+    }
+    RunResult cold = RunBatch(**engine, {Input("cold", a, 1)});
+    RunResult warm = RunBatch(**engine, {Input("warm", b, 1)});
+    std::printf("\nTTFT, %lld-token prompt: uncached %.1f ms, prefix cached %.1f ms (%.1fx faster)\n",
+                static_cast<long long>(a.size()), cold.ttft[0] * 1e3, warm.ttft[0] * 1e3,
+                cold.ttft[0] / warm.ttft[0]);
+
+    // 3. Memory.
+    EngineStats s = (*engine)->Stats();
+    double rss = ResidentBytes();
+    double budget = static_cast<double>(model->weight_bytes()) + static_cast<double>(s.kv_cache_bytes);
+    std::printf("memory: RSS %.1f MB vs model %.1f MB + KV %.1f MB = %.1f MB (%.0f%%)\n", rss / 1e6,
+                model->weight_bytes() / 1e6, s.kv_cache_bytes / 1e6, budget / 1e6, 100.0 * rss / budget);
+    return 0;
+  });
+}
+
+}  // namespace
+}  // namespace ferry::bench
+
+int main(int argc, char** argv) { return ferry::bench::Main(argc, argv); }

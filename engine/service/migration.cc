@@ -1,0 +1,219 @@
+#include "engine/service/migration.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "engine/service/worker_service.h"
+
+namespace ferry {
+namespace {
+
+std::chrono::system_clock::time_point Deadline(absl::Duration d) {
+  return std::chrono::system_clock::now() + absl::ToChronoMicroseconds(d);
+}
+
+v1::KvChunk ToChunk(const std::string& id, const Engine::MigrationSnapshot& snap, bool last) {
+  v1::KvChunk c;
+  c.set_request_id(id);
+  c.set_header(snap.header);
+  c.set_data(snap.payload);
+  c.set_first_block(snap.first_block);
+  c.set_num_tokens(static_cast<int32_t>(snap.num_kv_tokens));
+  c.set_last(last);
+  if (last && snap.state) *c.mutable_state() = ToRequestState(*snap.state);
+  return c;
+}
+
+}  // namespace
+
+v1::RequestState ToRequestState(const GenerateInput& in) {
+  v1::RequestState s;
+  s.set_request_id(in.request_id);
+  for (int32_t id : in.prompt_ids) s.add_prompt_ids(id);
+  const SamplingParams& p = in.params;
+  v1::SamplingParams* q = s.mutable_params();
+  q->set_temperature(p.temperature);
+  q->set_top_p(p.top_p);
+  q->set_top_k(p.top_k);
+  q->set_min_p(p.min_p);
+  q->set_repetition_penalty(p.repetition_penalty);
+  q->set_frequency_penalty(p.frequency_penalty);
+  q->set_presence_penalty(p.presence_penalty);
+  if (p.seed) q->set_seed(*p.seed);
+  for (const auto& [id, bias] : p.logit_bias) (*q->mutable_logit_bias())[id] = bias;
+  q->set_max_tokens(p.max_tokens);
+  q->set_min_tokens(p.min_tokens);
+  for (const auto& st : p.stop) q->add_stop(st);
+  for (int32_t id : p.stop_token_ids) q->add_stop_token_ids(id);
+  q->set_ignore_eos(p.ignore_eos);
+  if (p.logprobs >= 0) q->set_logprobs(p.logprobs);
+  q->set_n(1);
+  s.set_priority(in.priority);
+  if (in.resume) {
+    for (int32_t id : in.resume->output_ids) s.add_output_ids(id);
+    s.set_sampler_rng_state(in.resume->rng_state);
+    s.set_emitted_text_bytes(in.resume->emitted_text_bytes);
+    s.set_sample_index(in.resume->sample_index);
+    s.set_cached_prompt_tokens(in.resume->cached_prompt_tokens);
+  }
+  return s;
+}
+
+GenerateInput FromRequestState(const v1::RequestState& s) {
+  GenerateInput in;
+  in.request_id = s.request_id();
+  in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
+  in.params = ToSamplingParams(s.params());
+  in.params.n = 1;
+  in.priority = s.priority();
+  ResumeState rs;
+  rs.output_ids.assign(s.output_ids().begin(), s.output_ids().end());
+  rs.rng_state = s.sampler_rng_state();
+  rs.emitted_text_bytes = s.emitted_text_bytes();
+  rs.sample_index = s.sample_index();
+  rs.cached_prompt_tokens = s.cached_prompt_tokens();
+  in.resume = std::move(rs);
+  return in;
+}
+
+absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
+                                           const std::string& destination,
+                                           const MigrationOptions& options) {
+  MigrationResult result;
+  FERRY_ASSIGN_OR_RETURN(Engine::MigrationSnapshot snap, engine.SnapshotForMigration(id, 0, false).get());
+  FERRY_ASSIGN_OR_RETURN(KvTransferHeader layout, DecodeHeader(snap.header));
+  auto channel = grpc::CreateChannel(destination, grpc::InsecureChannelCredentials());
+  auto stub = v1::Worker::NewStub(channel);
+
+  // 1. Handshake: the destination reserves blocks for the current length.
+  v1::ReserveKvRequest reserve;
+  reserve.set_request_id(id);
+  v1::KvLayout* l = reserve.mutable_layout();
+  l->set_model_id(layout.model_id);
+  l->set_num_layers(layout.num_layers);
+  l->set_num_kv_heads(layout.num_kv_heads);
+  l->set_head_dim(layout.head_dim);
+  l->set_block_size(layout.block_size);
+  l->set_dtype(layout.dtype);
+  reserve.set_num_tokens(static_cast<int32_t>(std::max<int64_t>(snap.num_kv_tokens, 1) + layout.block_size));
+  v1::ReserveKvResponse reserved;
+  grpc::ClientContext reserve_ctx;
+  reserve_ctx.set_deadline(Deadline(options.rpc_timeout));
+  FERRY_RETURN_IF_ERROR(FromGrpcStatus(stub->ReserveKv(&reserve_ctx, reserve, &reserved)));
+  if (!reserved.accepted()) {
+    return absl::ResourceExhaustedError(absl::StrCat("destination refused: ", reserved.reason()));
+  }
+
+  // 2. Rounds: completed blocks, while the request keeps decoding here.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(options.rpc_timeout));
+  v1::ReceiveKvResponse received;
+  std::unique_ptr<grpc::ClientWriter<v1::KvChunk>> writer = stub->ReceiveKv(&ctx, &received);
+  auto broken = [&](absl::string_view what) {
+    writer->WritesDone();
+    absl::Status s = FromGrpcStatus(writer->Finish());
+    return s.ok() ? absl::UnavailableError(absl::StrCat("destination stream broke during ", what)) : s;
+  };
+  int64_t sent = 0;
+  auto send = [&](const Engine::MigrationSnapshot& s, bool last) {
+    result.blocks_sent += s.num_blocks;
+    result.bytes_sent += static_cast<int64_t>(s.payload.size());
+    return writer->Write(ToChunk(id, s, last));
+  };
+  while (true) {
+    if (snap.num_blocks > 0) {
+      if (!send(snap, false)) return broken("a copy round");
+      sent = snap.first_block + snap.num_blocks;
+    }
+    ++result.rounds;
+    auto next = engine.SnapshotForMigration(id, sent, false).get();
+    if (!next.ok()) {
+      writer->WritesDone();
+      ctx.TryCancel();
+      writer->Finish();
+      return next.status();
+    }
+    snap = std::move(*next);
+    if (snap.total_blocks - sent <= options.final_stage_blocks || result.rounds >= options.max_rounds) break;
+  }
+
+  // 3. Last stage: pause, send the rest and the state, resume there.
+  absl::Time paused_at = absl::Now();
+  auto last = engine.SnapshotForMigration(id, sent, true).get();
+  if (!last.ok()) {
+    writer->WritesDone();
+    ctx.TryCancel();
+    writer->Finish();
+    return last.status();
+  }
+  bool wrote = send(*last, true);
+  writer->WritesDone();
+  absl::Status status = FromGrpcStatus(writer->Finish());
+  if (!wrote || !status.ok() || !received.accepted()) {
+    engine.AbortMigration(id);
+    if (status.ok()) status = absl::UnavailableError(absl::StrCat("destination did not take the request: ",
+                                                                   received.error()));
+    return status;
+  }
+  engine.CommitMigration(id, destination);
+  result.downtime = absl::Now() - paused_at;
+  Logger("worker")->info("req={} migrated to {}: {} rounds, {} blocks, {} bytes, downtime {}", id,
+                         destination, result.rounds, result.blocks_sent, result.bytes_sent,
+                         absl::FormatDuration(result.downtime));
+  return result;
+}
+
+ReceiveKvReactor::ReceiveKvReactor(Engine* engine, AttachRegistry* attach,
+                                   v1::ReceiveKvResponse* response)
+    : engine_(engine), attach_(attach), response_(response) {
+  StartRead(&chunk_);
+}
+
+void ReceiveKvReactor::Fail(const absl::Status& status) {
+  if (!request_id_.empty() && !resumed_) engine_->CancelReservation(request_id_);
+  response_->set_accepted(false);
+  response_->set_error(std::string(status.message()));
+  finished_ = true;
+  Finish(ToGrpcStatus(status));
+}
+
+void ReceiveKvReactor::OnReadDone(bool ok) {
+  if (finished_) return;
+  if (!ok) {
+    // The sender is done writing (or gone).
+    if (!resumed_) return Fail(absl::AbortedError("the transfer ended before its last chunk"));
+    finished_ = true;
+    Finish(grpc::Status::OK);
+    return;
+  }
+  if (request_id_.empty()) request_id_ = chunk_.request_id();
+  if (chunk_.request_id() != request_id_ || resumed_) {
+    return Fail(absl::InvalidArgumentError("chunks of one transfer must name one request"));
+  }
+  // Blocking on the engine here is brief: it runs the write between steps.
+  absl::Status s = engine_->ReceiveMigratedBlocks(request_id_, chunk_.header(), chunk_.data(),
+                                                  chunk_.first_block()).get();
+  if (!s.ok()) return Fail(s);
+  response_->set_blocks_written(response_->blocks_written() + 1);
+  if (chunk_.last()) {
+    GenerateInput input = FromRequestState(chunk_.state());
+    input.request_id = request_id_;
+    EventSink sink = attach_->Create(request_id_);
+    s = engine_->ResumeMigrated(std::move(input), chunk_.num_tokens(), std::move(sink)).get();
+    if (!s.ok()) return Fail(s);
+    resumed_ = true;
+    response_->set_accepted(true);
+  }
+  StartRead(&chunk_);
+}
+
+void ReceiveKvReactor::OnDone() { delete this; }
+
+}  // namespace ferry

@@ -1,0 +1,69 @@
+// The worker-to-worker half of live migration (and of the prefill-to-decode
+// hand-off, which is a migration right after the first token):
+//
+//   source: ReserveKv on the destination, then rounds of full blocks over one
+//           ReceiveKv stream while the request keeps decoding, then the last
+//           stage (pause, remaining blocks + state), then commit or abort.
+//   destination: the ReceiveKv stream writes blocks into the reservation and,
+//           on the last chunk, resumes the request; its events wait in the
+//           AttachRegistry until the scheduler attaches.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/engine.h"
+#include "engine/service/attach_registry.h"
+#include "ferry/v1/worker.grpc.pb.h"
+
+namespace ferry {
+
+struct MigrationOptions {
+  int max_rounds = 8;            // copy rounds before the last stage is forced
+  int final_stage_blocks = 2;    // go to the last stage when at most this many blocks are left
+  absl::Duration reservation_ttl = absl::Seconds(10);
+  absl::Duration rpc_timeout = absl::Seconds(30);
+};
+
+struct MigrationResult {
+  int rounds = 0;
+  int64_t blocks_sent = 0;
+  int64_t bytes_sent = 0;
+  absl::Duration downtime;  // paused: last stage to commit
+};
+
+// Moves request `id` from `engine` to the worker at `destination`. On any
+// failure the request stays (or resumes) here and an error says why:
+// FailedPrecondition (not running here, n > 1, preempted or finished
+// mid-copy), ResourceExhausted (the destination is out of blocks),
+// Unavailable/DeadlineExceeded (the destination is unreachable or slow).
+absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
+                                           const std::string& destination,
+                                           const MigrationOptions& options = {});
+
+// Converts a paused sample's state to and from its wire form.
+v1::RequestState ToRequestState(const GenerateInput& input);
+GenerateInput FromRequestState(const v1::RequestState& state);
+
+// The destination's ReceiveKv stream.
+class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
+ public:
+  ReceiveKvReactor(Engine* engine, AttachRegistry* attach, v1::ReceiveKvResponse* response);
+  void OnReadDone(bool ok) override;
+  void OnCancel() override {}
+  void OnDone() override;
+
+ private:
+  void Fail(const absl::Status& status);
+
+  Engine* engine_;
+  AttachRegistry* attach_;
+  v1::ReceiveKvResponse* response_;
+  v1::KvChunk chunk_;
+  std::string request_id_;
+  bool resumed_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace ferry

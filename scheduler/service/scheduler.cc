@@ -1,0 +1,305 @@
+#include "scheduler/service/scheduler.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "common/strings.h"
+#include "common/logging.h"
+#include "scheduler/service/prompt_hashes.h"
+#include "scheduler/service/scheduler_internal.h"
+
+namespace ferry {
+
+WorkerRoleKind RoleKindFromProto(v1::WorkerRole role) {
+  switch (role) {
+    case v1::WORKER_ROLE_PREFILL: return WorkerRoleKind::kPrefill;
+    case v1::WORKER_ROLE_DECODE: return WorkerRoleKind::kDecode;
+    default: return WorkerRoleKind::kMixed;
+  }
+}
+
+v1::WorkerRole RoleToProto(WorkerRoleKind role) {
+  switch (role) {
+    case WorkerRoleKind::kPrefill: return v1::WORKER_ROLE_PREFILL;
+    case WorkerRoleKind::kDecode: return v1::WORKER_ROLE_DECODE;
+    case WorkerRoleKind::kMixed: return v1::WORKER_ROLE_MIXED;
+  }
+  return v1::WORKER_ROLE_MIXED;
+}
+
+WorkerLoad LoadFromProto(const v1::LoadReport& r) {
+  WorkerLoad l;
+  l.blocks_free = r.blocks_free();
+  l.blocks_total = r.blocks_total();
+  l.running_requests = r.running_requests();
+  l.waiting_requests = r.waiting_requests();
+  l.blocks_needed_waiting = r.blocks_needed_waiting();
+  l.tokens_per_second = r.tokens_per_second();
+  l.cached_blocks = r.cached_blocks();
+  return l;
+}
+
+namespace {
+
+v1::LoadReport LoadToProto(const WorkerLoad& l) {
+  v1::LoadReport r;
+  r.set_blocks_free(l.blocks_free);
+  r.set_blocks_total(l.blocks_total);
+  r.set_running_requests(l.running_requests);
+  r.set_waiting_requests(l.waiting_requests);
+  r.set_blocks_needed_waiting(l.blocks_needed_waiting);
+  r.set_tokens_per_second(l.tokens_per_second);
+  r.set_cached_blocks(l.cached_blocks);
+  return r;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options) {
+  auto dispatch = MakeDispatchPolicy(options.dispatch_policy);
+  if (!dispatch.ok()) return dispatch.status();
+  if (options.worker_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("worker timeout must be positive");
+  }
+  std::unique_ptr<Scheduler> s(new Scheduler(options, std::move(*dispatch)));
+  s->loop_.Start();
+  return s;
+}
+
+Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<DispatchPolicy> dispatch)
+    : options_(options),
+      registry_(WorkerRegistryOptions{.worker_timeout = options.worker_timeout}),
+      placement_(std::move(dispatch), options.disaggregation),
+      migration_policy_([&] {
+        MigrationOptions m = options.migration_options;
+        m.balance = options.migration;
+        return m;
+      }()),
+      migrations_(MigrationTrackerOptions{.timeout = options.migration_timeout}),
+      loop_(options.policy_interval, [this] { Tick(); }) {
+  poster_ = std::make_shared<LoopPoster>(&loop_);
+}
+
+Scheduler::~Scheduler() {
+  poster_->Close();
+  loop_.Stop();
+  // The loop is gone: its state is ours to touch from here.
+  for (auto& [id, c] : calls_) c->call->Cancel();
+  for (auto& [id, r] : requests_) r->client->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "scheduler shutting down"));
+}
+
+std::shared_ptr<v1::Worker::Stub> Scheduler::StubFor(const std::string& address) {
+  auto it = stubs_.find(address);
+  if (it != stubs_.end()) return it->second;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto stub = std::shared_ptr<v1::Worker::Stub>(v1::Worker::NewStub(channel));
+  stubs_.emplace(address, stub);
+  return stub;
+}
+
+int Scheduler::BlockSizeOf(const std::string& worker_id) const {
+  const WorkerRecord* w = registry_.Find(worker_id);
+  if (w == nullptr || w->registration.block_size <= 0) return options_.default_block_size;
+  return w->registration.block_size;
+}
+
+void Scheduler::SendWorkerAbort(const std::string& address, const std::string& request_id) {
+  struct Pending {
+    grpc::ClientContext context;
+    v1::AbortRequest request;
+    v1::AbortResponse response;
+    std::shared_ptr<v1::Worker::Stub> stub;
+  };
+  auto* p = new Pending;
+  p->stub = StubFor(address);
+  p->request.set_request_id(request_id);
+  p->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  p->stub->async()->Abort(&p->context, &p->request, &p->response, [p](grpc::Status) { delete p; });
+}
+
+// ---- registry ----
+
+void Scheduler::RegisterWorker(const v1::RegisterWorkerRequest& request, Reply<v1::RegisterWorkerResponse> reply) {
+  poster_->Post([this, request, reply = std::move(reply)] {
+    WorkerRegistration reg;
+    reg.address = request.address();
+    reg.role = RoleKindFromProto(request.role());
+    reg.model_id = request.model_id();
+    reg.incarnation_id = request.incarnation_id();
+    reg.block_size = request.kv_layout().block_size();
+    reg.block_hash_root = request.block_hash_root();
+    auto result = registry_.Register(reg, options_.clock->Now());
+    if (!result.ok()) return reply(result.status());
+    if (!result->replaced.empty()) OnWorkersLost(result->replaced, "restarted with a new incarnation");
+    metrics_.Add("ferry_scheduler_worker_registrations_total");
+    Logger("scheduler")->info("worker={} registered at {} (incarnation {})", result->worker_id, reg.address,
+                              reg.incarnation_id);
+    v1::RegisterWorkerResponse response;
+    response.set_worker_id(result->worker_id);
+    response.set_heartbeat_interval_micros(absl::ToInt64Microseconds(options_.heartbeat_interval));
+    reply(std::move(response));
+  });
+}
+
+void Scheduler::Heartbeat(const v1::HeartbeatRequest& request, Reply<v1::HeartbeatResponse> reply) {
+  poster_->Post([this, request, reply = std::move(reply)] {
+    v1::HeartbeatResponse response;
+    auto w = registry_.Heartbeat(request.worker_id(), request.incarnation_id(), LoadFromProto(request.load()),
+                                 options_.clock->Now());
+    response.set_known(w.ok());
+    if (w.ok()) {
+      response.set_drain((*w)->draining);
+      FeedPrefixIndex(request.worker_id(), request.load());
+    }
+    reply(std::move(response));
+  });
+}
+
+void Scheduler::FeedPrefixIndex(const std::string& worker_id, const v1::LoadReport& load) {
+  const WorkerRecord* w = registry_.Find(worker_id);
+  // Hashes on another chain root than ours could never match a prompt.
+  if (w == nullptr || w->registration.block_hash_root == 0) return;
+  prefix_index_.Insert(worker_id, std::span(load.stored_block_hashes().data(), load.stored_block_hashes_size()));
+  prefix_index_.Remove(worker_id,
+                       std::span(load.removed_block_hashes().data(), load.removed_block_hashes_size()));
+}
+
+void Scheduler::ListWorkers(Reply<v1::ListWorkersResponse> reply) {
+  poster_->Post([this, reply = std::move(reply)] {
+    std::map<std::string, int> per_worker;
+    for (const auto& [id, r] : requests_) {
+      for (const Sample& s : r->samples) {
+        if (!s.finished && s.call_id != 0) ++per_worker[s.worker_id];
+      }
+    }
+    v1::ListWorkersResponse response;
+    for (const WorkerRecord* w : registry_.All()) {
+      v1::WorkerInfo* info = response.add_workers();
+      info->set_worker_id(w->worker_id);
+      info->set_address(w->registration.address);
+      info->set_role(RoleToProto(w->registration.role));
+      *info->mutable_load() = LoadToProto(w->load);
+      info->set_alive(w->alive);
+      info->set_draining(w->draining);
+      info->set_num_requests(per_worker[w->worker_id]);
+      info->set_model_id(w->registration.model_id);
+      info->set_incarnation_id(w->registration.incarnation_id);
+    }
+    reply(std::move(response));
+  });
+}
+
+void Scheduler::DrainWorker(const v1::DrainWorkerRequest& request, Reply<v1::DrainWorkerResponse> reply) {
+  poster_->Post([this, request, reply = std::move(reply)] {
+    absl::Status s = registry_.SetDraining(request.worker_id(), true);
+    if (!s.ok()) return reply(s);
+    Logger("scheduler")->info("worker={} draining", request.worker_id());
+    v1::DrainWorkerResponse response;
+    response.set_ok(true);
+    reply(std::move(response));
+    RunMigrationPolicy();
+  });
+}
+
+// ---- the periodic tick ----
+
+void Scheduler::Tick() {
+  const absl::Time now = options_.clock->Now();
+  std::vector<std::string> silent = registry_.ExpireSilent(now);
+  if (!silent.empty()) OnWorkersLost(silent, "heartbeat timeout");
+  for (const MigrationRecord& m : migrations_.Expire(now)) {
+    auto it = requests_.find(m.request_id);
+    if (it != requests_.end()) it->second->samples[0].migrating = false;
+    Logger("scheduler")->warn("req={} migration {} -> {} timed out", m.request_id, m.source_worker_id,
+                              m.destination_worker_id);
+  }
+  PlaceUnplaced();
+  RunMigrationPolicy();
+}
+
+void Scheduler::OnWorkersLost(const std::vector<std::string>& worker_ids, const std::string& why) {
+  const absl::Time now = options_.clock->Now();
+  for (const std::string& id : worker_ids) {
+    Logger("scheduler")->warn("worker={} lost: {}", id, why);
+    metrics_.Add("ferry_scheduler_workers_lost_total");
+    registry_.MarkDead(id, now);
+    prefix_index_.DropWorker(id);
+    for (const MigrationRecord& m : migrations_.OnWorkerLost(id, now)) {
+      auto it = requests_.find(m.request_id);
+      if (it != requests_.end()) it->second->samples[0].migrating = false;
+    }
+    std::vector<uint64_t> lost_calls;
+    for (const auto& [call_id, c] : calls_) {
+      if (c->worker_id == id) lost_calls.push_back(call_id);
+    }
+    for (uint64_t call_id : lost_calls) {
+      auto c = std::move(calls_[call_id]);
+      calls_.erase(call_id);
+      c->call->Cancel();
+      for (int idx : c->samples) {
+        // Recovery can fail the request and drop it: look it up each time.
+        auto rit = requests_.find(c->request_id);
+        if (rit == requests_.end()) break;
+        Sample& s = rit->second->samples[idx];
+        if (s.call_id == call_id && !s.finished) RecoverSample(*rit->second, s, id, why);
+      }
+    }
+  }
+}
+
+ClusterView Scheduler::BuildView() const {
+  ClusterView view;
+  std::map<std::string, int> assigned;
+  for (const auto& [id, r] : requests_) {
+    for (const Sample& s : r->samples) {
+      if (s.finished || s.call_id == 0) continue;
+      ++assigned[s.worker_id];
+      view.requests.push_back(ViewOf(*r, s));
+    }
+  }
+  for (const WorkerRecord* w : registry_.All()) {
+    if (!w->alive || w->suspect) continue;
+    WorkerView v;
+    v.worker_id = w->worker_id;
+    v.address = w->registration.address;
+    v.role = w->registration.role;
+    v.load = w->load;
+    v.alive = w->alive;
+    v.draining = w->draining;
+    v.last_heartbeat = w->last_heartbeat;
+    auto it = assigned.find(w->worker_id);
+    v.num_assigned = it == assigned.end() ? 0 : it->second;
+    view.workers.push_back(std::move(v));
+  }
+  return view;
+}
+
+std::string Scheduler::RenderMetrics() {
+  // The loop owns the state: take the snapshot there.
+  auto done = std::make_shared<absl::Notification>();
+  auto text = std::make_shared<std::string>();
+  bool posted = poster_->Post([this, done, text] {
+    const MigrationCounts& c = migrations_.counts();
+    *text += absl::StrCat("ferry_scheduler_migrations_started_total ", c.started, "\n");
+    *text += absl::StrCat("ferry_scheduler_migrations_committed_total ", c.committed, "\n");
+    for (int i = 0; i < kNumMigrationAbortReasons; ++i) {
+      *text += absl::StrCat("ferry_scheduler_migrations_aborted_total{reason=\"",
+                            Sv(MigrationAbortReasonName(static_cast<MigrationAbortReason>(i))), "\"} ",
+                            c.aborted[i], "\n");
+    }
+    int alive = 0;
+    for (const WorkerRecord* w : registry_.All()) alive += w->alive ? 1 : 0;
+    *text += absl::StrCat("ferry_scheduler_workers_alive ", alive, "\n");
+    *text += absl::StrCat("ferry_scheduler_requests_in_flight ", requests_.size(), "\n");
+    done->Notify();
+  });
+  if (posted && done->WaitForNotificationWithTimeout(absl::Seconds(5))) {
+    return metrics_.RenderPrometheus() + *text;
+  }
+  return metrics_.RenderPrometheus();
+}
+
+}  // namespace ferry

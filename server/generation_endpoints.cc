@@ -1,0 +1,136 @@
+// Gateway::Completions and Gateway::ChatCompletions: parse, render and
+// tokenize, fit the context, take an admission slot, then run.
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "server/gateway.h"
+#include "server/generation_run.h"
+#include "server/openai_error.h"
+
+namespace ferry {
+
+absl::Status Gateway::FitContext(const GenerationOptions& options, bool chat, size_t prompt_len,
+                                 int* max_tokens) const {
+  const int64_t context = context_.context_length;
+  const int64_t prompt = static_cast<int64_t>(prompt_len);
+  const char* where = chat ? "messages" : "prompt";
+  if (options.max_tokens) {
+    if (prompt + *options.max_tokens > context) {
+      return WithErrorCode(
+          InvalidParamError(chat ? "max_completion_tokens" : "max_tokens",
+                            absl::StrCat("This model's maximum context length is ", context,
+                                         " tokens. However, you requested ", prompt + *options.max_tokens,
+                                         " tokens (", prompt, " in the ", where, ", ", *options.max_tokens,
+                                         " in the completion). Please reduce the length of the ", where,
+                                         " or completion.")),
+          "context_length_exceeded");
+    }
+    *max_tokens = static_cast<int>(*options.max_tokens);
+    return absl::OkStatus();
+  }
+  if (prompt >= context) {
+    return WithErrorCode(InvalidParamError(where, absl::StrCat("This model's maximum context length is ",
+                                                               context, " tokens. However, your ", where,
+                                                               " has ", prompt, " tokens, leaving no room for ",
+                                                               "the completion.")),
+                         "context_length_exceeded");
+  }
+  // OpenAI's default for completions is 16 tokens; chat may use the rest of
+  // the context.
+  int64_t room = context - prompt;
+  *max_tokens = static_cast<int>(chat ? room : std::min<int64_t>(16, room));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, int key_index) {
+  absl::Time arrival = absl::Now();
+  if (draining_.load()) return absl::UnavailableError("the server is shutting down");
+  FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+  const Tokenizer& tok = context_.assets->tokenizer();
+  FERRY_ASSIGN_OR_RETURN(CompletionRequest req, ParseCompletionRequest(body, tok.vocab_size()));
+  FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
+  GenerationPlan plan;
+  plan.header = ResponseHeader{false, NewId("cmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
+  plan.endpoint = "/v1/completions";
+  plan.echo = req.echo;
+  for (PromptInput& p : req.prompts) {
+    if (p.text) {
+      p.ids = tok.Encode(*p.text, tok.add_bos(), /*parse_special=*/true);
+      if (p.ids.empty()) return InvalidParamError("prompt", "the prompt is empty");
+    }
+    int max_tokens = 0;
+    FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/false, p.ids.size(), &max_tokens));
+    plan.max_tokens.push_back(max_tokens);
+    if (req.echo) plan.echo_texts.push_back(p.text ? *p.text : tok.Decode(p.ids, /*skip_special=*/true));
+    plan.prompts.push_back(std::move(p.ids));
+  }
+  plan.options = std::move(req.options);
+  return RunGeneration(std::move(plan), key_index, arrival);
+}
+
+absl::StatusOr<std::string> Gateway::RenderChat(const Json& context, bool continue_final) const {
+  const ChatTemplate* tmpl = context_.assets->chat_template();
+  if (tmpl == nullptr) {
+    return InvalidParamError("messages", absl::StrCat("the model '", context_.model_name,
+                                                      "' has no chat template, so chat completions are not "
+                                                      "available; use /v1/completions or start the server "
+                                                      "with --chat-template FILE"));
+  }
+  Json ctx = context;
+  ctx["bos_token"] = context_.assets->bos_text();
+  ctx["eos_token"] = context_.assets->eos_text();
+  absl::StatusOr<std::string> rendered = tmpl->Render(ctx);
+  if (!rendered.ok()) {
+    return InvalidParamError("messages", absl::StrCat("the chat template cannot render these messages: ",
+                                                      rendered.status().message()));
+  }
+  if (continue_final) {
+    // Cut what the template appends after the final assistant message, so
+    // generation continues it.
+    const Json& last = context["messages"].back()["content"];
+    if (last.is_string()) {
+      std::string content = last.get<std::string>();
+      size_t pos = rendered->rfind(content);
+      if (!content.empty() && pos != std::string::npos) rendered->resize(pos + content.size());
+    }
+  }
+  return rendered;
+}
+
+absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request, int key_index) {
+  absl::Time arrival = absl::Now();
+  if (draining_.load()) return absl::UnavailableError("the server is shutting down");
+  FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+  const Tokenizer& tok = context_.assets->tokenizer();
+  FERRY_ASSIGN_OR_RETURN(ChatRequest req, ParseChatRequest(body, tok.vocab_size()));
+  FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
+  FERRY_ASSIGN_OR_RETURN(std::string prompt, RenderChat(req.template_context, req.continue_final_message));
+  // The template writes BOS itself where the model wants one.
+  std::vector<int32_t> ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);
+  if (ids.empty()) return InvalidParamError("messages", "the rendered chat prompt is empty");
+  GenerationPlan plan;
+  plan.header = ResponseHeader{true, NewId("chatcmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
+  plan.endpoint = "/v1/chat/completions";
+  int max_tokens = 0;
+  FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/true, ids.size(), &max_tokens));
+  plan.max_tokens.push_back(max_tokens);
+  plan.prompts.push_back(std::move(ids));
+  plan.options = std::move(req.options);
+  return RunGeneration(std::move(plan), key_index, arrival);
+}
+
+absl::StatusOr<HttpResponse> Gateway::RunGeneration(GenerationPlan plan, int key_index, absl::Time arrival) {
+  FERRY_ASSIGN_OR_RETURN(Admission::Permit permit, admission_.Acquire(key_index));
+  const bool stream = plan.options.stream;
+  auto run = std::make_shared<GenerationRun>(context_, std::move(plan), std::move(permit), arrival);
+  FERRY_RETURN_IF_ERROR(run->Start());
+  FERRY_RETURN_IF_ERROR(run->AwaitFirst());
+  if (!stream) return run->Collect();
+  HttpResponse r;
+  r.content_type = "text/event-stream";
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("X-Accel-Buffering", "no");
+  r.stream = [run](ChunkWriter& w) { run->StreamTo(w); };
+  return r;
+}
+
+}  // namespace ferry

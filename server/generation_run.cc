@@ -1,0 +1,354 @@
+#include "server/generation_run.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+#include "server/openai_error.h"
+
+namespace ferry {
+namespace {
+
+// A stream with nothing to say for this long sends an SSE comment, which
+// keeps proxies from timing out and finds clients that went away.
+constexpr absl::Duration kKeepAliveInterval = absl::Seconds(10);
+
+Json StopReasonJson(const std::string& stop_reason, int32_t stop_token) {
+  if (!stop_reason.empty()) return stop_reason;
+  if (stop_token >= 0) return stop_token;
+  return nullptr;
+}
+
+}  // namespace
+
+GenerationRun::GenerationRun(const GatewayContext& ctx, GenerationPlan plan, Admission::Permit permit,
+                             absl::Time arrival)
+    : ctx_(ctx),
+      plan_(std::move(plan)),
+      permit_(std::move(permit)),
+      arrival_(arrival),
+      deadline_(arrival + ctx.options.request_timeout) {
+  const int n = plan_.options.n;
+  const int total = static_cast<int>(plan_.prompts.size()) * n;
+  stream_ = std::make_shared<RequestStream>(total);
+  choices_.resize(total);
+  cached_per_prompt_.assign(plan_.prompts.size(), 0);
+  if (plan_.echo && !plan_.options.stream) {
+    for (int i = 0; i < total; ++i) {
+      int p = i / n;
+      choices_[i].text = plan_.echo_texts[p];
+      if (plan_.options.logprobs >= 0) {
+        choices_[i].completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p],
+                                                        &choices_[i].text_offset);
+      }
+    }
+  }
+}
+
+GenerationRun::~GenerationRun() {
+  if (!request_ids_.empty() && !finished_) {
+    AbortAll();
+    ctx_.metrics->aborted->Increment();
+  }
+  for (const std::string& id : request_ids_) ctx_.active->Remove(id);
+  RecordMetrics();
+}
+
+absl::Status GenerationRun::Start() {
+  for (size_t p = 0; p < plan_.prompts.size(); ++p) {
+    v1::GenerateRequest request;
+    request.set_request_id(absl::StrCat(plan_.header.id, "-", p));
+    request.mutable_prompt_ids()->Add(plan_.prompts[p].begin(), plan_.prompts[p].end());
+    *request.mutable_params() = plan_.options.params;
+    request.mutable_params()->set_max_tokens(plan_.max_tokens[p]);
+    request.set_priority(plan_.options.priority);
+    request.set_stream(plan_.options.stream);
+    ctx_.active->Add(request.request_id());
+    absl::Status s = ctx_.backend->Generate(request, stream_->CallbackFor(static_cast<int>(p)));
+    if (!s.ok()) {
+      ctx_.active->Remove(request.request_id());
+      AbortAll();
+      finished_ = true;  // nothing of this request runs any more
+      return s;
+    }
+    request_ids_.push_back(request.request_id());
+  }
+  return absl::OkStatus();
+}
+
+void GenerationRun::AbortAll() {
+  if (aborted_) return;
+  aborted_ = true;
+  for (const std::string& id : request_ids_) ctx_.backend->Abort(id);
+}
+
+int GenerationRun::ChoiceIndex(const RequestStream::Item& item) const {
+  int sample = item.event.sample_index();
+  if (sample < 0 || sample >= plan_.options.n) return -1;
+  return item.prompt_index * plan_.options.n + sample;
+}
+
+bool GenerationRun::Finished() const {
+  return std::all_of(choices_.begin(), choices_.end(), [](const Choice& c) { return IsFinal(c.finish); });
+}
+
+int GenerationRun::Apply(const RequestStream::Item& item) {
+  int index = ChoiceIndex(item);
+  if (index < 0) return -1;
+  Choice& c = choices_[index];
+  const v1::TokenEvent& ev = item.event;
+  if (IsFinal(c.finish)) return -1;  // nothing counts after a sample's end
+  if (ev.token_ids_size() > 0) {
+    absl::Time now = absl::Now();
+    if (!first_token_time_) first_token_time_ = now;
+    last_token_time_ = now;
+    c.tokens += ev.token_ids_size();
+  }
+  c.text += ev.text();
+  if (plan_.options.logprobs >= 0 && !plan_.options.stream) {
+    for (const v1::TokenLogprob& lp : ev.logprobs()) {
+      if (plan_.header.chat) {
+        c.chat_logprobs.Add(ctx_.assets->tokenizer(), lp, plan_.options.logprobs);
+      } else {
+        c.completion_logprobs.Add(ctx_.assets->tokenizer(), lp, &c.text_offset);
+      }
+    }
+  }
+  if (IsFinal(ev.finish_reason())) {
+    c.finish = ev.finish_reason();
+    c.stop_reason = ev.stop_reason();
+    c.stop_token = ev.stop_token() > 0 ? ev.stop_token() : -1;
+    c.error = ev.error();
+    c.error_code = ev.error_code();
+    c.completion_tokens_reported = ev.usage().completion_tokens();
+    int64_t& cached = cached_per_prompt_[item.prompt_index];
+    cached = std::max<int64_t>(cached, ev.usage().cached_prompt_tokens());
+  }
+  return index;
+}
+
+UsageCounts GenerationRun::Usage() const {
+  UsageCounts u;
+  for (const auto& p : plan_.prompts) u.prompt_tokens += static_cast<int64_t>(p.size());
+  for (const Choice& c : choices_) {
+    u.completion_tokens += c.completion_tokens_reported > 0 ? c.completion_tokens_reported : c.tokens;
+  }
+  for (int64_t cached : cached_per_prompt_) u.cached_prompt_tokens += cached;
+  return u;
+}
+
+absl::Status GenerationRun::ErrorOf(const Choice& c) const {
+  absl::StatusCode code = c.error_code > 0 && c.error_code <= 16 ? static_cast<absl::StatusCode>(c.error_code)
+                                                                 : absl::StatusCode::kInternal;
+  std::string message = c.error.empty() ? "the generation failed" : c.error;
+  return absl::Status(code, message);
+}
+
+absl::Status GenerationRun::TimeoutError() const {
+  return absl::DeadlineExceededError(absl::StrCat("the request timed out after ",
+                                                  absl::FormatDuration(ctx_.options.request_timeout)));
+}
+
+absl::Status GenerationRun::AwaitFirst() {
+  while (buffered_.empty() && !stream_->finished()) {
+    if (!stream_->WaitAndTake(deadline_, &buffered_)) {
+      AbortAll();
+      return TimeoutError();
+    }
+  }
+  if (!buffered_.empty()) {
+    const v1::TokenEvent& first = buffered_.front().event;
+    if (first.finish_reason() == v1::FINISH_REASON_ERROR && first.token_ids_size() == 0) {
+      AbortAll();
+      finished_ = true;
+      Choice c;
+      c.error = first.error();
+      c.error_code = first.error_code();
+      return ErrorOf(c);
+    }
+  }
+  return absl::OkStatus();
+}
+
+Json GenerationRun::ChoiceJson(int index) const {
+  const Choice& c = choices_[index];
+  Json j = Json::object();
+  j["index"] = index;
+  if (plan_.header.chat) {
+    j["message"] = Json{{"role", "assistant"}, {"content", c.text}};
+    j["logprobs"] = plan_.options.logprobs >= 0 ? c.chat_logprobs.ToJson() : Json(nullptr);
+  } else {
+    j["text"] = c.text;
+    j["logprobs"] = plan_.options.logprobs >= 0 ? c.completion_logprobs.ToJson() : Json(nullptr);
+  }
+  j["finish_reason"] = FinishReasonJson(c.finish);
+  j["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
+  return j;
+}
+
+absl::StatusOr<HttpResponse> GenerationRun::Collect() {
+  for (const auto& item : buffered_) Apply(item);
+  buffered_.clear();
+  std::vector<RequestStream::Item> items;
+  while (!Finished()) {
+    items.clear();
+    if (!stream_->WaitAndTake(deadline_, &items)) {
+      AbortAll();
+      return TimeoutError();
+    }
+    for (const auto& item : items) Apply(item);
+  }
+  finished_ = true;
+  for (const Choice& c : choices_) {
+    if (c.finish == v1::FINISH_REASON_ERROR) return ErrorOf(c);
+  }
+  Json body = ResponseTop(plan_.header, /*chunk=*/false);
+  Json choices = Json::array();
+  for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(ChoiceJson(static_cast<int>(i)));
+  body["choices"] = std::move(choices);
+  body["usage"] = UsageJson(Usage());
+  HttpResponse r;
+  r.body = Dump(body);
+  return r;
+}
+
+Json GenerationRun::StartChunk(int index) {
+  Choice& c = choices_[index];
+  c.started = true;
+  Json choice = Json::object();
+  choice["index"] = index;
+  if (plan_.header.chat) {
+    choice["delta"] = Json{{"role", "assistant"}, {"content", ""}};
+    choice["logprobs"] = nullptr;
+  } else {
+    int p = index / plan_.options.n;
+    choice["text"] = plan_.echo_texts[p];
+    if (plan_.options.logprobs >= 0) {
+      CompletionLogprobs lp;
+      lp.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p], &c.text_offset);
+      choice["logprobs"] = lp.ToJson();
+    } else {
+      choice["logprobs"] = nullptr;
+    }
+  }
+  choice["finish_reason"] = nullptr;
+  Json chunk = ResponseTop(plan_.header, /*chunk=*/true);
+  chunk["choices"] = Json::array({std::move(choice)});
+  if (plan_.options.include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
+  Choice& c = choices_[index];
+  const v1::TokenEvent& ev = item.event;
+  Json choice = Json::object();
+  choice["index"] = index;
+  Json logprobs = nullptr;
+  if (plan_.options.logprobs >= 0 && ev.logprobs_size() > 0) {
+    if (plan_.header.chat) {
+      ChatLogprobs lp;
+      for (const auto& t : ev.logprobs()) lp.Add(ctx_.assets->tokenizer(), t, plan_.options.logprobs);
+      logprobs = lp.ToJson();
+    } else {
+      CompletionLogprobs lp;
+      for (const auto& t : ev.logprobs()) lp.Add(ctx_.assets->tokenizer(), t, &c.text_offset);
+      logprobs = lp.ToJson();
+    }
+  }
+  if (plan_.header.chat) {
+    choice["delta"] = ev.text().empty() && IsFinal(ev.finish_reason()) ? Json::object()
+                                                                        : Json{{"content", ev.text()}};
+  } else {
+    choice["text"] = ev.text();
+  }
+  choice["logprobs"] = std::move(logprobs);
+  choice["finish_reason"] = FinishReasonJson(IsFinal(ev.finish_reason()) ? ev.finish_reason()
+                                                                         : v1::FINISH_REASON_UNSPECIFIED);
+  if (IsFinal(ev.finish_reason())) choice["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
+  Json chunk = ResponseTop(plan_.header, /*chunk=*/true);
+  chunk["choices"] = Json::array({std::move(choice)});
+  if (plan_.options.include_usage) chunk["usage"] = nullptr;
+  return chunk;
+}
+
+void GenerationRun::StreamTo(ChunkWriter& writer) {
+  bool client_gone = false;
+  auto send = [&](const std::string& data) {
+    if (!client_gone && !writer.Write(data)) client_gone = true;
+    return !client_gone;
+  };
+  auto give_up = [&]() {
+    AbortAll();
+    Logger("gateway")->debug("req={} client went away; aborted", plan_.header.id);
+  };
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    if (plan_.header.chat || plan_.echo) {
+      if (!send(SseEvent(StartChunk(static_cast<int>(i))))) return give_up();
+    }
+  }
+  std::vector<RequestStream::Item> items = std::move(buffered_);
+  buffered_.clear();
+  absl::Time last_write = absl::Now();
+  while (true) {
+    for (const auto& item : items) {
+      int index = Apply(item);
+      if (index < 0) continue;
+      const v1::TokenEvent& ev = item.event;
+      if (ev.finish_reason() == v1::FINISH_REASON_ERROR) {
+        AbortAll();
+        send(SseEvent(Json::parse(ErrorBody(ErrorOf(choices_[index])))));
+        send(kSseDone);
+        finished_ = true;
+        return;
+      }
+      bool empty = ev.text().empty() && ev.logprobs_size() == 0 && !IsFinal(ev.finish_reason());
+      if (empty) continue;
+      if (!send(SseEvent(StreamChunk(index, item)))) return give_up();
+      last_write = absl::Now();
+    }
+    items.clear();
+    if (Finished()) break;
+    absl::Time wake = std::min(deadline_, last_write + kKeepAliveInterval);
+    if (!stream_->WaitAndTake(wake, &items)) {
+      if (absl::Now() >= deadline_) {
+        AbortAll();
+        send(SseEvent(Json::parse(ErrorBody(TimeoutError()))));
+        send(kSseDone);
+        return;
+      }
+      if (!send(": keep-alive\n\n")) return give_up();
+      last_write = absl::Now();
+    }
+  }
+  finished_ = true;
+  if (plan_.options.include_usage) {
+    Json chunk = ResponseTop(plan_.header, /*chunk=*/true);
+    chunk["choices"] = Json::array();
+    chunk["usage"] = UsageJson(Usage());
+    if (!send(SseEvent(chunk))) return;
+  }
+  send(kSseDone);
+}
+
+void GenerationRun::RecordMetrics() {
+  if (request_ids_.empty()) return;
+  GatewayMetrics& m = *ctx_.metrics;
+  const std::vector<std::string> labels = {plan_.endpoint};
+  UsageCounts u = Usage();
+  m.prompt_tokens->Increment(static_cast<double>(u.prompt_tokens));
+  m.generation_tokens->Increment(static_cast<double>(u.completion_tokens));
+  m.cached_prompt_tokens->Increment(static_cast<double>(u.cached_prompt_tokens));
+  m.prompt_tokens_per_request->Observe(static_cast<double>(u.prompt_tokens));
+  m.generation_tokens_per_request->Observe(static_cast<double>(u.completion_tokens));
+  if (!first_token_time_) return;
+  m.ttft->WithLabels(labels)->Observe(absl::ToDoubleSeconds(*first_token_time_ - arrival_));
+  if (finished_) m.e2e_latency->WithLabels(labels)->Observe(absl::ToDoubleSeconds(last_token_time_ - arrival_));
+  int64_t max_tokens = 0;
+  for (const Choice& c : choices_) max_tokens = std::max(max_tokens, c.tokens);
+  if (max_tokens > 1) {
+    m.tpot->WithLabels(labels)->Observe(absl::ToDoubleSeconds(last_token_time_ - *first_token_time_) /
+                                        static_cast<double>(max_tokens - 1));
+  }
+}
+
+}  // namespace ferry

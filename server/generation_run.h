@@ -1,0 +1,98 @@
+// One generation request from HTTP to the backend and back: it starts one
+// backend request per prompt, waits for the first event (so an error before
+// any output is still a proper HTTP error), then either collects the whole
+// answer or streams it as server-sent events. Destroying a run that has not
+// finished aborts it upstream, which frees its KV blocks.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/admission.h"
+#include "server/gateway_context.h"
+#include "server/http_types.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+#include "server/request_stream.h"
+
+namespace ferry {
+
+struct GenerationPlan {
+  ResponseHeader header;
+  std::string endpoint;  // metrics label
+  GenerationOptions options;
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<int> max_tokens;         // per prompt
+  bool echo = false;
+  std::vector<std::string> echo_texts;  // per prompt, with echo
+};
+
+class GenerationRun {
+ public:
+  GenerationRun(const GatewayContext& ctx, GenerationPlan plan, Admission::Permit permit, absl::Time arrival);
+  ~GenerationRun();
+  GenerationRun(const GenerationRun&) = delete;
+  GenerationRun& operator=(const GenerationRun&) = delete;
+
+  // Sends the requests. The backend's errors (InvalidArgument, Unavailable,
+  // ResourceExhausted) are returned and nothing keeps running.
+  absl::Status Start();
+  // Waits for the first events. An error that arrives before any token is
+  // returned as a status (mapped from the backend's error code).
+  absl::Status AwaitFirst();
+  // Waits for the end and builds the whole response (non-streaming).
+  absl::StatusOr<HttpResponse> Collect();
+  // Writes the SSE stream until [DONE], the client goes away (the request
+  // is aborted) or the request times out.
+  void StreamTo(ChunkWriter& writer);
+
+ private:
+  struct Choice {
+    std::string text;
+    int64_t tokens = 0;
+    v1::FinishReason finish = v1::FINISH_REASON_UNSPECIFIED;
+    std::string stop_reason;
+    int32_t stop_token = -1;
+    std::string error;
+    int error_code = 0;
+    int64_t completion_tokens_reported = 0;
+    int64_t text_offset = 0;
+    CompletionLogprobs completion_logprobs;
+    ChatLogprobs chat_logprobs;
+    bool started = false;  // streaming: the first chunk went out
+  };
+
+  int ChoiceIndex(const RequestStream::Item& item) const;
+  // Folds an event into its choice; returns the choice index.
+  int Apply(const RequestStream::Item& item);
+  bool Finished() const;
+  void AbortAll();
+  UsageCounts Usage() const;
+  absl::Status ErrorOf(const Choice& c) const;
+  absl::Status TimeoutError() const;
+
+  Json ChoiceJson(int index) const;
+  Json StreamChunk(int index, const RequestStream::Item& item);
+  Json StartChunk(int index);
+  void RecordMetrics();
+
+  const GatewayContext& ctx_;
+  GenerationPlan plan_;
+  Admission::Permit permit_;
+  absl::Time arrival_;
+  absl::Time deadline_;
+  std::shared_ptr<RequestStream> stream_;
+  std::vector<std::string> request_ids_;  // started backend requests
+  std::vector<RequestStream::Item> buffered_;
+  std::vector<Choice> choices_;
+  std::vector<int64_t> cached_per_prompt_;
+  std::optional<absl::Time> first_token_time_;
+  absl::Time last_token_time_;
+  bool finished_ = false;
+  bool aborted_ = false;
+};
+
+}  // namespace ferry

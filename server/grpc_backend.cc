@@ -1,0 +1,153 @@
+#include "server/grpc_backend.h"
+
+#include <grpcpp/create_channel.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/logging.h"
+#include "server/request_stream.h"
+
+namespace ferry {
+
+// One Generate stream. gRPC calls the reactions on its own threads, one at
+// a time per call; the call deletes itself in OnDone.
+class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
+ public:
+  Call(GrpcBackend* owner, const v1::GenerateRequest& request, EventCallback on_event)
+      : owner_(owner),
+        request_(request),
+        on_event_(std::move(on_event)),
+        finished_(request.params().n() > 0 ? request.params().n() : 1, false) {}
+
+  void Start() {
+    if (owner_->options_.target == BackendTarget::kScheduler) {
+      owner_->scheduler_->async()->Generate(&context_, &request_, this);
+    } else {
+      owner_->worker_->async()->Generate(&context_, &request_, this);
+    }
+    StartRead(&event_);
+    StartCall();
+  }
+
+  void Cancel() {
+    cancelled_.store(true);
+    context_.TryCancel();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended; OnDone follows
+    int sample = event_.sample_index();
+    if (IsFinal(event_.finish_reason()) && sample >= 0 && sample < static_cast<int>(finished_.size())) {
+      finished_[sample] = true;
+    }
+    on_event_(event_);
+    StartRead(&event_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    for (size_t i = 0; i < finished_.size(); ++i) {
+      if (finished_[i]) continue;
+      v1::TokenEvent ev;
+      ev.set_request_id(request_.request_id());
+      ev.set_sample_index(static_cast<int>(i));
+      if (cancelled_.load()) {
+        ev.set_finish_reason(v1::FINISH_REASON_ABORT);
+      } else {
+        ev.set_finish_reason(v1::FINISH_REASON_ERROR);
+        if (status.ok()) {
+          ev.set_error("the generation stream ended before the sample finished");
+          ev.set_error_code(static_cast<int>(absl::StatusCode::kInternal));
+        } else {
+          ev.set_error(status.error_message());
+          ev.set_error_code(static_cast<int>(status.error_code()));
+        }
+      }
+      on_event_(ev);
+    }
+    owner_->Remove(request_.request_id(), this);
+    delete this;
+  }
+
+ private:
+  GrpcBackend* owner_;
+  v1::GenerateRequest request_;
+  EventCallback on_event_;
+  grpc::ClientContext context_;
+  v1::TokenEvent event_;
+  std::vector<bool> finished_;
+  std::atomic<bool> cancelled_{false};
+};
+
+GrpcBackend::GrpcBackend(const GrpcBackendOptions& options) : options_(options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  channel_ = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
+  if (options.target == BackendTarget::kScheduler) {
+    scheduler_ = v1::Scheduler::NewStub(channel_);
+  } else {
+    worker_ = v1::Worker::NewStub(channel_);
+  }
+}
+
+absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const GrpcBackendOptions& options) {
+  if (options.address.empty()) return absl::InvalidArgumentError("the backend address is empty");
+  return std::unique_ptr<GrpcBackend>(new GrpcBackend(options));
+}
+
+GrpcBackend::~GrpcBackend() {
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, call] : calls_) call->Cancel();
+  }
+  absl::MutexLock lock(&mu_);
+  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); };
+  mu_.Await(absl::Condition(&empty));
+}
+
+absl::Status GrpcBackend::Generate(const v1::GenerateRequest& request, EventCallback on_event) {
+  auto* call = new Call(this, request, std::move(on_event));
+  {
+    absl::MutexLock lock(&mu_);
+    calls_.emplace(request.request_id(), call);
+  }
+  call->Start();
+  return absl::OkStatus();
+}
+
+void GrpcBackend::Abort(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  auto range = calls_.equal_range(request_id);
+  for (auto it = range.first; it != range.second; ++it) it->second->Cancel();
+}
+
+void GrpcBackend::Remove(const std::string& request_id, Call* call) {
+  absl::MutexLock lock(&mu_);
+  auto range = calls_.equal_range(request_id);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second == call) {
+      calls_.erase(it);
+      return;
+    }
+  }
+}
+
+bool GrpcBackend::Ready() {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.health_timeout));
+  if (options_.target == BackendTarget::kScheduler) {
+    v1::ListWorkersResponse response;
+    grpc::Status s = scheduler_->ListWorkers(&context, v1::ListWorkersRequest(), &response);
+    if (!s.ok()) return false;
+    for (const auto& w : response.workers()) {
+      if (w.alive() && !w.draining()) return true;
+    }
+    return false;
+  }
+  v1::HealthResponse response;
+  grpc::Status s = worker_->Health(&context, v1::HealthRequest(), &response);
+  return s.ok() && response.ready();
+}
+
+}  // namespace ferry

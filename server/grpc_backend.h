@@ -1,0 +1,55 @@
+// A GenerateBackend over gRPC: a ferry.v1.Worker (one engine) or the
+// cluster's ferry.v1.Scheduler, which share the Generate / Abort message
+// shapes. Each request is one server-streaming call; Abort cancels it, and
+// the server side aborts the request and frees its KV blocks. A call that
+// fails or breaks ends its unfinished samples with FINISH_REASON_ERROR and
+// the gRPC status code in error_code.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "ferry/v1/scheduler.grpc.pb.h"
+#include "ferry/v1/worker.grpc.pb.h"
+#include "server/generate_backend.h"
+
+namespace ferry {
+
+enum class BackendTarget { kWorker, kScheduler };
+
+struct GrpcBackendOptions {
+  BackendTarget target = BackendTarget::kWorker;
+  std::string address;  // host:port
+  absl::Duration health_timeout = absl::Seconds(2);
+};
+
+class GrpcBackend final : public GenerateBackend {
+ public:
+  // InvalidArgument for an empty address. Connecting is lazy: an unreachable
+  // server shows as Ready() == false and as Unavailable errors per request.
+  static absl::StatusOr<std::unique_ptr<GrpcBackend>> Create(const GrpcBackendOptions& options);
+  // Cancels the calls still running and waits for them to end.
+  ~GrpcBackend() override;
+
+  absl::Status Generate(const v1::GenerateRequest& request, EventCallback on_event) override;
+  void Abort(const std::string& request_id) override;
+  bool Ready() override;
+
+ private:
+  class Call;
+  explicit GrpcBackend(const GrpcBackendOptions& options);
+  void Remove(const std::string& request_id, Call* call);
+
+  GrpcBackendOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Worker::Stub> worker_;
+  std::unique_ptr<v1::Scheduler::Stub> scheduler_;
+  absl::Mutex mu_;
+  std::multimap<std::string, Call*> calls_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace ferry

@@ -1,0 +1,111 @@
+#include "server/openai_response.h"
+
+#include <cmath>
+
+namespace ferry {
+namespace {
+
+// JSON has no -Infinity; OpenAI reports impossible tokens as -9999.
+double FiniteLogprob(float v) { return std::isfinite(v) ? v : -9999.0; }
+
+Json ByteList(const std::string& s) {
+  Json out = Json::array();
+  for (unsigned char c : s) out.push_back(static_cast<int>(c));
+  return out;
+}
+
+}  // namespace
+
+Json FinishReasonJson(v1::FinishReason reason) {
+  switch (reason) {
+    case v1::FINISH_REASON_STOP: return "stop";
+    case v1::FINISH_REASON_LENGTH: return "length";
+    case v1::FINISH_REASON_ABORT: return "abort";
+    case v1::FINISH_REASON_ERROR: return "error";
+    default: return nullptr;
+  }
+}
+
+Json UsageJson(const UsageCounts& u) {
+  Json j = Json::object();
+  j["prompt_tokens"] = u.prompt_tokens;
+  j["completion_tokens"] = u.completion_tokens;
+  j["total_tokens"] = u.prompt_tokens + u.completion_tokens;
+  j["prompt_tokens_details"] = Json{{"cached_tokens", u.cached_prompt_tokens}};
+  return j;
+}
+
+Json ResponseTop(const ResponseHeader& h, bool chunk) {
+  Json j = Json::object();
+  j["id"] = h.id;
+  if (h.chat) {
+    j["object"] = chunk ? "chat.completion.chunk" : "chat.completion";
+  } else {
+    j["object"] = "text_completion";
+  }
+  j["created"] = h.created;
+  j["model"] = h.model;
+  j["system_fingerprint"] = nullptr;
+  return j;
+}
+
+std::string TokenString(const Tokenizer& tokenizer, int32_t id) { return tokenizer.TokenBytes(id); }
+
+void CompletionLogprobs::AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                                         int64_t* text_offset) {
+  for (int32_t id : ids) {
+    std::string s = TokenString(tokenizer, id);
+    tokens_.push_back(s);
+    token_logprobs_.push_back(nullptr);
+    top_logprobs_.push_back(nullptr);
+    text_offset_.push_back(*text_offset);
+    *text_offset += static_cast<int64_t>(s.size());
+  }
+}
+
+void CompletionLogprobs::Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset) {
+  std::string s = TokenString(tokenizer, lp.token_id());
+  tokens_.push_back(s);
+  token_logprobs_.push_back(FiniteLogprob(lp.logprob()));
+  Json top = Json::object();
+  top[s] = FiniteLogprob(lp.logprob());
+  for (int i = 0; i < lp.top_ids_size() && i < lp.top_logprobs_size(); ++i) {
+    std::string alt = TokenString(tokenizer, lp.top_ids(i));
+    if (!top.contains(alt)) top[alt] = FiniteLogprob(lp.top_logprobs(i));
+  }
+  top_logprobs_.push_back(std::move(top));
+  text_offset_.push_back(*text_offset);
+  *text_offset += static_cast<int64_t>(s.size());
+}
+
+Json CompletionLogprobs::ToJson() const {
+  Json j = Json::object();
+  j["tokens"] = tokens_;
+  j["token_logprobs"] = token_logprobs_;
+  j["top_logprobs"] = top_logprobs_;
+  j["text_offset"] = text_offset_;
+  return j;
+}
+
+void ChatLogprobs::Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int top_k) {
+  std::string s = TokenString(tokenizer, lp.token_id());
+  Json entry = Json::object();
+  entry["token"] = s;
+  entry["logprob"] = FiniteLogprob(lp.logprob());
+  entry["bytes"] = ByteList(s);
+  Json top = Json::array();
+  for (int i = 0; i < lp.top_ids_size() && i < lp.top_logprobs_size() && i < top_k; ++i) {
+    std::string alt = TokenString(tokenizer, lp.top_ids(i));
+    top.push_back(Json{{"token", alt}, {"logprob", FiniteLogprob(lp.top_logprobs(i))}, {"bytes", ByteList(alt)}});
+  }
+  entry["top_logprobs"] = std::move(top);
+  content_.push_back(std::move(entry));
+}
+
+Json ChatLogprobs::ToJson() const { return Json{{"content", content_}}; }
+
+std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+std::string SseEvent(const Json& j) { return "data: " + Dump(j) + "\n\n"; }
+
+}  // namespace ferry

@@ -1,0 +1,79 @@
+// OpenAI response bodies: completions and chat completions, whole or as
+// stream chunks, with usage and logprobs in the two shapes the API uses
+// (the legacy completions one and chat's per-token list).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/tokenizer/tokenizer.h"
+#include "ferry/v1/common.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace ferry {
+
+using Json = nlohmann::ordered_json;
+
+// What identifies one response and its chunks.
+struct ResponseHeader {
+  bool chat = false;
+  std::string id;
+  int64_t created = 0;
+  std::string model;
+};
+
+struct UsageCounts {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+};
+
+// "stop", "length", "abort" or null (unfinished).
+Json FinishReasonJson(v1::FinishReason reason);
+Json UsageJson(const UsageCounts& usage);
+
+// The common top of a response or chunk: id, object, created, model.
+Json ResponseTop(const ResponseHeader& h, bool chunk);
+
+// The token as text for logprobs (its raw bytes; invalid UTF-8 is replaced
+// when serialized).
+std::string TokenString(const Tokenizer& tokenizer, int32_t id);
+
+// Legacy completions logprobs. `text_offset` is where the first token's text
+// starts; it is advanced past the tokens.
+class CompletionLogprobs {
+ public:
+  CompletionLogprobs() = default;
+  // Prompt tokens (echo): their logprobs are unknown and given as null.
+  void AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, int64_t* text_offset);
+  void Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset);
+  Json ToJson() const;
+  bool empty() const { return tokens_.empty(); }
+
+ private:
+  Json tokens_ = Json::array();
+  Json token_logprobs_ = Json::array();
+  Json top_logprobs_ = Json::array();
+  Json text_offset_ = Json::array();
+};
+
+// Chat logprobs: {"content": [{token, logprob, bytes, top_logprobs}]}.
+class ChatLogprobs {
+ public:
+  ChatLogprobs() = default;
+  void Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int top_k);
+  Json ToJson() const;
+
+ private:
+  Json content_ = Json::array();
+};
+
+// Compact JSON, invalid UTF-8 replaced by U+FFFD.
+std::string Dump(const Json& j);
+// One server-sent event: "data: <json>\n\n".
+std::string SseEvent(const Json& j);
+inline constexpr char kSseDone[] = "data: [DONE]\n\n";
+
+}  // namespace ferry

@@ -1,0 +1,240 @@
+// Real `ferry worker` processes on loopback, driven over gRPC: streaming
+// generation, validation errors, cancellation freeing blocks, resume after a
+// lost worker, and live migration between two workers mid-stream.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry/v1/worker.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "tests/process_util.h"
+#include "tests/test_support.h"
+
+namespace ferry::testing {
+namespace {
+
+// A `ferry worker` child process on a free loopback port; killed at the end.
+class WorkerProcess {
+ public:
+  explicit WorkerProcess(const std::string& model) {
+    port_file_ = std::string(::testing::TempDir()) + "/ferry-worker-port-" + std::to_string(::getpid()) +
+                 "-" + std::to_string(counter_++);
+    std::remove(port_file_.c_str());
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      std::string bin = FerryBinary();
+      execl(bin.c_str(), bin.c_str(), "worker", "--model", model.c_str(), "--listen", "127.0.0.1:0",
+            "--port-file", port_file_.c_str(), "--threads", "1", "--log-level", "warn", nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 300 && port_ == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::ifstream in(port_file_);
+      in >> port_;
+    }
+  }
+  ~WorkerProcess() { Kill(); }
+  void Kill() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::unique_ptr<v1::Worker::Stub> Stub() const {
+    return v1::Worker::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::string port_file_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+struct Output {
+  std::vector<int32_t> tokens;
+  std::string text;
+  v1::TokenEvent last;
+  grpc::Status status;
+};
+
+// Reads a Generate stream to its end, optionally calling `after_n_tokens`
+// once that many tokens arrived.
+Output ReadStream(v1::Worker::Stub& stub, const v1::GenerateRequest& req, int after_n = -1,
+                  const std::function<void()>& at = nullptr) {
+  Output out;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto reader = stub.Generate(&ctx, req);
+  v1::TokenEvent ev;
+  bool called = false;
+  while (reader->Read(&ev)) {
+    out.tokens.insert(out.tokens.end(), ev.token_ids().begin(), ev.token_ids().end());
+    out.text += ev.text();
+    if (ev.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) out.last = ev;
+    if (!called && at && static_cast<int>(out.tokens.size()) >= after_n) {
+      called = true;
+      at();
+    }
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+v1::GenerateRequest Request(const std::string& id, int max_tokens, float temperature = 0) {
+  v1::GenerateRequest r;
+  r.set_request_id(id);
+  r.set_prompt("Once upon a time");
+  r.mutable_params()->set_max_tokens(max_tokens);
+  r.mutable_params()->set_temperature(temperature);
+  r.mutable_params()->set_seed(11);
+  r.mutable_params()->set_ignore_eos(true);
+  return r;
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
+    model_ = path;
+  }
+  std::string model_;
+};
+
+TEST_F(WorkerTest, GeneratesStreamsAndRejectsBadRequests) {
+  WorkerProcess w(model_);
+  ASSERT_GT(w.port(), 0);
+  auto stub = w.Stub();
+  Output out = ReadStream(*stub, Request("a", 20));
+  ASSERT_TRUE(out.status.ok()) << out.status.error_message();
+  EXPECT_EQ(out.tokens.size(), 20u);
+  EXPECT_EQ(out.last.finish_reason(), v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(out.last.usage().completion_tokens(), 20);
+  EXPECT_NE(out.text.find("there was a little girl"), std::string::npos) << out.text;
+
+  v1::GenerateRequest bad = Request("b", 10);
+  bad.mutable_params()->set_temperature(-1);
+  Output rejected = ReadStream(*stub, bad);
+  EXPECT_EQ(rejected.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(rejected.status.error_message().find("temperature"), std::string::npos);
+  v1::GenerateRequest empty = Request("c", 10);
+  empty.clear_prompt();
+  EXPECT_EQ(ReadStream(*stub, empty).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::HealthResponse health;
+  grpc::ClientContext hctx;
+  ASSERT_TRUE(stub->Health(&hctx, v1::HealthRequest(), &health).ok());
+  EXPECT_TRUE(health.ready());
+  EXPECT_FALSE(health.incarnation_id().empty());
+}
+
+TEST_F(WorkerTest, ClientThatGoesAwayFreesItsBlocks) {
+  WorkerProcess w(model_);
+  auto stub = w.Stub();
+  {
+    grpc::ClientContext ctx;
+    auto reader = stub->Generate(&ctx, Request("long", 1500));
+    v1::TokenEvent ev;
+    ASSERT_TRUE(reader->Read(&ev));
+    ctx.TryCancel();
+  }
+  v1::StatsResponse stats;
+  for (int i = 0; i < 200; ++i) {
+    grpc::ClientContext sctx;
+    ASSERT_TRUE(stub->Stats(&sctx, v1::StatsRequest(), &stats).ok());
+    if (stats.blocks_used() == 0 && stats.load().running_requests() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(stats.blocks_used(), 0);
+  EXPECT_EQ(stats.load().running_requests(), 0);
+}
+
+// After a worker dies, the sample continues elsewhere from its tokens so far.
+TEST_F(WorkerTest, ResumeOnAnotherWorkerContinuesTheStream) {
+  WorkerProcess a(model_), b(model_);
+  Output full = ReadStream(*a.Stub(), Request("ref", 40, 0.8f));
+  ASSERT_EQ(full.tokens.size(), 40u);
+  Output part = ReadStream(*a.Stub(), Request("p", 13, 0.8f));
+  v1::GenerateRequest resume = Request("r", 40, 0.8f);
+  v1::RequestState* st = resume.mutable_resume();
+  for (int i = 0; i < 13; ++i) st->add_output_ids(full.tokens[i]);
+  st->set_emitted_text_bytes(static_cast<int64_t>(part.text.size()));
+  a.Kill();
+  // A resume state carries the prompt as ids ("Once upon a time" with BOS).
+  for (int32_t id : {1, 403, 407, 261, 378}) st->add_prompt_ids(id);
+  *st->mutable_params() = resume.params();
+  Output rest = ReadStream(*b.Stub(), resume);
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  std::vector<int32_t> all(full.tokens.begin(), full.tokens.begin() + 13);
+  all.insert(all.end(), rest.tokens.begin(), rest.tokens.end());
+  EXPECT_EQ(all, full.tokens);
+  EXPECT_EQ(part.text + rest.text, full.text);
+}
+
+// Live migration over gRPC: the source streams until MIGRATED, the rest
+// comes from the destination after attaching; together they are the
+// uninterrupted stream.
+TEST_F(WorkerTest, LiveMigrationMidStream) {
+  WorkerProcess a(model_), b(model_);
+  Output full = ReadStream(*a.Stub(), Request("ref", 300, 0.7f));
+  auto stub_a = a.Stub();
+  v1::MigrateOutResponse migrated;
+  grpc::Status migrate_status;
+  std::thread migrate;
+  Output first = ReadStream(*stub_a, Request("m", 300, 0.7f), 40, [&] {
+    migrate = std::thread([&] {
+      grpc::ClientContext ctx;
+      v1::MigrateOutRequest req;
+      req.set_request_id("m");
+      req.set_destination(b.address());
+      migrate_status = stub_a->MigrateOut(&ctx, req, &migrated);
+    });
+  });
+  migrate.join();
+  ASSERT_TRUE(migrate_status.ok());
+  if (!migrated.migrated()) {
+    // It may have finished before the copy completed; then there is nothing to attach to.
+    EXPECT_EQ(first.tokens, full.tokens) << migrated.error();
+    GTEST_SKIP() << "request finished before migrating: " << migrated.error();
+  }
+  EXPECT_EQ(first.last.finish_reason(), v1::FINISH_REASON_MIGRATED);
+  EXPECT_EQ(first.last.migrated_to(), b.address());
+  v1::GenerateRequest attach;
+  attach.set_request_id("m");
+  attach.set_attach(true);
+  Output second = ReadStream(*b.Stub(), attach);
+  ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+  std::vector<int32_t> all = first.tokens;
+  all.insert(all.end(), second.tokens.begin(), second.tokens.end());
+  EXPECT_EQ(all, full.tokens);
+  EXPECT_EQ(first.text + second.text, full.text);
+  EXPECT_GT(migrated.downtime_micros(), 0);
+  // Both workers end with every block free.
+  for (WorkerProcess* w : {&a, &b}) {
+    v1::StatsResponse stats;
+    for (int i = 0; i < 200; ++i) {
+      grpc::ClientContext sctx;
+      ASSERT_TRUE(w->Stub()->Stats(&sctx, v1::StatsRequest(), &stats).ok());
+      if (stats.blocks_used() == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(stats.blocks_used(), 0);
+  }
+  // Attaching twice, or to something that never came, fails cleanly.
+  EXPECT_EQ(ReadStream(*b.Stub(), attach).status.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace ferry::testing

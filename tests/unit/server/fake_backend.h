@@ -1,0 +1,139 @@
+// A fake GenerateBackend for gateway tests: it answers every request at once
+// with `tokens_per_sample` tokens (or up to max_tokens), each token id 3..,
+// text "t<i> ", with logprobs when asked, or holds requests open until
+// Abort when `hold` is set. It records what it was sent.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "server/generate_backend.h"
+
+namespace ferry::testing {
+
+class FakeBackend : public GenerateBackend {
+ public:
+  absl::Status Generate(const v1::GenerateRequest& request, EventCallback on_event) override {
+    {
+      absl::MutexLock lock(&mu_);
+      requests_.push_back(request);
+      if (!fail_with_.ok()) return fail_with_;
+      if (hold_) {
+        held_[request.request_id()] = {request, on_event};
+        return absl::OkStatus();
+      }
+    }
+    if (error_event_code_ != 0) {
+      for (int s = 0; s < Samples(request); ++s) {
+        v1::TokenEvent ev;
+        ev.set_request_id(request.request_id());
+        ev.set_sample_index(s);
+        ev.set_finish_reason(v1::FINISH_REASON_ERROR);
+        ev.set_error("fake failure");
+        ev.set_error_code(error_event_code_);
+        on_event(ev);
+      }
+      return absl::OkStatus();
+    }
+    Emit(request, on_event);
+    return absl::OkStatus();
+  }
+
+  void Abort(const std::string& request_id) override {
+    std::pair<v1::GenerateRequest, EventCallback> held;
+    {
+      absl::MutexLock lock(&mu_);
+      aborted_.push_back(request_id);
+      auto it = held_.find(request_id);
+      if (it == held_.end()) return;
+      held = it->second;
+      held_.erase(it);
+    }
+    for (int s = 0; s < Samples(held.first); ++s) {
+      v1::TokenEvent ev;
+      ev.set_request_id(request_id);
+      ev.set_sample_index(s);
+      ev.set_finish_reason(v1::FINISH_REASON_ABORT);
+      held.second(ev);
+    }
+  }
+
+  bool Ready() override { return ready_; }
+
+  // Sends one token to every held request (without finishing them).
+  void TickHeld() {
+    std::vector<std::pair<v1::GenerateRequest, EventCallback>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto& [id, h] : held_) held.push_back(h);
+    }
+    for (auto& [req, cb] : held) {
+      v1::TokenEvent ev;
+      ev.set_request_id(req.request_id());
+      ev.add_token_ids(3);
+      ev.set_text("t0 ");
+      cb(ev);
+    }
+  }
+
+  std::vector<v1::GenerateRequest> requests() {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
+  std::vector<std::string> aborted() {
+    absl::MutexLock lock(&mu_);
+    return aborted_;
+  }
+  size_t num_held() {
+    absl::MutexLock lock(&mu_);
+    return held_.size();
+  }
+
+  bool ready_ = true;
+  bool hold_ = false;
+  int tokens_per_sample_ = 4;
+  int error_event_code_ = 0;
+  absl::Status fail_with_;
+
+ private:
+  static int Samples(const v1::GenerateRequest& r) { return r.params().n() > 0 ? r.params().n() : 1; }
+
+  void Emit(const v1::GenerateRequest& request, const EventCallback& on_event) {
+    int tokens = std::min(tokens_per_sample_, request.params().max_tokens());
+    for (int s = 0; s < Samples(request); ++s) {
+      for (int i = 0; i < tokens; ++i) {
+        v1::TokenEvent ev;
+        ev.set_request_id(request.request_id());
+        ev.set_sample_index(s);
+        ev.add_token_ids(3 + i);
+        ev.set_text("t" + std::to_string(i) + " ");
+        if (request.params().has_logprobs()) {
+          v1::TokenLogprob* lp = ev.add_logprobs();
+          lp->set_token_id(3 + i);
+          lp->set_logprob(-0.5f);
+          for (int k = 0; k < request.params().logprobs(); ++k) {
+            lp->add_top_ids(3 + k);
+            lp->add_top_logprobs(-0.5f - k);
+          }
+        }
+        if (i + 1 == tokens) {
+          ev.set_finish_reason(tokens < request.params().max_tokens() ? v1::FINISH_REASON_STOP
+                                                                       : v1::FINISH_REASON_LENGTH);
+          ev.mutable_usage()->set_prompt_tokens(request.prompt_ids_size());
+          ev.mutable_usage()->set_completion_tokens(tokens);
+          ev.set_stop_token(-1);
+        }
+        on_event(ev);
+      }
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<v1::GenerateRequest> requests_;
+  std::vector<std::string> aborted_;
+  std::map<std::string, std::pair<v1::GenerateRequest, EventCallback>> held_;
+};
+
+}  // namespace ferry::testing

@@ -1,0 +1,309 @@
+// The gateway's endpoints against a fake backend, without HTTP: routing,
+// validation, response shapes, streaming, errors, auth, limits, metrics.
+#include "server/gateway.h"
+
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "server/model_assets.h"
+#include "tests/test_support.h"
+#include "tests/unit/server/fake_backend.h"
+
+namespace ferry {
+namespace {
+
+using Json = nlohmann::ordered_json;
+using testing::FakeBackend;
+
+constexpr char kChatMl[] =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% endif %}";
+
+class StringWriter : public ChunkWriter {
+ public:
+  explicit StringWriter(int fail_after = -1) : fail_after_(fail_after) {}
+  bool Write(std::string_view data) override {
+    if (fail_after_ >= 0 && writes_ >= fail_after_) return false;
+    ++writes_;
+    out.append(data);
+    return true;
+  }
+  std::string out;
+
+ private:
+  int fail_after_;
+  int writes_ = 0;
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string model = ferry::testing::SharedPath("models/stories260K.gguf");
+    if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent";
+    std::string tmpl = ::testing::TempDir() + "/chatml.jinja";
+    std::ofstream(tmpl) << kChatMl;
+    auto assets = ModelAssets::Load(model, tmpl);
+    ASSERT_TRUE(assets.ok()) << assets.status();
+    assets_ = std::move(*assets);
+    auto plain = ModelAssets::Load(model);
+    ASSERT_TRUE(plain.ok());
+    plain_assets_ = std::move(*plain);
+    Make(GatewayOptions{});
+  }
+
+  void Make(GatewayOptions options, const ModelAssets* assets = nullptr) {
+    gateway_.reset();
+    metrics_ = std::make_unique<MetricsRegistry>();
+    gateway_ = std::make_unique<Gateway>(options, assets ? assets : assets_.get(), &backend_, metrics_.get());
+  }
+
+  HttpResponse Call(const std::string& method, const std::string& path, const std::string& body = "",
+                    const std::string& auth = "") {
+    HttpRequest r{method, path, body, {}, "127.0.0.1"};
+    if (!auth.empty()) r.headers.emplace_back("Authorization", auth);
+    return gateway_->Handle(r);
+  }
+
+  Json Post(const std::string& path, const Json& body, int want_status = 200) {
+    HttpResponse r = Call("POST", path, body.dump());
+    EXPECT_EQ(r.status, want_status) << r.body;
+    EXPECT_FALSE(r.stream) << "unexpected stream";
+    return Json::parse(r.body);
+  }
+
+  // Runs a streamed response; returns the data payloads.
+  std::vector<std::string> Stream(HttpResponse r) {
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_TRUE(r.stream);
+    StringWriter w;
+    if (r.stream) r.stream(w);
+    std::vector<std::string> events;
+    size_t pos = 0;
+    while ((pos = w.out.find("data: ", pos)) != std::string::npos) {
+      size_t end = w.out.find("\n\n", pos);
+      events.push_back(w.out.substr(pos + 6, end - pos - 6));
+      pos = end;
+    }
+    return events;
+  }
+
+  std::unique_ptr<ModelAssets> assets_, plain_assets_;
+  FakeBackend backend_;
+  std::unique_ptr<MetricsRegistry> metrics_;
+  std::unique_ptr<Gateway> gateway_;
+};
+
+TEST_F(GatewayTest, HealthModelsAndRouting) {
+  EXPECT_EQ(Call("GET", "/health").status, 200);
+  EXPECT_EQ(Call("GET", "/ready").status, 200);
+  Json models = Json::parse(Call("GET", "/v1/models").body);
+  EXPECT_EQ(models["object"], "list");
+  EXPECT_EQ(models["data"][0]["id"], "stories260K.gguf");
+  EXPECT_EQ(Call("GET", "/v1/models/stories260K.gguf").status, 200);
+  HttpResponse missing = Call("GET", "/v1/models/gpt-4");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(Json::parse(missing.body)["error"]["code"], "model_not_found");
+  EXPECT_EQ(Call("GET", "/nope").status, 404);
+  HttpResponse wrong = Call("GET", "/v1/completions");
+  EXPECT_EQ(wrong.status, 405);
+  ASSERT_FALSE(wrong.headers.empty());
+  EXPECT_EQ(wrong.headers[0].first, "Allow");
+  backend_.ready_ = false;
+  EXPECT_EQ(Call("GET", "/ready").status, 503);
+}
+
+TEST_F(GatewayTest, CompletionResponseShape) {
+  Json r = Post("/v1/completions", {{"prompt", "Once upon"}, {"max_tokens", 3}, {"temperature", 0}});
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(r["model"], "stories260K.gguf");
+  ASSERT_EQ(r["choices"].size(), 1u);
+  EXPECT_EQ(r["choices"][0]["text"], "t0 t1 t2 ");
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"]["completion_tokens"], 3);
+  EXPECT_EQ(r["usage"]["total_tokens"], r["usage"]["prompt_tokens"].get<int>() + 3);
+  auto sent = backend_.requests();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_GT(sent[0].prompt_ids_size(), 1);
+  EXPECT_EQ(sent[0].prompt_ids(0), 1);  // BOS
+  EXPECT_EQ(sent[0].params().temperature(), 0);
+  EXPECT_EQ(sent[0].params().max_tokens(), 3);
+}
+
+TEST_F(GatewayTest, SeveralPromptsAndSamplesGiveIndexedChoices) {
+  Json r = Post("/v1/completions", {{"prompt", Json::array({"a", "b"})}, {"n", 2}, {"max_tokens", 2}});
+  ASSERT_EQ(r["choices"].size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(r["choices"][i]["index"], i);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 8);
+}
+
+TEST_F(GatewayTest, EchoAndLogprobs) {
+  Json r = Post("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}, {"logprobs", 2}});
+  const Json& c = r["choices"][0];
+  EXPECT_EQ(c["text"].get<std::string>().rfind("Hello", 0), 0u);
+  const Json& lp = c["logprobs"];
+  EXPECT_EQ(lp["tokens"].size(), lp["token_logprobs"].size());
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());  // prompt tokens have none
+  EXPECT_EQ(lp["token_logprobs"].back(), -0.5);
+  EXPECT_GE(lp["top_logprobs"].back().size(), 1u);
+}
+
+TEST_F(GatewayTest, StreamedCompletionEndsWithUsageAndDone) {
+  HttpResponse resp = Call("POST", "/v1/completions",
+                           R"({"prompt":"a","max_tokens":3,"stream":true,"stream_options":{"include_usage":true}})");
+  EXPECT_EQ(resp.content_type, "text/event-stream");
+  auto events = Stream(std::move(resp));
+  ASSERT_GE(events.size(), 5u);
+  EXPECT_EQ(events.back(), "[DONE]");
+  Json usage = Json::parse(events[events.size() - 2]);
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["completion_tokens"], 3);
+  std::string text;
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    Json chunk = Json::parse(events[i]);
+    EXPECT_TRUE(chunk.contains("usage") && chunk["usage"].is_null());
+    text += chunk["choices"][0]["text"].get<std::string>();
+  }
+  EXPECT_EQ(text, "t0 t1 t2 ");
+  EXPECT_EQ(Json::parse(events[events.size() - 3])["choices"][0]["finish_reason"], "length");
+}
+
+TEST_F(GatewayTest, ChatRendersTheTemplate) {
+  Json r = Post("/v1/chat/completions",
+                {{"messages", Json::array({Json{{"role", "user"}, {"content", "hi"}}})}, {"max_tokens", 2},
+                 {"logprobs", true}, {"top_logprobs", 1}});
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("chatcmpl-", 0), 0u);
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "t0 t1 ");
+  const Json& lp = r["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(lp.size(), 2u);
+  EXPECT_TRUE(lp[0]["bytes"].is_array());
+  EXPECT_EQ(lp[0]["top_logprobs"].size(), 1u);
+  auto sent = backend_.requests();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].prompt_ids(0), assets_->tokenizer().Encode("<|im_start|>", false, true)[0]);
+}
+
+TEST_F(GatewayTest, StreamedChatStartsWithTheRole) {
+  auto events = Stream(Call("POST", "/v1/chat/completions",
+                            R"({"messages":[{"role":"user","content":"x"}],"max_tokens":2,"stream":true,"n":2})"));
+  ASSERT_GE(events.size(), 3u);
+  Json first = Json::parse(events[0]);
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(events.back(), "[DONE]");
+  int finished = 0;
+  for (const auto& e : events) {
+    if (e == "[DONE]") continue;
+    if (!Json::parse(e)["choices"][0]["finish_reason"].is_null()) ++finished;
+  }
+  EXPECT_EQ(finished, 2);
+}
+
+TEST_F(GatewayTest, ChatWithoutATemplateIs400) {
+  Make(GatewayOptions{}, plain_assets_.get());
+  Json r = Post("/v1/chat/completions", {{"messages", Json::array({Json{{"role", "user"}, {"content", "hi"}}})}},
+                400);
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("no chat template"), std::string::npos);
+}
+
+TEST_F(GatewayTest, ContextOverflowNamesBothNumbers) {
+  GatewayOptions o;
+  o.max_model_len = 32;
+  Make(o);
+  Json r = Post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 100}}, 400);
+  std::string msg = r["error"]["message"];
+  EXPECT_NE(msg.find("32"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("100"), std::string::npos) << msg;
+  EXPECT_EQ(r["error"]["code"], "context_length_exceeded");
+  EXPECT_TRUE(backend_.requests().empty());
+}
+
+TEST_F(GatewayTest, MalformedBodiesAre400) {
+  for (const char* body : {"", "{", "[1]", "\"x\"", "{\"prompt\": \"\xff\"}", "null"}) {
+    HttpResponse r = Call("POST", "/v1/completions", body);
+    EXPECT_EQ(r.status, 400) << body;
+    Json j = Json::parse(r.body);
+    EXPECT_TRUE(j["error"].contains("message") && j["error"].contains("type") && j["error"].contains("param") &&
+                j["error"].contains("code"));
+  }
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a","model":"other"})").status, 404);
+}
+
+TEST_F(GatewayTest, BackendErrorsMapToStatuses) {
+  backend_.fail_with_ = absl::InvalidArgumentError("prompt too long for the KV cache");
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})").status, 400);
+  backend_.fail_with_ = absl::UnavailableError("no worker");
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})").status, 503);
+  backend_.fail_with_ = absl::OkStatus();
+  backend_.error_event_code_ = static_cast<int>(absl::StatusCode::kInvalidArgument);
+  HttpResponse r = Call("POST", "/v1/completions", R"({"prompt":"a","stream":true})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_FALSE(r.stream);
+}
+
+TEST_F(GatewayTest, ApiKeysAreRequiredWhenSet) {
+  GatewayOptions o;
+  o.api_keys = {"sk-right"};
+  Make(o);
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})").status, 401);
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})", "Bearer sk-wrong").status, 401);
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})", "Bearer sk-right").status, 200);
+  EXPECT_EQ(Call("GET", "/v1/models", "", "Bearer sk-wrong").status, 401);
+  EXPECT_EQ(Call("GET", "/health").status, 200);
+  EXPECT_EQ(Call("GET", "/metrics").status, 200);
+}
+
+TEST_F(GatewayTest, OverloadGives429AndDisconnectAborts) {
+  GatewayOptions o;
+  o.admission.max_running = 1;
+  o.admission.max_waiting = 0;
+  Make(o);
+  backend_.hold_ = true;
+  std::thread holder_thread;
+  HttpResponse held;
+  holder_thread = std::thread([&] { held = Call("POST", "/v1/completions", R"({"prompt":"a","stream":true})"); });
+  while (backend_.num_held() == 0) absl::SleepFor(absl::Milliseconds(1));
+  backend_.TickHeld();  // the first event lets the held request answer
+  holder_thread.join();
+  ASSERT_TRUE(held.stream);
+  HttpResponse refused = Call("POST", "/v1/completions", R"({"prompt":"a"})");
+  EXPECT_EQ(refused.status, 429);
+  // The client of the held stream goes away at its first write.
+  StringWriter gone(0);
+  held.stream(gone);
+  EXPECT_EQ(backend_.aborted().size(), 1u);
+  held = HttpResponse();
+  backend_.hold_ = false;
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})").status, 200);
+}
+
+TEST_F(GatewayTest, TokenizeAndDetokenize) {
+  Json t = Post("/tokenize", {{"prompt", "Once upon a time"}});
+  EXPECT_EQ(t["tokens"], Json::array({1, 403, 407, 261, 378}));
+  EXPECT_EQ(t["count"], 5);
+  Json d = Post("/detokenize", {{"tokens", Json::array({403, 407, 261, 378})}});
+  EXPECT_EQ(d["prompt"], "Once upon a time");
+  Post("/detokenize", {{"tokens", Json::array({100000})}}, 400);
+  Post("/tokenize", {{"prompt", 5}}, 400);
+}
+
+TEST_F(GatewayTest, MetricsCountRequests) {
+  Post("/v1/completions", {{"prompt", "a"}, {"max_tokens", 2}});
+  Call("GET", "/nope");
+  HttpResponse m = Call("GET", "/metrics");
+  EXPECT_EQ(m.content_type.rfind("text/plain; version=0.0.4", 0), 0u);
+  EXPECT_NE(m.body.find("ferry_http_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 1"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("ferry_http_requests_total{endpoint=\"other\",status=\"404\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("# TYPE ferry_time_to_first_token_seconds histogram"), std::string::npos);
+  EXPECT_NE(m.body.find("ferry_generation_tokens_total 2"), std::string::npos);
+  EXPECT_NE(m.body.find("ferry_time_per_output_token_seconds_count{endpoint=\"/v1/completions\"} 1"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace ferry

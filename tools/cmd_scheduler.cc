@@ -1,0 +1,100 @@
+// `ferry scheduler`: the cluster scheduler behind the gRPC ferry.v1.Scheduler
+// service. Workers join with `ferry worker --scheduler HOST:PORT`.
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+
+#include <cstdio>
+#include <fstream>
+
+#include "absl/time/time.h"
+#include "common/logging.h"
+#include "common/strings.h"
+#include "scheduler/service/scheduler.h"
+#include "scheduler/service/scheduler_service.h"
+#include "tools/commands.h"
+#include "tools/flags.h"
+#include "tools/signals.h"
+
+namespace ferry {
+namespace {
+
+struct SchedulerFlags {
+  std::string listen = "127.0.0.1:50050";
+  std::string worker_timeout = "1s";
+  std::string policy = "least-loaded";
+  std::string migration = "on";
+  int64_t pd_threshold = 64;
+  double migration_gap = 16;
+  std::string port_file;
+  std::string log_level = "info";
+};
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+absl::StatusOr<SchedulerOptions> ToOptions(const SchedulerFlags& f) {
+  SchedulerOptions o;
+  if (!absl::ParseDuration(Sv(f.worker_timeout), &o.worker_timeout) || o.worker_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--worker-timeout must be a positive duration like 1s or 500ms, got '" +
+                                      f.worker_timeout + "'");
+  }
+  o.dispatch_policy = f.policy;
+  if (f.migration != "on" && f.migration != "off") {
+    return absl::InvalidArgumentError("--migration must be on or off, got '" + f.migration + "'");
+  }
+  o.migration = f.migration == "on";
+  if (f.pd_threshold < 0) return absl::InvalidArgumentError("--pd-threshold must not be negative");
+  o.disaggregation.min_prompt_tokens = f.pd_threshold;
+  if (f.migration_gap <= 0) return absl::InvalidArgumentError("--migration-gap must be positive");
+  o.migration_options.freeness_gap_threshold = f.migration_gap;
+  // Heartbeats several times within the timeout, at most every 100 ms.
+  o.heartbeat_interval = std::min(absl::Milliseconds(100), o.worker_timeout / 5);
+  return o;
+}
+
+int RunSchedulerMain(const SchedulerFlags& f) {
+  BlockShutdownSignals();
+  if (auto s = SetupLogging(f.log_level); !s.ok()) return Fail(s);
+  auto options = ToOptions(f);
+  if (!options.ok()) return Fail(options.status());
+  auto scheduler = Scheduler::Create(*options);
+  if (!scheduler.ok()) return Fail(scheduler.status());
+
+  SchedulerService service(scheduler->get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return Fail(absl::UnavailableError("cannot listen on " + f.listen));
+  Logger("scheduler")->info("scheduler serving on port {} (policy {}, migration {}, worker timeout {})", port,
+                            f.policy, f.migration, f.worker_timeout);
+  if (!f.port_file.empty()) std::ofstream(f.port_file) << port << "\n";
+  int sig = WaitForShutdownSignal();
+  Logger("scheduler")->info("signal {}: shutting down", sig);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  scheduler->reset();
+  return 0;
+}
+
+}  // namespace
+
+int RunScheduler(int argc, char** argv) {
+  SchedulerFlags f;
+  FlagParser flags("scheduler", "Runs the cluster scheduler (ferry.v1.Scheduler): workers register with it.");
+  flags.AddString("listen", &f.listen, "HOST:PORT to serve gRPC on (port 0: any free port)");
+  flags.AddString("worker-timeout", &f.worker_timeout, "a worker silent this long is dead (e.g. 1s, 500ms)");
+  flags.AddString("policy", &f.policy, "dispatch policy: round-robin, least-loaded or prefix-aware");
+  flags.AddString("migration", &f.migration, "on: move requests between workers to balance load; off: only drain");
+  flags.AddInt("pd-threshold", &f.pd_threshold,
+               "prompts of at least this many tokens go to a prefill worker and then move to a decode worker");
+  flags.AddDouble("migration-gap", &f.migration_gap, "freeness gap (blocks per request) that triggers a migration");
+  flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
+  flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
+  return RunWithFlags(flags, argc, argv, [&] { return RunSchedulerMain(f); });
+}
+
+}  // namespace ferry
