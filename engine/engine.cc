@@ -37,7 +37,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   e->max_model_len_ = options.max_model_len > 0
                           ? std::min(options.max_model_len, c.max_position_embeddings)
                           : c.max_position_embeddings;
-  e->forward_ = std::make_unique<LlamaForward>(*e->model_, e->pool_);
+  e->forward_ = std::make_unique<LlamaForward>(*e->model_, e->pool_, options.batch_invariant);
   KvCacheShape shape = e->forward_->KvShape(options.block_size, 1);
   int64_t bytes = options.kv_cache_bytes;
   if (bytes == 0) bytes = shape.bytes_per_block() * NumBlocksForTokens(4 * int64_t{e->max_model_len_}, options.block_size);

@@ -21,6 +21,9 @@ struct EngineOptions {
   int threads = 0;                 // CPU threads (0: one per core)
   bool enable_prefix_caching = true;
   int max_model_len = 0;           // 0: the model's max_position_embeddings
+  // A request's tokens do not depend on what else is batched with it (same
+  // seed, same output); costs prefill speed (no GEMM path).
+  bool batch_invariant = true;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration

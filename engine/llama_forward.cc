@@ -8,8 +8,8 @@
 
 namespace ferry {
 
-LlamaForward::LlamaForward(const Model& model, ThreadPool& pool)
-    : model_(model), config_(model.config()), pool_(pool),
+LlamaForward::LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant)
+    : model_(model), config_(model.config()), pool_(pool), batch_invariant_(batch_invariant),
       inv_freq_(model.config().RopeInverseFrequencies()),
       thread_scores_(pool.num_threads()) {}
 
@@ -190,24 +190,24 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     rms_all(L.attn_norm);
-    cpu::MatMul(L.wq, xn_.data(), n, q_.data(), L.bq, pool_);
-    cpu::MatMul(L.wk, xn_.data(), n, k_.data(), L.bk, pool_);
-    cpu::MatMul(L.wv, xn_.data(), n, v_.data(), L.bv, pool_);
+    cpu::MatMul(L.wq, xn_.data(), n, q_.data(), L.bq, pool_, batch_invariant_);
+    cpu::MatMul(L.wk, xn_.data(), n, k_.data(), L.bk, pool_, batch_invariant_);
+    cpu::MatMul(L.wv, xn_.data(), n, v_.data(), L.bv, pool_, batch_invariant_);
     ApplyRope(q_.data(), n, config_.num_heads, b.positions);
     ApplyRope(k_.data(), n, config_.num_kv_heads, b.positions);
     WriteKv(b, kv, l);
     Attention(b, kv, l);
     // Residual adds go through xn_ as the projection's output.
-    cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_);
+    cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
     rms_all(L.ffn_norm);
-    cpu::MatMul(L.w_gate, xn_.data(), n, gate_.data(), nullptr, pool_);
-    cpu::MatMul(L.w_up, xn_.data(), n, up_.data(), nullptr, pool_);
+    cpu::MatMul(L.w_gate, xn_.data(), n, gate_.data(), nullptr, pool_, batch_invariant_);
+    cpu::MatMul(L.w_up, xn_.data(), n, up_.data(), nullptr, pool_, batch_invariant_);
     const int64_t ff = config_.intermediate_size;
     pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
       cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
     });
-    cpu::MatMul(L.w_down, gate_.data(), n, xn_.data(), nullptr, pool_);
+    cpu::MatMul(L.w_down, gate_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
   }
   const int rows = static_cast<int>(b.logits_indices.size());
@@ -216,7 +216,7 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     cpu::RmsNorm(&x_[size_t(b.logits_indices[r]) * h], w.final_norm, h, config_.rms_norm_eps,
                  &logits_in_[size_t(r) * h]);
   }
-  cpu::MatMul(w.output, logits_in_.data(), rows, logits, nullptr, pool_);
+  cpu::MatMul(w.output, logits_in_.data(), rows, logits, nullptr, pool_, batch_invariant_);
   return absl::OkStatus();
 }
 

@@ -15,8 +15,9 @@ namespace ferry {
 
 class LlamaForward {
  public:
-  // `model` and `pool` must outlive this object.
-  LlamaForward(const Model& model, ThreadPool& pool);
+  // `model` and `pool` must outlive this object. With `batch_invariant`, a
+  // token's logits do not depend on the rest of the batch (bit for bit).
+  LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant = false);
 
   // Runs one step: writes the keys and values of the batch's tokens into
   // `kv` at their positions, and fills `logits` with
@@ -38,6 +39,7 @@ class LlamaForward {
   const Model& model_;
   const ModelConfig& config_;
   ThreadPool& pool_;
+  bool batch_invariant_;
   std::vector<float> inv_freq_;
   // Scratch, grown to the largest batch seen.
   int capacity_ = 0;

@@ -17,6 +17,8 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddInt("max-model-len", &max_model_len, "context length (0: the model's)");
   flags.AddInt("threads", &threads, "CPU threads (0: one per core)");
   flags.AddBool("no-prefix-caching", &no_prefix_caching, "turn prefix caching off");
+  flags.AddBool("no-batch-invariance", &no_batch_invariance,
+                "faster prefill (GEMM), but a request's tokens may then depend on its batch");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
@@ -27,6 +29,7 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.max_model_len = static_cast<int>(max_model_len);
   o.threads = static_cast<int>(threads);
   o.enable_prefix_caching = !no_prefix_caching;
+  o.batch_invariant = !no_batch_invariance;
   if (!kv_cache_memory.empty()) {
     FERRY_ASSIGN_OR_RETURN(o.kv_cache_bytes, ParseKvCacheMemory(kv_cache_memory, AvailableMemoryBytes()));
   }

@@ -18,6 +18,7 @@ struct EngineFlags {
   int64_t max_model_len = 0;
   int64_t threads = 0;
   bool no_prefix_caching = false;
+  bool no_batch_invariance = false;
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;

@@ -61,6 +61,6 @@ void Avx512GemmPanel(const float* w, int64_t ldw, int64_t n, const float* panel,
 
 // MatMul (kernels.h) on a chosen level, for tests and benchmarks.
 void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
-                   const float* bias, ThreadPool& pool);
+                   const float* bias, ThreadPool& pool, bool batch_invariant = false);
 
 }  // namespace ferry::cpu

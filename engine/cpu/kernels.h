@@ -28,8 +28,13 @@ struct WeightMatrix {
 // threads (bandwidth-bound); larger m runs a cache-blocked GEMM.
 // An unsupported dtype or a Q8_0 matrix whose cols is not a multiple of 32 is
 // a programming error and aborts.
+//
+// With `batch_invariant`, every row of y is computed by the same per-row
+// kernel whatever m is, so a token's result never depends on what else is in
+// the batch (the serving engine's determinism guarantee); large m then runs
+// a cache-blocked GEMV instead of the faster GEMM.
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,
-            ThreadPool& pool);
+            ThreadPool& pool, bool batch_invariant = false);
 
 // Converts row `row` of `w` to fp32 (embedding lookups). `out` holds w.cols.
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);

@@ -139,12 +139,12 @@ void PanelGemmRange(const KernelTable& t, const WeightMatrix& w, int64_t row_byt
 }  // namespace
 
 void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
-                   const float* bias, ThreadPool& pool) {
+                   const float* bias, ThreadPool& pool, bool batch_invariant) {
   CheckWeights(w);
   if (m <= 0 || w.rows == 0) return;
   const KernelTable& t = GetKernelTable(isa);
   const int64_t row_bytes = RowBytes(w);
-  const bool use_gemm = m >= kGemmMinM && w.cols > 0;
+  const bool use_gemm = !batch_invariant && m >= kGemmMinM && w.cols > 0;
   const bool parallel = pool.num_threads() > 1 && w.rows * row_bytes * m >= kMinParallelBytes &&
                         w.rows >= 2 * kRowGranule;
 
@@ -196,8 +196,8 @@ void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, fl
 }
 
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,
-            ThreadPool& pool) {
-  MatMulWithIsa(BestIsa(), w, x, m, y, bias, pool);
+            ThreadPool& pool, bool batch_invariant) {
+  MatMulWithIsa(BestIsa(), w, x, m, y, bias, pool, batch_invariant);
 }
 
 }  // namespace ferry::cpu

@@ -62,18 +62,18 @@ int WaitForPort(const std::string& file, absl::Duration timeout = absl::Seconds(
   return 0;
 }
 
-struct Run {
+struct StreamRun {
   grpc::Status status;
   std::vector<int32_t> tokens;
   std::string text;
 };
 
 template <typename Stub>
-Run Generate(Stub& stub, const v1::GenerateRequest& request, const std::function<void(int)>& on_tokens = nullptr) {
+StreamRun Generate(Stub& stub, const v1::GenerateRequest& request, const std::function<void(int)>& on_tokens = nullptr) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   auto reader = stub.Generate(&ctx, request);
-  Run out;
+  StreamRun out;
   v1::TokenEvent ev;
   while (reader->Read(&ev)) {
     for (int32_t t : ev.token_ids()) out.tokens.push_back(t);
@@ -147,10 +147,10 @@ TEST_F(ClusterProcessTest, GreedyCompletionThroughTheSchedulerMatchesTheWorker) 
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
   StartCluster(model, 2);
   auto direct_stub = WorkerStub(0);
-  Run direct = Generate(*direct_stub, Greedy("direct", 24));
+  StreamRun direct = Generate(*direct_stub, Greedy("direct", 24));
   ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();
   for (int i = 0; i < 3; ++i) {
-    Run via = Generate(*stub_, Greedy(absl::StrCat("via", i), 24));
+    StreamRun via = Generate(*stub_, Greedy(absl::StrCat("via", i), 24));
     ASSERT_TRUE(via.status.ok()) << via.status.error_message();
     EXPECT_EQ(via.tokens, direct.tokens);
     EXPECT_EQ(via.text, direct.text);
@@ -161,7 +161,7 @@ TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
   StartCluster(model, 2);
   auto w0 = WorkerStub(0);
-  Run direct = Generate(*w0, Greedy("ref", 64));
+  StreamRun direct = Generate(*w0, Greedy("ref", 64));
   ASSERT_TRUE(direct.status.ok());
   // Can the workers resume a sample? Resume after 4 tokens and compare.
   v1::GenerateRequest probe = Greedy("probe", 64);
@@ -169,13 +169,13 @@ TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
   st->set_request_id("probe");
   for (int i = 0; i < 4; ++i) st->add_output_ids(direct.tokens[i]);
   *st->mutable_params() = probe.params();
-  Run resumed = Generate(*w0, probe);
+  StreamRun resumed = Generate(*w0, probe);
   if (!resumed.status.ok() || resumed.tokens.size() + 4 != direct.tokens.size()) {
     GTEST_SKIP() << "the workers do not resume samples yet (GenerateRequest.resume)";
   }
   std::atomic<bool> killed{false};
   std::thread killer;
-  Run via = Generate(*stub_, Greedy("victim", 64), [&](int n) {
+  StreamRun via = Generate(*stub_, Greedy("victim", 64), [&](int n) {
     if (killed || n < 8) return;
     killed = true;
     killer = std::thread([this] {

@@ -132,6 +132,29 @@ TEST(MatMulPublicTest, BestLevelMatchesScalar) {
   for (size_t i = 0; i < best.size(); ++i) EXPECT_NEAR(best[i], scalar[i], 1e-4) << i;
 }
 
+// A row's result must not depend on how many other rows share the call (the
+// engine's batch invariance): bit-for-bit equal to computing it alone.
+TEST(MatMulPublicTest, BatchInvariantRowsMatchSingleRowsExactly) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      std::mt19937 rng(17);
+      const testing::TestWeights w = MakeWeights(dtype, 301, 256, rng);
+      const int64_t m = 37;
+      const std::vector<float> x = RandomVector(m * 256, rng);
+      std::vector<float> batched(m * 301), single(301);
+      MatMul(w.matrix, x.data(), m, batched.data(), nullptr, pool, /*batch_invariant=*/true);
+      for (int64_t i = 0; i < m; ++i) {
+        ThreadPool one(1);
+        MatMul(w.matrix, x.data() + i * 256, 1, single.data(), nullptr, i % 2 ? one : pool, true);
+        for (int64_t r = 0; r < 301; ++r) {
+          ASSERT_EQ(batched[i * 301 + r], single[r]) << "dtype " << static_cast<int>(dtype) << " row " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(MatMulDeathTest, RejectsQ8WithRaggedBlocks) {
   ThreadPool pool(1);
   std::vector<uint8_t> bytes(64);
