@@ -1,5 +1,6 @@
 #include "common/logging.h"
 
+#include <mutex>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +30,10 @@ absl::Status SetupLogging(std::string_view level) {
 
 std::shared_ptr<spdlog::logger> Logger(std::string_view module) {
   std::string name(module);
+  if (auto existing = spdlog::get(name)) return existing;
+  // Two threads may ask for a new module's logger at once.
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   if (auto existing = spdlog::get(name)) return existing;
   auto logger = spdlog::stderr_color_mt(name);
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %n] %v");

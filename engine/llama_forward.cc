@@ -10,8 +10,7 @@ namespace ferry {
 
 LlamaForward::LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant)
     : model_(model), config_(model.config()), pool_(pool), batch_invariant_(batch_invariant),
-      inv_freq_(model.config().RopeInverseFrequencies()),
-      thread_scores_(pool.num_threads()) {}
+      inv_freq_(model.config().RopeInverseFrequencies()) {}
 
 KvCacheShape LlamaForward::KvShape(int block_size, int64_t num_blocks) const {
   KvCacheShape s;
@@ -139,10 +138,8 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
   // Work items are (token, kv head): the query heads of one group share the
   // keys they read.
   const int64_t items = int64_t{n} * config_.num_kv_heads;
-  pool_.RunOnAll([&](int thread) {
-    int threads = pool_.num_threads();
-    int64_t begin = items * thread / threads, end = items * (thread + 1) / threads;
-    std::vector<float>& scores = thread_scores_[thread];
+  pool_.ParallelFor(items, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> scores;
     for (int64_t item = begin; item < end; ++item) {
       int t = static_cast<int>(item / config_.num_kv_heads);
       int g = static_cast<int>(item % config_.num_kv_heads);

@@ -45,7 +45,6 @@ class LlamaForward {
   int capacity_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_;
   std::vector<int32_t> token_seq_;  // sequence index of each token
-  std::vector<std::vector<float>> thread_scores_;
 };
 
 }  // namespace ferry

@@ -32,6 +32,8 @@ int RunServeMain(const ServeFlags& f) {
   BlockShutdownSignals();
   if (auto s = SetupLogging(f.gateway.log_level); !s.ok()) return Fail(s);
   if (f.port < 0 || f.port > 65535) return Fail(absl::InvalidArgumentError("--port must be in [0, 65535]"));
+  auto options = f.gateway.ToGatewayOptions(0);
+  if (!options.ok()) return Fail(options.status());
   auto engine_options = f.engine.ToOptions();
   if (!engine_options.ok()) return Fail(engine_options.status());
   auto path = ResolveModelPath(f.engine.model);
@@ -42,8 +44,7 @@ int RunServeMain(const ServeFlags& f) {
   if (!model.ok()) return Fail(model.status());
   auto engine = Engine::Create(std::shared_ptr<const Model>(std::move(*model)), *engine_options);
   if (!engine.ok()) return Fail(engine.status());
-  auto options = f.gateway.ToGatewayOptions((*engine)->max_model_len());
-  if (!options.ok()) return Fail(options.status());
+  options->max_model_len = (*engine)->max_model_len();
 
   MetricsRegistry metrics;
   ExportEngineMetrics(engine->get(), &metrics);

@@ -185,14 +185,18 @@ void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, fl
     run(0, w.rows);
     return;
   }
-  // Shares are whole granules so that kernels see few ragged row groups.
-  const int threads = pool.num_threads();
+  // Chunks are whole granules so that kernels see few ragged row groups;
+  // handed out dynamically, so a descheduled thread holds up only its chunk.
   const int64_t units = (w.rows + kRowGranule - 1) / kRowGranule;
-  pool.RunOnAll([&](int thread) {
-    const int64_t begin = std::min(w.rows, units * thread / threads * kRowGranule);
-    const int64_t end = std::min(w.rows, units * (thread + 1) / threads * kRowGranule);
-    if (begin < end) run(begin, end);
-  });
+  const int64_t grain = std::max<int64_t>(1, units / (4 * int64_t{pool.num_threads()}));
+  pool.ParallelFor(
+      units,
+      [&](int64_t u0, int64_t u1) {
+        const int64_t begin = std::min(w.rows, u0 * kRowGranule);
+        const int64_t end = std::min(w.rows, u1 * kRowGranule);
+        if (begin < end) run(begin, end);
+      },
+      grain);
 }
 
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,

@@ -8,7 +8,11 @@ namespace ferry {
 
 SchedulerClient::SchedulerClient(SchedulerClientOptions options, LoadFn load, std::function<void()> on_drain)
     : options_(std::move(options)), load_(std::move(load)), on_drain_(std::move(on_drain)),
-      interval_(options_.heartbeat_interval) {}
+      interval_(options_.heartbeat_interval) {
+  // Creates the logger here, not first from the client's thread: creating
+  // one logger from two threads at once is not safe.
+  Logger("worker");
+}
 
 SchedulerClient::~SchedulerClient() { Stop(); }
 

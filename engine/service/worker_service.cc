@@ -53,8 +53,15 @@ absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& r, cons
   in.params = ToSamplingParams(r.params());
   in.priority = r.priority();
   if (r.has_resume()) {
+    // The state may leave the prompt and parameters to the request itself.
     GenerateInput resumed = FromRequestState(r.resume());
     resumed.request_id = in.request_id;
+    if (resumed.prompt_ids.empty()) resumed.prompt_ids = in.prompt_ids;
+    if (!r.resume().has_params()) {
+      resumed.params = in.params;
+      resumed.params.n = 1;
+    }
+    if (resumed.priority == 0) resumed.priority = in.priority;
     return resumed;
   }
   return in;

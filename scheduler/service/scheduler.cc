@@ -62,6 +62,7 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOpti
   if (options.worker_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("worker timeout must be positive");
   }
+  Logger("scheduler");  // created before any other thread may ask for it
   std::unique_ptr<Scheduler> s(new Scheduler(options, std::move(*dispatch)));
   s->loop_.Start();
   return s;

@@ -80,11 +80,12 @@ class ServerProcess {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
 
-  // Sends `sig` and waits up to `timeout` for the exit; returns the exit
-  // code (128 + signal when killed; -1 if it had to be killed at the end).
+  // Sends `sig` (none when 0) and waits up to `timeout` for the exit;
+  // returns the exit code (128 + signal when killed; -1 if it had to be
+  // killed at the end).
   int Stop(int sig = SIGTERM, std::chrono::seconds timeout = std::chrono::seconds(60)) {
     if (pid_ <= 0) return exit_code_;
-    ::kill(pid_, sig);
+    if (sig != 0) ::kill(pid_, sig);
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;

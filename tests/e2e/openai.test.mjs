@@ -1,0 +1,160 @@
+// The official openai client against `ferry serve` on stories260K: what a
+// user of the SDK does, and the SDK's own error classes for bad requests.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import OpenAI from 'openai';
+import { startServer } from './ferry_server.mjs';
+
+const MODEL = 'stories260K.gguf';
+// llama.cpp's greedy continuation of "Once upon a time", 20 tokens.
+const GREEDY = ', there was a little girl named Lily. She loved to play outsid';
+
+let server;
+let client;
+
+before(async () => {
+  server = await startServer();
+  client = new OpenAI({ baseURL: server.baseURL, apiKey: 'not-needed', maxRetries: 0, timeout: 60_000 });
+});
+
+after(async () => {
+  assert.equal(await server.stop(), 0);
+});
+
+test('models.list names the served model', async () => {
+  const models = await client.models.list();
+  assert.ok(models.data.some((m) => m.id === MODEL));
+  const one = await client.models.retrieve(MODEL);
+  assert.equal(one.id, MODEL);
+});
+
+test('a greedy completion matches llama.cpp', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 20, temperature: 0 });
+  assert.match(r.id, /^cmpl-/);
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.choices[0].text, GREEDY);
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.usage.prompt_tokens, 5);
+  assert.equal(r.usage.completion_tokens, 20);
+  assert.equal(r.usage.total_tokens, 25);
+});
+
+test('a streamed completion gives the same text, then usage', async () => {
+  const stream = await client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 20, temperature: 0, stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '';
+  let usage = null;
+  let finish = null;
+  for await (const chunk of stream) {
+    if (chunk.usage) usage = chunk.usage;
+    for (const c of chunk.choices) {
+      text += c.text;
+      if (c.finish_reason) finish = c.finish_reason;
+    }
+  }
+  assert.equal(text, GREEDY);
+  assert.equal(finish, 'length');
+  assert.equal(usage.completion_tokens, 20);
+});
+
+test('chat completions, whole and streamed', async () => {
+  const messages = [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'Once upon a time' }];
+  const r = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 12, temperature: 0 });
+  assert.match(r.id, /^chatcmpl-/);
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.ok(['stop', 'length'].includes(r.choices[0].finish_reason));
+  assert.ok(r.usage.prompt_tokens > 5);
+  const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 12, temperature: 0, stream: true });
+  let role = null;
+  let content = '';
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    const delta = chunk.choices[0]?.delta ?? {};
+    if (delta.role) role = delta.role;
+    content += delta.content ?? '';
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(content, r.choices[0].message.content);
+});
+
+test('n > 1 gives indexed choices, streamed too', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 8, n: 3, seed: 1 });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1, 2]);
+  const stream = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, n: 2, stream: true,
+  });
+  const finished = new Set();
+  for await (const chunk of stream) {
+    for (const c of chunk.choices) if (c.finish_reason) finished.add(c.index);
+  }
+  assert.deepEqual([...finished].sort(), [0, 1]);
+});
+
+test('logprobs for completions and chat', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 5, temperature: 0, logprobs: 2 });
+  const lp = r.choices[0].logprobs;
+  assert.equal(lp.tokens.length, 5);
+  assert.equal(lp.token_logprobs.length, 5);
+  assert.ok(lp.token_logprobs.every((v) => v <= 0));
+  assert.ok(Object.keys(lp.top_logprobs[0]).length >= 1);
+  assert.equal(lp.tokens.join(''), r.choices[0].text);
+  const c = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, logprobs: true, top_logprobs: 3,
+  });
+  const content = c.choices[0].logprobs.content;
+  assert.ok(content.length >= 1);
+  for (const t of content) {
+    assert.equal(typeof t.token, 'string');
+    assert.ok(Array.isArray(t.bytes));
+    assert.equal(t.top_logprobs.length, 3);
+  }
+});
+
+test('stop strings end the text before them', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 40, temperature: 0, stop: ['Lily'] });
+  assert.equal(r.choices[0].text, ', there was a little girl named ');
+  assert.equal(r.choices[0].finish_reason, 'stop');
+});
+
+test('the same seed gives the same sample', async () => {
+  const ask = (seed) => client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 24, temperature: 1, seed });
+  const [a, b, c] = await Promise.all([ask(42), ask(42), ask(43)]);
+  assert.equal(a.choices[0].text, b.choices[0].text);
+  assert.notEqual(a.choices[0].text, c.choices[0].text);
+});
+
+test('bad requests raise the SDK error classes', async () => {
+  await assert.rejects(
+    client.completions.create({ model: MODEL, prompt: 'x', temperature: -1 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature',
+  );
+  await assert.rejects(
+    client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 100000 }),
+    (e) => e instanceof OpenAI.BadRequestError && e.code === 'context_length_exceeded' && /100000/.test(e.message),
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: MODEL, messages: [] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages',
+  );
+  await assert.rejects(
+    client.completions.create({ model: 'gpt-4', prompt: 'x' }),
+    (e) => e instanceof OpenAI.NotFoundError && e.status === 404,
+  );
+  await assert.rejects(client.models.retrieve('gpt-4'), (e) => e instanceof OpenAI.NotFoundError);
+});
+
+test('API keys: the SDK key is checked', async () => {
+  const keyed = await startServer(['--api-key', 'sk-e2e-secret']);
+  try {
+    const wrong = new OpenAI({ baseURL: keyed.baseURL, apiKey: 'sk-wrong', maxRetries: 0 });
+    await assert.rejects(wrong.models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+    const right = new OpenAI({ baseURL: keyed.baseURL, apiKey: 'sk-e2e-secret', maxRetries: 0 });
+    const r = await right.completions.create({ model: MODEL, prompt: 'Once', max_tokens: 2 });
+    assert.equal(r.choices.length, 1);
+  } finally {
+    assert.equal(await keyed.stop(), 0);
+  }
+});
