@@ -54,6 +54,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   bp.model_key = absl::StrCat(e->model_->id(), "/", c.num_layers, "/", c.hidden_size, "/f32");
   e->kv_model_key_ = bp.model_key;
   FERRY_ASSIGN_OR_RETURN(e->blocks_, BlockPool::Create(bp));
+  e->block_hash_root_ = e->blocks_->root_hash();
   StepSchedulerOptions so;
   so.max_num_batched_tokens = options.max_num_batched_tokens;
   so.max_num_seqs = options.max_num_seqs;
@@ -444,8 +445,26 @@ void Engine::PublishStats() {
   s.prefix_cache_hit_rate =
       b.prefix_query_tokens > 0 ? double(b.prefix_hit_tokens) / b.prefix_query_tokens : 0;
   s.preemptions = scheduler_->num_preemptions();
+  BlockHashEvents events = blocks_->DrainEvents();
   absl::MutexLock lock(&mu_);
   stats_ = s;
+  // Keep a bounded backlog for a consumer that stopped draining.
+  constexpr size_t kMaxHashEvents = 1 << 16;
+  hash_events_.overflowed |= events.overflowed;
+  for (const BlockHashEvent& e : events.events) {
+    if (hash_events_.events.size() >= kMaxHashEvents) {
+      hash_events_.overflowed = true;
+      break;
+    }
+    hash_events_.events.push_back(e);
+  }
+}
+
+BlockHashEvents Engine::TakeBlockHashEvents() {
+  absl::MutexLock lock(&mu_);
+  BlockHashEvents out;
+  std::swap(out, hash_events_);
+  return out;
 }
 
 }  // namespace ferry

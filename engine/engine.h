@@ -55,6 +55,11 @@ class Engine {
   void Abort(const std::string& request_id);
 
   EngineStats Stats() const;
+  // Prefix-cache changes since the last call (block content hashes stored
+  // and evicted), for the scheduler's cluster-wide prefix index.
+  BlockHashEvents TakeBlockHashEvents();
+  // Parent hash of every sequence's first block (hash chains start here).
+  uint64_t block_hash_root() const { return block_hash_root_; }
 
   // ---- Live migration, source side (one n=1 request at a time per id) ----
   struct MigrationSnapshot {
@@ -141,6 +146,8 @@ class Engine {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t next_arrival_ ABSL_GUARDED_BY(mu_) = 0;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
+  BlockHashEvents hash_events_ ABSL_GUARDED_BY(mu_);
+  uint64_t block_hash_root_ = 0;
 
   // Loop-thread state.
   std::string kv_model_key_;

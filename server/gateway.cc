@@ -136,6 +136,9 @@ HttpResponse Gateway::Handle(const HttpRequest& request) {
     response = ErrorResponse(absl::InternalError("internal error"));
   }
   metrics_.CountRequest(endpoint, response.status);
+  // Never the body (prompts) nor the headers (keys).
+  Logger("gateway")->debug("{} {} {} from {}", request.method, request.path, response.status,
+                           request.remote_address);
   if (response.status == 429) metrics_.rejected->Increment();
   if (response.stream) {
     auto inner = std::move(response.stream);

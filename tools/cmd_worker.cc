@@ -53,16 +53,16 @@ std::unique_ptr<SchedulerClient> JoinScheduler(const WorkerFlags& f, int port, E
   layout->set_head_dim(c.head_dim);
   layout->set_block_size(engine->Stats().block_size);
   layout->set_dtype("f32");
-  auto client = std::make_unique<SchedulerClient>(std::move(o), [engine] {
-    EngineStats s = engine->Stats();
-    v1::LoadReport load;
-    load.set_blocks_free(s.blocks_free);
-    load.set_blocks_total(s.blocks_total);
-    load.set_running_requests(s.running);
-    load.set_waiting_requests(s.waiting);
-    load.set_blocks_needed_waiting(s.blocks_needed_waiting);
-    load.set_tokens_per_second(s.tokens_per_second);
-    load.set_cached_blocks(s.blocks_cached);
+  r.set_block_hash_root(engine->block_hash_root());
+  auto client = std::make_unique<SchedulerClient>(std::move(o), [engine, &service] {
+    v1::LoadReport load = service.Load();
+    for (const BlockHashEvent& e : engine->TakeBlockHashEvents().events) {
+      if (e.kind == BlockHashEvent::Kind::kStored) {
+        load.add_stored_block_hashes(e.hash);
+      } else {
+        load.add_removed_block_hashes(e.hash);
+      }
+    }
     return load;
   });
   client->Start();

@@ -100,6 +100,7 @@ std::function<bool()> DirectClient(GenerateBackend* backend, const std::vector<i
 std::function<bool()> HttpClient(int port) {
   auto cli = std::make_shared<httplib::Client>("127.0.0.1", port);
   cli->set_keep_alive(true);
+  cli->set_tcp_nodelay(true);
   return [cli] {
     auto res = cli->Post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":1,"temperature":0})",
                          "application/json");

@@ -19,6 +19,7 @@ struct HttpResult {
 inline HttpResult HttpCall(int port, const std::string& method, const std::string& path,
                            const std::string& body = "", const httplib::Headers& headers = {}) {
   httplib::Client cli("127.0.0.1", port);
+  cli.set_tcp_nodelay(true);
   cli.set_read_timeout(120, 0);
   httplib::Request req;
   req.method = method;
@@ -54,6 +55,7 @@ inline StreamResult PostStream(int port, const std::string& path, const nlohmann
                                const std::function<bool(const std::string&, size_t)>& on_event = nullptr,
                                const httplib::Headers& headers = {}) {
   httplib::Client cli("127.0.0.1", port);
+  cli.set_tcp_nodelay(true);
   cli.set_read_timeout(300, 0);
   StreamResult out;
   std::string buffer;
