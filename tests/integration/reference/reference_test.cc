@@ -13,6 +13,7 @@
 #include "engine/llama_forward.h"
 #include "engine/model.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/process_util.h"
 
 namespace ferry::testing {
@@ -144,6 +145,29 @@ TEST_F(ReferenceTest, TiedEmbeddingsAndHalfPrecisionMatchNumpy) {
     ASSERT_TRUE(model.ok()) << model.status();
     EXPECT_TRUE(model.value()->config().tie_word_embeddings);
     EXPECT_LE(RelativeError(FerryLogits(**model, kIds, 2), ReferenceLogits(dir, kIds)), 1e-4) << dtype;
+    fs::remove_all(dir);
+  }
+}
+
+// RoPE scaling (llama3 and linear) as config.json declares it, against the
+// reference's own implementation of the Hugging Face formulas.
+TEST_F(ReferenceTest, RopeScalingMatchesNumpy) {
+  for (const char* scaling :
+       {R"({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64})",
+        R"({"type": "linear", "factor": 2.0})"}) {
+    std::string dir = TempModelDir("rope");
+    MakeModel(dir, "--format hf --dtype f32");
+    std::ifstream in(dir + "/config.json");
+    nlohmann::json config = nlohmann::json::parse(in);
+    in.close();
+    config["rope_scaling"] = nlohmann::json::parse(scaling);
+    config["rope_theta"] = 500000.0;
+    std::ofstream(dir + "/config.json") << config.dump(2);
+    auto model = Model::Load(dir);
+    ASSERT_TRUE(model.ok()) << model.status();
+    EXPECT_NE(model.value()->config().rope_scaling.type, RopeScaling::Type::kNone);
+    EXPECT_LE(RelativeError(FerryLogits(**model, kIds, 2), ReferenceLogits(dir, kIds)), 1e-4) << scaling;
     fs::remove_all(dir);
   }
 }
