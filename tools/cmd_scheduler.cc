@@ -13,6 +13,7 @@
 #include "scheduler/service/scheduler_service.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
+#include "tools/metrics_http_server.h"
 #include "tools/signals.h"
 
 namespace ferry {
@@ -27,6 +28,7 @@ struct SchedulerFlags {
   double migration_gap = 16;
   std::string port_file;
   std::string log_level = "info";
+  int64_t metrics_port = 0;
 };
 
 int Fail(const absl::Status& s) {
@@ -47,6 +49,9 @@ absl::StatusOr<SchedulerOptions> ToOptions(const SchedulerFlags& f) {
   o.migration = f.migration == "on";
   if (f.pd_threshold < 0) return absl::InvalidArgumentError("--pd-threshold must not be negative");
   o.disaggregation.min_prompt_tokens = f.pd_threshold;
+  if (f.metrics_port < 0 || f.metrics_port > 65535) {
+    return absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535");
+  }
   if (f.migration_gap <= 0) return absl::InvalidArgumentError("--migration-gap must be positive");
   o.migration_options.freeness_gap_threshold = f.migration_gap;
   // Heartbeats several times within the timeout, at most every 100 ms.
@@ -72,9 +77,19 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   if (server == nullptr || port == 0) return Fail(absl::UnavailableError("cannot listen on " + f.listen));
   Logger("scheduler")->info("scheduler serving on port {} (policy {}, migration {}, worker timeout {})", port,
                             f.policy, f.migration, f.worker_timeout);
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    Scheduler* s = scheduler->get();
+    auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
+                                            [s] { return s->RenderMetrics(); });
+    if (!started.ok()) return Fail(started.status());
+    metrics_server = std::move(*started);
+    Logger("scheduler")->info("metrics on http port {}/metrics", metrics_server->port());
+  }
   if (!f.port_file.empty()) std::ofstream(f.port_file) << port << "\n";
   int sig = WaitForShutdownSignal();
   Logger("scheduler")->info("signal {}: shutting down", sig);
+  metrics_server.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   scheduler->reset();
   return 0;
@@ -94,6 +109,7 @@ int RunScheduler(int argc, char** argv) {
   flags.AddDouble("migration-gap", &f.migration_gap, "freeness gap (blocks per request) that triggers a migration");
   flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
+  flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
   return RunWithFlags(flags, argc, argv, [&] { return RunSchedulerMain(f); });
 }
 

@@ -8,10 +8,12 @@
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "engine/service/scheduler_client.h"
+#include "engine/service/worker_metrics.h"
 #include "engine/service/worker_service.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
 #include "tools/flags.h"
+#include "tools/metrics_http_server.h"
 #include "tools/signals.h"
 
 namespace ferry {
@@ -25,6 +27,7 @@ struct WorkerFlags {
   std::string log_level = "info";
   std::string scheduler;
   std::string advertise;
+  int64_t metrics_port = 0;
 };
 
 // The address other processes reach this worker at: --advertise, or the
@@ -86,6 +89,9 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (auto s = SetupLogging(f.log_level); !s.ok()) return Fail(s);
   auto role = ParseRole(f.role);
   if (!role.ok()) return Fail(role.status());
+  if (f.metrics_port < 0 || f.metrics_port > 65535) {
+    return Fail(absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535"));
+  }
   auto options = f.engine.ToOptions();
   if (!options.ok()) return Fail(options.status());
   auto path = ResolveModelPath(f.engine.model);
@@ -108,6 +114,15 @@ int RunWorkerMain(const WorkerFlags& f) {
   }
   Logger("worker")->info("worker serving {} on port {} (role {}, incarnation {})", (*engine)->model().id(),
                          port, f.role, service.incarnation_id());
+  WorkerMetrics metrics(engine->get());
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (f.metrics_port > 0) {
+    auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
+                                            [&metrics] { return metrics.Render(); });
+    if (!started.ok()) return Fail(started.status());
+    metrics_server = std::move(*started);
+    Logger("worker")->info("metrics on http port {}/metrics", metrics_server->port());
+  }
   if (!f.port_file.empty()) {
     std::ofstream(f.port_file) << port << "\n";
   }
@@ -116,6 +131,7 @@ int RunWorkerMain(const WorkerFlags& f) {
   int sig = WaitForShutdownSignal();
   Logger("worker")->info("signal {}: shutting down", sig);
   scheduler_client.reset();
+  metrics_server.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   engine->reset();
   return 0;
@@ -134,6 +150,7 @@ int RunWorker(int argc, char** argv) {
   flags.AddString("scheduler", &f.scheduler, "HOST:PORT of `ferry scheduler` to register with (empty: none)");
   flags.AddString("advertise", &f.advertise,
                   "HOST:PORT the scheduler and other workers reach this worker at (default: listen host, bound port)");
+  flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }
 

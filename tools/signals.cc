@@ -1,34 +1,48 @@
 #include "tools/signals.h"
 
-#include <pthread.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 namespace ferry {
 namespace {
 
-sigset_t ShutdownSet() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
+int g_pipe[2] = {-1, -1};
+
+void OnSignal(int sig) {
+  const int saved = errno;
+  unsigned char b = static_cast<unsigned char>(sig);
+  (void)!write(g_pipe[1], &b, 1);  // async-signal-safe
+  errno = saved;
 }
 
 }  // namespace
 
 void BlockShutdownSignals() {
-  sigset_t set = ShutdownSet();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  if (g_pipe[0] < 0) {
+    if (pipe2(g_pipe, O_CLOEXEC) != 0) return;
+    fcntl(g_pipe[1], F_SETFL, O_NONBLOCK);
+  }
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   // A client that disconnects must not kill the process.
   signal(SIGPIPE, SIG_IGN);
 }
 
 int WaitForShutdownSignal() {
-  sigset_t set = ShutdownSet();
-  int sig = 0;
-  while (sigwait(&set, &sig) != 0) {
+  if (g_pipe[0] < 0) BlockShutdownSignals();
+  unsigned char b = 0;
+  while (true) {
+    ssize_t n = read(g_pipe[0], &b, 1);
+    if (n == 1) return b;
+    if (n < 0 && errno != EINTR) return SIGTERM;
   }
-  return sig;
 }
 
 }  // namespace ferry

@@ -1,13 +1,16 @@
-// SIGINT/SIGTERM handling for long-running roles: the signals are blocked in
-// every thread and one thread waits for them, so shutdown runs as ordinary
-// code instead of inside a signal handler.
+// SIGINT/SIGTERM handling for long-running roles. A tiny handler only writes
+// the signal number to a pipe; one thread waits on the pipe, so shutdown runs
+// as ordinary code. A handler (rather than a blocked mask) also covers
+// threads that libraries start before main, which would otherwise receive
+// the signal with its default action and kill the process mid-drain.
 #pragma once
 
 namespace ferry {
 
-// Call before any thread starts (threads inherit the mask).
+// Installs the handlers (and ignores SIGPIPE). Call early in main.
 void BlockShutdownSignals();
-// Blocks until SIGINT or SIGTERM arrives; returns its number.
+// Blocks until SIGINT or SIGTERM arrives; returns its number. Later signals
+// queue up for later calls.
 int WaitForShutdownSignal();
 
 }  // namespace ferry

@@ -169,8 +169,10 @@ TEST(ServeTest, ApiKeysFromFlagEnvironmentAndFileAreNeverLogged) {
 
 TEST(ServeTest, OverloadIs429WithRetryAfterAndTimeoutsAre504) {
   FERRY_REQUIRE_STORIES(model);
+  // The timeout is far below the time 2000 tokens take on any CPU, and far
+  // above a 1-token request's.
   ServerProcess server(ServeArgs(model, {"--max-running-requests", "1", "--max-waiting-requests", "0",
-                                         "--request-timeout", "2"}));
+                                         "--request-timeout", "0.2"}));
   ASSERT_GT(server.port(), 0) << server.log();
   HttpResult second;
   PostStream(server.port(), "/v1/completions",
@@ -190,7 +192,7 @@ TEST(ServeTest, OverloadIs429WithRetryAfterAndTimeoutsAre504) {
   }
   EXPECT_EQ(r.status, 200) << r.body;
   HttpResult slow = PostJson(server.port(), "/v1/completions",
-                             {{"prompt", "x"}, {"max_tokens", 1900}, {"ignore_eos", true}});
+                             {{"prompt", "x"}, {"max_tokens", 2000}, {"ignore_eos", true}});
   EXPECT_EQ(slow.status, 504) << slow.body;
 }
 

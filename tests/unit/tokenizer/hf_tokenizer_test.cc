@@ -1,4 +1,5 @@
 // Tokenizers loaded from Hugging Face tokenizer.json files built here.
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -125,6 +126,9 @@ struct MalformedCase {
   std::string config;  // tokenizer_config.json, or empty for none
   std::string field;   // expected in the message
 };
+
+// Names the case in test listings instead of dumping its bytes.
+void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
 
 class MalformedTest : public ::testing::TestWithParam<MalformedCase> {};
 
