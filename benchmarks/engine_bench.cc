@@ -88,6 +88,7 @@ std::vector<int32_t> Prompt(int n, int salt, int vocab) {
 int Main(int argc, char** argv) {
   std::string model_path, conc_list = "1,4,16,64";
   int64_t gen = 64, prompt_len = 32, prefix_len = 1000, threads = 0;
+  bool no_batch_invariance = false;
   FlagParser flags("engine-bench", "Engine throughput under concurrency, prefix-cache TTFT, memory.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
   flags.AddString("concurrency", &conc_list, "comma-separated numbers of concurrent sequences");
@@ -95,6 +96,7 @@ int Main(int argc, char** argv) {
   flags.AddInt("prompt-tokens", &prompt_len, "prompt length per request");
   flags.AddInt("prefix-tokens", &prefix_len, "shared prefix length for the TTFT test");
   flags.AddInt("threads", &threads, "CPU threads (0: one per core)");
+  flags.AddBool("no-batch-invariance", &no_batch_invariance, "use the GEMM path for batched tokens");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
@@ -118,6 +120,7 @@ int Main(int argc, char** argv) {
       if (!absl::SimpleAtoi(c, &n) || n < 1) return 2;
       EngineOptions o;
       o.threads = static_cast<int>(threads);
+      o.batch_invariant = !no_batch_invariance;
       o.max_num_seqs = std::max(n, 1);
       auto engine = Engine::Create(model, o);
       if (!engine.ok()) return 1;
@@ -135,6 +138,7 @@ int Main(int argc, char** argv) {
     // 2. Time to first token with and without a cached prefix.
     EngineOptions o;
     o.threads = static_cast<int>(threads);
+    o.batch_invariant = !no_batch_invariance;
     auto engine = Engine::Create(model, o);
     if (!engine.ok()) return 1;
     std::vector<int32_t> prefix = Prompt(prefix_len, 4242, vocab);
