@@ -114,6 +114,7 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
   // 2. Rounds: completed blocks, while the request keeps decoding here.
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(options.rpc_timeout));
+  ctx.AddMetadata(kTransferRequestIdKey, id);
   v1::ReceiveKvResponse received;
   std::unique_ptr<grpc::ClientWriter<v1::KvChunk>> writer = stub->ReceiveKv(&ctx, &received);
   auto broken = [&](absl::string_view what) {
@@ -170,9 +171,13 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
   return result;
 }
 
-ReceiveKvReactor::ReceiveKvReactor(Engine* engine, AttachRegistry* attach,
+ReceiveKvReactor::ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
                                    v1::ReceiveKvResponse* response)
     : engine_(engine), attach_(attach), response_(response) {
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find(kTransferRequestIdKey); it != metadata.end()) {
+    request_id_.assign(it->second.data(), it->second.size());
+  }
   StartRead(&chunk_);
 }
 

@@ -47,9 +47,16 @@ v1::RequestState ToRequestState(const GenerateInput& input);
 GenerateInput FromRequestState(const v1::RequestState& state);
 
 // The destination's ReceiveKv stream.
+// ReceiveKv metadata: the id of the request whose blocks the stream carries.
+inline constexpr char kTransferRequestIdKey[] = "ferry-transfer-request-id";
+
 class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
  public:
-  ReceiveKvReactor(Engine* engine, AttachRegistry* attach, v1::ReceiveKvResponse* response);
+  // The sender names the request in the call's metadata (kTransferRequestIdKey)
+  // so that a transfer that breaks before its first chunk still frees the
+  // reservation here at once instead of at its expiry.
+  ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
+                   v1::ReceiveKvResponse* response);
   void OnReadDone(bool ok) override;
   void OnCancel() override {}
   void OnDone() override;

@@ -230,7 +230,7 @@ grpc::ServerUnaryReactor* WorkerService::ReserveKv(grpc::CallbackServerContext* 
 
 grpc::ServerReadReactor<v1::KvChunk>* WorkerService::ReceiveKv(grpc::CallbackServerContext* context,
                                                                v1::ReceiveKvResponse* response) {
-  return new ReceiveKvReactor(engine_, &attach_, response);
+  return new ReceiveKvReactor(context, engine_, &attach_, response);
 }
 
 grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext* context,

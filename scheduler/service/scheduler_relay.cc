@@ -361,6 +361,11 @@ void Scheduler::CancelGenerate(const std::string& request_id) {
       (void)migrations_.Abort(r.id, MigrationAbortReason::kRequestFinished, options_.clock->Now());
     }
     for (Sample& s : r.samples) {
+      // Cancelling the stream is not enough: a cancel can overtake an attach
+      // call before the worker sees it, leaving the migrated request there.
+      if (auto cit = calls_.find(s.call_id); cit != calls_.end()) {
+        SendWorkerAbort(cit->second->address, cit->second->upstream_id);
+      }
       if (s.call_id != 0) DetachCall(s.call_id, /*cancel=*/true);
     }
     metrics_.Add("ferry_scheduler_requests_cancelled_total");

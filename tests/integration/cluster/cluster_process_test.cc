@@ -7,7 +7,7 @@
 // Both processes serve Prometheus metrics over HTTP.
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,13 +34,22 @@ extern char** environ;
 namespace ferry {
 namespace {
 
+// A child process that dies with the test (PR_SET_PDEATHSIG), so a crashed
+// or killed test leaves no scheduler or worker behind.
 class Process {
  public:
   explicit Process(std::vector<std::string> args) {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    const pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      ::execve(argv[0], argv.data(), environ);
+      ::_exit(127);
+    }
   }
   ~Process() { Kill(SIGKILL); }
   void Kill(int sig) {
@@ -205,13 +214,15 @@ class ClusterProcessTest : public ::testing::Test {
 
   int AliveWorkers() {
     int n = 0;
-    for (const auto& w : ListWorkers().workers()) n += w.alive() ? 1 : 0;
+    const v1::ListWorkersResponse list = ListWorkers();
+    for (const auto& w : list.workers()) n += w.alive() ? 1 : 0;
     return n;
   }
 
   // The index of the worker the scheduler runs something on (-1: none).
   int BusyWorker() {
-    for (const auto& w : ListWorkers().workers()) {
+    const v1::ListWorkersResponse list = ListWorkers();
+    for (const auto& w : list.workers()) {
       if (!w.alive() || w.num_requests() == 0) continue;
       for (size_t i = 0; i < worker_addresses_.size(); ++i) {
         if (worker_addresses_[i] == w.address()) return static_cast<int>(i);
@@ -412,11 +423,12 @@ TEST_F(ClusterProcessTest, DisaggregatedPrefillThenDecodeGivesTheSameTokens) {
   spec.scheduler_flags = {"--migration", "off", "--pd-threshold", "1"};
   spec.scheduler_metrics_port = FreePort();
   StartCluster(model, spec);
+  // Long enough that the hand-off lands before the prefill worker finishes.
   auto w1 = WorkerStub(1);
-  StreamRun direct = Generate(*w1, Greedy("ref", 64));
+  StreamRun direct = Generate(*w1, Greedy("ref", kLongTokens));
   ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();
   for (int i = 0; i < 2; ++i) {
-    StreamRun via = Generate(*stub_, Greedy(absl::StrCat("pd", i), 64));
+    StreamRun via = Generate(*stub_, Greedy(absl::StrCat("pd", i), kLongTokens));
     ASSERT_TRUE(via.status.ok()) << via.status.error_message();
     EXPECT_EQ(via.tokens, direct.tokens);
     EXPECT_EQ(via.text, direct.text);
@@ -438,7 +450,7 @@ TEST_F(ClusterProcessTest, SoakWithMigrationsCancellationsAndAWorkerKill) {
   StartCluster(model, spec);
   const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "Lily and Tom went to the park",
                                             "One day"};
-  constexpr int kMaxTokens = 48;
+  constexpr int kMaxTokens = 160;
   std::vector<std::vector<int32_t>> reference;
   auto w0 = WorkerStub(0);
   for (size_t p = 0; p < prompts.size(); ++p) {
@@ -505,7 +517,7 @@ TEST_F(ClusterProcessTest, SoakWithMigrationsCancellationsAndAWorkerKill) {
   std::thread migrator([&] {
     std::mt19937 rng(99);
     while (!stop) {
-      absl::SleepFor(absl::Milliseconds(15));
+      absl::SleepFor(absl::Milliseconds(3));
       std::string id;
       {
         std::lock_guard<std::mutex> lock(mu);
