@@ -8,6 +8,7 @@
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "engine/service/scheduler_client.h"
+#include "tools/worker_join.h"
 #include "engine/service/worker_metrics.h"
 #include "engine/service/worker_service.h"
 #include "tools/commands.h"
@@ -37,39 +38,6 @@ std::string AdvertiseAddress(const WorkerFlags& f, int port) {
   std::string host = f.listen.substr(0, f.listen.rfind(':'));
   if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
   return host + ":" + std::to_string(port);
-}
-
-std::unique_ptr<SchedulerClient> JoinScheduler(const WorkerFlags& f, int port, Engine* engine,
-                                               const WorkerService& service, v1::WorkerRole role) {
-  SchedulerClientOptions o;
-  o.scheduler_address = f.scheduler;
-  v1::RegisterWorkerRequest& r = o.registration;
-  r.set_address(AdvertiseAddress(f, port));
-  r.set_role(role);
-  r.set_model_id(engine->model().id());
-  r.set_incarnation_id(service.incarnation_id());
-  const ModelConfig& c = engine->model().config();
-  v1::KvLayout* layout = r.mutable_kv_layout();
-  layout->set_model_id(engine->model().id());
-  layout->set_num_layers(c.num_layers);
-  layout->set_num_kv_heads(c.num_kv_heads);
-  layout->set_head_dim(c.head_dim);
-  layout->set_block_size(engine->Stats().block_size);
-  layout->set_dtype("f32");
-  r.set_block_hash_root(engine->block_hash_root());
-  auto client = std::make_unique<SchedulerClient>(std::move(o), [engine, &service] {
-    v1::LoadReport load = service.Load();
-    for (const BlockHashEvent& e : engine->TakeBlockHashEvents().events) {
-      if (e.kind == BlockHashEvent::Kind::kStored) {
-        load.add_stored_block_hashes(e.hash);
-      } else {
-        load.add_removed_block_hashes(e.hash);
-      }
-    }
-    return load;
-  });
-  client->Start();
-  return client;
 }
 
 absl::StatusOr<v1::WorkerRole> ParseRole(const std::string& role) {
@@ -127,7 +95,7 @@ int RunWorkerMain(const WorkerFlags& f) {
     std::ofstream(f.port_file) << port << "\n";
   }
   std::unique_ptr<SchedulerClient> scheduler_client;
-  if (!f.scheduler.empty()) scheduler_client = JoinScheduler(f, port, engine->get(), service, *role);
+  if (!f.scheduler.empty()) scheduler_client = JoinScheduler(f.scheduler, AdvertiseAddress(f, port), engine->get(), service, *role);
   int sig = WaitForShutdownSignal();
   Logger("worker")->info("signal {}: shutting down", sig);
   scheduler_client.reset();

@@ -85,7 +85,7 @@ GenerateInput FromRequestState(const v1::RequestState& s) {
 
 absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
                                            const std::string& destination,
-                                           const MigrationOptions& options) {
+                                           const LiveMigrationOptions& options) {
   MigrationResult result;
   FERRY_ASSIGN_OR_RETURN(Engine::MigrationSnapshot snap, engine.SnapshotForMigration(id, 0, false).get());
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader layout, DecodeHeader(snap.header));

@@ -19,7 +19,7 @@
 
 namespace ferry {
 
-struct MigrationOptions {
+struct LiveMigrationOptions {
   int max_rounds = 8;            // copy rounds before the last stage is forced
   int final_stage_blocks = 2;    // go to the last stage when at most this many blocks are left
   absl::Duration reservation_ttl = absl::Seconds(10);
@@ -40,7 +40,7 @@ struct MigrationResult {
 // Unavailable/DeadlineExceeded (the destination is unreachable or slow).
 absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
                                            const std::string& destination,
-                                           const MigrationOptions& options = {});
+                                           const LiveMigrationOptions& options = {});
 
 // Converts a paused sample's state to and from its wire form.
 v1::RequestState ToRequestState(const GenerateInput& input);

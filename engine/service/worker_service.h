@@ -20,7 +20,7 @@ namespace ferry {
 
 struct WorkerServiceOptions {
   v1::WorkerRole role = v1::WORKER_ROLE_MIXED;
-  MigrationOptions migration;
+  LiveMigrationOptions migration;
   // A migrated-in request nobody attaches to within this time is aborted.
   absl::Duration attach_timeout = absl::Seconds(30);
 };

@@ -1,0 +1,39 @@
+#include "tools/worker_join.h"
+
+namespace ferry {
+
+std::unique_ptr<SchedulerClient> JoinScheduler(const std::string& scheduler_address,
+                                               const std::string& advertise_address, Engine* engine,
+                                               const WorkerService& service, v1::WorkerRole role) {
+  SchedulerClientOptions o;
+  o.scheduler_address = scheduler_address;
+  v1::RegisterWorkerRequest& r = o.registration;
+  r.set_address(advertise_address);
+  r.set_role(role);
+  r.set_model_id(engine->model().id());
+  r.set_incarnation_id(service.incarnation_id());
+  const ModelConfig& c = engine->model().config();
+  v1::KvLayout* layout = r.mutable_kv_layout();
+  layout->set_model_id(engine->model().id());
+  layout->set_num_layers(c.num_layers);
+  layout->set_num_kv_heads(c.num_kv_heads);
+  layout->set_head_dim(c.head_dim);
+  layout->set_block_size(engine->Stats().block_size);
+  layout->set_dtype("f32");
+  r.set_block_hash_root(engine->block_hash_root());
+  auto client = std::make_unique<SchedulerClient>(std::move(o), [engine, &service] {
+    v1::LoadReport load = service.Load();
+    for (const BlockHashEvent& e : engine->TakeBlockHashEvents().events) {
+      if (e.kind == BlockHashEvent::Kind::kStored) {
+        load.add_stored_block_hashes(e.hash);
+      } else {
+        load.add_removed_block_hashes(e.hash);
+      }
+    }
+    return load;
+  });
+  client->Start();
+  return client;
+}
+
+}  // namespace ferry
