@@ -9,14 +9,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace ferry {
 namespace {
-
-// Abseil here is built with its own string_view, which StrCat takes but
-// std::string_view does not convert to.
-absl::string_view Sv(std::string_view s) { return {s.data(), s.size()}; }
 
 
 using json = nlohmann::json;
