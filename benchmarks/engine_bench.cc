@@ -89,6 +89,7 @@ int Main(int argc, char** argv) {
   std::string model_path, conc_list = "1,4,16,64";
   int64_t gen = 64, prompt_len = 32, prefix_len = 1000, threads = 0;
   bool no_batch_invariance = false;
+  std::string device = "cpu", dtype = "auto";
   FlagParser flags("engine-bench", "Engine throughput under concurrency, prefix-cache TTFT, memory.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
   flags.AddString("concurrency", &conc_list, "comma-separated numbers of concurrent sequences");
@@ -97,6 +98,8 @@ int Main(int argc, char** argv) {
   flags.AddInt("prefix-tokens", &prefix_len, "shared prefix length for the TTFT test");
   flags.AddInt("threads", &threads, "CPU threads (0: one per core)");
   flags.AddBool("no-batch-invariance", &no_batch_invariance, "use the GEMM path for batched tokens");
+  flags.AddString("device", &device, "cpu, cuda or cuda:N");
+  flags.AddString("dtype", &dtype, "GPU weights and KV dtype (auto, bfloat16, float16, float32)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
@@ -122,8 +125,14 @@ int Main(int argc, char** argv) {
       o.threads = static_cast<int>(threads);
       o.batch_invariant = !no_batch_invariance;
       o.max_num_seqs = std::max(n, 1);
+      o.device = device;
+      o.dtype = dtype;
+      o.kv_cache_fraction = 0.5;
       auto engine = Engine::Create(model, o);
-      if (!engine.ok()) return 1;
+      if (!engine.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(engine.status().message()).c_str());
+        return 1;
+      }
       std::vector<GenerateInput> inputs;
       for (int i = 0; i < n; ++i) inputs.push_back(Input(absl::StrCat("r", i), Prompt(prompt_len, i, vocab), gen));
       // Warm up with one short run, then measure.
@@ -139,6 +148,9 @@ int Main(int argc, char** argv) {
     EngineOptions o;
     o.threads = static_cast<int>(threads);
     o.batch_invariant = !no_batch_invariance;
+    o.device = device;
+    o.dtype = dtype;
+    o.kv_cache_fraction = 0.5;
     auto engine = Engine::Create(model, o);
     if (!engine.ok()) return 1;
     std::vector<int32_t> prefix = Prompt(prefix_len, 4242, vocab);

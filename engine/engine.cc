@@ -37,17 +37,24 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   e->max_model_len_ = options.max_model_len > 0
                           ? std::min(options.max_model_len, c.max_position_embeddings)
                           : c.max_position_embeddings;
-  e->forward_ = std::make_unique<LlamaForward>(*e->model_, e->pool_, options.batch_invariant);
-  KvCacheShape shape = e->forward_->KvShape(options.block_size, 1);
-  int64_t bytes = options.kv_cache_bytes;
-  if (bytes == 0) bytes = shape.bytes_per_block() * NumBlocksForTokens(4 * int64_t{e->max_model_len_}, options.block_size);
-  shape.num_blocks = shape.BlocksFor(bytes);
-  if (shape.num_blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory of ", bytes,
-                                                   " bytes holds no block (one block is ",
-                                                   shape.bytes_per_block(), " bytes)"));
+  if (options.device == "cpu" || options.device.empty()) {
+    KvCacheShape unit;
+    unit.num_layers = c.num_layers;
+    unit.num_kv_heads = c.num_kv_heads;
+    unit.head_dim = c.head_dim;
+    unit.block_size = options.block_size;
+    int64_t bytes = options.kv_cache_bytes;
+    if (bytes == 0) bytes = unit.bytes_per_block() * NumBlocksForTokens(4 * int64_t{e->max_model_len_}, options.block_size);
+    FERRY_ASSIGN_OR_RETURN(e->backend_, CreateCpuBackend(*e->model_, e->pool_, options, bytes));
+  } else if (options.device.rfind("cuda", 0) == 0) {
+    EngineOptions o = options;
+    o.max_model_len = e->max_model_len_;
+    FERRY_ASSIGN_OR_RETURN(e->backend_, CreateCudaBackend(*e->model_, o));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --device '", options.device, "' (cpu, cuda, cuda:N)"));
   }
-  FERRY_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(shape));
+  e->kv_ = e->backend_->host_kv();
+  const KvCacheShape& shape = e->backend_->kv_shape();
   BlockPoolOptions bp;
   bp.num_blocks = shape.num_blocks;
   bp.block_size = options.block_size;
@@ -61,11 +68,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   so.enable_prefix_caching = options.enable_prefix_caching;
   e->scheduler_ = std::make_unique<StepScheduler>(so, *e->blocks_);
   e->counters_.blocks_total = shape.num_blocks;
-  e->counters_.kv_cache_bytes = shape.num_blocks * shape.bytes_per_block();
+  e->counters_.kv_cache_bytes = shape.num_blocks * e->backend_->kv_bytes_per_block();
   e->counters_.block_size = options.block_size;
-  Logger("engine")->info("KV cache: {} blocks of {} tokens = {} tokens ({:.1f} MB); context {}; {} threads",
-                         shape.num_blocks, options.block_size, shape.num_blocks * options.block_size,
-                         e->counters_.kv_cache_bytes / 1e6, e->max_model_len_, e->pool_.num_threads());
+  Logger("engine")->info("{}: KV cache {} blocks of {} tokens = {} tokens ({:.1f} MB); context {}",
+                         e->backend_->Describe(), shape.num_blocks, options.block_size,
+                         shape.num_blocks * options.block_size, e->counters_.kv_cache_bytes / 1e6,
+                         e->max_model_len_);
   e->PublishStats();
   e->thread_ = std::thread([raw = e.get()] { raw->Loop(); });
   return e;
@@ -112,10 +120,10 @@ absl::Status Engine::ValidateInput(const GenerateInput& input) const {
         " were requested (", n, " in the prompt, ", input.params.max_tokens,
         " for the completion)"));
   }
-  if (NumBlocksForTokens(total, options_.block_size) > kv_->num_blocks()) {
+  if (NumBlocksForTokens(total, options_.block_size) > backend_->kv_shape().num_blocks) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the request needs ", NumBlocksForTokens(total, options_.block_size), " KV blocks (", total,
-        " tokens) but this worker's KV cache holds ", kv_->num_blocks()));
+        " tokens) but this worker's KV cache holds ", backend_->kv_shape().num_blocks));
   }
   return absl::OkStatus();
 }
@@ -247,7 +255,7 @@ void Engine::Step() {
   auto t0 = std::chrono::steady_clock::now();
   StepPlan plan = scheduler_->Schedule();
   if (plan.scheduled.empty()) return;
-  CopyBlocks(*kv_, plan.copies);
+  backend_->CopyBlocks(plan.copies);
 
   const int num_seqs = static_cast<int>(plan.scheduled.size());
   batch_tokens_.clear();
@@ -282,7 +290,7 @@ void Engine::Step() {
   logits_.resize(logits_rows_.size() * size_t(vocab));
   ForwardBatch batch{batch_tokens_, batch_positions_, query_start_, seq_lens_,
                      csr->indptr, csr->indices, logits_rows_};
-  if (absl::Status s = forward_->Forward(batch, *kv_, logits_.data()); !s.ok()) {
+  if (absl::Status s = backend_->Forward(batch, logits_.data()); !s.ok()) {
     FailAll(absl::StrCat("forward pass failed: ", s.message()));
     return;
   }

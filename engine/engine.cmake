@@ -4,6 +4,8 @@ add_library(ferry_engine
   ${CMAKE_CURRENT_SOURCE_DIR}/step_scheduler.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/stop_checker.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/llama_forward.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/forward_batch.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/cpu_backend.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/model_config.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/model_loader.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/sampler.cc
@@ -11,4 +13,10 @@ add_library(ferry_engine
 target_link_libraries(ferry_engine PUBLIC
   ferry_kvcache ferry_formats ferry_tokenizer ferry_cpu_kernels ferry_common
   nlohmann_json::nlohmann_json)
+if(FERRY_HAVE_CUDA)
+  target_sources(ferry_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda_backend.cc)
+  target_link_libraries(ferry_engine PUBLIC ferry_cuda)
+else()
+  target_sources(ferry_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda_backend_none.cc)
+endif()
 ferry_target_warnings(ferry_engine)

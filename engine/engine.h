@@ -27,6 +27,7 @@
 #include "engine/model.h"
 #include "engine/step_scheduler.h"
 #include "kvcache/block_pool.h"
+#include "engine/backend.h"
 #include "kvcache/kv_cache.h"
 #include "kvcache/kv_transfer.h"
 
@@ -100,12 +101,12 @@ class Engine {
   void CancelReservation(const std::string& id);
   // Identifies the model and KV layout in transfers.
   const std::string& kv_model_key() const { return kv_model_key_; }
-  KvCacheShape kv_shape() const { return kv_->shape(); }
+  KvCacheShape kv_shape() const { return backend_->kv_shape(); }
 
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
   int max_model_len() const { return max_model_len_; }
-  int64_t num_kv_blocks() const { return kv_->num_blocks(); }
+  int64_t num_kv_blocks() const { return backend_->kv_shape().num_blocks; }
 
  private:
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
@@ -132,8 +133,8 @@ class Engine {
   EngineOptions options_;
   int max_model_len_ = 0;
   ThreadPool pool_;
-  std::unique_ptr<LlamaForward> forward_;
-  std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<ForwardBackend> backend_;
+  KvCache* kv_ = nullptr;  // the backend's host cache, null where KV lives on a device
   std::unique_ptr<BlockPool> blocks_;
   std::unique_ptr<StepScheduler> scheduler_;
 

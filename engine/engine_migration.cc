@@ -65,6 +65,7 @@ std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigrat
     const int64_t full_blocks = kv_tokens / bs;
     if (!is_running || kv_tokens == 0) return fail("not running (waiting or preempted)");
     if (from_block > full_blocks) return fail("preempted while being copied");
+    if (kv_ == nullptr) return fail("KV blocks of this backend do not migrate yet (cpu only)");
     MigrationSnapshot snap;
     snap.first_block = from_block;
     const int64_t end_block = final ? NumBlocksForTokens(kv_tokens, bs) : full_blocks;
@@ -128,6 +129,9 @@ std::future<absl::Status> Engine::ReserveForMigration(const std::string& id,
   auto promise = std::make_shared<std::promise<absl::Status>>();
   auto future = promise->get_future();
   Post([this, id, layout, num_tokens, ttl, promise] {
+    if (kv_ == nullptr) {
+      return promise->set_value(absl::UnimplementedError("KV blocks of this backend do not migrate yet (cpu only)"));
+    }
     absl::Status s = CheckKvTransferLayout(layout, kv_->shape(), kv_model_key_);
     if (!s.ok()) return promise->set_value(s);
     if (num_tokens <= 0 || num_tokens > max_model_len_) {
@@ -174,6 +178,9 @@ std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, s
     }
     std::vector<int32_t> ids = table.BlockIds();
     std::vector<int32_t> dst(ids.begin() + first_block, ids.begin() + hdr->num_blocks);
+    if (kv_ == nullptr) {
+      return promise->set_value(absl::UnimplementedError("KV blocks of this backend do not migrate yet (cpu only)"));
+    }
     promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, *kv_, dst, first_block));
   });
   return future;

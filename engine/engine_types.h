@@ -24,6 +24,14 @@ struct EngineOptions {
   // A request's tokens do not depend on what else is batched with it (same
   // seed, same output); costs prefill speed (no GEMM path).
   bool batch_invariant = true;
+  // Compute backend: "cpu", "cuda" or "cuda:N".
+  std::string device = "cpu";
+  // Weights and KV dtype on a GPU: "auto" (bfloat16), "bfloat16", "float16",
+  // "float32". The CPU backend computes in fp32.
+  std::string dtype = "auto";
+  // With a GPU and kv_cache_bytes == 0: this fraction of the device memory
+  // left free after weights and scratch (0: 0.9).
+  double kv_cache_fraction = 0;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration

@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <span>
 
+#include "absl/status/status.h"
+#include "engine/model_config.h"
+#include "kvcache/kv_cache.h"
+
 namespace ferry {
 
 struct ForwardBatch {
@@ -27,5 +31,11 @@ struct ForwardBatch {
   int num_seqs() const { return static_cast<int>(query_start.size()) - 1; }
   int num_tokens() const { return static_cast<int>(tokens.size()); }
 };
+
+// Checks a batch against the model and the KV cache shape: token ids in the
+// vocabulary, consistent CSR layouts, positions inside their sequences,
+// blocks that exist. InvalidArgument naming what is wrong.
+absl::Status ValidateForwardBatch(const ForwardBatch& batch, const ModelConfig& config,
+                                  const KvCacheShape& shape);
 
 }  // namespace ferry

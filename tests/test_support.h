@@ -1,6 +1,7 @@
 // Helpers shared by tests: where shared material lives, skipping without it.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -8,8 +9,11 @@
 
 namespace ferry::testing {
 
+// The shared folder: $FERRY_SHARED_DIR when set (a copy elsewhere), else the
+// ../shared beside the checkout.
 inline std::string SharedPath(const std::string& rel) {
-  return std::string(FERRY_SHARED_DIR) + "/" + rel;
+  const char* env = std::getenv("FERRY_SHARED_DIR");
+  return std::string(env != nullptr && *env != '\0' ? env : FERRY_SHARED_DIR) + "/" + rel;
 }
 
 }  // namespace ferry::testing

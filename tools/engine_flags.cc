@@ -1,5 +1,6 @@
 #include "tools/engine_flags.h"
 
+#include "absl/strings/numbers.h"
 #include "common/status_macros.h"
 #include "kvcache/kv_cache_memory.h"
 #include "tools/builtin_model.h"
@@ -19,6 +20,9 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddBool("no-prefix-caching", &no_prefix_caching, "turn prefix caching off");
   flags.AddBool("no-batch-invariance", &no_batch_invariance,
                 "faster prefill (GEMM), but a request's tokens may then depend on its batch");
+  flags.AddString("device", &device, "compute backend: cpu, cuda or cuda:N");
+  flags.AddString("dtype", &dtype,
+                  "weights and KV dtype on a GPU: auto (bfloat16), bfloat16, float16, float32");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
@@ -30,7 +34,14 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.threads = static_cast<int>(threads);
   o.enable_prefix_caching = !no_prefix_caching;
   o.batch_invariant = !no_batch_invariance;
-  if (!kv_cache_memory.empty()) {
+  o.device = device;
+  o.dtype = dtype;
+  const bool gpu = device.rfind("cuda", 0) == 0;
+  double fraction = 0;
+  if (gpu && !kv_cache_memory.empty() && absl::SimpleAtod(kv_cache_memory, &fraction) && fraction > 0 &&
+      fraction <= 1) {
+    o.kv_cache_fraction = fraction;  // of the device's free memory, resolved by the backend
+  } else if (!kv_cache_memory.empty()) {
     FERRY_ASSIGN_OR_RETURN(o.kv_cache_bytes, ParseKvCacheMemory(kv_cache_memory, AvailableMemoryBytes()));
   }
   return o;

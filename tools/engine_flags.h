@@ -19,6 +19,8 @@ struct EngineFlags {
   int64_t threads = 0;
   bool no_prefix_caching = false;
   bool no_batch_invariance = false;
+  std::string device = "cpu";
+  std::string dtype = "auto";
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;

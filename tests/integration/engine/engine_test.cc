@@ -414,3 +414,24 @@ TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+TEST_F(EngineTest, UnknownOrMissingDevicesAreClearErrors) {
+  EngineOptions o;
+  o.device = "tpu";
+  auto e = Engine::Create(model_, o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("--device"), std::string::npos) << e.status();
+  o.device = "cuda:99";  // no build or machine has a hundredth GPU
+  e = Engine::Create(model_, o);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.status().message().find("cuda"), std::string::npos) << e.status();
+  o.device = "cuda:x";
+  EXPECT_FALSE(Engine::Create(model_, o).ok());
+}
+
+}  // namespace
+}  // namespace ferry

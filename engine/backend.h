@@ -1,0 +1,49 @@
+// The compute backends behind the engine's step loop: `cpu` (threads + SIMD,
+// fp32 KV in host memory) and `cuda` (fused kernels and cuBLASLt GEMMs, KV in
+// device memory in bf16, fp16 or fp32). The step loop owns the backend; RPC
+// threads never touch it.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/thread_pool.h"
+#include "engine/engine_types.h"
+#include "engine/forward_batch.h"
+#include "engine/model.h"
+#include "kvcache/block_pool.h"
+#include "kvcache/kv_cache.h"
+
+namespace ferry {
+
+class ForwardBackend {
+ public:
+  virtual ~ForwardBackend() = default;
+  // e.g. "cpu (16 threads)" or "cuda:0 (NVIDIA H100 80GB HBM3, bfloat16)".
+  virtual std::string Describe() const = 0;
+  virtual const KvCacheShape& kv_shape() const = 0;
+  // Bytes of one KV block in the backend's own storage.
+  virtual int64_t kv_bytes_per_block() const = 0;
+  // One step: writes the batch's keys and values into their blocks and
+  // fills `logits` (host memory) with [logits_indices.size(), vocab] rows.
+  virtual absl::Status Forward(const ForwardBatch& batch, float* logits) = 0;
+  // Copy-on-write copies planned by the block pool.
+  virtual void CopyBlocks(std::span<const BlockCopy> copies) = 0;
+  // The KV cache in host memory where the backend keeps it there (cpu), for
+  // export and import of blocks; null otherwise.
+  virtual KvCache* host_kv() = 0;
+};
+
+// The CPU backend: LlamaForward over an fp32 host cache.
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const Model& model, ThreadPool& pool,
+                                                                  const EngineOptions& options,
+                                                                  int64_t kv_bytes);
+
+// The CUDA backend on options.device ("cuda" or "cuda:N"). Unimplemented in a
+// build without CUDA; FailedPrecondition without a usable device.
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(const Model& model,
+                                                                   const EngineOptions& options);
+
+}  // namespace ferry

@@ -1,0 +1,52 @@
+// The CPU backend: LlamaForward over an fp32 KV cache in host memory.
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "engine/backend.h"
+#include "engine/llama_forward.h"
+
+namespace ferry {
+namespace {
+
+class CpuBackend final : public ForwardBackend {
+ public:
+  CpuBackend(const Model& model, ThreadPool& pool, bool batch_invariant)
+      : pool_(pool), forward_(model, pool, batch_invariant) {}
+
+  absl::Status Init(int block_size, int64_t kv_bytes) {
+    KvCacheShape shape = forward_.KvShape(block_size, 1);
+    shape.num_blocks = shape.BlocksFor(kv_bytes);
+    if (shape.num_blocks < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-cache-memory of ", kv_bytes,
+                                                     " bytes holds no block (one block is ",
+                                                     shape.bytes_per_block(), " bytes)"));
+    }
+    FERRY_ASSIGN_OR_RETURN(kv_, KvCache::Create(shape));
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override { return absl::StrCat("cpu (", pool_.num_threads(), " threads)"); }
+  const KvCacheShape& kv_shape() const override { return kv_->shape(); }
+  int64_t kv_bytes_per_block() const override { return kv_->shape().bytes_per_block(); }
+  absl::Status Forward(const ForwardBatch& batch, float* logits) override {
+    return forward_.Forward(batch, *kv_, logits);
+  }
+  void CopyBlocks(std::span<const BlockCopy> copies) override { ::ferry::CopyBlocks(*kv_, copies); }
+  KvCache* host_kv() override { return kv_.get(); }
+
+ private:
+  ThreadPool& pool_;
+  LlamaForward forward_;
+  std::unique_ptr<KvCache> kv_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const Model& model, ThreadPool& pool,
+                                                                  const EngineOptions& options,
+                                                                  int64_t kv_bytes) {
+  auto backend = std::make_unique<CpuBackend>(model, pool, options.batch_invariant);
+  FERRY_RETURN_IF_ERROR(backend->Init(options.block_size, kv_bytes));
+  return backend;
+}
+
+}  // namespace ferry

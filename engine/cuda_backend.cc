@@ -1,0 +1,412 @@
+// The CUDA backend: weights and the paged KV cache in device memory (bf16,
+// fp16 or fp32), a residual stream in fp32, cuBLASLt GEMMs with fused Q/K/V
+// and gate/up projections, and the fused kernels of cuda/ in between.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/strings.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "cuda/api.h"
+#include "engine/backend.h"
+
+namespace ferry {
+namespace {
+
+absl::Status Check(const cuda::Error& e, std::string_view what) {
+  if (e.empty()) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat("cuda: ", Sv(what), ": ", Sv(e)));
+}
+
+absl::StatusOr<cuda::DType> ParseDType(const std::string& s) {
+  if (s == "auto" || s == "bfloat16" || s == "bf16") return cuda::DType::kBF16;
+  if (s == "float16" || s == "f16" || s == "half") return cuda::DType::kF16;
+  if (s == "float32" || s == "f32" || s == "float") return cuda::DType::kF32;
+  return absl::InvalidArgumentError(absl::StrCat("unknown --dtype '", s, "' (auto, bfloat16, float16, float32)"));
+}
+
+absl::StatusOr<int> ParseDevice(const std::string& s) {
+  if (s == "cuda") return 0;
+  int n = 0;
+  if (s.size() > 5 && s.rfind("cuda:", 0) == 0 && absl::SimpleAtoi(s.substr(5), &n) && n >= 0) return n;
+  return absl::InvalidArgumentError(absl::StrCat("bad --device '", s, "' (cuda or cuda:N)"));
+}
+
+class CudaBackend final : public ForwardBackend {
+ public:
+  CudaBackend(const Model& model, cuda::DType dtype, int device)
+      : model_(model), c_(model.config()), dt_(dtype), device_(device) {}
+
+  ~CudaBackend() override {
+    if (stream_ != nullptr) cuda::StreamSynchronize(stream_);
+    gemm_.reset();
+    for (void* p : allocations_) cuda::Free(p);
+    cuda::StreamDestroy(stream_);
+  }
+
+  absl::Status Init(const EngineOptions& o) {
+    FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
+    FERRY_RETURN_IF_ERROR(Check(cuda::GetDeviceProps(device_, &props_), "device properties"));
+    if (!cuda::SupportedHeadDim(c_.head_dim)) {
+      return absl::UnimplementedError(absl::StrCat("the cuda backend has no kernels for head_dim ", c_.head_dim));
+    }
+    FERRY_RETURN_IF_ERROR(Check(cuda::StreamCreate(&stream_), "stream"));
+    FERRY_RETURN_IF_ERROR(Check(cuda::Gemm::Create(&gemm_), "cuBLASLt"));
+    FERRY_RETURN_IF_ERROR(UploadWeights());
+
+    max_tokens_ = std::max(o.max_num_batched_tokens, 1);
+    max_rows_ = std::min(max_tokens_, std::max(o.max_num_seqs, 1));
+    max_model_len_ = std::max(o.max_model_len, 1);
+    FERRY_RETURN_IF_ERROR(AllocateScratch(o.block_size));
+
+    shape_.num_layers = c_.num_layers;
+    shape_.num_kv_heads = c_.num_kv_heads;
+    shape_.head_dim = c_.head_dim;
+    shape_.block_size = o.block_size;
+    block_bytes_ = int64_t{c_.num_layers} * 2 * o.block_size * c_.kv_dim() * int64_t(cuda::DTypeSize(dt_));
+    int64_t bytes = o.kv_cache_bytes;
+    if (bytes == 0) {
+      size_t free_bytes = 0, total = 0;
+      FERRY_RETURN_IF_ERROR(Check(cuda::MemGetInfo(&free_bytes, &total), "memory info"));
+      const double fraction = o.kv_cache_fraction > 0 ? o.kv_cache_fraction : 0.9;
+      bytes = static_cast<int64_t>(fraction * double(free_bytes));
+    }
+    shape_.num_blocks = bytes / block_bytes_;
+    if (shape_.num_blocks < 1) {
+      return absl::ResourceExhaustedError(absl::StrCat("KV memory of ", bytes, " bytes holds no block (one block is ",
+                                                       block_bytes_, " bytes)"));
+    }
+    kv_.base = Alloc(size_t(shape_.num_blocks) * block_bytes_, &init_status_);
+    FERRY_RETURN_IF_ERROR(init_status_);
+    kv_.num_layers = c_.num_layers;
+    kv_.num_kv_heads = c_.num_kv_heads;
+    kv_.head_dim = c_.head_dim;
+    kv_.block_size = o.block_size;
+    return absl::OkStatus();
+  }
+
+  std::string Describe() const override {
+    return absl::StrCat("cuda:", device_, " (", props_.name, ", ", cuda::DTypeName(dt_), ")");
+  }
+  const KvCacheShape& kv_shape() const override { return shape_; }
+  int64_t kv_bytes_per_block() const override { return block_bytes_; }
+  KvCache* host_kv() override { return nullptr; }
+
+  void CopyBlocks(std::span<const BlockCopy> copies) override {
+    for (const BlockCopy& c : copies) {
+      char* base = static_cast<char*>(kv_.base);
+      cuda::CopyOnDevice(base + int64_t{c.dst} * block_bytes_, base + int64_t{c.src} * block_bytes_, block_bytes_,
+                         stream_);
+    }
+  }
+
+  absl::Status Forward(const ForwardBatch& b, float* logits) override {
+    FERRY_RETURN_IF_ERROR(ValidateForwardBatch(b, c_, shape_));
+    const int n = b.num_tokens();
+    const int rows = static_cast<int>(b.logits_indices.size());
+    if (n > max_tokens_) {
+      return absl::InvalidArgumentError(absl::StrCat("batch of ", n, " tokens exceeds the cuda backend's ",
+                                                     max_tokens_, " (--max-num-batched-tokens)"));
+    }
+    FERRY_RETURN_IF_ERROR(UploadBatch(b));
+    const int h = c_.hidden_size, qd = c_.q_dim(), kvd = c_.kv_dim(), ff = c_.intermediate_size;
+    const int qkv_n = qd + 2 * kvd;
+    void* s = stream_;
+    FERRY_RETURN_IF_ERROR(Check(cuda::LaunchEmbedding(dt_, embedding_, d_tokens_, n, h, residual_, s), "embedding"));
+    for (int l = 0; l < c_.num_layers; ++l) {
+      const DeviceLayer& L = layers_[l];
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchAddRmsNorm(dt_, residual_, l == 0 ? nullptr : proj_, L.attn_norm,
+                                                         nullptr, n, h, c_.rms_norm_eps, xn_, s),
+                                  "attention norm"));
+      FERRY_RETURN_IF_ERROR(Check(gemm_->Run(dt_, dt_, xn_, L.wqkv, L.bqkv, qkv_, n, qkv_n, h, s), "qkv gemm"));
+      cuda::RopeKvParams rp;
+      rp.qkv = qkv_;
+      rp.q_out = q_;
+      rp.kv = kv_;
+      rp.layer = l;
+      rp.num_tokens = n;
+      rp.num_heads = c_.num_heads;
+      rp.positions = d_positions_;
+      rp.token_seq = d_token_seq_;
+      rp.block_indptr = d_indptr_;
+      rp.block_indices = d_indices_;
+      rp.inv_freq = inv_freq_;
+      rp.rope_dim = c_.rope_dim;
+      rp.interleaved = c_.rope_style == RopeStyle::kInterleaved;
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchRopeKvWrite(dt_, rp, s), "rope"));
+      FERRY_RETURN_IF_ERROR(Attention(l));
+      FERRY_RETURN_IF_ERROR(Check(gemm_->Run(dt_, dt_, attn_, L.wo, nullptr, proj_, n, h, qd, s), "o gemm"));
+      FERRY_RETURN_IF_ERROR(Check(
+          cuda::LaunchAddRmsNorm(dt_, residual_, proj_, L.ffn_norm, nullptr, n, h, c_.rms_norm_eps, xn_, s),
+          "mlp norm"));
+      FERRY_RETURN_IF_ERROR(Check(gemm_->Run(dt_, dt_, xn_, L.wgu, nullptr, gu_, n, 2 * ff, h, s), "gate/up gemm"));
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchSwiGlu(dt_, gu_, n, ff, act_, s), "swiglu"));
+      FERRY_RETURN_IF_ERROR(Check(gemm_->Run(dt_, dt_, act_, L.wdown, nullptr, proj_, n, h, ff, s), "down gemm"));
+    }
+    if (rows > 0) {
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchAddRmsNorm(dt_, residual_, proj_, final_norm_, d_logit_rows_, rows, h,
+                                                         c_.rms_norm_eps, xn_, s),
+                                  "final norm"));
+      FERRY_RETURN_IF_ERROR(Check(
+          gemm_->Run(dt_, cuda::DType::kF32, xn_, output_, nullptr, logits_, rows, c_.vocab_size, h, s), "logits"));
+      FERRY_RETURN_IF_ERROR(
+          Check(cuda::CopyToHost(logits, logits_, size_t(rows) * c_.vocab_size * sizeof(float), s), "logits copy"));
+    }
+    return Check(cuda::StreamSynchronize(s), "step");
+  }
+
+ private:
+  struct DeviceLayer {
+    void* wqkv = nullptr;
+    void* bqkv = nullptr;
+    void* wo = nullptr;
+    void* wgu = nullptr;
+    void* wdown = nullptr;
+    float* attn_norm = nullptr;
+    float* ffn_norm = nullptr;
+  };
+
+  void* Alloc(size_t bytes, absl::Status* status) {
+    void* p = nullptr;
+    cuda::Error e = cuda::Malloc(&p, bytes);
+    if (!e.empty()) {
+      *status = absl::ResourceExhaustedError(absl::StrCat("cuda:", device_, ": ", Sv(e)));
+      return nullptr;
+    }
+    allocations_.push_back(p);
+    return p;
+  }
+
+  // Uploads matrices stacked by rows, converted to the backend dtype.
+  absl::StatusOr<void*> UploadStacked(std::initializer_list<const cpu::WeightMatrix*> parts) {
+    int64_t rows = 0, cols = parts.begin()[0]->cols;
+    for (const cpu::WeightMatrix* w : parts) {
+      if (w->cols != cols) return absl::InternalError("stacked matrices differ in width");
+      rows += w->rows;
+    }
+    const size_t es = cuda::DTypeSize(dt_);
+    std::vector<char> host(size_t(rows) * cols * es);
+    std::vector<float> row(cols);
+    int64_t r = 0;
+    for (const cpu::WeightMatrix* w : parts) {
+      for (int64_t i = 0; i < w->rows; ++i, ++r) {
+        cpu::DequantizeRow(*w, i, row.data());
+        cuda::ConvertFromF32(dt_, row.data(), cols, host.data() + size_t(r) * cols * es);
+      }
+    }
+    absl::Status st;
+    void* d = Alloc(host.size(), &st);
+    FERRY_RETURN_IF_ERROR(st);
+    FERRY_RETURN_IF_ERROR(Check(cuda::CopyToDevice(d, host.data(), host.size(), stream_), "weight upload"));
+    FERRY_RETURN_IF_ERROR(Check(cuda::StreamSynchronize(stream_), "weight upload"));
+    return d;
+  }
+
+  absl::StatusOr<float*> UploadF32(const float* src, size_t n) {
+    absl::Status st;
+    void* d = Alloc(n * sizeof(float), &st);
+    FERRY_RETURN_IF_ERROR(st);
+    FERRY_RETURN_IF_ERROR(Check(cuda::CopyToDevice(d, src, n * sizeof(float), stream_), "upload"));
+    FERRY_RETURN_IF_ERROR(Check(cuda::StreamSynchronize(stream_), "upload"));
+    return static_cast<float*>(d);
+  }
+
+  absl::Status UploadWeights() {
+    const ModelWeights& w = model_.weights();
+    FERRY_ASSIGN_OR_RETURN(embedding_, UploadStacked({&w.embedding}));
+    if (w.output.data == w.embedding.data && w.output.dtype == w.embedding.dtype) {
+      output_ = embedding_;
+    } else {
+      FERRY_ASSIGN_OR_RETURN(output_, UploadStacked({&w.output}));
+    }
+    FERRY_ASSIGN_OR_RETURN(final_norm_, UploadF32(w.final_norm, c_.hidden_size));
+    std::vector<float> inv = c_.RopeInverseFrequencies();
+    FERRY_ASSIGN_OR_RETURN(inv_freq_, UploadF32(inv.data(), inv.size()));
+    for (const LayerWeights& L : w.layers) {
+      DeviceLayer d;
+      FERRY_ASSIGN_OR_RETURN(d.wqkv, UploadStacked({&L.wq, &L.wk, &L.wv}));
+      if (L.bq != nullptr) {
+        std::vector<float> bias;
+        bias.insert(bias.end(), L.bq, L.bq + c_.q_dim());
+        bias.insert(bias.end(), L.bk, L.bk + c_.kv_dim());
+        bias.insert(bias.end(), L.bv, L.bv + c_.kv_dim());
+        std::vector<char> host(bias.size() * cuda::DTypeSize(dt_));
+        cuda::ConvertFromF32(dt_, bias.data(), bias.size(), host.data());
+        absl::Status st;
+        d.bqkv = Alloc(host.size(), &st);
+        FERRY_RETURN_IF_ERROR(st);
+        FERRY_RETURN_IF_ERROR(Check(cuda::CopyToDevice(d.bqkv, host.data(), host.size(), stream_), "bias"));
+      }
+      FERRY_ASSIGN_OR_RETURN(d.wo, UploadStacked({&L.wo}));
+      FERRY_ASSIGN_OR_RETURN(d.wgu, UploadStacked({&L.w_gate, &L.w_up}));
+      FERRY_ASSIGN_OR_RETURN(d.wdown, UploadStacked({&L.w_down}));
+      FERRY_ASSIGN_OR_RETURN(d.attn_norm, UploadF32(L.attn_norm, c_.hidden_size));
+      FERRY_ASSIGN_OR_RETURN(d.ffn_norm, UploadF32(L.ffn_norm, c_.hidden_size));
+      layers_.push_back(d);
+    }
+    return Check(cuda::StreamSynchronize(stream_), "weights");
+  }
+
+  absl::Status AllocateScratch(int block_size) {
+    const size_t es = cuda::DTypeSize(dt_);
+    const size_t n = max_tokens_;
+    const int qkv_n = c_.q_dim() + 2 * c_.kv_dim();
+    absl::Status st;
+    residual_ = static_cast<float*>(Alloc(n * c_.hidden_size * sizeof(float), &st));
+    xn_ = Alloc(n * c_.hidden_size * es, &st);
+    qkv_ = Alloc(n * qkv_n * es, &st);
+    q_ = Alloc(n * c_.q_dim() * es, &st);
+    attn_ = Alloc(n * c_.q_dim() * es, &st);
+    proj_ = Alloc(n * c_.hidden_size * es, &st);
+    gu_ = Alloc(n * 2 * c_.intermediate_size * es, &st);
+    act_ = Alloc(n * c_.intermediate_size * es, &st);
+    logits_ = static_cast<float*>(Alloc(size_t(max_rows_) * c_.vocab_size * sizeof(float), &st));
+    // Integer metadata: tokens, positions, token_seq, logits rows, decode rows
+    // (n each), tiles (3 per 64 tokens plus one per sequence), indptr
+    // (rows + 1) and block indices (up to every block of every sequence).
+    max_indices_ = int64_t{max_rows_} * ((max_model_len_ + block_size - 1) / block_size + 1);
+    meta_ints_ = int64_t{5} * n + 3 * (n / 64 + max_rows_ + 1) + max_rows_ + 1 + max_indices_;
+    meta_ = static_cast<int32_t*>(Alloc(size_t(meta_ints_) * sizeof(int32_t), &st));
+    FERRY_RETURN_IF_ERROR(st);
+    // Decode rows: the first token of single-token sequences, or every token
+    // where the dtype has no prefill kernel.
+    decode_rows_cap_ = cuda::HasPrefillKernel(dt_, c_.head_dim) ? max_rows_ : max_tokens_;
+    workspace_bytes_ = cuda::AttentionWorkspaceBytes(std::min(decode_rows_cap_, 1024), c_.num_heads, c_.num_kv_heads,
+                                                     c_.head_dim, max_model_len_, props_.sm_count);
+    if (workspace_bytes_ > 0) workspace_ = Alloc(workspace_bytes_, &st);
+    return st;
+  }
+
+  absl::Status UploadBatch(const ForwardBatch& b) {
+    const int n = b.num_tokens();
+    const int seqs = b.num_seqs();
+    host_meta_.clear();
+    auto put = [&](std::span<const int32_t> v) {
+      const size_t at = host_meta_.size();
+      host_meta_.insert(host_meta_.end(), v.begin(), v.end());
+      return at;
+    };
+    std::vector<int32_t> token_seq(n), decode_rows, tiles;
+    max_context_ = 0;
+    for (int s = 0; s < seqs; ++s) {
+      const int q0 = b.query_start[s], q1 = b.query_start[s + 1];
+      for (int t = q0; t < q1; ++t) token_seq[t] = s;
+      max_context_ = std::max(max_context_, b.seq_lens[s]);
+      const bool prefill_kernel = cuda::HasPrefillKernel(dt_, c_.head_dim) && q1 - q0 > 1;
+      if (prefill_kernel) {
+        for (int t = q0; t < q1; t += 64) {
+          tiles.push_back(s);
+          tiles.push_back(t);
+          tiles.push_back(std::min(t + 64, q1));
+        }
+      } else {
+        for (int t = q0; t < q1; ++t) decode_rows.push_back(t);
+      }
+    }
+    const size_t o_tokens = put(b.tokens), o_pos = put(b.positions), o_seq = put(token_seq);
+    const size_t o_rows = put(b.logits_indices), o_dec = put(decode_rows), o_tiles = put(tiles);
+    const size_t o_indptr = put(b.block_indptr), o_indices = put(b.block_indices);
+    if (int64_t(host_meta_.size()) > meta_ints_) {
+      return absl::InvalidArgumentError("batch metadata exceeds the cuda backend's buffers");
+    }
+    FERRY_RETURN_IF_ERROR(
+        Check(cuda::CopyToDevice(meta_, host_meta_.data(), host_meta_.size() * sizeof(int32_t), stream_), "batch"));
+    d_tokens_ = meta_ + o_tokens;
+    d_positions_ = meta_ + o_pos;
+    d_token_seq_ = meta_ + o_seq;
+    d_logit_rows_ = meta_ + o_rows;
+    d_decode_rows_ = meta_ + o_dec;
+    d_tiles_ = meta_ + o_tiles;
+    d_indptr_ = meta_ + o_indptr;
+    d_indices_ = meta_ + o_indices;
+    num_decode_rows_ = static_cast<int>(decode_rows.size());
+    num_tiles_ = static_cast<int>(tiles.size() / 3);
+    return absl::OkStatus();
+  }
+
+  absl::Status Attention(int layer) {
+    cuda::AttentionParams p;
+    p.q = q_;
+    p.out = attn_;
+    p.kv = kv_;
+    p.layer = layer;
+    p.num_heads = c_.num_heads;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+    p.token_seq = d_token_seq_;
+    p.positions = d_positions_;
+    p.block_indptr = d_indptr_;
+    p.block_indices = d_indices_;
+    p.max_context = max_context_;
+    p.workspace = workspace_;
+    p.workspace_bytes = workspace_bytes_;
+    p.sm_count = props_.sm_count;
+    if (num_tiles_ > 0) {
+      p.tiles = d_tiles_;
+      p.num_tiles = num_tiles_;
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchPrefillAttention(dt_, p, stream_), "prefill attention"));
+    }
+    // Decode rows in launches the workspace can hold.
+    const int step = std::min(decode_rows_cap_, 1024);
+    for (int r = 0; r < num_decode_rows_; r += step) {
+      p.rows = d_decode_rows_ + r;
+      p.num_rows = std::min(step, num_decode_rows_ - r);
+      FERRY_RETURN_IF_ERROR(Check(cuda::LaunchDecodeAttention(dt_, p, stream_), "decode attention"));
+    }
+    return absl::OkStatus();
+  }
+
+  const Model& model_;
+  const ModelConfig& c_;
+  cuda::DType dt_;
+  int device_;
+  cuda::DeviceProps props_;
+  void* stream_ = nullptr;
+  std::unique_ptr<cuda::Gemm> gemm_;
+  std::vector<void*> allocations_;
+  absl::Status init_status_;
+
+  void* embedding_ = nullptr;
+  void* output_ = nullptr;
+  float* final_norm_ = nullptr;
+  float* inv_freq_ = nullptr;
+  std::vector<DeviceLayer> layers_;
+
+  KvCacheShape shape_;
+  cuda::KvLayout kv_;
+  int64_t block_bytes_ = 0;
+
+  int max_tokens_ = 0, max_rows_ = 0, max_model_len_ = 0, decode_rows_cap_ = 0;
+  float* residual_ = nullptr;
+  void *xn_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
+       *act_ = nullptr;
+  float* logits_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  int32_t* meta_ = nullptr;
+  int64_t meta_ints_ = 0, max_indices_ = 0;
+  std::vector<int32_t> host_meta_;
+  const int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_token_seq_ = nullptr, *d_logit_rows_ = nullptr,
+                *d_decode_rows_ = nullptr, *d_tiles_ = nullptr, *d_indptr_ = nullptr, *d_indices_ = nullptr;
+  int num_decode_rows_ = 0, num_tiles_ = 0, max_context_ = 0;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCudaBackend(const Model& model, const EngineOptions& options) {
+  FERRY_ASSIGN_OR_RETURN(int device, ParseDevice(options.device));
+  FERRY_ASSIGN_OR_RETURN(cuda::DType dtype, ParseDType(options.dtype));
+  const int count = cuda::DeviceCount();
+  if (device >= count) {
+    return absl::FailedPreconditionError(absl::StrCat("--device ", options.device, ": ",
+                                                      count == 0 ? std::string("no CUDA device is visible")
+                                                                 : absl::StrCat("only ", count, " CUDA device(s)")));
+  }
+  auto backend = std::make_unique<CudaBackend>(model, dtype, device);
+  FERRY_RETURN_IF_ERROR(backend->Init(options));
+  return backend;
+}
+
+}  // namespace ferry

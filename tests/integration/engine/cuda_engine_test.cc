@@ -1,0 +1,164 @@
+// The cuda backend against the cpu backend on a real trained model
+// (stories260K): logits of whole steps, greedy tokens, and the engine's step
+// loop on the GPU. Skipped without a CUDA device (or without ../shared).
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "cuda/api.h"
+#include "engine/backend.h"
+#include "engine/engine.h"
+#include "gtest/gtest.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+class CudaEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device is visible; skipping";
+    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
+    auto m = Model::Load(path, LoadOptions{.progress = false});
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::shared_ptr<const Model>(std::move(*m));
+  }
+
+  std::unique_ptr<ForwardBackend> Backend(const std::string& device, const std::string& dtype) {
+    EngineOptions o;
+    o.device = device;
+    o.dtype = dtype;
+    o.max_model_len = 512;
+    o.max_num_batched_tokens = 512;
+    o.max_num_seqs = 16;
+    absl::StatusOr<std::unique_ptr<ForwardBackend>> b =
+        device == "cpu" ? CreateCpuBackend(*model_, pool_, o, int64_t{64} << 20) : CreateCudaBackend(*model_, o);
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? std::move(*b) : nullptr;
+  }
+
+  // Greedy decoding of one sequence through a backend, its blocks in
+  // reverse order so the block table matters. Records each step's logits.
+  std::vector<int32_t> Greedy(ForwardBackend& be, const std::vector<int32_t>& prompt, int steps,
+                              std::vector<std::vector<float>>* logits_per_step) {
+    const int bs = be.kv_shape().block_size;
+    const int total = static_cast<int>(prompt.size()) + steps;
+    const int nblocks = (total + bs - 1) / bs;
+    std::vector<int32_t> indices(nblocks);
+    std::iota(indices.rbegin(), indices.rend(), 1);
+    std::vector<int32_t> seq = prompt, out;
+    const int vocab = model_->config().vocab_size;
+    std::vector<float> logits(vocab);
+    int computed = 0;
+    for (int step = 0; step < steps; ++step) {
+      std::vector<int32_t> tokens(seq.begin() + computed, seq.end()), positions(tokens.size());
+      std::iota(positions.begin(), positions.end(), computed);
+      const int len = static_cast<int>(seq.size());
+      std::vector<int32_t> qs = {0, static_cast<int32_t>(tokens.size())}, lens = {len},
+                           indptr = {0, (len + bs - 1) / bs}, rows = {static_cast<int32_t>(tokens.size()) - 1};
+      std::vector<int32_t> idx(indices.begin(), indices.begin() + indptr[1]);
+      ForwardBatch b{tokens, positions, qs, lens, indptr, idx, rows};
+      absl::Status s = be.Forward(b, logits.data());
+      EXPECT_TRUE(s.ok()) << s;
+      if (!s.ok()) return out;
+      if (logits_per_step != nullptr) logits_per_step->push_back(logits);
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      out.push_back(next);
+      computed = len;
+      seq.push_back(next);
+    }
+    return out;
+  }
+
+  static double RelError(const std::vector<float>& a, const std::vector<float>& b) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      num += double(a[i] - b[i]) * (a[i] - b[i]);
+      den += double(b[i]) * b[i];
+    }
+    return std::sqrt(num / den);
+  }
+
+  ThreadPool pool_{2};
+  std::shared_ptr<const Model> model_;
+};
+
+TEST_F(CudaEngineTest, Float32GreedyTokensAndLogitsEqualTheCpuBackend) {
+  auto cpu = Backend("cpu", "float32");
+  auto gpu = Backend("cuda:0", "float32");
+  ASSERT_TRUE(cpu && gpu);
+  std::vector<int32_t> prompt = model_->tokenizer().Encode("Once upon a time, there was a little girl", true, false);
+  std::vector<std::vector<float>> lc, lg;
+  std::vector<int32_t> a = Greedy(*cpu, prompt, 64, &lc);
+  std::vector<int32_t> b = Greedy(*gpu, prompt, 64, &lg);
+  EXPECT_EQ(a, b);
+  ASSERT_EQ(lc.size(), lg.size());
+  for (size_t i = 0; i < lc.size(); ++i) EXPECT_LT(RelError(lg[i], lc[i]), 1e-4) << "step " << i;
+}
+
+TEST_F(CudaEngineTest, HalfPrecisionLogitsStayWithinTolerance) {
+  auto cpu = Backend("cpu", "float32");
+  ASSERT_TRUE(cpu);
+  std::vector<int32_t> prompt = model_->tokenizer().Encode("Lily and Ben went to the park", true, false);
+  std::vector<std::vector<float>> lc;
+  std::vector<int32_t> want = Greedy(*cpu, prompt, 1, &lc);
+  for (const char* dtype : {"bfloat16", "float16"}) {
+    auto gpu = Backend("cuda", dtype);
+    ASSERT_TRUE(gpu);
+    std::vector<std::vector<float>> lg;
+    Greedy(*gpu, prompt, 1, &lg);
+    ASSERT_EQ(lg.size(), 1u);
+    EXPECT_LT(RelError(lg[0], lc[0]), std::string(dtype) == "bfloat16" ? 3e-2 : 5e-3) << dtype;
+  }
+}
+
+TEST_F(CudaEngineTest, EngineOnTheGpuServesConcurrentRequestsLikeTheCpu) {
+  auto run = [&](const std::string& device) {
+    EngineOptions o;
+    o.device = device;
+    o.dtype = "float32";
+    o.threads = 2;
+    o.kv_cache_bytes = device == "cpu" ? 0 : int64_t{256} << 20;
+    o.max_num_batched_tokens = 64;  // forces chunked prefill mixed with decodes
+    auto engine = Engine::Create(model_, o);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    absl::Mutex mu;
+    std::vector<std::vector<int32_t>> tokens(12);
+    int done = 0;
+    const char* prompts[] = {"Once upon a time", "The little dog", "Lily and Ben went to the park",
+                             "One day, a bird"};
+    for (int i = 0; i < 12; ++i) {
+      GenerateInput in;
+      in.request_id = "r" + std::to_string(i);
+      std::string p = prompts[i % 4];
+      for (int k = 0; k < i; ++k) p += " and then";
+      in.prompt_ids = model_->tokenizer().Encode(p, true, false);
+      in.params.temperature = 0;
+      in.params.max_tokens = 40;
+      in.params.ignore_eos = true;
+      absl::Status s = (*engine)->Submit(std::move(in), [&, i](EngineEvent ev) {
+        absl::MutexLock lock(&mu);
+        tokens[i].insert(tokens[i].end(), ev.token_ids.begin(), ev.token_ids.end());
+        if (ev.finish != FinishReason::kNone) ++done;
+      });
+      EXPECT_TRUE(s.ok()) << s;
+    }
+    absl::MutexLock lock(&mu);
+    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done == 12; };
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(120)));
+    return tokens;
+  };
+  std::vector<std::vector<int32_t>> cpu = run("cpu");
+  std::vector<std::vector<int32_t>> gpu = run("cuda:0");
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_EQ(cpu[i].size(), 40u);
+    EXPECT_EQ(gpu[i], cpu[i]) << "request " << i;
+  }
+}
+
+}  // namespace
+}  // namespace ferry
