@@ -97,7 +97,8 @@ struct AttnShape {
 
 // Decode attention over `batch` sequences of `ctx` tokens in a paged cache
 // of one layer; blocks shuffled. Returns GB/s of K+V bytes read.
-double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, void* stream, double* ms_out) {
+double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, void* stream, double* ms_out,
+                          int variant = 0) {
   const int bs = 16;
   cuda::KvLayout kv;
   kv.num_layers = 1;
@@ -141,11 +142,77 @@ double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, 
   p.workspace_bytes = cuda::AttentionWorkspaceBytes(batch, s.heads, s.kv_heads, s.head_dim, ctx, sm_count);
   DevBuf ws(std::max<size_t>(p.workspace_bytes, 16));
   p.workspace = ws.p;
+  p.decode_variant = variant;
   double ms = MedianMs([&] { Check(cuda::LaunchDecodeAttention(cuda::DType::kBF16, p, stream), "attention"); }, 30,
                        stream);
   *ms_out = ms;
   const double bytes = double(batch) * ctx * s.kv_heads * s.head_dim * 2 /*K,V*/ * 2 /*bf16*/;
   return bytes / (ms * 1e-3) / 1e9;
+}
+
+// Causal prefill attention of one `n`-token sequence (no cached prefix):
+// TFLOP/s counting the unmasked half of QKᵀ and PV.
+double PrefillAttentionTflops(const AttnShape& s, int n, void* stream) {
+  const int bs = 16;
+  cuda::KvLayout kv;
+  kv.num_layers = 1;
+  kv.num_kv_heads = s.kv_heads;
+  kv.head_dim = s.head_dim;
+  kv.block_size = bs;
+  const int nb = (n + bs - 1) / bs;
+  DevBuf cache(size_t(nb) * kv.block_elems() * 2);
+  Fill(cache.p, size_t(nb) * kv.block_elems() * 2, 6);
+  kv.base = cache.p;
+  std::vector<int32_t> meta;  // indices, indptr, seq, pos, tiles
+  for (int b = 0; b < nb; ++b) meta.push_back(b);
+  meta.push_back(0);
+  meta.push_back(nb);
+  for (int t = 0; t < n; ++t) meta.push_back(0);
+  for (int t = 0; t < n; ++t) meta.push_back(t);
+  int tiles = 0;
+  for (int t = 0; t < n; t += 64, ++tiles) meta.insert(meta.end(), {0, t, std::min(n, t + 64)});
+  DevBuf dmeta(meta.size() * 4);
+  cuda::CopyToDevice(dmeta.p, meta.data(), meta.size() * 4);
+  int32_t* m = static_cast<int32_t*>(dmeta.p);
+  const size_t qn = size_t(n) * s.heads * s.head_dim;
+  DevBuf q(qn * 2), out(qn * 2);
+  Fill(q.p, qn * 2, 7);
+  cuda::AttentionParams p;
+  p.q = q.p;
+  p.out = out.p;
+  p.kv = kv;
+  p.num_heads = s.heads;
+  p.scale = 1.0f / std::sqrt(float(s.head_dim));
+  p.block_indices = m;
+  p.block_indptr = m + nb;
+  p.token_seq = m + nb + 2;
+  p.positions = p.token_seq + n;
+  p.tiles = p.positions + n;
+  p.num_tiles = tiles;
+  double ms = MedianMs([&] { Check(cuda::LaunchPrefillAttention(cuda::DType::kBF16, p, stream), "prefill"); }, 10,
+                       stream);
+  const double flops = 4.0 * double(n) * n / 2 * s.head_dim * s.heads;
+  return flops / (ms * 1e-3) / 1e12;
+}
+
+// GEMMs at a model's decode shapes: GB/s of weight bytes read.
+void DecodeGemmTable(cuda::Gemm& gemm, const std::vector<std::pair<int, int>>& shapes, double bw, void* stream) {
+  std::printf("\ncuBLASLt GEMMs at decode shapes (bf16, autotuned): GB/s of weights read, fraction of copy\n");
+  std::printf("| n x k | m=1 | m=16 | m=64 |\n|---|---:|---:|---:|\n");
+  for (auto [n, k] : shapes) {
+    std::printf("| %d x %d |", n, k);
+    for (int m : {1, 16, 64}) {
+      DevBuf x(size_t(m) * k * 2), w(size_t(n) * k * 2), y(size_t(m) * n * 2);
+      Fill(x.p, size_t(m) * k * 2, 8);
+      Fill(w.p, std::min<size_t>(size_t(n) * k * 2, size_t(64) << 20), 9);
+      double ms = MedianMs(
+          [&] { Check(gemm.Run(cuda::DType::kBF16, cuda::DType::kBF16, x.p, w.p, nullptr, y.p, m, n, k, stream), "g"); },
+          20, stream);
+      double g = double(n) * k * 2 / (ms * 1e-3) / 1e9;
+      std::printf(" %.0f (%.0f%%, %.1f us) |", g, 100 * g / bw, ms * 1e3);
+    }
+    std::printf("\n");
+  }
 }
 
 // A model's decode step: `batch` sequences at context `ctx`, through the
@@ -211,6 +278,22 @@ int Main(int argc, char** argv) {
     std::printf("bf16 GEMM 2048x5632x2048: %.0f TFLOP/s; 2048x2048x2048: %.0f TFLOP/s\n",
                 GemmRate(*gemm, 2048, 5632, 2048, stream), GemmRate(*gemm, 2048, 2048, 2048, stream));
 
+    std::printf("prefill attention bf16, 2048 tokens, 32/4 heads, head_dim 64: %.0f TFLOP/s; 32/8 heads x 128: %.0f TFLOP/s\n",
+                PrefillAttentionTflops({32, 4, 64}, 2048, stream), PrefillAttentionTflops({32, 8, 128}, 2048, stream));
+    std::printf("\ndecode attention variants (threads per CTA, keys in flight per thread): GB/s\n");
+    std::printf("| shape | batch | context | 128/4 | 256/4 | 128/8 | 256/8 |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (AttnShape s : {AttnShape{32, 8, 128}, AttnShape{32, 4, 64}}) {
+      for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 4096}, {1, 32768}, {8, 8192}, {64, 2048}, {64, 32768}}) {
+        std::printf("| %d/%d/%d | %d | %d |", s.heads, s.kv_heads, s.head_dim, batch, ctx);
+        for (int v = 0; v < 4; ++v) {
+          double ms = 0;
+          std::printf(" %.0f |", DecodeAttentionGbs(s, batch, ctx, props.sm_count, stream, &ms, v));
+        }
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+    }
+
     if (!skip_attention) {
       std::FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
       if (csv) std::fprintf(csv, "heads,kv_heads,head_dim,batch,context,ms,gbs,fraction\n");
@@ -235,6 +318,7 @@ int Main(int argc, char** argv) {
     }
 
     if (model_path.empty()) return 0;
+    DecodeGemmTable(*gemm, {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}, {32000, 2048}}, bw, stream);
     auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
     if (!loaded.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());

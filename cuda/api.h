@@ -108,6 +108,14 @@ class Gemm {
   Impl* impl_ = nullptr;
 };
 
+// GEMMs of at most kSkinnyGemmMaxRows rows (decode steps) run a kernel of
+// ours that streams the weights at memory bandwidth; Gemm::Run picks it.
+constexpr int kSkinnyGemmMaxRows = 8;
+inline int kVecElems(DType t) { return t == DType::kF32 ? 4 : 8; }
+bool SkinnyGemmApplies(DType dtype, int64_t m, int64_t k);
+Error LaunchSkinnyGemm(DType dtype, DType out_dtype, const void* x, const void* w, const void* bias, void* y,
+                       int64_t m, int64_t n, int64_t k, void* stream);
+
 // --- Kernels -----------------------------------------------------------------
 
 // The paged KV cache: `num_blocks` blocks, each one contiguous range of
@@ -184,6 +192,9 @@ struct AttentionParams {
   // each split uses its exact maximum. A split whose scores exceed it by
   // more than the overflow margin falls back to its exact maximum.
   float unified_max = std::numeric_limits<float>::quiet_NaN();
+  // Kernel variant for tuning benchmarks (threads per CTA, keys in flight);
+  // 0 is the default.
+  int decode_variant = 0;
 
   // Prefill: tiles of 64 query tokens, (sequence, first token index) pairs.
   const int32_t* tiles = nullptr;  // [num_tiles * 3]: seq, token begin, token end
@@ -195,6 +206,13 @@ struct AttentionParams {
 // up to `max_context` keys on a device of `sm_count` multiprocessors.
 size_t AttentionWorkspaceBytes(int max_rows, int num_heads, int num_kv_heads, int head_dim, int max_context,
                                int sm_count);
+// How LaunchDecodeAttention splits `rows` rows of up to `max_context` keys:
+// splits per row and keys per split (what a captured graph depends on).
+struct DecodeSplitPlan {
+  int splits = 1;
+  int chunk = 0;
+};
+DecodeSplitPlan PlanDecodeAttention(int rows, int num_heads, int num_kv_heads, int max_context, int sm_count);
 // Decode attention over paged KV for single query rows: each (row, head
 // group) is split along the context so long contexts fill the GPU, and the
 // partial softmaxes are merged. Works for any rows (also prefill tokens).

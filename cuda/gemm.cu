@@ -16,6 +16,7 @@ namespace ferry::cuda {
 namespace {
 
 constexpr size_t kWorkspaceBytes = 32u << 20;
+constexpr int64_t kAutotuneMaxRows = 256;
 
 cudaDataType_t CudaType(DType t) {
   switch (t) {
@@ -56,7 +57,11 @@ struct Gemm::Impl {
     if (handle != nullptr) cublasLtDestroy(handle);
   }
 
-  Error GetPlan(DType dt, DType out, bool bias, int64_t m, int64_t n, int64_t k, Plan** result) {
+  // Picks the fastest of cuBLASLt's top candidates by timing each on the
+  // call's own operands (the heuristic's first choice is often slow for the
+  // skinny shapes of decode steps).
+  Error GetPlan(DType dt, DType out, bool bias, int64_t m, int64_t n, int64_t k, const void* x, const void* w,
+                const void* bias_ptr, void* y, cudaStream_t stream, Plan** result) {
     Key key{static_cast<int>(dt), static_cast<int>(out), bias, m, n, k};
     if (auto it = plans.find(key); it != plans.end()) {
       *result = &it->second;
@@ -81,9 +86,11 @@ struct Gemm::Impl {
     cublasLtMatmulPreferenceCreate(&pref);
     size_t ws = kWorkspaceBytes;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t heur;
+    constexpr int kCandidates = 8;
+    cublasLtMatmulHeuristicResult_t heur[kCandidates];
     int found = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &heur, &found);
+    cublasStatus_t s =
+        cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, kCandidates, heur, &found);
     cublasLtMatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
       cublasLtMatmulDescDestroy(p.desc);
@@ -93,7 +100,36 @@ struct Gemm::Impl {
       return "cuBLASLt has no algorithm for a " + std::string(DTypeName(dt)) + " GEMM of m=" +
              std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
     }
-    p.algo = heur.algo;
+    if (bias) cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
+    int best = 0;
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    cudaStreamIsCapturing(stream, &capture);
+    // Only the decode-sized shapes (a bounded set, each seen again and again)
+    // are worth timing; prefill chunks come in every size.
+    if (found > 1 && capture == cudaStreamCaptureStatusNone && m <= kAutotuneMaxRows) {
+      cudaEvent_t e0, e1;
+      cudaEventCreate(&e0);
+      cudaEventCreate(&e1);
+      float best_ms = 1e30f;
+      const float alpha = 1.0f, beta = 0.0f;
+      for (int i = 0; i < found; ++i) {
+        auto run = [&] {
+          return cublasLtMatmul(handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &heur[i].algo,
+                                workspace, kWorkspaceBytes, stream);
+        };
+        if (run() != CUBLAS_STATUS_SUCCESS) continue;
+        cudaEventRecord(e0, stream);
+        for (int r = 0; r < 5; ++r) run();
+        cudaEventRecord(e1, stream);
+        cudaEventSynchronize(e1);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (ms < best_ms) best_ms = ms, best = i;
+      }
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+    }
+    p.algo = heur[best].algo;
     auto [it, inserted] = plans.emplace(key, p);
     *result = &it->second;
     return {};
@@ -115,9 +151,16 @@ Error Gemm::Run(DType dtype, DType out_dtype, const void* x, const void* w, cons
                 int64_t m, int64_t n, int64_t k, void* stream) {
   if (m == 0) return {};
   if (out_dtype != dtype && out_dtype != DType::kF32) return "GEMM output must be the input dtype or float32";
+  if (SkinnyGemmApplies(dtype, m, k) && (bias == nullptr || out_dtype == dtype)) {
+    return LaunchSkinnyGemm(dtype, out_dtype, x, w, bias, y, m, n, k, stream);
+  }
   std::lock_guard<std::mutex> lock(impl_->mu);
   Impl::Plan* p = nullptr;
-  if (Error e = impl_->GetPlan(dtype, out_dtype, bias != nullptr, m, n, k, &p); !e.empty()) return e;
+  if (Error e = impl_->GetPlan(dtype, out_dtype, bias != nullptr, m, n, k, x, w, bias, y,
+                               static_cast<cudaStream_t>(stream), &p);
+      !e.empty()) {
+    return e;
+  }
   if (bias != nullptr) {
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
   }

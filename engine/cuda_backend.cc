@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <set>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -49,6 +52,7 @@ class CudaBackend final : public ForwardBackend {
 
   absl::Status Init(const EngineOptions& o) {
     FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
+    graphs_enabled_ = o.cuda_graphs;
     FERRY_RETURN_IF_ERROR(Check(cuda::GetDeviceProps(device_, &props_), "device properties"));
     if (!cuda::SupportedHeadDim(c_.head_dim)) {
       return absl::UnimplementedError(absl::StrCat("the cuda backend has no kernels for head_dim ", c_.head_dim));
@@ -112,6 +116,59 @@ class CudaBackend final : public ForwardBackend {
                                                      max_tokens_, " (--max-num-batched-tokens)"));
     }
     FERRY_RETURN_IF_ERROR(UploadBatch(b));
+    if (graphs_enabled_ && num_tiles_ == 0) {
+      FERRY_RETURN_IF_ERROR(RunAsGraph(n, rows, b.num_seqs()));
+    } else {
+      FERRY_RETURN_IF_ERROR(Enqueue(n, rows));
+    }
+    if (rows > 0) {
+      FERRY_RETURN_IF_ERROR(Check(
+          cuda::CopyToHost(logits, logits_, size_t(rows) * c_.vocab_size * sizeof(float), stream_), "logits copy"));
+    }
+    return Check(cuda::StreamSynchronize(stream_), "step");
+  }
+
+ private:
+  // Decode steps of one shape replay one captured graph: a shape seen once
+  // runs eagerly (plans and kernel attributes get set up), the second time
+  // it is captured. Everything a graph reads sits at fixed device addresses
+  // that depend only on the shape (the key).
+  absl::Status RunAsGraph(int n, int rows, int seqs) {
+    std::vector<int> key = {n, rows, seqs, num_decode_rows_};
+    const int step = std::min(decode_rows_cap_, 1024);
+    for (int r = 0; r < num_decode_rows_; r += step) {
+      cuda::DecodeSplitPlan plan = cuda::PlanDecodeAttention(std::min(step, num_decode_rows_ - r), c_.num_heads,
+                                                             c_.num_kv_heads, max_context_, props_.sm_count);
+      key.push_back(plan.splits);
+      key.push_back(plan.chunk);
+    }
+    auto it = graphs_.find(key);
+    if (it != graphs_.end() && it->second != nullptr) {
+      return Check(it->second->Launch(stream_), "graph launch");
+    }
+    if (it == graphs_.end() || uncapturable_.contains(key)) {
+      if (it == graphs_.end()) graphs_.emplace(key, nullptr);
+      return Enqueue(n, rows);
+    }
+    if (graphs_.size() > 512) graphs_.clear();  // shapes come and go; keep the set bounded
+    auto graph = std::make_unique<cuda::Graph>();
+    FERRY_RETURN_IF_ERROR(Check(graph->BeginCapture(stream_), "graph capture"));
+    absl::Status s = Enqueue(n, rows);
+    cuda::Error end = graph->EndCapture(stream_);
+    if (!s.ok() || !end.empty()) {
+      cuda::LastError();
+      uncapturable_.insert(key);
+      Logger("engine")->warn("cuda: a decode step could not be captured as a graph ({}); running it eagerly",
+                             s.ok() ? end : std::string(s.message()));
+      return Enqueue(n, rows);
+    }
+    cuda::Graph* g = graph.get();
+    graphs_[key] = std::move(graph);
+    return Check(g->Launch(stream_), "graph launch");
+  }
+
+  // Every kernel of a step up to the logits, on the stream.
+  absl::Status Enqueue(int n, int rows) {
     const int h = c_.hidden_size, qd = c_.q_dim(), kvd = c_.kv_dim(), ff = c_.intermediate_size;
     const int qkv_n = qd + 2 * kvd;
     void* s = stream_;
@@ -152,13 +209,10 @@ class CudaBackend final : public ForwardBackend {
                                   "final norm"));
       FERRY_RETURN_IF_ERROR(Check(
           gemm_->Run(dt_, cuda::DType::kF32, xn_, output_, nullptr, logits_, rows, c_.vocab_size, h, s), "logits"));
-      FERRY_RETURN_IF_ERROR(
-          Check(cuda::CopyToHost(logits, logits_, size_t(rows) * c_.vocab_size * sizeof(float), s), "logits copy"));
     }
-    return Check(cuda::StreamSynchronize(s), "step");
+    return absl::OkStatus();
   }
 
- private:
   struct DeviceLayer {
     void* wqkv = nullptr;
     void* bqkv = nullptr;
@@ -391,6 +445,9 @@ class CudaBackend final : public ForwardBackend {
   const int32_t *d_tokens_ = nullptr, *d_positions_ = nullptr, *d_token_seq_ = nullptr, *d_logit_rows_ = nullptr,
                 *d_decode_rows_ = nullptr, *d_tiles_ = nullptr, *d_indptr_ = nullptr, *d_indices_ = nullptr;
   int num_decode_rows_ = 0, num_tiles_ = 0, max_context_ = 0;
+  bool graphs_enabled_ = true;
+  std::map<std::vector<int>, std::unique_ptr<cuda::Graph>> graphs_;
+  std::set<std::vector<int>> uncapturable_;
 };
 
 }  // namespace

@@ -32,6 +32,8 @@ struct EngineOptions {
   // With a GPU and kv_cache_bytes == 0: this fraction of the device memory
   // left free after weights and scratch (0: 0.9).
   double kv_cache_fraction = 0;
+  // On a GPU, replay decode steps as CUDA graphs (one per batch shape).
+  bool cuda_graphs = true;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration

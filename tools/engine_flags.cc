@@ -23,6 +23,7 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddString("device", &device, "compute backend: cpu, cuda or cuda:N");
   flags.AddString("dtype", &dtype,
                   "weights and KV dtype on a GPU: auto (bfloat16), bfloat16, float16, float32");
+  flags.AddBool("no-cuda-graphs", &no_cuda_graphs, "launch decode steps kernel by kernel instead of as CUDA graphs");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
@@ -36,6 +37,7 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.batch_invariant = !no_batch_invariance;
   o.device = device;
   o.dtype = dtype;
+  o.cuda_graphs = !no_cuda_graphs;
   const bool gpu = device.rfind("cuda", 0) == 0;
   double fraction = 0;
   if (gpu && !kv_cache_memory.empty() && absl::SimpleAtod(kv_cache_memory, &fraction) && fraction > 0 &&

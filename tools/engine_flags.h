@@ -21,6 +21,7 @@ struct EngineFlags {
   bool no_batch_invariance = false;
   std::string device = "cpu";
   std::string dtype = "auto";
+  bool no_cuda_graphs = false;
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;

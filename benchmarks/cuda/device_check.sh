@@ -28,7 +28,7 @@ if has bench || has peers || has e2e; then
   [ -d $MODEL ] || run "$BIN/ferry" make-model --out $MODEL --preset medium --format hf --dtype bf16 --seed 1 > "$OUT/make_model.log" 2>&1 || cat "$OUT/make_model.log"
 fi
 if has bench; then
-  run "$BIN/ferry-cuda-bench" --model $MODEL --csv "$OUT/attention.csv" 2>&1 | tee "$OUT/cuda_bench.log"
+  run "$BIN/ferry-cuda-bench" --model $MODEL --csv "$OUT/attention.csv" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/cuda_bench.log"
 fi
 if has peers; then
   python3 benchmarks/cuda/torch_compare.py sdpa --csv "$OUT/sdpa.csv" 2>&1 | tee "$OUT/sdpa.log"

@@ -31,6 +31,11 @@ size_t AttentionWorkspaceBytes(int max_rows, int num_heads, int num_kv_heads, in
   return most;
 }
 
+DecodeSplitPlan PlanDecodeAttention(int rows, int num_heads, int num_kv_heads, int max_context, int sm_count) {
+  DecodePlan plan = PlanDecode(rows, num_heads, num_kv_heads, max_context, sm_count);
+  return {plan.splits, plan.chunk};
+}
+
 Error LaunchDecodeAttention(DType dtype, const AttentionParams& p, void* stream) {
   if (Error e = CheckCommon(p); !e.empty()) return e;
   auto s = static_cast<cudaStream_t>(stream);

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "cuda/kernels/common.cuh"
 
@@ -60,17 +61,20 @@ inline DecodePlan PlanDecode(int rows, int num_heads, int num_kv_heads, int max_
   return plan;
 }
 
-template <typename T, int HD>
-__global__ void __launch_bounds__(kDecodeThreads)
+// H: heads per CTA as a constant (hpc == H), so the per-head registers are
+// sized exactly. U: keys each thread has in flight.
+// NT: threads per CTA.
+template <typename T, int HD, int H, int NT = kDecodeThreads, int U = 4>
+__global__ void __launch_bounds__(NT)
     DecodeAttentionKernel(AttentionParams p, int hpc, int num_splits, int chunk, float* part_o, float* part_ml) {
   constexpr int VEC = kVec<T> < HD ? kVec<T> : HD;
   constexpr int TPK = HD / VEC;  // threads per key
-  constexpr int KPI = kDecodeThreads / TPK;
+  constexpr int KPI = NT / TPK;
   static_assert(TPK >= 1 && TPK <= 32 && HD % VEC == 0);
   extern __shared__ float smem[];
   float* scores = smem;               // [hpc][chunk]
   float* red = smem + hpc * chunk;    // [warps][hpc][HD]
-  __shared__ float stat_m[kMaxHeadsPerCta], stat_l[kMaxHeadsPerCta];
+  __shared__ float stat_m[H], stat_l[H];
   __shared__ float scratch[32];
 
   const int row_i = blockIdx.x;
@@ -89,7 +93,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
 
   auto part_index = [&](int g) { return (int64_t{row_i} * p.num_heads + head0 + g) * num_splits + split; };
   if (len <= 0) {  // nothing of this split is in context
-    for (int i = tid; i < hpc * HD; i += kDecodeThreads) part_o[part_index(i / HD) * HD + i % HD] = 0.0f;
+    for (int i = tid; i < hpc * HD; i += NT) part_o[part_index(i / HD) * HD + i % HD] = 0.0f;
     if (tid < hpc) {
       part_ml[part_index(tid) * 2] = -INFINITY;
       part_ml[part_index(tid) * 2 + 1] = 0.0f;
@@ -105,11 +109,11 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int64_t v_off = p.kv.v_offset(p.layer) + int64_t{kv_head} * HD + sub * VEC;
   const int32_t* table = p.block_indices + p.block_indptr[seq];
 
-  float q[kMaxHeadsPerCta][VEC];
+  float q[H][VEC];
   const T* qrow = static_cast<const T*>(p.q) + (int64_t{row} * p.num_heads + head0) * HD + sub * VEC;
 #pragma unroll
-  for (int g = 0; g < kMaxHeadsPerCta; ++g) {
-    if (g < hpc) {
+  for (int g = 0; g < H; ++g) {
+    {
       if constexpr (VEC == kVec<T>) {
         LoadVec(qrow + g * HD, q[g]);
       } else {
@@ -130,27 +134,32 @@ __global__ void __launch_bounds__(kDecodeThreads)
     }
   };
 
-  // Scores. The loop is uniform across the block so the shuffles are safe.
-  for (int k0 = 0; k0 < len; k0 += KPI) {
-    const int k = k0 + key_lane;
-    const bool valid = k < len;
-    float kv[VEC];
-    if (valid) {
-      const int pos = begin + k;
-      load(cache + int64_t{table[pos / bs]} * block_elems + k_off + int64_t{pos % bs} * kv_dim, kv);
-    } else {
+  // Scores. The loop is uniform across the block so the shuffles are safe;
+  // each thread issues U key loads before it uses any.
+  for (int k0 = 0; k0 < len; k0 += KPI * U) {
+    float kv[U][VEC];
 #pragma unroll
-      for (int v = 0; v < VEC; ++v) kv[v] = 0.0f;
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + u * KPI + key_lane;
+      if (k < len) {
+        const int pos = begin + k;
+        load(cache + int64_t{table[pos / bs]} * block_elems + k_off + int64_t{pos % bs} * kv_dim, kv[u]);
+      } else {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) kv[u][v] = 0.0f;
+      }
     }
 #pragma unroll
-    for (int g = 0; g < kMaxHeadsPerCta; ++g) {
-      if (g < hpc) {
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + u * KPI + key_lane;
+#pragma unroll
+      for (int g = 0; g < H; ++g) {
         float d = 0.0f;
 #pragma unroll
-        for (int v = 0; v < VEC; ++v) d = fmaf(q[g][v], kv[v], d);
+        for (int v = 0; v < VEC; ++v) d = fmaf(q[g][v], kv[u][v], d);
 #pragma unroll
         for (int o = TPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-        if (valid && sub == 0) scores[g * chunk + k] = d;
+        if (k < len && sub == 0) scores[g * chunk + k] = d;
       }
     }
   }
@@ -164,7 +173,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
     bool exact = !unified;
     if (unified) {
       int over = 0, any_mass = 0;
-      for (int k = tid; k < len; k += kDecodeThreads) {
+      for (int k = tid; k < len; k += NT) {
         const float d = s[k] - p.unified_max;
         over |= d > kUnifiedOver;
         any_mass |= d > kUnifiedUnder;
@@ -176,11 +185,11 @@ __global__ void __launch_bounds__(kDecodeThreads)
     }
     if (exact) {
       float local = -INFINITY;
-      for (int k = tid; k < len; k += kDecodeThreads) local = fmaxf(local, s[k]);
+      for (int k = tid; k < len; k += NT) local = fmaxf(local, s[k]);
       mx = BlockMax(local, scratch);
     }
     float sum = 0.0f;
-    for (int k = tid; k < len; k += kDecodeThreads) {
+    for (int k = tid; k < len; k += NT) {
       const float e = __expf(s[k] - mx);
       s[k] = e;
       sum += e;
@@ -194,22 +203,34 @@ __global__ void __launch_bounds__(kDecodeThreads)
   __syncthreads();
 
   // Weighted values.
-  float acc[kMaxHeadsPerCta][VEC];
+  float acc[H][VEC];
 #pragma unroll
-  for (int g = 0; g < kMaxHeadsPerCta; ++g) {
+  for (int g = 0; g < H; ++g) {
 #pragma unroll
     for (int v = 0; v < VEC; ++v) acc[g][v] = 0.0f;
   }
-  for (int k = key_lane; k < len; k += KPI) {
-    const int pos = begin + k;
-    float vv[VEC];
-    load(cache + int64_t{table[pos / bs]} * block_elems + v_off + int64_t{pos % bs} * kv_dim, vv);
+  for (int k0 = key_lane; k0 < len; k0 += KPI * U) {
+    float vv[U][VEC];
 #pragma unroll
-    for (int g = 0; g < kMaxHeadsPerCta; ++g) {
-      if (g < hpc) {
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + u * KPI;
+      if (k < len) {
+        const int pos = begin + k;
+        load(cache + int64_t{table[pos / bs]} * block_elems + v_off + int64_t{pos % bs} * kv_dim, vv[u]);
+      } else {
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) vv[u][v] = 0.0f;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int k = k0 + u * KPI;
+      if (k >= len) break;
+#pragma unroll
+      for (int g = 0; g < H; ++g) {
         const float w = scores[g * chunk + k];
 #pragma unroll
-        for (int v = 0; v < VEC; ++v) acc[g][v] = fmaf(w, vv[v], acc[g][v]);
+        for (int v = 0; v < VEC; ++v) acc[g][v] = fmaf(w, vv[u][v], acc[g][v]);
       }
     }
   }
@@ -217,7 +238,7 @@ __global__ void __launch_bounds__(kDecodeThreads)
 #pragma unroll
   for (int o = TPK; o < 32; o <<= 1) {
 #pragma unroll
-    for (int g = 0; g < kMaxHeadsPerCta; ++g) {
+    for (int g = 0; g < H; ++g) {
 #pragma unroll
       for (int v = 0; v < VEC; ++v) acc[g][v] += __shfl_xor_sync(0xffffffffu, acc[g][v], o);
     }
@@ -225,16 +246,16 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int warp = tid / 32, lane = tid % 32;
   if (lane < TPK) {
 #pragma unroll
-    for (int g = 0; g < kMaxHeadsPerCta; ++g) {
-      if (g < hpc) {
+    for (int g = 0; g < H; ++g) {
+      {
 #pragma unroll
         for (int v = 0; v < VEC; ++v) red[(warp * hpc + g) * HD + sub * VEC + v] = acc[g][v];
       }
     }
   }
   __syncthreads();
-  constexpr int kWarps = kDecodeThreads / 32;
-  for (int i = tid; i < hpc * HD; i += kDecodeThreads) {
+  constexpr int kWarps = NT / 32;
+  for (int i = tid; i < hpc * HD; i += NT) {
     const int g = i / HD, d = i % HD;
     float total = 0.0f;
 #pragma unroll
@@ -275,8 +296,29 @@ __global__ void CombineSplitsKernel(AttentionParams p, int num_splits, const flo
   }
 }
 
-inline size_t DecodeSmemBytes(int hpc, int chunk, int head_dim) {
-  return sizeof(float) * (size_t(hpc) * chunk + size_t(kDecodeThreads / 32) * hpc * head_dim);
+inline size_t DecodeSmemBytes(int hpc, int chunk, int head_dim, int threads = kDecodeThreads) {
+  return sizeof(float) * (size_t(hpc) * chunk + size_t(threads / 32) * hpc * head_dim);
+}
+
+template <typename T, int HD, int NT, int U>
+Error LaunchDecodeKernel(const AttentionParams& p, const DecodePlan& plan, float* part_o, float* part_ml,
+                         cudaStream_t stream) {
+  const size_t smem = DecodeSmemBytes(plan.heads_per_cta, plan.chunk, HD, NT);
+  auto kernel = DecodeAttentionKernel<T, HD, 1, NT, U>;
+  switch (plan.heads_per_cta) {
+    case 2: kernel = DecodeAttentionKernel<T, HD, 2, NT, U>; break;
+    case 4: kernel = DecodeAttentionKernel<T, HD, 4, NT, U>; break;
+    case 8: kernel = DecodeAttentionKernel<T, HD, 8, NT, U>; break;
+  }
+  if (smem > 48 * 1024) {
+    if (Error e = ErrorOf(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+        !e.empty()) {
+      return e;
+    }
+  }
+  dim3 grid(p.num_rows, p.num_heads / plan.heads_per_cta, plan.splits);
+  kernel<<<grid, NT, smem, stream>>>(p, plan.heads_per_cta, plan.splits, plan.chunk, part_o, part_ml);
+  return LaunchResult();
 }
 
 template <typename T, int HD>
@@ -295,17 +337,20 @@ Error DecodeAttentionImpl(const AttentionParams& p, cudaStream_t stream) {
     part_o = static_cast<float*>(p.workspace);
     part_ml = part_o + entries * HD;
   }
-  const size_t smem = DecodeSmemBytes(plan.heads_per_cta, plan.chunk, HD);
-  auto kernel = DecodeAttentionKernel<T, HD>;
-  if (smem > 48 * 1024) {
-    if (Error e = ErrorOf(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-        !e.empty()) {
-      return e;
+  Error launched;
+  // Variants for tuning (AttentionParams::decode_variant), bf16 at the
+  // common head sizes only, to keep the build lean.
+  if constexpr (std::is_same_v<T, __nv_bfloat16> && (HD == 64 || HD == 128)) {
+    switch (p.decode_variant) {
+      case 1: launched = LaunchDecodeKernel<T, HD, 256, 4>(p, plan, part_o, part_ml, stream); break;
+      case 2: launched = LaunchDecodeKernel<T, HD, 128, 8>(p, plan, part_o, part_ml, stream); break;
+      case 3: launched = LaunchDecodeKernel<T, HD, 256, 8>(p, plan, part_o, part_ml, stream); break;
+      default: launched = LaunchDecodeKernel<T, HD, kDecodeThreads, 4>(p, plan, part_o, part_ml, stream);
     }
+  } else {
+    launched = LaunchDecodeKernel<T, HD, kDecodeThreads, 4>(p, plan, part_o, part_ml, stream);
   }
-  dim3 grid(p.num_rows, p.num_heads / plan.heads_per_cta, plan.splits);
-  kernel<<<grid, kDecodeThreads, smem, stream>>>(p, plan.heads_per_cta, plan.splits, plan.chunk, part_o, part_ml);
-  if (Error e = LaunchResult(); !e.empty()) return e;
+  if (!launched.empty()) return launched;
   if (plan.splits > 1) {
     CombineSplitsKernel<T, HD><<<dim3(p.num_rows, p.num_heads), HD < 32 ? 32 : HD, 0, stream>>>(
         p, plan.splits, part_o, part_ml);

@@ -406,8 +406,8 @@ TEST(CudaKernels, SwiGluEmbeddingAndGemmMatchReference) {
 
     std::unique_ptr<Gemm> gemm;
     ASSERT_CUDA(Gemm::Create(&gemm));
-    for (int m : {1, 7, 64}) {
-      const int nn = 96, k = 128;
+    for (auto [m, k] : std::vector<std::pair<int, int>>{{1, 128}, {7, 128}, {64, 128}, {1, 1064}, {8, 2048}, {3, 5632}}) {
+      const int nn = 96;
       std::vector<float> x = RoundTrip(t, Random(size_t(m) * k, rng)), w = RoundTrip(t, Random(size_t(nn) * k, rng)),
                          bias = RoundTrip(t, Random(nn, rng));
       Buf dx = Upload(t, x), dw = Upload(t, w), db = Upload(t, bias), dy(size_t(m) * nn * 4);
