@@ -4,6 +4,7 @@
 
 namespace ferry {
 
+int RunDrain(int argc, char** argv);
 int RunGateway(int argc, char** argv);
 int RunGenerate(int argc, char** argv);
 int RunMakeModel(int argc, char** argv);

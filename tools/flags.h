@@ -1,6 +1,13 @@
 // A small command-line flag parser for the ferry subcommands:
 // `--name value` or `--name=value`, booleans as `--name` / `--name=false`,
 // and `--help`. Unknown flags and bad values are errors naming the flag.
+//
+// Every command also takes `--config FILE` (tools/config_file.h: JSON or a
+// YAML subset whose keys are the flag names) and environment overrides
+// FERRY_<FLAG_NAME> (`--max-num-seqs` <- $FERRY_MAX_NUM_SEQS; empty values
+// are ignored). Precedence, lowest first: defaults, the config file, the
+// environment, the command line. An unknown key or a bad value in any of
+// them is an error naming the key and where it came from.
 #pragma once
 
 #include <cstdint>
@@ -22,8 +29,10 @@ class FlagParser {
   void AddDouble(const std::string& name, double* out, const std::string& help);
   void AddBool(const std::string& name, bool* out, const std::string& help);
 
-  // Parses argv[1..]; argv[0] is the subcommand name. InvalidArgument for an
-  // unknown flag, a missing value or a value of the wrong type.
+  // Parses --config, the environment and argv[1..]; argv[0] is the
+  // subcommand name. InvalidArgument for an unknown flag or config key, a
+  // missing value or a value of the wrong type; NotFound for an unreadable
+  // config file.
   absl::Status Parse(int argc, char** argv);
   bool help_requested() const { return help_; }
   std::string Usage() const;
@@ -37,6 +46,10 @@ class FlagParser {
     std::function<absl::Status(const std::string&)> set;
   };
   Flag* Find(const std::string& name);
+  // Sets flag `f` from `value`; `origin` names where it came from in errors.
+  static absl::Status Set(Flag& f, const std::string& value, const std::string& origin);
+  absl::Status ApplyConfigFile(const std::string& path);
+  absl::Status ApplyEnvironment();
 
   std::string command_;
   std::string summary_;

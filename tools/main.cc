@@ -14,6 +14,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"drain", "drain a worker: its requests migrate to other workers (a worker pod's preStop)", ferry::RunDrain},
     {"gateway", "serve the OpenAI-compatible HTTP API in front of a scheduler or worker (gRPC)",
      ferry::RunGateway},
     {"generate", "generate text from a prompt on the local CPU engine", ferry::RunGenerate},
