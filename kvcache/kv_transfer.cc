@@ -1,5 +1,6 @@
 #include "kvcache/kv_transfer.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -223,6 +224,43 @@ std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
     PutU64(out, BlockChecksum(data, static_cast<size_t>(bytes_per_block),
                               first_block_index + static_cast<int64_t>(i)));
     out.append(data, static_cast<size_t>(bytes_per_block));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> SplitBlocks(std::string_view chunk, int64_t max_blocks) {
+  if (max_blocks < 1) return absl::InvalidArgumentError("KV transfer: max_blocks must be at least 1");
+  Reader r(chunk);
+  std::string_view magic;
+  uint16_t version = 0, reserved16 = 0;
+  uint32_t count = 0, reserved32 = 0;
+  int64_t first = 0, bytes_per_block = 0;
+  if (!r.Bytes(sizeof(kChunkMagic), &magic) ||
+      std::memcmp(magic.data(), kChunkMagic, sizeof(kChunkMagic)) != 0 || !r.U16(&version) ||
+      !r.U16(&reserved16) || !r.I64(&first) || !r.U32(&count) || !r.U32(&reserved32) ||
+      !r.I64(&bytes_per_block) || version != kKvTransferVersion || first < 0 || bytes_per_block <= 0) {
+    return Malformed("not a KV block chunk");
+  }
+  const size_t per_block = kBlockChecksumBytes + static_cast<size_t>(bytes_per_block);
+  if (per_block == 0 || r.remaining() / per_block != count || r.remaining() % per_block != 0) {
+    return Malformed("chunk body does not match its block count");
+  }
+  std::vector<std::string> out;
+  for (int64_t done = 0; done < int64_t{count}; done += max_blocks) {
+    const int64_t n = std::min<int64_t>(max_blocks, int64_t{count} - done);
+    std::string piece;
+    piece.reserve(static_cast<size_t>(kChunkHeaderBytes) + static_cast<size_t>(n) * per_block);
+    piece.append(kChunkMagic, sizeof(kChunkMagic));
+    PutU16(piece, kKvTransferVersion);
+    PutU16(piece, 0);
+    PutU64(piece, static_cast<uint64_t>(first + done));
+    PutU32(piece, static_cast<uint32_t>(n));
+    PutU32(piece, 0);
+    PutU64(piece, static_cast<uint64_t>(bytes_per_block));
+    std::string_view body;
+    r.Bytes(static_cast<size_t>(n) * per_block, &body);
+    piece.append(body);
+    out.push_back(std::move(piece));
   }
   return out;
 }

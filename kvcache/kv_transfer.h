@@ -18,6 +18,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -66,6 +67,12 @@ int64_t EncodedBlocksSize(int64_t bytes_per_block, int64_t num_blocks);
 // Block ids must be valid in `cache`.
 std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
                          int64_t first_block_index = 0);
+
+// Splits one chunk (as EncodeBlocks wrote it) into chunks of at most
+// `max_blocks` blocks, in order: each is byte for byte what EncodeBlocks gives
+// for its range, checksums included, so a sender can keep messages small.
+// InvalidArgument for max_blocks < 1 or a malformed chunk.
+absl::StatusOr<std::vector<std::string>> SplitBlocks(std::string_view chunk, int64_t max_blocks);
 
 // Checks one chunk completely, then writes its blocks into `dst_blocks` of
 // `cache`. Checked first: the header's layout against `cache` and `model_id`

@@ -29,8 +29,9 @@ class InFlightGuard {
 };
 
 std::string EndpointLabel(const std::string& path) {
-  static const char* kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/models", "/tokenize",
-                                 "/detokenize",     "/health",              "/ready",     "/metrics"};
+  static const char* kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",    "/tokenize",
+                                 "/detokenize",     "/health",              "/ready",         "/metrics",
+                                 "/admin/cluster",  "/admin/migrate",       "/admin/drain"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
@@ -197,12 +198,19 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   if (endpoint == "other") return absl::NotFoundError(absl::StrCat("no such endpoint: ", path));
   const bool is_post = endpoint == "/v1/completions" || endpoint == "/v1/chat/completions" ||
-                       endpoint == "/tokenize" || endpoint == "/detokenize";
+                       endpoint == "/tokenize" || endpoint == "/detokenize" || endpoint == "/admin/migrate" ||
+                       endpoint == "/admin/drain";
   const char* allowed = is_post ? "POST" : "GET";
   if (method != allowed) return MethodNotAllowed(request.method, path, allowed);
   if (endpoint == "/health") return JsonResponse(Json{{"status", "ok"}});
   if (endpoint == "/ready") return Ready();
   if (endpoint == "/metrics") return Metrics();
+  if (absl::StartsWith(endpoint, "/admin/")) {
+    FERRY_RETURN_IF_ERROR(AuthorizeAdmin(request));
+    if (endpoint == "/admin/cluster") return AdminCluster();
+    if (endpoint == "/admin/migrate") return AdminMigrate(request);
+    return AdminDrain(request);
+  }
   int key_index = -1;
   FERRY_RETURN_IF_ERROR(Authorize(request, &key_index));
   if (endpoint == "/v1/completions") return Completions(request, key_index);

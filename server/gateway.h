@@ -1,9 +1,11 @@
 // The OpenAI-compatible gateway: routes HTTP requests to the completions,
 // chat, models, tokenize, health and metrics endpoints; checks API keys;
 // validates input; renders chat templates; tokenizes; and hands generations
-// to a GenerateBackend. It knows nothing of the HTTP library (HttpServer
-// feeds it) nor of the engine (the backend hides it). Every error becomes
-// an OpenAI error body in one place (openai_error.h).
+// to a GenerateBackend. With a cluster scheduler behind it, it also serves
+// the admin endpoints (/admin/cluster, /admin/migrate, /admin/drain). It
+// knows nothing of the HTTP library (HttpServer feeds it) nor of the engine
+// (the backend hides it). Every error becomes an OpenAI error body in one
+// place (openai_error.h).
 #pragma once
 
 #include <atomic>
@@ -62,6 +64,13 @@ class Gateway {
   absl::StatusOr<HttpResponse> Detokenize(const HttpRequest& request) const;
   HttpResponse Ready() const;
   HttpResponse Metrics() const;
+
+  // Cluster admin (admin_endpoints.cc).
+  absl::Status AuthorizeAdmin(const HttpRequest& request) const;
+  absl::StatusOr<ClusterAdmin*> Admin() const;
+  absl::StatusOr<HttpResponse> AdminCluster() const;
+  absl::StatusOr<HttpResponse> AdminMigrate(const HttpRequest& request) const;
+  absl::StatusOr<HttpResponse> AdminDrain(const HttpRequest& request) const;
 
   std::string NewId(const char* prefix);
 

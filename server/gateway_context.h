@@ -23,6 +23,9 @@ struct GatewayOptions {
   int max_model_len = 0;
   AdmissionOptions admission;
   std::vector<std::string> api_keys;
+  // Opens the /admin/ endpoints (as "Authorization: Bearer KEY"). Empty: they
+  // are open when there are no API keys either, else refused (403).
+  std::string admin_key;
   // A generation running longer is aborted (504, or an error event in a
   // stream).
   absl::Duration request_timeout = absl::Minutes(10);

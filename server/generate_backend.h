@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "ferry/v1/worker.pb.h"
+#include "server/cluster_admin.h"
 
 namespace ferry {
 
@@ -29,6 +30,9 @@ class GenerateBackend {
   virtual void Abort(const std::string& request_id) = 0;
   // A worker is reachable and a model is loaded.
   virtual bool Ready() = 0;
+  // The cluster's admin calls, or null when the backend is not a cluster
+  // scheduler (one worker, one engine). Lives as long as the backend.
+  virtual ClusterAdmin* cluster_admin() { return nullptr; }
 };
 
 }  // namespace ferry

@@ -2,11 +2,13 @@
 
 #include <grpcpp/create_channel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "server/request_stream.h"
 
 namespace ferry {
@@ -38,6 +40,7 @@ class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended; OnDone follows
+    got_events_ = true;
     int sample = event_.sample_index();
     if (IsFinal(event_.finish_reason()) && sample >= 0 && sample < static_cast<int>(finished_.size())) {
       finished_[sample] = true;
@@ -60,7 +63,7 @@ class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
           ev.set_error("the generation stream ended before the sample finished");
           ev.set_error_code(static_cast<int>(absl::StatusCode::kInternal));
         } else {
-          ev.set_error(status.error_message());
+          ev.set_error(Describe(status));
           ev.set_error_code(static_cast<int>(status.error_code()));
         }
       }
@@ -71,6 +74,20 @@ class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
   }
 
  private:
+  // The error for a client: an unavailable server named, and a stream that
+  // broke after it started told apart from one that never started.
+  std::string Describe(const grpc::Status& status) const {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return status.error_message();
+    const char* target = owner_->options_.target == BackendTarget::kScheduler ? "scheduler" : "worker";
+    if (got_events_) {
+      return absl::StrCat("lost the ", target, " at ", owner_->options_.address,
+                          " mid-generation (it stopped or restarted); the output is incomplete: ",
+                          status.error_message());
+    }
+    return absl::StrCat("the ", target, " at ", owner_->options_.address, " is unavailable: ",
+                        status.error_message());
+  }
+
   GrpcBackend* owner_;
   v1::GenerateRequest request_;
   EventCallback on_event_;
@@ -78,11 +95,16 @@ class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
   v1::TokenEvent event_;
   std::vector<bool> finished_;
   std::atomic<bool> cancelled_{false};
+  bool got_events_ = false;  // reactions run one at a time per call
 };
 
 GrpcBackend::GrpcBackend(const GrpcBackendOptions& options) : options_(options) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  const int max_backoff_ms = static_cast<int>(absl::ToInt64Milliseconds(options.max_reconnect_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
   channel_ = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
   if (options.target == BackendTarget::kScheduler) {
     scheduler_ = v1::Scheduler::NewStub(channel_);
@@ -148,6 +170,46 @@ bool GrpcBackend::Ready() {
   v1::HealthResponse response;
   grpc::Status s = worker_->Health(&context, v1::HealthRequest(), &response);
   return s.ok() && response.ready();
+}
+
+ClusterAdmin* GrpcBackend::cluster_admin() {
+  return options_.target == BackendTarget::kScheduler ? this : nullptr;
+}
+
+absl::StatusOr<v1::ListWorkersResponse> GrpcBackend::ListWorkers() {
+  if (scheduler_ == nullptr) return absl::FailedPreconditionError("the backend is a worker, not a scheduler");
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.admin_timeout));
+  v1::ListWorkersResponse response;
+  FERRY_RETURN_IF_ERROR(FromGrpcStatus(scheduler_->ListWorkers(&context, v1::ListWorkersRequest(), &response)));
+  return response;
+}
+
+absl::StatusOr<v1::MigrateResponse> GrpcBackend::Migrate(const std::string& request_id, const std::string& to) {
+  if (scheduler_ == nullptr) return absl::FailedPreconditionError("the backend is a worker, not a scheduler");
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.migrate_timeout));
+  v1::MigrateRequest request;
+  request.set_request_id(request_id);
+  request.set_destination_worker_id(to);
+  v1::MigrateResponse response;
+  FERRY_RETURN_IF_ERROR(FromGrpcStatus(scheduler_->Migrate(&context, request, &response)));
+  if (!response.ok()) {
+    const int code = response.error_code();
+    return absl::Status(code > 0 && code <= 16 ? static_cast<absl::StatusCode>(code) : absl::StatusCode::kAborted,
+                        response.error().empty() ? "the request was not migrated" : response.error());
+  }
+  return response;
+}
+
+absl::Status GrpcBackend::Drain(const std::string& worker) {
+  if (scheduler_ == nullptr) return absl::FailedPreconditionError("the backend is a worker, not a scheduler");
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.admin_timeout));
+  v1::DrainWorkerRequest request;
+  request.set_worker_id(worker);
+  v1::DrainWorkerResponse response;
+  return FromGrpcStatus(scheduler_->DrainWorker(&context, request, &response));
 }
 
 }  // namespace ferry

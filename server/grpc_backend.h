@@ -3,7 +3,9 @@
 // shapes. Each request is one server-streaming call; Abort cancels it, and
 // the server side aborts the request and frees its KV blocks. A call that
 // fails or breaks ends its unfinished samples with FINISH_REASON_ERROR and
-// the gRPC status code in error_code.
+// the gRPC status code in error_code; a server that went away mid-stream
+// (a scheduler restart) says so: "lost the scheduler at ADDR mid-generation".
+// Towards a scheduler it is also the ClusterAdmin of the admin endpoints.
 #pragma once
 
 #include <map>
@@ -25,9 +27,15 @@ struct GrpcBackendOptions {
   BackendTarget target = BackendTarget::kWorker;
   std::string address;  // host:port
   absl::Duration health_timeout = absl::Seconds(2);
+  // ListWorkers and Drain; Migrate waits for the copy, up to migrate_timeout.
+  absl::Duration admin_timeout = absl::Seconds(5);
+  absl::Duration migrate_timeout = absl::Seconds(60);
+  // Longest wait between attempts to reconnect to a server that went away
+  // (a restarted scheduler is found again within about this time).
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
 };
 
-class GrpcBackend final : public GenerateBackend {
+class GrpcBackend final : public GenerateBackend, public ClusterAdmin {
  public:
   // InvalidArgument for an empty address. Connecting is lazy: an unreachable
   // server shows as Ready() == false and as Unavailable errors per request.
@@ -38,6 +46,12 @@ class GrpcBackend final : public GenerateBackend {
   absl::Status Generate(const v1::GenerateRequest& request, EventCallback on_event) override;
   void Abort(const std::string& request_id) override;
   bool Ready() override;
+  // This backend when it talks to a scheduler; null for a worker.
+  ClusterAdmin* cluster_admin() override;
+
+  absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override;
+  absl::StatusOr<v1::MigrateResponse> Migrate(const std::string& request_id, const std::string& to) override;
+  absl::Status Drain(const std::string& worker) override;
 
  private:
   class Call;

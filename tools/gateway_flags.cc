@@ -20,6 +20,9 @@ void GatewayFlags::Register(FlagParser& flags) {
   flags.AddString("api-key", &api_key,
                   "require 'Authorization: Bearer KEY' (comma-separated keys; also $FERRY_API_KEYS)");
   flags.AddString("api-key-file", &api_key_file, "file with one accepted API key per line");
+  flags.AddString("admin-key", &admin_key,
+                  "key for the /admin/ endpoints as 'Authorization: Bearer KEY' (also $FERRY_ADMIN_KEY); "
+                  "without one they are open only when no API key is set");
   flags.AddInt("max-running-requests", &max_running, "generation requests running at once");
   flags.AddInt("max-running-requests-per-key", &max_running_per_key,
                "generation requests running at once per API key (0: no per-key limit)");
@@ -60,6 +63,8 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
   if (const char* env = std::getenv("FERRY_API_KEYS"); env != nullptr) {
     for (std::string& k : ApiKeys::SplitList(env)) o.api_keys.push_back(std::move(k));
   }
+  o.admin_key = admin_key;
+  if (const char* env = std::getenv("FERRY_ADMIN_KEY"); o.admin_key.empty() && env != nullptr) o.admin_key = env;
   if (!api_key_file.empty()) {
     FERRY_ASSIGN_OR_RETURN(std::vector<std::string> keys, ApiKeys::ReadFile(api_key_file));
     for (std::string& k : keys) o.api_keys.push_back(std::move(k));

@@ -16,6 +16,7 @@ struct GatewayFlags {
   std::string served_model_name;
   std::string api_key;       // comma-separated
   std::string api_key_file;  // one key per line
+  std::string admin_key;     // opens /admin/ (also $FERRY_ADMIN_KEY)
   int64_t max_running = 256;
   int64_t max_running_per_key = 0;
   int64_t max_waiting = 256;
@@ -28,7 +29,8 @@ struct GatewayFlags {
   std::string log_level = "info";
 
   void Register(FlagParser& flags);
-  // Keys come from --api-key, $FERRY_API_KEYS and --api-key-file together.
+  // Keys come from --api-key, $FERRY_API_KEYS and --api-key-file together;
+  // the admin key from --admin-key, else $FERRY_ADMIN_KEY.
   // InvalidArgument for out-of-range values; NotFound for a missing key file.
   absl::StatusOr<GatewayOptions> ToGatewayOptions(int max_model_len) const;
   HttpServerOptions ToHttpOptions(const std::string& host, int port) const;

@@ -48,6 +48,14 @@ absl::Status AttachRegistry::Attach(const std::string& request_id, GenerateStrea
   return absl::OkStatus();
 }
 
+bool AttachRegistry::DropUnattached(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = buffers_.find(request_id);
+  if (it == buffers_.end() || it->second->subscriber) return false;
+  buffers_.erase(it);
+  return true;
+}
+
 std::vector<std::string> AttachRegistry::Expire(absl::Duration ttl) {
   std::vector<std::string> out;
   absl::Time cutoff = absl::Now() - ttl;

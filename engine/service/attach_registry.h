@@ -23,6 +23,9 @@ class AttachRegistry {
   // events first, then live ones. NotFound when nothing migrated here under
   // that id (or it was already attached).
   absl::Status Attach(const std::string& request_id, GenerateStream* stream);
+  // Drops the buffer of `request_id` if nobody attached to it yet (the
+  // request was aborted here or never started); true when one was dropped.
+  bool DropUnattached(const std::string& request_id);
   // Request ids whose buffers waited longer than `ttl` without a listener
   // (they are dropped; the caller aborts them).
   std::vector<std::string> Expire(absl::Duration ttl);

@@ -13,8 +13,9 @@ void StreamHandle::Push(v1::TokenEvent event) {
   if (stream != nullptr) stream->PushLocked(std::move(event));
 }
 
-GenerateStream::GenerateStream(Engine* engine, std::string request_id, int num_samples)
+GenerateStream::GenerateStream(Engine* engine, std::string request_id, int num_samples, AbortFn abort)
     : engine_(engine),
+      abort_(abort ? std::move(abort) : [engine](const std::string& id) { engine->Abort(id); }),
       request_id_(std::move(request_id)),
       handle_(std::make_shared<StreamHandle>()),
       unfinished_(num_samples) {
@@ -35,11 +36,13 @@ void GenerateStream::Fail(const grpc::Status& status) {
 }
 
 void GenerateStream::OnWriteDone(bool ok) {
+  // The client is gone: stop the request and free its blocks. Not under the
+  // handle's lock: aborting takes the attach registry's, which is taken
+  // before the handle's elsewhere.
+  if (!ok) abort_(request_id_);
   absl::MutexLock lock(&handle_->mu);
   writing_ = false;
   if (!ok) {
-    // The client is gone: stop the request and free its blocks.
-    engine_->Abort(request_id_);
     FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
     return;
   }
@@ -47,7 +50,7 @@ void GenerateStream::OnWriteDone(bool ok) {
 }
 
 void GenerateStream::OnCancel() {
-  engine_->Abort(request_id_);
+  abort_(request_id_);
   absl::MutexLock lock(&handle_->mu);
   FinishOnceLocked(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
 }

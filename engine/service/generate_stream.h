@@ -5,6 +5,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,8 +29,11 @@ struct StreamHandle {
 
 class GenerateStream final : public grpc::ServerWriteReactor<v1::TokenEvent> {
  public:
+  using AbortFn = std::function<void(const std::string& request_id)>;
   // The stream ends once `num_samples` samples have sent their last event.
-  GenerateStream(Engine* engine, std::string request_id, int num_samples);
+  // A client that goes away aborts the request through `abort` (default:
+  // Engine::Abort).
+  GenerateStream(Engine* engine, std::string request_id, int num_samples, AbortFn abort = nullptr);
 
   std::shared_ptr<StreamHandle> handle() const { return handle_; }
   // Submits `input` with this stream as its sink, or ends the stream with the
@@ -49,6 +53,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<v1::TokenEvent> {
   void FinishOnceLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(handle_->mu);
 
   Engine* engine_;
+  AbortFn abort_;
   std::string request_id_;
   std::shared_ptr<StreamHandle> handle_;
   std::deque<v1::TokenEvent> queue_;

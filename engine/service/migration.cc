@@ -3,8 +3,10 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
+#include <algorithm>
 #include <chrono>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
@@ -83,9 +85,25 @@ GenerateInput FromRequestState(const v1::RequestState& s) {
   return in;
 }
 
-absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
-                                           const std::string& destination,
-                                           const LiveMigrationOptions& options) {
+namespace {
+
+// Drops whatever the destination holds of `id` (a reservation, or a request
+// it resumed) after a migration that did not commit.
+void AbortOnDestination(v1::Worker::Stub& stub, const std::string& id, absl::Duration timeout) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(timeout));
+  v1::AbortRequest request;
+  request.set_request_id(id);
+  v1::AbortResponse response;
+  grpc::Status s = stub.Abort(&ctx, request, &response);
+  if (!s.ok()) {
+    Logger("worker")->warn("req={} migration failed; releasing it on the destination failed too: {}", id,
+                           s.error_message());
+  }
+}
+
+absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, const std::string& destination,
+                                        const LiveMigrationOptions& options, OutboundMigrations* outbound) {
   MigrationResult result;
   FERRY_ASSIGN_OR_RETURN(Engine::MigrationSnapshot snap, engine.SnapshotForMigration(id, 0, false).get());
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader layout, DecodeHeader(snap.header));
@@ -110,6 +128,11 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
   if (!reserved.accepted()) {
     return absl::ResourceExhaustedError(absl::StrCat("destination refused: ", reserved.reason()));
   }
+  // From here on, a failure must leave nothing of the request there: a
+  // reservation whose transfer stream was cancelled before the destination
+  // saw it, or a request it resumed just before the failure. (Aborting an id
+  // also drops its reservation.)
+  auto release = absl::MakeCleanup([&] { AbortOnDestination(*stub, id, absl::Seconds(2)); });
 
   // 2. Rounds: completed blocks, while the request keeps decoding here.
   grpc::ClientContext ctx;
@@ -123,12 +146,38 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
     return s.ok() ? absl::UnavailableError(absl::StrCat("destination stream broke during ", what)) : s;
   };
   int64_t sent = 0;
+  const int64_t bytes_per_block = snap.num_blocks > 0 ? static_cast<int64_t>(snap.payload.size()) / snap.num_blocks
+                                                    : options.max_message_bytes;
+  const int64_t max_blocks = std::max<int64_t>(1, options.max_message_bytes / std::max<int64_t>(bytes_per_block, 1));
   auto send = [&](const Engine::MigrationSnapshot& s, bool last) {
     result.blocks_sent += s.num_blocks;
     result.bytes_sent += static_cast<int64_t>(s.payload.size());
-    return writer->Write(ToChunk(id, s, last));
+    if (s.num_blocks <= max_blocks) return writer->Write(ToChunk(id, s, last));
+    absl::StatusOr<std::vector<std::string>> pieces = SplitBlocks(s.payload, max_blocks);
+    if (!pieces.ok()) return false;
+    for (size_t i = 0; i < pieces->size(); ++i) {
+      // Every piece but the final one stands for the sequence up to its end.
+      const bool final_piece = i + 1 == pieces->size();
+      Engine::MigrationSnapshot piece;
+      piece.first_block = s.first_block + static_cast<int64_t>(i) * max_blocks;
+      piece.num_blocks = std::min(max_blocks, s.first_block + s.num_blocks - piece.first_block);
+      piece.payload = std::move((*pieces)[i]);
+      if (final_piece) {
+        piece.header = s.header;
+        piece.num_kv_tokens = s.num_kv_tokens;
+        piece.state = s.state;
+      } else {
+        KvTransferHeader h = layout;
+        h.num_blocks = piece.first_block + piece.num_blocks;
+        h.num_tokens = h.num_blocks * layout.block_size;
+        piece.header = EncodeHeader(h);
+        piece.num_kv_tokens = h.num_tokens;
+      }
+      if (!writer->Write(ToChunk(id, piece, last && final_piece))) return false;
+    }
+    return true;
   };
-  while (true) {
+  while (!options.stop_and_copy) {
     if (snap.num_blocks > 0) {
       if (!send(snap, false)) return broken("a copy round");
       sent = snap.first_block + snap.num_blocks;
@@ -154,6 +203,7 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
     writer->Finish();
     return last.status();
   }
+  if (options.on_last_stage) options.on_last_stage(id);
   bool wrote = send(*last, true);
   writer->WritesDone();
   absl::Status status = FromGrpcStatus(writer->Finish());
@@ -163,11 +213,33 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
                                                                    received.error()));
     return status;
   }
+  if (outbound != nullptr && !outbound->HandOver(id)) {
+    // Aborted here while paused: the destination already runs the request
+    // and nobody will attach to it. `release` stops it there now rather
+    // than at its attach timeout. If the abort has not reached the engine
+    // yet, the request resumes here and that abort ends it.
+    engine.AbortMigration(id);
+    return absl::CancelledError("the request was aborted during the last migration stage");
+  }
+  std::move(release).Cancel();
   engine.CommitMigration(id, destination);
   result.downtime = absl::Now() - paused_at;
   Logger("worker")->info("req={} migrated to {}: {} rounds, {} blocks, {} bytes, downtime {}", id,
                          destination, result.rounds, result.blocks_sent, result.bytes_sent,
                          absl::FormatDuration(result.downtime));
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
+                                           const std::string& destination,
+                                           const LiveMigrationOptions& options, OutboundMigrations* outbound) {
+  if (outbound != nullptr) outbound->Begin(id, destination);
+  absl::StatusOr<MigrationResult> result = CopyOut(engine, id, destination, options, outbound);
+  // A committed hand-over stays registered (until it expires) so that a late
+  // abort here still reaches the destination.
+  if (outbound != nullptr && !result.ok()) outbound->End(id);
   return result;
 }
 
@@ -212,7 +284,10 @@ void ReceiveKvReactor::OnReadDone(bool ok) {
     input.request_id = request_id_;
     EventSink sink = attach_->Create(request_id_);
     s = engine_->ResumeMigrated(std::move(input), chunk_.num_tokens(), std::move(sink)).get();
-    if (!s.ok()) return Fail(s);
+    if (!s.ok()) {
+      attach_->DropUnattached(request_id_);
+      return Fail(s);
+    }
     resumed_ = true;
     response_->set_accepted(true);
   }

@@ -9,12 +9,14 @@
 //           AttachRegistry until the scheduler attaches.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
 #include "engine/service/attach_registry.h"
+#include "engine/service/outbound_migrations.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -24,6 +26,16 @@ struct LiveMigrationOptions {
   int final_stage_blocks = 2;    // go to the last stage when at most this many blocks are left
   absl::Duration reservation_ttl = absl::Seconds(10);
   absl::Duration rpc_timeout = absl::Seconds(30);
+  // Largest KvChunk message. Small messages let gRPC's flow control hold the
+  // copy rounds to the destination's pace, so no backlog of blocks is left
+  // to absorb during the last stage (it would be downtime).
+  int64_t max_message_bytes = 2 << 20;
+  // Stop-and-copy (a baseline for benchmarks): pause first and send every
+  // block in the last stage, so the whole copy is downtime.
+  bool stop_and_copy = false;
+  // Called on the migrating thread once the request is paused for the last
+  // stage, before its last chunk goes out: lets tests act inside that window.
+  std::function<void(const std::string& request_id)> on_last_stage;
 };
 
 struct MigrationResult {
@@ -34,13 +46,19 @@ struct MigrationResult {
 };
 
 // Moves request `id` from `engine` to the worker at `destination`. On any
-// failure the request stays (or resumes) here and an error says why:
+// failure the request stays (or resumes) here, the destination is told to
+// drop what it holds of it (reservation or resumed copy), and an error says
+// why:
 // FailedPrecondition (not running here, n > 1, preempted or finished
 // mid-copy), ResourceExhausted (the destination is out of blocks),
-// Unavailable/DeadlineExceeded (the destination is unreachable or slow).
+// Unavailable/DeadlineExceeded (the destination is unreachable or slow),
+// Cancelled (aborted here during the last stage, after the destination had
+// resumed it: it was aborted there too). With `outbound`, the migration is
+// registered there so that aborts here reach the destination.
 absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id,
                                            const std::string& destination,
-                                           const LiveMigrationOptions& options = {});
+                                           const LiveMigrationOptions& options = {},
+                                           OutboundMigrations* outbound = nullptr);
 
 // Converts a paused sample's state to and from its wire form.
 v1::RequestState ToRequestState(const GenerateInput& input);

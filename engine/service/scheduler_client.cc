@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "common/logging.h"
 
 namespace ferry {
@@ -32,7 +34,16 @@ std::string SchedulerClient::worker_id() const {
 }
 
 void SchedulerClient::Run() {
-  auto channel = grpc::CreateChannel(options_.scheduler_address, grpc::InsecureChannelCredentials());
+  // Reconnect quickly to a scheduler that went away: gRPC's default backoff
+  // grows to two minutes, and a restarted scheduler should see its workers
+  // again within about a second.
+  grpc::ChannelArguments args;
+  const int max_backoff_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.max_reconnect_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
+  auto channel =
+      grpc::CreateCustomChannel(options_.scheduler_address, grpc::InsecureChannelCredentials(), args);
   auto stub = v1::Scheduler::NewStub(channel);
   while (true) {
     const absl::Duration wait = Step(*stub);

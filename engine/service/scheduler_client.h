@@ -24,6 +24,8 @@ struct SchedulerClientOptions {
   absl::Duration heartbeat_interval = absl::Milliseconds(50);
   absl::Duration rpc_timeout = absl::Milliseconds(500);
   absl::Duration retry_delay = absl::Milliseconds(200);
+  // Longest wait between reconnection attempts to the scheduler.
+  absl::Duration max_reconnect_backoff = absl::Seconds(1);
 };
 
 class SchedulerClient {

@@ -1,5 +1,7 @@
 #include "engine/service/worker_service.h"
 
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
 
 #include "absl/time/clock.h"
@@ -135,13 +137,38 @@ void WorkerService::Janitor() {
       Logger("worker")->warn("req={} migrated here but nobody attached: aborting", id);
       engine_->Abort(id);
     }
+    outbound_.Expire(options_.attach_timeout);
   }
+}
+
+void WorkerService::AbortRequest(const std::string& request_id) {
+  engine_->Abort(request_id);
+  attach_.DropUnattached(request_id);
+  if (std::optional<std::string> destination = outbound_.Cancel(request_id)) {
+    Logger("worker")->info("req={} aborted after its hand-over: aborting it on {}", request_id, *destination);
+    SendAbort(*destination, request_id);
+  }
+}
+
+void WorkerService::SendAbort(const std::string& address, const std::string& request_id) {
+  struct Pending {
+    grpc::ClientContext context;
+    v1::AbortRequest request;
+    v1::AbortResponse response;
+    std::unique_ptr<v1::Worker::Stub> stub;
+  };
+  auto* p = new Pending;
+  p->stub = v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  p->request.set_request_id(request_id);
+  p->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  p->stub->async()->Abort(&p->context, &p->request, &p->response, [p](grpc::Status) { delete p; });
 }
 
 grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::CallbackServerContext* context,
                                                                   const v1::GenerateRequest* request) {
   if (request->attach()) {
-    auto* stream = new GenerateStream(engine_, request->request_id(), 1);
+    auto* stream = new GenerateStream(engine_, request->request_id(), 1,
+                                      [this](const std::string& id) { AbortRequest(id); });
     absl::Status s = attach_.Attach(request->request_id(), stream);
     if (!s.ok()) stream->Fail(ToGrpcStatus(s));
     return stream;
@@ -154,7 +181,8 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
   }
   Logger("worker")->debug("req={} generate: {} prompt tokens", input->request_id, input->prompt_ids.size());
   const int samples = input->resume ? 1 : input->params.n;
-  auto* stream = new GenerateStream(engine_, input->request_id, samples);
+  auto* stream = new GenerateStream(engine_, input->request_id, samples,
+                                    [this](const std::string& id) { AbortRequest(id); });
   stream->Start(std::move(*input));
   return stream;
 }
@@ -162,7 +190,7 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
 grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* context,
                                                const v1::AbortRequest* request,
                                                v1::AbortResponse* response) {
-  engine_->Abort(request->request_id());
+  AbortRequest(request->request_id());
   response->set_found(true);
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -241,10 +269,13 @@ grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext*
   ++migrations_in_flight_;
   std::thread([this, reactor, request, response] {
     auto result = ferry::MigrateOut(*engine_, request->request_id(), request->destination(),
-                                    options_.migration);
+                                    options_.migration, &outbound_);
     response->set_migrated(result.ok());
     if (result.ok()) {
       response->set_downtime_micros(absl::ToInt64Microseconds(result->downtime));
+      response->set_kv_bytes_sent(result->bytes_sent);
+      response->set_kv_blocks_sent(result->blocks_sent);
+      response->set_rounds(result->rounds);
     } else {
       response->set_error(std::string(result.status().message()));
       Logger("worker")->info("req={} migration to {} failed: {}", request->request_id(),

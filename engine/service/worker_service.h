@@ -14,6 +14,7 @@
 #include "engine/engine.h"
 #include "engine/service/attach_registry.h"
 #include "engine/service/migration.h"
+#include "engine/service/outbound_migrations.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -64,11 +65,17 @@ class WorkerService final : public v1::Worker::CallbackService {
 
  private:
   void Janitor();
+  // Aborts `request_id` here, drops a migrated-in buffer nobody attached to,
+  // and follows a request handed over mid-abort to its destination.
+  void AbortRequest(const std::string& request_id);
+  // Fire and forget: Worker.Abort on the worker at `address`.
+  static void SendAbort(const std::string& address, const std::string& request_id);
 
   Engine* engine_;
   WorkerServiceOptions options_;
   std::string incarnation_id_;
   AttachRegistry attach_;
+  OutboundMigrations outbound_;
   std::atomic<int> migrations_in_flight_{0};
   absl::Notification stop_;
   std::thread janitor_;

@@ -170,10 +170,10 @@ void Scheduler::FeedPrefixIndex(const std::string& worker_id, const v1::LoadRepo
 
 void Scheduler::ListWorkers(Reply<v1::ListWorkersResponse> reply) {
   poster_->Post([this, reply = std::move(reply)] {
-    std::map<std::string, int> per_worker;
+    std::map<std::string, std::vector<std::string>> per_worker;
     for (const auto& [id, r] : requests_) {
       for (const Sample& s : r->samples) {
-        if (!s.finished && s.call_id != 0) ++per_worker[s.worker_id];
+        if (!s.finished && s.call_id != 0) per_worker[s.worker_id].push_back(id);
       }
     }
     v1::ListWorkersResponse response;
@@ -185,7 +185,9 @@ void Scheduler::ListWorkers(Reply<v1::ListWorkersResponse> reply) {
       *info->mutable_load() = LoadToProto(w->load);
       info->set_alive(w->alive);
       info->set_draining(w->draining);
-      info->set_num_requests(per_worker[w->worker_id]);
+      const std::vector<std::string>& ids = per_worker[w->worker_id];
+      info->set_num_requests(static_cast<int>(ids.size()));
+      for (const std::string& id : ids) info->add_request_ids(id);
       info->set_model_id(w->registration.model_id);
       info->set_incarnation_id(w->registration.incarnation_id);
     }
@@ -195,9 +197,14 @@ void Scheduler::ListWorkers(Reply<v1::ListWorkersResponse> reply) {
 
 void Scheduler::DrainWorker(const v1::DrainWorkerRequest& request, Reply<v1::DrainWorkerResponse> reply) {
   poster_->Post([this, request, reply = std::move(reply)] {
-    absl::Status s = registry_.SetDraining(request.worker_id(), true);
+    std::string worker_id = request.worker_id();
+    // Admins may name a worker by the address it registered.
+    if (registry_.Find(worker_id) == nullptr) {
+      if (const WorkerRecord* w = registry_.FindByAddress(worker_id)) worker_id = w->worker_id;
+    }
+    absl::Status s = registry_.SetDraining(worker_id, true);
     if (!s.ok()) return reply(s);
-    Logger("scheduler")->info("worker={} draining", request.worker_id());
+    Logger("scheduler")->info("worker={} draining", worker_id);
     v1::DrainWorkerResponse response;
     response.set_ok(true);
     reply(std::move(response));

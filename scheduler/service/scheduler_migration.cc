@@ -3,6 +3,7 @@
 // the source's stream ends with MIGRATED.
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/strings.h"
 #include "scheduler/service/scheduler.h"
 #include "scheduler/service/scheduler_internal.h"
 
@@ -73,9 +74,12 @@ void Scheduler::OnMigrateOutDone(const std::string& request_id, const std::strin
                                  Reply<v1::MigrateResponse> reply) {
   v1::MigrateResponse out;
   const bool migrated = status.ok() && response.migrated();
+  metrics_.Add("ferry_scheduler_kv_bytes_moved_total", response.kv_bytes_sent());
+  metrics_.Add("ferry_scheduler_kv_blocks_moved_total", response.kv_blocks_sent());
   if (migrated) {
     metrics_.ObserveDowntime(static_cast<double>(response.downtime_micros()) * 1e-6);
     out.set_ok(true);
+    out.set_downtime_micros(response.downtime_micros());
   } else {
     const std::string why = status.ok() ? response.error() : status.error_message();
     const MigrationRecord* m = migrations_.Find(request_id);
@@ -87,6 +91,8 @@ void Scheduler::OnMigrateOutDone(const std::string& request_id, const std::strin
     Logger("scheduler")->info("req={} migration to worker={} refused: {}", request_id, destination_id, why);
     out.set_ok(false);
     out.set_error(why.empty() ? "the source did not migrate the request" : why);
+    out.set_error_code(static_cast<int>(status.ok() ? absl::StatusCode::kAborted
+                                                    : static_cast<absl::StatusCode>(status.error_code())));
   }
   if (reply) reply(std::move(out));
 }
@@ -140,14 +146,17 @@ void Scheduler::RunMigrationPolicy() {
 
 void Scheduler::Migrate(const v1::MigrateRequest& request, Reply<v1::MigrateResponse> reply) {
   poster_->Post([this, request, reply = std::move(reply)] {
-    auto fail = [&](std::string error) {
+    auto fail = [&](const absl::Status& status) {
       v1::MigrateResponse out;
       out.set_ok(false);
-      out.set_error(std::move(error));
+      out.set_error(std::string(status.message()));
+      out.set_error_code(static_cast<int>(status.code()));
       reply(std::move(out));
     };
     auto it = requests_.find(request.request_id());
-    if (it == requests_.end()) return fail("unknown request " + request.request_id());
+    if (it == requests_.end()) {
+      return fail(absl::NotFoundError(absl::StrCat("no request '", Sv(request.request_id()), "' is running")));
+    }
     Request& r = *it->second;
     Sample& s = r.samples[0];
     std::string destination = request.destination_worker_id();
@@ -155,11 +164,30 @@ void Scheduler::Migrate(const v1::MigrateRequest& request, Reply<v1::MigrateResp
       RequestView v = ViewOf(r, s);
       v.migratable = true;
       auto chosen = migration_policy_.ChooseDestination(BuildView(), v);
-      if (!chosen) return fail("no worker can take the request");
+      if (!chosen) return fail(absl::FailedPreconditionError("no worker can take the request"));
       destination = *chosen;
+    } else if (registry_.Find(destination) == nullptr) {
+      // Admins may name a worker by the address it registered.
+      const WorkerRecord* w = registry_.FindByAddress(destination);
+      if (w == nullptr) {
+        return fail(absl::NotFoundError(absl::StrCat("no worker '", Sv(destination), "' is registered")));
+      }
+      destination = w->worker_id;
     }
-    absl::Status st = StartMigration(r, s, destination, "admin", reply);
-    if (!st.ok()) fail(std::string(st.message()));
+    const std::string source = s.worker_id;
+    Reply<v1::MigrateResponse> answer = [reply, source, destination](absl::StatusOr<v1::MigrateResponse> out) {
+      if (out.ok()) {
+        out->set_source_worker_id(source);
+        out->set_destination_worker_id(destination);
+      }
+      reply(std::move(out));
+    };
+    absl::Status st = StartMigration(r, s, destination, "admin", std::move(answer));
+    if (st.code() == absl::StatusCode::kInvalidArgument || st.code() == absl::StatusCode::kAlreadyExists) {
+      // Already there, or already on its way: nothing an admin can fix by retrying the same call.
+      st = absl::FailedPreconditionError(st.message());
+    }
+    if (!st.ok()) fail(st);
   });
 }
 

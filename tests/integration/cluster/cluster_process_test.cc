@@ -5,13 +5,6 @@
 // it is disaggregated (prefill worker, then decode worker). A soak mixes
 // migrations, cancellations and a worker kill and checks that nothing leaks.
 // Both processes serve Prometheus metrics over HTTP.
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <fstream>
 #include <mutex>
@@ -26,57 +19,17 @@
 #include "ferry/v1/worker.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
+#include "tests/integration/cluster/child_process.h"
 #include "tests/process_util.h"
 #include "tests/test_support.h"
-
-extern char** environ;
 
 namespace ferry {
 namespace {
 
-// A child process that dies with the test (PR_SET_PDEATHSIG), so a crashed
-// or killed test leaves no scheduler or worker behind.
-class Process {
- public:
-  explicit Process(std::vector<std::string> args) {
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::execve(argv[0], argv.data(), environ);
-      ::_exit(127);
-    }
-  }
-  ~Process() { Kill(SIGKILL); }
-  void Kill(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, sig);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string TempPath(const std::string& name) {
-  return absl::StrCat(::testing::TempDir(), "/ferry_cluster_", ::getpid(), "_", name);
-}
-
-int WaitForPort(const std::string& file, absl::Duration timeout = absl::Seconds(60)) {
-  const absl::Time end = absl::Now() + timeout;
-  while (absl::Now() < end) {
-    std::ifstream in(file);
-    int port = 0;
-    if (in >> port && port > 0) return port;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return 0;
-}
+using testing::FreePort;
+using testing::Process;
+using testing::TempPath;
+using testing::WaitForPort;
 
 struct StreamRun {
   grpc::Status status;
@@ -122,23 +75,6 @@ v1::GenerateRequest Greedy(const std::string& id, int max_tokens) {
   r.mutable_params()->set_seed(1);
   r.set_stream(true);
   return r;
-}
-
-// A port that was free a moment ago (for --metrics-port, which takes no 0).
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 struct ClusterSpec {
@@ -436,6 +372,11 @@ TEST_F(ClusterProcessTest, DisaggregatedPrefillThenDecodeGivesTheSameTokens) {
   const std::string metrics = Scrape(spec.scheduler_metrics_port);
   EXPECT_NE(metrics.find("ferry_scheduler_pd_handoffs_total 2"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("ferry_scheduler_migrations_committed_total 2"), std::string::npos) << metrics;
+  // Both hand-offs moved KV blocks: the counter holds their bytes.
+  const std::string bytes_name = "ferry_scheduler_kv_bytes_moved_total ";
+  const size_t bytes_at = metrics.find(bytes_name);
+  ASSERT_NE(bytes_at, std::string::npos) << metrics;
+  EXPECT_GT(std::stoll(metrics.substr(bytes_at + bytes_name.size())), 0) << metrics;
   for (int i = 0; i < 2; ++i) EXPECT_EQ(WaitForZeroBlocksUsed(i), 0) << "worker " << i;
 }
 

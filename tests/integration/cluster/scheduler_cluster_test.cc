@@ -280,6 +280,73 @@ TEST(SchedulerClusterTest, DrainMovesRequestsOut) {
   EXPECT_TRUE((a->fake->generate_calls() == calls_a) != (b->fake->generate_calls() == calls_b));
 }
 
+// The admin calls behind the gateway's /admin/ endpoints: ListWorkers names
+// the requests each worker runs; Migrate says why it would not move one;
+// workers may be named by their address.
+TEST(SchedulerClusterTest, AdminCallsListRequestsNameWorkersByAddressAndSayWhy) {
+  Cluster c(FastOptions());
+  ClusterWorker* a = c.AddWorker(FakeWorkerOptions{.step = absl::Milliseconds(10)});
+  ClusterWorker* b = c.AddWorker(FakeWorkerOptions{.step = absl::Milliseconds(10)});
+  ASSERT_TRUE(c.WaitForWorkers(2));
+  auto migrate = [&](const std::string& request_id, const std::string& to) {
+    grpc::ClientContext ctx;
+    v1::MigrateRequest m;
+    m.set_request_id(request_id);
+    m.set_destination_worker_id(to);
+    v1::MigrateResponse resp;
+    EXPECT_TRUE(c.stub().Migrate(&ctx, m, &resp).ok());
+    return resp;
+  };
+  v1::MigrateResponse unknown = migrate("nobody", "");
+  EXPECT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error_code(), static_cast<int>(absl::StatusCode::kNotFound)) << unknown.error();
+
+  std::atomic<bool> asked{false};
+  std::thread admin;
+  v1::MigrateResponse to_nowhere, moved;
+  std::vector<std::string> listed;
+  // At TestBody scope, so the thread holds references to these locals and
+  // not to the stream callback's closure, which ends with Run.
+  auto work = [&] {
+    std::string source_address;
+    const v1::ListWorkersResponse list = c.List();
+    for (const auto& w : list.workers()) {
+      for (const std::string& id : w.request_ids()) listed.push_back(id);
+      if (w.num_requests() > 0) source_address = w.address();
+    }
+    to_nowhere = migrate("listed", "127.0.0.1:1");
+    // The other worker, by its address.
+    const std::string other = source_address == a->fake->address() ? b->fake->address() : a->fake->address();
+    moved = migrate("listed", other);
+  };
+  auto r = c.Run(MakeRequest("listed", 60, 3), [&](const v1::TokenEvent& ev) {
+    if (asked || ev.seq() < 5) return;
+    asked = true;
+    admin = std::thread(work);
+  });
+  admin.join();
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.tokens[0], Expected(3, 0, 60));
+  EXPECT_EQ(listed, std::vector<std::string>{"listed"});
+  EXPECT_FALSE(to_nowhere.ok());
+  EXPECT_EQ(to_nowhere.error_code(), static_cast<int>(absl::StatusCode::kNotFound)) << to_nowhere.error();
+  EXPECT_TRUE(moved.ok()) << moved.error();
+  EXPECT_NE(moved.source_worker_id(), moved.destination_worker_id());
+  EXPECT_FALSE(moved.destination_worker_id().empty());
+
+  // Drain by address.
+  grpc::ClientContext ctx;
+  v1::DrainWorkerRequest d;
+  d.set_worker_id(b->fake->address());
+  v1::DrainWorkerResponse resp;
+  ASSERT_TRUE(c.stub().DrainWorker(&ctx, d, &resp).ok());
+  const v1::ListWorkersResponse list = c.List();
+  for (const auto& w : list.workers()) EXPECT_EQ(w.draining(), w.address() == b->fake->address());
+  grpc::ClientContext ctx2;
+  d.set_worker_id("no-such-worker");
+  EXPECT_EQ(c.stub().DrainWorker(&ctx2, d, &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
 TEST(SchedulerClusterTest, AbortEndsTheStreamAndFreesTheWorker) {
   Cluster c(FastOptions());
   ClusterWorker* a = c.AddWorker(FakeWorkerOptions{.step = absl::Milliseconds(10)});

@@ -130,6 +130,36 @@ TEST_F(KvTransferTest, RoundTripInChunks) {
       before);
 }
 
+// Splitting one chunk gives exactly the chunks EncodeBlocks writes for each
+// range, so a sender can keep its messages small.
+TEST_F(KvTransferTest, SplitChunksAreWhatEncodingEachRangeGives) {
+  const std::string whole = EncodeBlocks(*src_, src_blocks_, 4);  // blocks 4..6 of a sequence
+  auto pieces = SplitBlocks(whole, 2);
+  ASSERT_TRUE(pieces.ok()) << pieces.status();
+  ASSERT_EQ(pieces->size(), 2u);
+  EXPECT_EQ((*pieces)[0], EncodeBlocks(*src_, std::span(src_blocks_).first(2), 4));
+  EXPECT_EQ((*pieces)[1], EncodeBlocks(*src_, std::span(src_blocks_).subspan(2), 6));
+  auto one_each = SplitBlocks(whole, 1);
+  ASSERT_TRUE(one_each.ok());
+  EXPECT_EQ(one_each->size(), 3u);
+  auto as_is = SplitBlocks(whole, 8);
+  ASSERT_TRUE(as_is.ok());
+  ASSERT_EQ(as_is->size(), 1u);
+  EXPECT_EQ(as_is->front(), whole);
+  // Pieces of a split chunk decode like the chunk.
+  auto split = SplitBlocks(chunk_, 2);
+  ASSERT_TRUE(split.ok());
+  ASSERT_TRUE(DecodeAndWriteBlocks((*split)[0], header_, kModel, *dst_, std::span(dst_blocks_).first(2), 0).ok());
+  ASSERT_TRUE(DecodeAndWriteBlocks((*split)[1], header_, kModel, *dst_, std::span(dst_blocks_).subspan(2), 2).ok());
+  for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(SameBlock(*src_, src_blocks_[i], *dst_, dst_blocks_[i])) << i;
+  // Bad input is refused.
+  EXPECT_FALSE(SplitBlocks(chunk_, 0).ok());
+  EXPECT_FALSE(SplitBlocks(chunk_.substr(0, chunk_.size() - 1), 2).ok());
+  EXPECT_FALSE(SplitBlocks(chunk_ + "x", 2).ok());
+  EXPECT_FALSE(SplitBlocks("FKVB", 2).ok());
+  EXPECT_FALSE(SplitBlocks(EncodeHeader(header_), 2).ok());
+}
+
 TEST_F(KvTransferTest, CorruptBlockBytesAreRejectedWithNothingWritten) {
   const std::string before = Snapshot(*dst_);
   // Corrupt only the last block's data: the first two are valid, yet must not

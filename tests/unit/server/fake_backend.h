@@ -61,6 +61,7 @@ class FakeBackend : public GenerateBackend {
   }
 
   bool Ready() override { return ready_; }
+  ClusterAdmin* cluster_admin() override { return cluster_admin_; }
 
   // Sends one token to every held request (without finishing them).
   void TickHeld() {
@@ -96,6 +97,7 @@ class FakeBackend : public GenerateBackend {
   int tokens_per_sample_ = 4;
   int error_event_code_ = 0;
   absl::Status fail_with_;
+  ClusterAdmin* cluster_admin_ = nullptr;  // null: a single-worker backend
 
  private:
   static int Samples(const v1::GenerateRequest& r) { return r.params().n() > 0 ? r.params().n() : 1; }
@@ -134,6 +136,89 @@ class FakeBackend : public GenerateBackend {
   std::vector<v1::GenerateRequest> requests_;
   std::vector<std::string> aborted_;
   std::map<std::string, std::pair<v1::GenerateRequest, EventCallback>> held_;
+};
+
+// A fake cluster behind the admin endpoints: workers by id, each with the
+// requests it runs; Migrate and Drain change it as the scheduler would.
+class FakeClusterAdmin : public ClusterAdmin {
+ public:
+  void AddWorker(const std::string& id, v1::WorkerRole role, std::vector<std::string> requests) {
+    absl::MutexLock lock(&mu_);
+    v1::WorkerInfo w;
+    w.set_worker_id(id);
+    w.set_address("127.0.0.1:" + std::to_string(50000 + workers_.size()));
+    w.set_role(role);
+    w.set_alive(true);
+    w.set_model_id("fake");
+    w.mutable_load()->set_blocks_total(100);
+    w.mutable_load()->set_blocks_free(90);
+    workers_.push_back(w);
+    for (std::string& r : requests) placement_[r] = id;
+  }
+
+  absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override {
+    absl::MutexLock lock(&mu_);
+    if (!fail_with_.ok()) return fail_with_;
+    v1::ListWorkersResponse out;
+    for (const v1::WorkerInfo& w : workers_) {
+      v1::WorkerInfo* info = out.add_workers();
+      *info = w;
+      for (const auto& [request, worker] : placement_) {
+        if (worker == w.worker_id()) info->add_request_ids(request);
+      }
+      info->set_num_requests(info->request_ids_size());
+    }
+    return out;
+  }
+
+  absl::StatusOr<v1::MigrateResponse> Migrate(const std::string& request_id, const std::string& to) override {
+    absl::MutexLock lock(&mu_);
+    if (!fail_with_.ok()) return fail_with_;
+    auto it = placement_.find(request_id);
+    if (it == placement_.end()) return absl::NotFoundError("no request '" + request_id + "' is running");
+    std::string destination = to;
+    if (destination.empty()) {
+      for (const v1::WorkerInfo& w : workers_) {
+        if (w.worker_id() != it->second && !w.draining()) destination = w.worker_id();
+      }
+    }
+    if (Find(destination) == nullptr) return absl::NotFoundError("no worker '" + to + "' is registered");
+    if (destination == it->second) return absl::FailedPreconditionError("the request is already there");
+    v1::MigrateResponse out;
+    out.set_ok(true);
+    out.set_source_worker_id(it->second);
+    out.set_destination_worker_id(destination);
+    out.set_downtime_micros(1500);
+    it->second = destination;
+    return out;
+  }
+
+  absl::Status Drain(const std::string& worker) override {
+    absl::MutexLock lock(&mu_);
+    if (!fail_with_.ok()) return fail_with_;
+    v1::WorkerInfo* w = Find(worker);
+    if (w == nullptr) return absl::NotFoundError("unknown worker " + worker);
+    w->set_draining(true);
+    return absl::OkStatus();
+  }
+
+  void set_fail_with(absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    fail_with_ = std::move(s);
+  }
+
+ private:
+  v1::WorkerInfo* Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (v1::WorkerInfo& w : workers_) {
+      if (w.worker_id() == id || w.address() == id) return &w;
+    }
+    return nullptr;
+  }
+
+  absl::Mutex mu_;
+  std::vector<v1::WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string> placement_ ABSL_GUARDED_BY(mu_);  // request -> worker
+  absl::Status fail_with_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace ferry::testing
