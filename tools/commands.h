@@ -4,6 +4,7 @@
 
 namespace ferry {
 
+int RunBench(int argc, char** argv);
 int RunDrain(int argc, char** argv);
 int RunGateway(int argc, char** argv);
 int RunGenerate(int argc, char** argv);

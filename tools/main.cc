@@ -14,6 +14,7 @@ struct Command {
 };
 
 const Command kCommands[] = {
+    {"bench", "load-test an OpenAI-compatible endpoint: latency, throughput, goodput", ferry::RunBench},
     {"drain", "drain a worker: its requests migrate to other workers (a worker pod's preStop)", ferry::RunDrain},
     {"gateway", "serve the OpenAI-compatible HTTP API in front of a scheduler or worker (gRPC)",
      ferry::RunGateway},

@@ -1,0 +1,37 @@
+// How `ferry bench` shows its results: a table for people, JSON for
+// machines, and an SVG with the latency-throughput curve of a sweep and the
+// TTFT CDF of each point.
+#pragma once
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "benchmarks/loadgen/metrics.h"
+
+namespace ferry::loadgen {
+
+// One run of a sweep: the offered rate (infinity: all at once) and its summary.
+struct SweepPoint {
+  double request_rate = 0;
+  BenchSummary summary;
+};
+
+void PrintTable(FILE* out, const SweepPoint& point, const Slo& slo);
+// A one-line-per-rate table of a sweep.
+void PrintSweepTable(FILE* out, const std::vector<SweepPoint>& points);
+
+nlohmann::json SummaryJson(const BenchSummary& summary);
+
+// Writes an SVG: median and P99 TTFT and mean TPOT against output throughput
+// over the sweep (left), and the TTFT CDF of each point (right). Internal
+// error when the file cannot be written.
+absl::Status WriteSvgPlot(const std::string& path, const std::vector<SweepPoint>& points);
+// The SVG text WriteSvgPlot writes.
+std::string SvgPlot(const std::vector<SweepPoint>& points);
+
+std::string RateLabel(double request_rate);
+
+}  // namespace ferry::loadgen
