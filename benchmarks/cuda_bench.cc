@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <string>
@@ -95,22 +96,45 @@ struct AttnShape {
   int heads, kv_heads, head_dim;
 };
 
+// One layer of paged bf16 KV (16-token blocks), the integer metadata on the
+// device and a query buffer: what every attention benchmark sets up.
+struct AttnSetup {
+  std::unique_ptr<DevBuf> cache, meta, q, out;
+  cuda::AttentionParams p;
+  int32_t* ints = nullptr;  // the metadata, in the order it was given
+
+  AttnSetup(const AttnShape& s, int64_t num_blocks, int q_rows, const std::vector<int32_t>& meta_ints) {
+    cuda::KvLayout kv;
+    kv.num_layers = 1;
+    kv.num_kv_heads = s.kv_heads;
+    kv.head_dim = s.head_dim;
+    kv.block_size = 16;
+    const size_t kv_bytes = size_t(num_blocks) * kv.block_elems() * 2;
+    cache = std::make_unique<DevBuf>(kv_bytes);
+    Fill(cache->p, std::min<size_t>(kv_bytes, size_t(256) << 20), 3);  // contents do not change the work
+    kv.base = cache->p;
+    meta = std::make_unique<DevBuf>(meta_ints.size() * 4);
+    cuda::CopyToDevice(meta->p, meta_ints.data(), meta_ints.size() * 4);
+    ints = static_cast<int32_t*>(meta->p);
+    const size_t qn = size_t(q_rows) * s.heads * s.head_dim;
+    q = std::make_unique<DevBuf>(qn * 2);
+    out = std::make_unique<DevBuf>(qn * 2);
+    Fill(q->p, qn * 2, 5);
+    p.q = q->p;
+    p.out = out->p;
+    p.kv = kv;
+    p.layer = 0;
+    p.num_heads = s.heads;
+    p.scale = 1.0f / std::sqrt(float(s.head_dim));
+  }
+};
+
 // Decode attention over `batch` sequences of `ctx` tokens in a paged cache
 // of one layer; blocks shuffled. Returns GB/s of K+V bytes read.
 double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, void* stream, double* ms_out,
                           int variant = 0) {
-  const int bs = 16;
-  cuda::KvLayout kv;
-  kv.num_layers = 1;
-  kv.num_kv_heads = s.kv_heads;
-  kv.head_dim = s.head_dim;
-  kv.block_size = bs;
-  const int blocks_per_seq = (ctx + bs - 1) / bs;
+  const int blocks_per_seq = (ctx + 15) / 16;
   const int64_t num_blocks = int64_t{batch} * blocks_per_seq;
-  const size_t kv_bytes = size_t(num_blocks) * kv.block_elems() * 2;
-  DevBuf cache(kv_bytes);
-  Fill(cache.p, std::min<size_t>(kv_bytes, size_t(256) << 20), 3);  // contents do not change the work
-  kv.base = cache.p;
   std::vector<int32_t> indices(num_blocks), indptr(batch + 1), seq(batch), pos(batch), rows(batch);
   std::iota(indices.begin(), indices.end(), 0);
   std::shuffle(indices.begin(), indices.end(), std::mt19937(4));
@@ -118,22 +142,11 @@ double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, 
   for (int b = 0; b < batch; ++b) seq[b] = b, pos[b] = ctx - 1, rows[b] = b;
   std::vector<int32_t> meta;
   for (auto* v : {&indices, &indptr, &seq, &pos, &rows}) meta.insert(meta.end(), v->begin(), v->end());
-  DevBuf dmeta(meta.size() * 4);
-  cuda::CopyToDevice(dmeta.p, meta.data(), meta.size() * 4);
-  int32_t* m = static_cast<int32_t*>(dmeta.p);
-  const size_t qn = size_t(batch) * s.heads * s.head_dim;
-  DevBuf q(qn * 2), out(qn * 2);
-  Fill(q.p, qn * 2, 5);
-  cuda::AttentionParams p;
-  p.q = q.p;
-  p.out = out.p;
-  p.kv = kv;
-  p.layer = 0;
-  p.num_heads = s.heads;
-  p.scale = 1.0f / std::sqrt(float(s.head_dim));
-  p.block_indices = m;
-  p.block_indptr = m + num_blocks;
-  p.token_seq = m + num_blocks + batch + 1;
+  AttnSetup a(s, num_blocks, batch, meta);
+  cuda::AttentionParams& p = a.p;
+  p.block_indices = a.ints;
+  p.block_indptr = a.ints + num_blocks;
+  p.token_seq = p.block_indptr + batch + 1;
   p.positions = p.token_seq + batch;
   p.rows = p.positions + batch;
   p.num_rows = batch;
@@ -153,16 +166,7 @@ double DecodeAttentionGbs(const AttnShape& s, int batch, int ctx, int sm_count, 
 // Causal prefill attention of one `n`-token sequence (no cached prefix):
 // TFLOP/s counting the unmasked half of QKᵀ and PV.
 double PrefillAttentionTflops(const AttnShape& s, int n, void* stream) {
-  const int bs = 16;
-  cuda::KvLayout kv;
-  kv.num_layers = 1;
-  kv.num_kv_heads = s.kv_heads;
-  kv.head_dim = s.head_dim;
-  kv.block_size = bs;
-  const int nb = (n + bs - 1) / bs;
-  DevBuf cache(size_t(nb) * kv.block_elems() * 2);
-  Fill(cache.p, size_t(nb) * kv.block_elems() * 2, 6);
-  kv.base = cache.p;
+  const int nb = (n + 15) / 16;
   std::vector<int32_t> meta;  // indices, indptr, seq, pos, tiles
   for (int b = 0; b < nb; ++b) meta.push_back(b);
   meta.push_back(0);
@@ -171,21 +175,11 @@ double PrefillAttentionTflops(const AttnShape& s, int n, void* stream) {
   for (int t = 0; t < n; ++t) meta.push_back(t);
   int tiles = 0;
   for (int t = 0; t < n; t += 64, ++tiles) meta.insert(meta.end(), {0, t, std::min(n, t + 64)});
-  DevBuf dmeta(meta.size() * 4);
-  cuda::CopyToDevice(dmeta.p, meta.data(), meta.size() * 4);
-  int32_t* m = static_cast<int32_t*>(dmeta.p);
-  const size_t qn = size_t(n) * s.heads * s.head_dim;
-  DevBuf q(qn * 2), out(qn * 2);
-  Fill(q.p, qn * 2, 7);
-  cuda::AttentionParams p;
-  p.q = q.p;
-  p.out = out.p;
-  p.kv = kv;
-  p.num_heads = s.heads;
-  p.scale = 1.0f / std::sqrt(float(s.head_dim));
-  p.block_indices = m;
-  p.block_indptr = m + nb;
-  p.token_seq = m + nb + 2;
+  AttnSetup a(s, nb, n, meta);
+  cuda::AttentionParams& p = a.p;
+  p.block_indices = a.ints;
+  p.block_indptr = a.ints + nb;
+  p.token_seq = a.ints + nb + 2;
   p.positions = p.token_seq + n;
   p.tiles = p.positions + n;
   p.num_tiles = tiles;

@@ -41,7 +41,7 @@ TEST(LocalDeployTest, RunsTheKubernetesTopologyFromTheSameConfig) {
   while (lines >> kind) {
     if (kind == "gateway") {
       lines >> a;
-      gateway_port = testing::WaitForPortFile(dir + "/gateway.port");
+      gateway_port = testing::WaitForPort(dir + "/gateway.port");
     } else if (kind == "scheduler") {
       lines >> scheduler;
     } else if (kind == "worker") {

@@ -39,7 +39,7 @@ class RollingUpgradeTest : public ::testing::Test {
                                  "--model", model, "--listen", worker_addresses_[index], "--port-file", pf,
                                  "--metrics-port", "0", "--scheduler", scheduler_},
         kEnv);
-    EXPECT_GT(testing::WaitForPortFile(pf), 0) << "worker " << index << " did not start";
+    EXPECT_GT(testing::WaitForPort(pf), 0) << "worker " << index << " did not start";
     return p;
   }
 
@@ -84,19 +84,19 @@ TEST_F(RollingUpgradeTest, DrainingEachWorkerUnderLoadFailsNoRequest) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
   const std::string sched_pf = Temp("scheduler.port");
   std::remove(sched_pf.c_str());
-  const int metrics_port = testing::FreeLoopbackPort();
+  const int metrics_port = testing::FreePort();
   ChildProcess scheduler({testing::FerryBinary(), "scheduler", "--config", testing::DeployConfig("scheduler"),
                           "--listen", "127.0.0.1:0", "--port-file", sched_pf, "--metrics-port",
                           std::to_string(metrics_port)},
                          kEnv);
-  const int sched_port = testing::WaitForPortFile(sched_pf);
+  const int sched_port = testing::WaitForPort(sched_pf);
   ASSERT_GT(sched_port, 0);
   scheduler_ = absl::StrCat("127.0.0.1:", sched_port);
   stub_ = v1::Scheduler::NewStub(grpc::CreateChannel(scheduler_, grpc::InsecureChannelCredentials()));
 
   constexpr int kWorkers = 3;
   std::vector<std::unique_ptr<ChildProcess>> workers;
-  for (int i = 0; i < kWorkers; ++i) worker_addresses_.push_back(absl::StrCat("127.0.0.1:", testing::FreeLoopbackPort()));
+  for (int i = 0; i < kWorkers; ++i) worker_addresses_.push_back(absl::StrCat("127.0.0.1:", testing::FreePort()));
   for (int i = 0; i < kWorkers; ++i) workers.push_back(StartWorker(model, i));
   for (int i = 0; i < kWorkers; ++i) ASSERT_TRUE(WaitForWorker(worker_addresses_[i], "")) << i;
 
@@ -105,7 +105,7 @@ TEST_F(RollingUpgradeTest, DrainingEachWorkerUnderLoadFailsNoRequest) {
   ChildProcess gateway({testing::FerryBinary(), "gateway", "--config", testing::DeployConfig("gateway"), "--model",
                         model, "--listen", "127.0.0.1:0", "--port-file", gw_pf, "--scheduler", scheduler_},
                        kEnv);
-  const int gw_port = testing::WaitForPortFile(gw_pf);
+  const int gw_port = testing::WaitForPort(gw_pf);
   ASSERT_GT(gw_port, 0);
 
   // Greedy references, before anything moves.
