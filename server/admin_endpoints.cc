@@ -96,7 +96,7 @@ absl::Status OnlyFields(const Json& body, std::initializer_list<const char*> all
 }  // namespace
 
 absl::Status Gateway::AuthorizeAdmin(const HttpRequest& request) const {
-  if (context_.options.admin_key.empty()) {
+  if (!admin_key_.enabled()) {
     if (!keys_.enabled()) return absl::OkStatus();
     return WithErrorCode(
         absl::PermissionDeniedError(
@@ -111,7 +111,7 @@ absl::Status Gateway::AuthorizeAdmin(const HttpRequest& request) const {
             "missing admin key: send it as an 'Authorization: Bearer <key>' header"),
         "invalid_admin_key");
   }
-  if (!ConstantTimeEquals(*token, context_.options.admin_key)) {
+  if (!admin_key_.Match(*token)) {
     return WithErrorCode(absl::UnauthenticatedError("invalid admin key"), "invalid_admin_key");
   }
   return absl::OkStatus();

@@ -1,5 +1,8 @@
 #include "server/api_keys.h"
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
 #include <fstream>
 
 #include "absl/strings/ascii.h"
@@ -8,10 +11,16 @@
 
 namespace ferry {
 
-ApiKeys::ApiKeys(std::vector<std::string> keys) {
-  for (std::string& k : keys) {
-    if (!k.empty()) keys_.push_back(std::move(k));
+ApiKeys::ApiKeys(const std::vector<std::string>& keys) {
+  for (const std::string& k : keys) {
+    if (!k.empty()) digests_.push_back(Hash(k));
   }
+}
+
+ApiKeys::Digest ApiKeys::Hash(const std::string& key) {
+  Digest d;
+  SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), d.data());
+  return d;
 }
 
 std::vector<std::string> ApiKeys::SplitList(const std::string& list) {
@@ -48,10 +57,15 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 }
 
 std::optional<size_t> ApiKeys::Match(const std::string& presented) const {
+  if (presented.empty()) return std::nullopt;
+  // Digests have one length, so the comparison time says nothing about the
+  // keys' lengths either.
+  const Digest d = Hash(presented);
   std::optional<size_t> found;
-  for (size_t i = 0; i < keys_.size(); ++i) {
-    // No early exit: every key is compared.
-    if (ConstantTimeEquals(presented, keys_[i]) && !found) found = i;
+  for (size_t i = 0; i < digests_.size(); ++i) {
+    // No early exit: every digest is compared.
+    const bool equal = CRYPTO_memcmp(d.data(), digests_[i].data(), d.size()) == 0;
+    if (equal && !found) found = i;
   }
   return found;
 }

@@ -103,8 +103,12 @@ Gateway::Gateway(const GatewayOptions& options, const ModelAssets* assets, Gener
       metrics_(metrics),
       admission_(options.admission),
       keys_(options.api_keys),
+      admin_key_(std::vector<std::string>{options.admin_key}),
       started_unix_(absl::ToUnixSeconds(absl::Now())) {
   context_.options = options;
+  // Only the digests in keys_ and admin_key_ stay in memory.
+  context_.options.api_keys.clear();
+  context_.options.admin_key.clear();
   if (context_.options.served_model_names.empty()) context_.options.served_model_names.push_back(assets->id());
   context_.assets = assets;
   context_.backend = backend;

@@ -79,6 +79,7 @@ class Gateway {
   Admission admission_;
   ActiveRequests active_;
   ApiKeys keys_;
+  ApiKeys admin_key_;  // one key or none
   GatewayContext context_;
   std::atomic<bool> draining_{false};
   int64_t started_unix_ = 0;

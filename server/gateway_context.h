@@ -22,6 +22,7 @@ struct GatewayOptions {
   // Context length (prompt + completion); 0: the model's.
   int max_model_len = 0;
   AdmissionOptions admission;
+  // The gateway keeps only SHA-256 digests of these two (server/api_keys.h).
   std::vector<std::string> api_keys;
   // Opens the /admin/ endpoints (as "Authorization: Bearer KEY"). Empty: they
   // are open when there are no API keys either, else refused (403).

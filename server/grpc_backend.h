@@ -8,6 +8,8 @@
 // Towards a scheduler it is also the ClusterAdmin of the admin endpoints.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <map>
 #include <memory>
 #include <string>
@@ -33,6 +35,9 @@ struct GrpcBackendOptions {
   // Longest wait between attempts to reconnect to a server that went away
   // (a restarted scheduler is found again within about this time).
   absl::Duration max_reconnect_backoff = absl::Seconds(1);
+  // Mutual TLS to the scheduler or worker (common/grpc_credentials.h); null:
+  // plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class GrpcBackend final : public GenerateBackend, public ClusterAdmin {

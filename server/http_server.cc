@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "httplib.h"
 
 namespace ferry {
@@ -58,6 +59,23 @@ void Apply(HttpResponse&& from, httplib::Response& to) {
       [stream](bool /*success*/) { *stream = nullptr; });
 }
 
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const HttpServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
+    return std::make_unique<httplib::Server>();
+  }
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("HTTPS needs both --tls-cert and --tls-key");
+  }
+  auto server = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                     options.tls_key_file.c_str());
+  if (!server->is_valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot load the TLS certificate ", options.tls_cert_file, " with the key ",
+                     options.tls_key_file, " (missing, not PEM, or not a matching pair)"));
+  }
+  return std::unique_ptr<httplib::Server>(std::move(server));
+}
+
 time_t Seconds(absl::Duration d) { return static_cast<time_t>(absl::ToInt64Seconds(d)); }
 
 }  // namespace
@@ -66,7 +84,7 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   Handler handler;
   ErrorPage error_page;
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer for HTTPS
   std::thread thread;
   std::atomic<int> listen_fd{-1};
   int port = 0;
@@ -84,16 +102,19 @@ HttpServer::~HttpServer() { Shutdown(); }
 
 absl::Status HttpServer::Start() {
   Impl& s = *impl_;
+  FERRY_ASSIGN_OR_RETURN(s.server, MakeServer(s.options));
   const int threads = std::max(1, s.options.num_threads);
-  s.server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-  s.server.set_payload_max_length(static_cast<size_t>(s.options.max_body_bytes));
-  s.server.set_read_timeout(Seconds(s.options.read_timeout), 0);
-  s.server.set_write_timeout(Seconds(s.options.write_timeout), 0);
-  s.server.set_keep_alive_timeout(Seconds(s.options.keep_alive_timeout));
-  s.server.set_keep_alive_max_count(1000);
-  s.server.set_tcp_nodelay(true);
+  s.server->new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
+  s.server->set_payload_max_length(static_cast<size_t>(s.options.max_body_bytes));
+  s.server->set_read_timeout(Seconds(s.options.read_timeout), 0);
+  s.server->set_write_timeout(Seconds(s.options.write_timeout), 0);
+  s.server->set_keep_alive_timeout(Seconds(s.options.keep_alive_timeout));
+  s.server->set_keep_alive_max_count(1000);
+  s.server->set_tcp_nodelay(true);
   Impl* impl = impl_.get();
-  s.server.set_socket_options([impl](int fd) {
+  s.server->set_socket_options([impl](int fd) {
     int yes = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     int expected = -1;
@@ -103,23 +124,24 @@ absl::Status HttpServer::Start() {
     Apply(impl->handler(ToRequest(req)), res);
   };
   const char* kAny = ".*";
-  s.server.Get(kAny, handle);
-  s.server.Post(kAny, handle);
-  s.server.Put(kAny, handle);
-  s.server.Patch(kAny, handle);
-  s.server.Delete(kAny, handle);
-  s.server.Options(kAny, handle);
-  s.server.set_error_handler([impl](const httplib::Request&, httplib::Response& res) {
+  s.server->Get(kAny, handle);
+  s.server->Post(kAny, handle);
+  s.server->Put(kAny, handle);
+  s.server->Patch(kAny, handle);
+  s.server->Delete(kAny, handle);
+  s.server->Options(kAny, handle);
+  s.server->set_error_handler([impl](const httplib::Request&, httplib::Response& res) {
     // Only errors httplib raised itself have no body yet.
     if (res.body.empty() && !res.content_provider_) Apply(impl->error_page(res.status), res);
   });
-  s.server.set_exception_handler([impl](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-    Apply(impl->error_page(500), res);
-  });
+  s.server->set_exception_handler(
+      [impl](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+        Apply(impl->error_page(500), res);
+      });
   if (s.options.port == 0) {
-    s.port = s.server.bind_to_any_port(s.options.host);
+    s.port = s.server->bind_to_any_port(s.options.host);
   } else {
-    s.port = s.server.bind_to_port(s.options.host, s.options.port) ? s.options.port : -1;
+    s.port = s.server->bind_to_port(s.options.host, s.options.port) ? s.options.port : -1;
   }
   if (s.port <= 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", s.options.host, ":", s.options.port));
@@ -128,14 +150,14 @@ absl::Status HttpServer::Start() {
   // would see dropped SYNs and second-long retries.
   if (int fd = s.listen_fd.load(); fd >= 0) ::listen(fd, s.options.listen_backlog);
   s.started = true;
-  s.thread = std::thread([impl] { impl->server.listen_after_bind(); });
+  s.thread = std::thread([impl] { impl->server->listen_after_bind(); });
   return absl::OkStatus();
 }
 
 int HttpServer::port() const { return impl_->port; }
 
 void HttpServer::StopAccepting() {
-  if (impl_->started) impl_->server.stop();
+  if (impl_->started) impl_->server->stop();
 }
 
 void HttpServer::Shutdown() {

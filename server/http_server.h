@@ -24,6 +24,9 @@ struct HttpServerOptions {
   absl::Duration write_timeout = absl::Seconds(30);
   absl::Duration keep_alive_timeout = absl::Seconds(5);
   int listen_backlog = 4096;
+  // HTTPS when both are set (PEM files); plain HTTP when both are empty.
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 class HttpServer {
@@ -39,7 +42,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   // Binds and starts serving on a background thread. Unavailable when the
-  // address cannot be bound.
+  // address cannot be bound; InvalidArgument when only one of the TLS files
+  // is set or they do not hold a matching certificate and key.
   absl::Status Start();
   // The port bound (after Start).
   int port() const;

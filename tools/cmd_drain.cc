@@ -14,6 +14,7 @@
 #include "ferry/v1/scheduler.grpc.pb.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
+#include "tools/mtls_flags.h"
 
 namespace ferry {
 namespace {
@@ -23,6 +24,7 @@ struct DrainFlags {
   std::string worker;
   std::string timeout = "60s";
   bool quiet = false;
+  MtlsFlags mtls;
 };
 
 int Fail(const std::string& message, int code = 1) {
@@ -50,7 +52,9 @@ int RunDrainMain(const DrainFlags& f) {
   if (!absl::ParseDuration(Sv(f.timeout), &timeout) || timeout < absl::ZeroDuration()) {
     return Fail("--timeout must be a duration like 60s or 500ms, got '" + f.timeout + "'", 2);
   }
-  auto stub = v1::Scheduler::NewStub(grpc::CreateChannel(f.scheduler, grpc::InsecureChannelCredentials()));
+  auto credentials = f.mtls.ChannelCredentials();
+  if (!credentials.ok()) return Fail(std::string(credentials.status().message()), 2);
+  auto stub = v1::Scheduler::NewStub(grpc::CreateChannel(f.scheduler, *credentials));
   grpc::Status status;
   std::optional<v1::WorkerInfo> info = FindWorker(*stub, f.worker, &status);
   if (!status.ok()) return Fail("scheduler " + f.scheduler + ": " + status.error_message());
@@ -111,6 +115,7 @@ int RunDrain(int argc, char** argv) {
   flags.AddString("worker", &f.worker, "the worker's advertised HOST:PORT (or its scheduler id)");
   flags.AddString("timeout", &f.timeout, "how long to wait for its requests to move (0s: do not wait)");
   flags.AddBool("quiet", &f.quiet, "print only errors");
+  f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunDrainMain(f); });
 }
 

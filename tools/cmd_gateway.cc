@@ -10,6 +10,7 @@
 #include "server/model_assets.h"
 #include "tools/commands.h"
 #include "tools/gateway_flags.h"
+#include "tools/mtls_flags.h"
 #include "tools/signals.h"
 
 namespace ferry {
@@ -22,6 +23,7 @@ struct GatewayMainFlags {
   std::string worker;
   std::string model;
   int64_t max_model_len = 0;
+  MtlsFlags mtls;
 };
 
 int Fail(const absl::Status& s) {
@@ -48,10 +50,14 @@ int RunGatewayMain(const GatewayMainFlags& f) {
   GrpcBackendOptions backend_options;
   backend_options.target = f.scheduler.empty() ? BackendTarget::kWorker : BackendTarget::kScheduler;
   backend_options.address = f.scheduler.empty() ? f.worker : f.scheduler;
+  auto channel_credentials = f.mtls.ChannelCredentials();
+  if (!channel_credentials.ok()) return Fail(channel_credentials.status());
+  backend_options.channel_credentials = *channel_credentials;
   auto backend = GrpcBackend::Create(backend_options);
   if (!backend.ok()) return Fail(backend.status());
-  Logger("gateway")->info("sending generations to the {} at {}",
-                          f.scheduler.empty() ? "worker" : "scheduler", backend_options.address);
+  Logger("gateway")->info("sending generations to the {} at {} ({})",
+                          f.scheduler.empty() ? "worker" : "scheduler", backend_options.address,
+                          f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC");
   MetricsRegistry metrics;
   Gateway gateway(*options, assets->get(), backend->get(), &metrics);
   return ServeUntilSignal(gateway, f.gateway.ToHttpOptions(host, port), f.gateway);
@@ -70,6 +76,7 @@ int RunGateway(int argc, char** argv) {
   flags.AddString("worker", &f.worker, "HOST:PORT of one ferry worker (ferry.v1.Worker), instead of a scheduler");
   flags.AddString("model", &f.model, "GGUF file or Hugging Face directory: its tokenizer and chat template");
   flags.AddInt("max-model-len", &f.max_model_len, "context length to admit requests up to (0: the model's)");
+  f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunGatewayMain(f); });
 }
 

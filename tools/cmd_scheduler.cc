@@ -14,6 +14,7 @@
 #include "tools/commands.h"
 #include "tools/flags.h"
 #include "tools/metrics_http_server.h"
+#include "tools/mtls_flags.h"
 #include "tools/signals.h"
 
 namespace ferry {
@@ -29,6 +30,7 @@ struct SchedulerFlags {
   std::string port_file;
   std::string log_level = "info";
   int64_t metrics_port = 0;
+  MtlsFlags mtls;
 };
 
 int Fail(const absl::Status& s) {
@@ -64,6 +66,11 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   if (auto s = SetupLogging(f.log_level); !s.ok()) return Fail(s);
   auto options = ToOptions(f);
   if (!options.ok()) return Fail(options.status());
+  auto server_credentials = f.mtls.ServerCredentials();
+  if (!server_credentials.ok()) return Fail(server_credentials.status());
+  auto channel_credentials = f.mtls.ChannelCredentials();
+  if (!channel_credentials.ok()) return Fail(channel_credentials.status());
+  options->channel_credentials = *channel_credentials;
   auto scheduler = Scheduler::Create(*options);
   if (!scheduler.ok()) return Fail(scheduler.status());
 
@@ -71,12 +78,13 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(f.listen, *server_credentials, &port);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) return Fail(absl::UnavailableError("cannot listen on " + f.listen));
-  Logger("scheduler")->info("scheduler serving on port {} (policy {}, migration {}, worker timeout {})", port,
-                            f.policy, f.migration, f.worker_timeout);
+  const char* transport = f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC";
+  Logger("scheduler")->info("scheduler serving on port {} (policy {}, migration {}, worker timeout {}, {})",
+                            port, f.policy, f.migration, f.worker_timeout, transport);
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
     Scheduler* s = scheduler->get();
@@ -110,6 +118,7 @@ int RunScheduler(int argc, char** argv) {
   flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
+  f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunSchedulerMain(f); });
 }
 

@@ -8,14 +8,15 @@
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "engine/service/scheduler_client.h"
-#include "tools/worker_join.h"
 #include "engine/service/worker_metrics.h"
 #include "engine/service/worker_service.h"
 #include "tools/commands.h"
 #include "tools/engine_flags.h"
 #include "tools/flags.h"
 #include "tools/metrics_http_server.h"
+#include "tools/mtls_flags.h"
 #include "tools/signals.h"
+#include "tools/worker_join.h"
 
 namespace ferry {
 namespace {
@@ -29,6 +30,7 @@ struct WorkerFlags {
   std::string scheduler;
   std::string advertise;
   int64_t metrics_port = 0;
+  MtlsFlags mtls;
 };
 
 // The address other processes reach this worker at: --advertise, or the
@@ -60,6 +62,10 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (f.metrics_port < 0 || f.metrics_port > 65535) {
     return Fail(absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535"));
   }
+  auto server_credentials = f.mtls.ServerCredentials();
+  if (!server_credentials.ok()) return Fail(server_credentials.status());
+  auto channel_credentials = f.mtls.ChannelCredentials();
+  if (!channel_credentials.ok()) return Fail(channel_credentials.status());
   auto options = f.engine.ToOptions();
   if (!options.ok()) return Fail(options.status());
   auto path = ResolveModelPath(f.engine.model);
@@ -69,19 +75,22 @@ int RunWorkerMain(const WorkerFlags& f) {
   auto engine = Engine::Create(std::shared_ptr<const Model>(std::move(*model)), *options);
   if (!engine.ok()) return Fail(engine.status());
 
-  WorkerService service(engine->get(), WorkerServiceOptions{.role = *role});
+  WorkerServiceOptions service_options{.role = *role};
+  service_options.migration.channel_credentials = *channel_credentials;
+  WorkerService service(engine->get(), service_options);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(f.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(f.listen, *server_credentials, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError("cannot listen on " + f.listen));
   }
-  Logger("worker")->info("worker serving {} on port {} (role {}, incarnation {})", (*engine)->model().id(),
-                         port, f.role, service.incarnation_id());
+  Logger("worker")->info("worker serving {} on port {} (role {}, incarnation {}, {})",
+                         (*engine)->model().id(), port, f.role, service.incarnation_id(),
+                         f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC");
   WorkerMetrics metrics(engine->get());
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
@@ -95,7 +104,9 @@ int RunWorkerMain(const WorkerFlags& f) {
     std::ofstream(f.port_file) << port << "\n";
   }
   std::unique_ptr<SchedulerClient> scheduler_client;
-  if (!f.scheduler.empty()) scheduler_client = JoinScheduler(f.scheduler, AdvertiseAddress(f, port), engine->get(), service, *role);
+  if (!f.scheduler.empty())
+    scheduler_client = JoinScheduler(f.scheduler, AdvertiseAddress(f, port), engine->get(), service,
+                                     *role, *channel_credentials);
   int sig = WaitForShutdownSignal();
   Logger("worker")->info("signal {}: shutting down", sig);
   scheduler_client.reset();
@@ -119,6 +130,7 @@ int RunWorker(int argc, char** argv) {
   flags.AddString("advertise", &f.advertise,
                   "HOST:PORT the scheduler and other workers reach this worker at (default: listen host, bound port)");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
+  f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }
 

@@ -32,6 +32,9 @@ void GatewayFlags::Register(FlagParser& flags) {
   flags.AddDouble("drain-timeout", &drain_timeout, "seconds to let streams finish after SIGTERM");
   flags.AddInt("max-body-bytes", &max_body_bytes, "largest request body accepted (413 beyond)");
   flags.AddInt("http-threads", &http_threads, "HTTP threads (each open stream holds one)");
+  flags.AddString("tls-cert", &tls_cert,
+                  "PEM certificate (chain) to serve HTTPS with (needs --tls-key)");
+  flags.AddString("tls-key", &tls_key, "PEM private key of --tls-cert");
   flags.AddString("port-file", &port_file, "write the HTTP port actually bound to this file");
   flags.AddString("log-level", &log_level, "trace, debug, info, warn, error or off");
 }
@@ -78,6 +81,8 @@ HttpServerOptions GatewayFlags::ToHttpOptions(const std::string& host, int port)
   h.port = port;
   h.num_threads = static_cast<int>(http_threads);
   h.max_body_bytes = max_body_bytes;
+  h.tls_cert_file = tls_cert;
+  h.tls_key_file = tls_key;
   return h;
 }
 
@@ -101,9 +106,10 @@ int ServeUntilSignal(Gateway& gateway, const HttpServerOptions& http, const Gate
       [&gateway](int status) { return gateway.ErrorPage(status); });
   if (absl::Status s = server.Start(); !s.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
-    return 1;
+    return s.code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  log->info("serving {} on http://{}:{} ({} HTTP threads)", gateway.model_name(), http.host, server.port(),
+  log->info("serving {} on {}://{}:{} ({} HTTP threads)", gateway.model_name(),
+            http.tls_cert_file.empty() ? "http" : "https", http.host, server.port(),
             http.num_threads);
   if (!flags.port_file.empty()) std::ofstream(flags.port_file) << server.port() << "\n";
   int sig = WaitForShutdownSignal();

@@ -25,6 +25,8 @@ struct GatewayFlags {
   double drain_timeout = 30;     // seconds
   int64_t max_body_bytes = 16 << 20;
   int64_t http_threads = 512;
+  std::string tls_cert;  // HTTPS with --tls-key
+  std::string tls_key;
   std::string port_file;
   std::string log_level = "info";
 

@@ -2,11 +2,13 @@
 
 namespace ferry {
 
-std::unique_ptr<SchedulerClient> JoinScheduler(const std::string& scheduler_address,
-                                               const std::string& advertise_address, Engine* engine,
-                                               const WorkerService& service, v1::WorkerRole role) {
+std::unique_ptr<SchedulerClient> JoinScheduler(
+    const std::string& scheduler_address, const std::string& advertise_address, Engine* engine,
+    const WorkerService& service, v1::WorkerRole role,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   SchedulerClientOptions o;
   o.scheduler_address = scheduler_address;
+  o.channel_credentials = std::move(credentials);
   v1::RegisterWorkerRequest& r = o.registration;
   r.set_address(advertise_address);
   r.set_role(role);

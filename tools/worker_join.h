@@ -13,8 +13,9 @@
 namespace ferry {
 
 // `engine` and `service` must outlive the returned client.
-std::unique_ptr<SchedulerClient> JoinScheduler(const std::string& scheduler_address,
-                                               const std::string& advertise_address, Engine* engine,
-                                               const WorkerService& service, v1::WorkerRole role);
+std::unique_ptr<SchedulerClient> JoinScheduler(
+    const std::string& scheduler_address, const std::string& advertise_address, Engine* engine,
+    const WorkerService& service, v1::WorkerRole role,
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace ferry

@@ -9,6 +9,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/grpc_credentials.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -107,7 +108,8 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   MigrationResult result;
   FERRY_ASSIGN_OR_RETURN(Engine::MigrationSnapshot snap, engine.SnapshotForMigration(id, 0, false).get());
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader layout, DecodeHeader(snap.header));
-  auto channel = grpc::CreateChannel(destination, grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel(destination, ChannelCredentialsOrInsecure(options.channel_credentials));
   auto stub = v1::Worker::NewStub(channel);
 
   // 1. Handshake: the destination reserves blocks for the current length.

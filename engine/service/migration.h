@@ -9,6 +9,8 @@
 //           AttachRegistry until the scheduler attaches.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <functional>
 #include <string>
 
@@ -36,6 +38,8 @@ struct LiveMigrationOptions {
   // Called on the migrating thread once the request is paused for the last
   // stage, before its last chunk goes out: lets tests act inside that window.
   std::function<void(const std::string& request_id)> on_last_stage;
+  // Mutual TLS to other workers (common/grpc_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 struct MigrationResult {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/grpc_credentials.h"
 #include "common/logging.h"
 
 namespace ferry {
@@ -42,8 +43,8 @@ void SchedulerClient::Run() {
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(max_backoff_ms, 100));
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_backoff_ms);
-  auto channel =
-      grpc::CreateCustomChannel(options_.scheduler_address, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      options_.scheduler_address, ChannelCredentialsOrInsecure(options_.channel_credentials), args);
   auto stub = v1::Scheduler::NewStub(channel);
   while (true) {
     const absl::Duration wait = Step(*stub);

@@ -4,6 +4,8 @@
 // Keeps retrying while the scheduler is unreachable.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <functional>
 #include <string>
 #include <thread>
@@ -26,6 +28,8 @@ struct SchedulerClientOptions {
   absl::Duration retry_delay = absl::Milliseconds(200);
   // Longest wait between reconnection attempts to the scheduler.
   absl::Duration max_reconnect_backoff = absl::Seconds(1);
+  // Mutual TLS to the scheduler (common/grpc_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class SchedulerClient {

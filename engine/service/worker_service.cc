@@ -4,9 +4,6 @@
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
 
-#include "absl/time/clock.h"
-#include "engine/service/generate_stream.h"
-
 #include <atomic>
 #include <deque>
 #include <random>
@@ -14,8 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "common/grpc_credentials.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "engine/service/generate_stream.h"
 
 namespace ferry {
 namespace {
@@ -146,11 +146,12 @@ void WorkerService::AbortRequest(const std::string& request_id) {
   attach_.DropUnattached(request_id);
   if (std::optional<std::string> destination = outbound_.Cancel(request_id)) {
     Logger("worker")->info("req={} aborted after its hand-over: aborting it on {}", request_id, *destination);
-    SendAbort(*destination, request_id);
+    SendAbort(*destination, request_id, options_.migration.channel_credentials);
   }
 }
 
-void WorkerService::SendAbort(const std::string& address, const std::string& request_id) {
+void WorkerService::SendAbort(const std::string& address, const std::string& request_id,
+                              const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   struct Pending {
     grpc::ClientContext context;
     v1::AbortRequest request;
@@ -158,7 +159,8 @@ void WorkerService::SendAbort(const std::string& address, const std::string& req
     std::unique_ptr<v1::Worker::Stub> stub;
   };
   auto* p = new Pending;
-  p->stub = v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  p->stub =
+      v1::Worker::NewStub(grpc::CreateChannel(address, ChannelCredentialsOrInsecure(credentials)));
   p->request.set_request_id(request_id);
   p->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   p->stub->async()->Abort(&p->context, &p->request, &p->response, [p](grpc::Status) { delete p; });

@@ -69,7 +69,8 @@ class WorkerService final : public v1::Worker::CallbackService {
   // and follows a request handed over mid-abort to its destination.
   void AbortRequest(const std::string& request_id);
   // Fire and forget: Worker.Abort on the worker at `address`.
-  static void SendAbort(const std::string& address, const std::string& request_id);
+  static void SendAbort(const std::string& address, const std::string& request_id,
+                        const std::shared_ptr<grpc::ChannelCredentials>& credentials);
 
   Engine* engine_;
   WorkerServiceOptions options_;

@@ -4,8 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "common/strings.h"
+#include "common/grpc_credentials.h"
 #include "common/logging.h"
+#include "common/strings.h"
 #include "scheduler/service/prompt_hashes.h"
 #include "scheduler/service/scheduler_internal.h"
 
@@ -95,7 +96,8 @@ std::shared_ptr<v1::Worker::Stub> Scheduler::StubFor(const std::string& address)
   if (it != stubs_.end()) return it->second;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  auto channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  auto channel = grpc::CreateCustomChannel(
+      address, ChannelCredentialsOrInsecure(options_.channel_credentials), args);
   auto stub = std::shared_ptr<v1::Worker::Stub>(v1::Worker::NewStub(channel));
   stubs_.emplace(address, stub);
   return stub;

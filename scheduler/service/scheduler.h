@@ -5,6 +5,8 @@
 // Protos in and out; the gRPC service (scheduler_service.h) only adapts.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -46,6 +48,8 @@ struct SchedulerOptions {
   absl::Duration placement_timeout = absl::Seconds(10);
   int default_block_size = 16;  // when a worker does not say
   Clock* clock = Clock::Real();
+  // Mutual TLS to the workers (common/grpc_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
 };
 
 class Scheduler {

@@ -20,6 +20,34 @@ TEST(ApiKeysTest, MatchesOnlyExactKeys) {
   EXPECT_FALSE(ApiKeys().enabled());
 }
 
+TEST(ApiKeysTest, KeepsOnlySha256Digests) {
+  // FIPS 180-2's test vector: SHA-256("abc").
+  const ApiKeys::Digest abc = ApiKeys::Hash("abc");
+  std::string hex;
+  for (unsigned char b : abc) {
+    char two[3];
+    std::snprintf(two, sizeof(two), "%02x", b);
+    hex += two;
+  }
+  EXPECT_EQ(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+
+  ApiKeys keys({"abc", "", "sk-secret"});
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys.digests()[0], abc);
+  EXPECT_EQ(keys.digests()[1], ApiKeys::Hash("sk-secret"));
+  // The plaintext is nowhere in what the object holds.
+  const std::string held(reinterpret_cast<const char*>(keys.digests().data()),
+                         keys.digests().size() * sizeof(ApiKeys::Digest));
+  EXPECT_EQ(held.find("sk-secret"), std::string::npos);
+  EXPECT_EQ(keys.Match("sk-secret"), 1u);
+  EXPECT_EQ(keys.Match("abc"), 0u);
+}
+
+TEST(ApiKeysTest, DuplicateKeysMatchTheFirst) {
+  ApiKeys keys({"same", "same"});
+  EXPECT_EQ(keys.Match("same"), 0u);
+}
+
 TEST(ApiKeysTest, ConstantTimeEqualsHandlesLengths) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));

@@ -3,9 +3,12 @@
 #include "server/gateway.h"
 
 #include <fstream>
+#include <sstream>
 
+#include "common/logging.h"
 #include "gtest/gtest.h"
 #include "server/model_assets.h"
+#include "spdlog/sinks/ostream_sink.h"
 #include "tests/test_support.h"
 #include "tests/unit/server/fake_backend.h"
 
@@ -254,6 +257,44 @@ TEST_F(GatewayTest, ApiKeysAreRequiredWhenSet) {
   EXPECT_EQ(Call("GET", "/v1/models", "", "Bearer sk-wrong").status, 401);
   EXPECT_EQ(Call("GET", "/health").status, 200);
   EXPECT_EQ(Call("GET", "/metrics").status, 200);
+}
+
+// Keys and prompts stay out of the logs, even at debug level (the gateway's
+// per-request line is there); the key check is hashed, so no key is around to
+// log by mistake either.
+TEST_F(GatewayTest, LogsNeitherKeysNorPrompts) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto log = Logger("gateway");
+  log->sinks().push_back(sink);
+  const spdlog::level::level_enum old_level = log->level();
+  log->set_level(spdlog::level::debug);
+  GatewayOptions o;
+  o.api_keys = {"sk-user-7f3a"};
+  o.admin_key = "sk-admin-91c2";
+  Make(o);
+  EXPECT_EQ(
+      Call("POST", "/v1/completions", R"({"prompt":"PROMPT-MARKER-1"})", "Bearer sk-user-7f3a")
+          .status,
+      200);
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"PROMPT-MARKER-2"})", "Bearer sk-wrong-5e")
+                .status,
+            401);
+  EXPECT_EQ(
+      Call("POST", "/v1/chat/completions",
+           R"({"messages":[{"role":"user","content":"PROMPT-MARKER-3"}]})", "Bearer sk-user-7f3a")
+          .status,
+      200);
+  EXPECT_EQ(Call("GET", "/admin/cluster", "", "Bearer sk-admin-wrong").status, 401);
+  log->flush();
+  log->set_level(old_level);
+  log->sinks().pop_back();
+  const std::string text = captured.str();
+  EXPECT_FALSE(text.empty())
+      << "the gateway logged nothing at debug level: the check proves nothing";
+  for (const char* secret : {"sk-user-7f3a", "sk-wrong-5e", "sk-admin", "PROMPT-MARKER"}) {
+    EXPECT_EQ(text.find(secret), std::string::npos) << secret << " in the log:\n" << text;
+  }
 }
 
 TEST_F(GatewayTest, OverloadGives429AndDisconnectAborts) {
