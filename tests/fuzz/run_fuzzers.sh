@@ -15,7 +15,7 @@ build="${2:-$root/build-fuzz}"
 cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DFERRY_FUZZ=ON -DFERRY_CUDA=OFF -DFERRY_BUILD_BENCHMARKS=OFF
-targets="${FUZZ_TARGETS:-gguf safetensors config_file}"
+targets="${FUZZ_TARGETS:-gguf safetensors config_file tokenizer}"
 if [[ -z "${FUZZ_TARGETS:-}" && -f "$root/tests/fuzz/kv_transfer_fuzz.cc" ]]; then
   targets="$targets kv_transfer"
 fi
