@@ -275,11 +275,12 @@ int Main(int argc, char** argv) {
     std::printf("prefill attention bf16, 2048 tokens, 32/4 heads, head_dim 64: %.0f TFLOP/s; 32/8 heads x 128: %.0f TFLOP/s\n",
                 PrefillAttentionTflops({32, 4, 64}, 2048, stream), PrefillAttentionTflops({32, 8, 128}, 2048, stream));
     std::printf("\ndecode attention variants (threads per CTA, keys in flight per thread): GB/s\n");
-    std::printf("| shape | batch | context | 128/4 | 256/4 | 128/8 | 256/8 |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    std::printf("| shape | batch | context | two-pass 128/4 | 256/4 | 128/8 | one-pass 128/4 | 256/4 | 128/8 |\n"
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (AttnShape s : {AttnShape{32, 8, 128}, AttnShape{32, 4, 64}}) {
       for (auto [batch, ctx] : std::vector<std::pair<int, int>>{{1, 4096}, {1, 32768}, {8, 8192}, {64, 2048}, {64, 32768}}) {
         std::printf("| %d/%d/%d | %d | %d |", s.heads, s.kv_heads, s.head_dim, batch, ctx);
-        for (int v = 0; v < 4; ++v) {
+        for (int v = 1; v <= 6; ++v) {
           double ms = 0;
           std::printf(" %.0f |", DecodeAttentionGbs(s, batch, ctx, props.sm_count, stream, &ms, v));
         }

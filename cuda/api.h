@@ -192,8 +192,10 @@ struct AttentionParams {
   // each split uses its exact maximum. A split whose scores exceed it by
   // more than the overflow margin falls back to its exact maximum.
   float unified_max = std::numeric_limits<float>::quiet_NaN();
-  // Kernel variant for tuning benchmarks (threads per CTA, keys in flight);
-  // 0 is the default.
+  // Decode kernel variant, for tuning benchmarks and tests: 0 the default
+  // (the two-pass kernel with 128/4), 1-3 the
+  // two-pass kernel (scores, then values) with 128/4, 256/4, 128/8 threads per
+  // CTA / keys in flight per thread, 4-6 the one-pass kernel likewise.
   int decode_variant = 0;
 
   // Prefill: tiles of 64 query tokens, (sequence, first token index) pairs.

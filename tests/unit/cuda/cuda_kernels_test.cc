@@ -175,7 +175,7 @@ struct AttnCase {
   float unified_max;  // NaN: off
 };
 
-void RunDecodeCase(const AttnCase& c, bool prefill, bool tile_kernel = true) {
+void RunDecodeCase(const AttnCase& c, bool prefill, bool tile_kernel = true, int variant = 0) {
   std::mt19937 rng(1234 + c.head_dim + c.num_heads * 7 + static_cast<int>(c.seq_lens.size()));
   const int layers = 2, layer = 1, bs = 16;
   PagedKv kv(c.dtype, layers, c.num_kv_heads, c.head_dim, bs, c.seq_lens, rng);
@@ -211,6 +211,7 @@ void RunDecodeCase(const AttnCase& c, bool prefill, bool tile_kernel = true) {
   p.block_indptr = dindptr.as<int32_t>();
   p.block_indices = dindices.as<int32_t>();
   p.unified_max = c.unified_max;
+  p.decode_variant = variant;
   DeviceProps props;
   ASSERT_CUDA(GetDeviceProps(0, &props));
   p.sm_count = props.sm_count;
@@ -244,7 +245,8 @@ void RunDecodeCase(const AttnCase& c, bool prefill, bool tile_kernel = true) {
   ASSERT_CUDA(DeviceSynchronize());
   std::vector<float> got = Download(c.dtype, dout, q.size());
   EXPECT_LT(RelError(got, ref), Tolerance(c.dtype))
-      << DTypeName(c.dtype) << " hd=" << c.head_dim << " heads=" << c.num_heads << "/" << c.num_kv_heads;
+      << DTypeName(c.dtype) << " hd=" << c.head_dim << " heads=" << c.num_heads << "/" << c.num_kv_heads
+      << " variant=" << variant;
 }
 
 TEST(CudaAttention, DecodeMatchesReferenceAcrossDtypesHeadSizesAndContexts) {
@@ -252,10 +254,17 @@ TEST(CudaAttention, DecodeMatchesReferenceAcrossDtypesHeadSizesAndContexts) {
   const float off = std::numeric_limits<float>::quiet_NaN();
   for (DType t : {DType::kF32, DType::kBF16, DType::kF16}) {
     for (int hd : {8, 32, 64, 128}) {
-      RunDecodeCase({t, hd, 8, 4, {1, 17, 300}, off}, false);       // GQA 2
-      RunDecodeCase({t, hd, 32, 4, {5000, 33, 1024}, off}, false);  // GQA 8, long context (splits)
-      RunDecodeCase({t, hd, 7, 7, {2000}, off}, false);             // MHA, odd head count
-      RunDecodeCase({t, hd, 28, 4, {700, 1}, off}, false);          // GQA 7 (groups split across CTAs)
+      // Every kernel variant: the two-pass default and the one-pass kernel
+      // everywhere, all tuning variants where they are built.
+      std::vector<int> variants = {0, 4};
+      if (t == DType::kBF16 && (hd == 64 || hd == 128)) variants = {1, 2, 3, 4, 5, 6};
+      for (int v : variants) {
+        RunDecodeCase({t, hd, 8, 4, {1, 17, 300}, off}, false, true, v);       // GQA 2
+        RunDecodeCase({t, hd, 32, 4, {5000, 33, 1024}, off}, false, true, v);  // GQA 8, long context (splits)
+        RunDecodeCase({t, hd, 7, 7, {2000}, off}, false, true, v);             // MHA, odd head count
+        RunDecodeCase({t, hd, 28, 4, {700, 1}, off}, false, true, v);          // GQA 7 (groups split across CTAs)
+        RunDecodeCase({t, hd, 16, 2, {40000}, off}, false, true, v);           // GQA 8, one very long context
+      }
     }
   }
 }
