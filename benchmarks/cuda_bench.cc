@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "cuda/api.h"
 #include "engine/backend.h"
@@ -314,12 +315,9 @@ int Main(int argc, char** argv) {
 
     if (model_path.empty()) return 0;
     DecodeGemmTable(*gemm, {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}, {32000, 2048}}, bw, stream);
-    auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
-      return 1;
-    }
-    const Model& model = **loaded;
+    std::shared_ptr<const Model> loaded = bench::LoadModelOrReport(model_path);
+    if (!loaded) return 1;
+    const Model& model = *loaded;
     const ModelConfig& c = model.config();
     EngineOptions o;
     o.device = "cuda:0";

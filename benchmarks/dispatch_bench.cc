@@ -26,6 +26,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "engine/service/scheduler_client.h"
@@ -192,12 +193,8 @@ int Main(int argc, char** argv) {
   flags.AddInt("seed", &seed, "load generator seed");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("error");
-    auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
-      return 1;
-    }
-    std::shared_ptr<const Model> model(std::move(*loaded));
+    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
+    if (!model) return 1;
     const int vocab = model->config().vocab_size;
     std::mt19937 rng(static_cast<uint32_t>(seed));
     std::vector<Job> jobs;

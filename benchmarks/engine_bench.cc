@@ -17,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "tools/flags.h"
@@ -102,12 +103,8 @@ int Main(int argc, char** argv) {
   flags.AddString("dtype", &dtype, "GPU weights and KV dtype (auto, bfloat16, float16, float32)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
-      return 1;
-    }
-    std::shared_ptr<const Model> model(std::move(*loaded));
+    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
+    if (!model) return 1;
     const int vocab = model->config().vocab_size;
     const double params = static_cast<double>(model->weight_bytes()) /
                           (model->weights().layers[0].wq.dtype == DType::kF32 ? 4.0 : 2.0);

@@ -37,6 +37,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "engine/engine.h"
 #include "engine/service/migration.h"
@@ -204,12 +205,8 @@ int Main(int argc, char** argv) {
     const double tcp = LoopbackTcpBytesPerSecond(static_cast<size_t>(tcp_mib) << 20);
     std::printf("loopback TCP, one stream: %.2f GB/s\n", tcp / 1e9);
 
-    auto loaded = Model::Load(model_path, LoadOptions{.progress = false});
-    if (!loaded.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
-      return 1;
-    }
-    std::shared_ptr<const Model> model(std::move(*loaded));
+    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
+    if (!model) return 1;
     const int vocab = model->config().vocab_size;
     const int max_len = *std::max_element(lengths.begin(), lengths.end());
     EngineOptions eo;

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "benchmarks/bandwidth.h"
+#include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "common/thread_pool.h"
 #include "engine/llama_forward.h"
@@ -105,11 +106,8 @@ int Main(int argc, char** argv) {
                   "measured read bandwidth per thread count (GB/s, comma-separated); measured when empty");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    auto model = Model::Load(model_path, LoadOptions{.progress = false});
-    if (!model.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(model.status().message()).c_str());
-      return 1;
-    }
+    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
+    if (!model) return 1;
     std::vector<int> threads;
     for (absl::string_view t : absl::StrSplit(threads_list, ',')) {
       int v;
@@ -125,17 +123,17 @@ int Main(int argc, char** argv) {
       if (!absl::SimpleAtod(t, &v)) return 2;
       bandwidth.push_back(v);
     }
-    const double bytes = DecodeBytesPerToken(**model);
-    std::printf("model %s: %.1f MB read per decode token\n", (*model)->id().c_str(), bytes / 1e6);
+    const double bytes = DecodeBytesPerToken(*model);
+    std::printf("model %s: %.1f MB read per decode token\n", model->id().c_str(), bytes / 1e6);
     std::printf("| model | threads | pp%lld tok/s | tg%lld tok/s | bandwidth GB/s | floor tok/s | tg / floor |\n",
                 static_cast<long long>(prompt_tokens), static_cast<long long>(gen_tokens));
     std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < threads.size(); ++i) {
       double bw = i < bandwidth.size() ? bandwidth[i] : MeasureReadBandwidthGBs(threads[i]);
-      Result r = Run(**model, threads[i], static_cast<int>(prompt_tokens), static_cast<int>(gen_tokens),
+      Result r = Run(*model, threads[i], static_cast<int>(prompt_tokens), static_cast<int>(gen_tokens),
                      static_cast<int>(reps));
       double floor = bw * 1e9 / bytes;
-      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f |\n", (*model)->id().c_str(), threads[i],
+      std::printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %.2f |\n", model->id().c_str(), threads[i],
                   r.prefill_tps, r.decode_tps, bw, floor, r.decode_tps / floor);
       std::fflush(stdout);
     }
