@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "common/thread_pool.h"
 #include "engine/engine_types.h"
 #include "engine/forward_batch.h"
@@ -34,12 +35,26 @@ class ForwardBackend {
   // The KV cache in host memory where the backend keeps it there (cpu), for
   // export and import of blocks; null otherwise.
   virtual KvCache* host_kv() = 0;
+  // Whole-block copies between the backend's KV storage and host memory
+  // (kv_bytes_per_block() bytes), for the host tier of the prefix cache.
+  // Unimplemented where the backend has none yet (the host tier is then off).
+  virtual absl::Status ReadKvBlock(int32_t block, std::span<std::byte> out) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": no KV block copies to host memory"));
+  }
+  virtual absl::Status WriteKvBlock(int32_t block, std::span<const std::byte> in) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": no KV block copies from host memory"));
+  }
 };
 
 // The CPU backend: LlamaForward over an fp32 host cache.
 absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const Model& model, ThreadPool& pool,
                                                                   const EngineOptions& options,
                                                                   int64_t kv_bytes);
+
+// The simulated backend (options.device "sim"): sleeps per the cost model
+// of options.sim_profile and emits deterministic tokens; no model math.
+// InvalidArgument for an unknown profile.
+absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateSimBackend(const Model& model, const EngineOptions& options);
 
 // The CUDA backend on options.device ("cuda" or "cuda:N"). Unimplemented in a
 // build without CUDA; FailedPrecondition without a usable device.

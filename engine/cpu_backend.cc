@@ -1,4 +1,6 @@
 // The CPU backend: LlamaForward over an fp32 KV cache in host memory.
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "engine/backend.h"
@@ -32,8 +34,29 @@ class CpuBackend final : public ForwardBackend {
   }
   void CopyBlocks(std::span<const BlockCopy> copies) override { ::ferry::CopyBlocks(*kv_, copies); }
   KvCache* host_kv() override { return kv_.get(); }
+  absl::Status ReadKvBlock(int32_t block, std::span<std::byte> out) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, out.size()));
+    std::memcpy(out.data(), kv_->Block(block), out.size());
+    return absl::OkStatus();
+  }
+  absl::Status WriteKvBlock(int32_t block, std::span<const std::byte> in) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, in.size()));
+    std::memcpy(kv_->Block(block), in.data(), in.size());
+    return absl::OkStatus();
+  }
 
  private:
+  absl::Status CheckBlockCopy(int32_t block, size_t bytes) const {
+    if (block < 0 || block >= kv_->num_blocks()) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block ", block, " out of range"));
+    }
+    if (static_cast<int64_t>(bytes) != kv_->shape().bytes_per_block()) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block copy of ", bytes, " bytes, blocks are ",
+                                                     kv_->shape().bytes_per_block()));
+    }
+    return absl::OkStatus();
+  }
+
   ThreadPool& pool_;
   LlamaForward forward_;
   std::unique_ptr<KvCache> kv_;

@@ -14,6 +14,21 @@ bool Contains(std::span<const int32_t> ids, int32_t id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
+// The host tier's copies, done by the backend on the loop thread.
+class BackendBlockIo final : public KvBlockIo {
+ public:
+  explicit BackendBlockIo(ForwardBackend* backend) : backend_(backend) {}
+  absl::Status ReadBlock(int32_t block, std::span<std::byte> out) override {
+    return backend_->ReadKvBlock(block, out);
+  }
+  absl::Status WriteBlock(int32_t block, std::span<const std::byte> in) override {
+    return backend_->WriteKvBlock(block, in);
+  }
+
+ private:
+  ForwardBackend* backend_;
+};
+
 
 }  // namespace
 
@@ -32,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   }
   if (options.max_num_seqs <= 0) return absl::InvalidArgumentError("--max-num-seqs must be positive");
   if (options.kv_cache_bytes < 0) return absl::InvalidArgumentError("--kv-cache-memory must be positive");
+  if (options.kv_host_bytes < 0) return absl::InvalidArgumentError("--kv-host-memory must not be negative");
   std::unique_ptr<Engine> e(new Engine(std::move(model), options));
   const ModelConfig& c = e->model_->config();
   e->max_model_len_ = options.max_model_len > 0
@@ -46,6 +62,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
     int64_t bytes = options.kv_cache_bytes;
     if (bytes == 0) bytes = unit.bytes_per_block() * NumBlocksForTokens(4 * int64_t{e->max_model_len_}, options.block_size);
     FERRY_ASSIGN_OR_RETURN(e->backend_, CreateCpuBackend(*e->model_, e->pool_, options, bytes));
+  } else if (options.device == "sim") {
+    FERRY_ASSIGN_OR_RETURN(e->backend_, CreateSimBackend(*e->model_, options));
   } else if (options.device.rfind("cuda", 0) == 0) {
     EngineOptions o = options;
     o.max_model_len = e->max_model_len_;
@@ -59,6 +77,29 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   bp.num_blocks = shape.num_blocks;
   bp.block_size = options.block_size;
   bp.model_key = absl::StrCat(e->model_->id(), "/", c.num_layers, "/", c.hidden_size, "/f32");
+  if (options.kv_host_bytes > 0) {
+    const int64_t block_bytes = e->backend_->kv_bytes_per_block();
+    HostTierOptions ho;
+    ho.num_blocks = options.kv_host_bytes / block_bytes;
+    ho.bytes_per_block = block_bytes;
+    ho.block_size = options.block_size;
+    if (ho.num_blocks < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-host-memory of ", options.kv_host_bytes,
+                                                     " bytes holds no block (one block is ", block_bytes,
+                                                     " bytes)"));
+    }
+    // A backend without host copies runs without the tier rather than fail.
+    std::vector<std::byte> probe(static_cast<size_t>(block_bytes));
+    if (absl::Status st = e->backend_->ReadKvBlock(0, probe); !st.ok()) {
+      Logger("engine")->warn("host KV tier disabled: {}", std::string(st.message()));
+    } else {
+      e->host_io_ = std::make_unique<BackendBlockIo>(e->backend_.get());
+      FERRY_ASSIGN_OR_RETURN(e->host_tier_, HostTier::Create(ho, e->host_io_.get()));
+      bp.host_tier = e->host_tier_.get();
+      Logger("engine")->info("host KV tier: {} blocks ({:.1f} MB)", ho.num_blocks,
+                             ho.num_blocks * block_bytes / 1e6);
+    }
+  }
   e->kv_model_key_ = bp.model_key;
   FERRY_ASSIGN_OR_RETURN(e->blocks_, BlockPool::Create(bp));
   e->block_hash_root_ = e->blocks_->root_hash();
@@ -120,6 +161,7 @@ absl::Status Engine::ValidateInput(const GenerateInput& input) const {
         " were requested (", n, " in the prompt, ", input.params.max_tokens,
         " for the completion)"));
   }
+  if (input.remote_kv != nullptr) return ValidateRemoteKv(input, total);
   if (NumBlocksForTokens(total, options_.block_size) > backend_->kv_shape().num_blocks) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the request needs ", NumBlocksForTokens(total, options_.block_size), " KV blocks (", total,
@@ -253,6 +295,7 @@ void Engine::DrainInbox() {
 void Engine::Step() {
   if (scheduler_->num_running() == 0 && scheduler_->num_waiting() == 0) return;
   auto t0 = std::chrono::steady_clock::now();
+  const int64_t prompt_computed_before = counters_.prompt_tokens_computed;
   StepPlan plan = scheduler_->Schedule();
   if (plan.scheduled.empty()) return;
   backend_->CopyBlocks(plan.copies);
@@ -265,8 +308,14 @@ void Engine::Step() {
   logits_rows_.clear();
   std::vector<const BlockTable*> tables;
   std::vector<int64_t> table_tokens;
+  std::vector<int32_t> local_lens;
+  std::vector<RemoteKv*> remotes;
+  bool any_remote = false;
   for (const ScheduledSequence& s : plan.scheduled) {
     Sequence& seq = *s.seq;
+    local_lens.push_back(seq.LocalTokens(seq.num_computed + s.num_new_tokens));
+    remotes.push_back(seq.remote_kv());
+    any_remote |= seq.remote_kv() != nullptr;
     for (int i = 0; i < s.num_new_tokens; ++i) {
       batch_tokens_.push_back(seq.tokens[seq.num_computed + i]);
       batch_positions_.push_back(seq.num_computed + i);
@@ -275,7 +324,7 @@ void Engine::Step() {
     seq_lens_.push_back(seq.num_computed + s.num_new_tokens);
     if (s.samples) logits_rows_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1);
     tables.push_back(&seq.table);
-    table_tokens.push_back(seq.num_computed + s.num_new_tokens);
+    table_tokens.push_back(seq.LocalTokens(seq.num_computed + s.num_new_tokens));
     if (seq.in_prefill()) {
       int prompt_part = std::min(s.num_new_tokens, seq.num_prompt_tokens - seq.num_computed);
       counters_.prompt_tokens_computed += prompt_part;
@@ -290,6 +339,10 @@ void Engine::Step() {
   logits_.resize(logits_rows_.size() * size_t(vocab));
   ForwardBatch batch{batch_tokens_, batch_positions_, query_start_, seq_lens_,
                      csr->indptr, csr->indices, logits_rows_};
+  if (any_remote) {
+    batch.local_lens = local_lens;
+    batch.remote = remotes;
+  }
   if (absl::Status s = backend_->Forward(batch, logits_.data()); !s.ok()) {
     FailAll(absl::StrCat("forward pass failed: ", s.message()));
     return;
@@ -297,12 +350,14 @@ void Engine::Step() {
   scheduler_->Commit(plan);
 
   std::vector<Sequence*> finished;
+  if (any_remote) FailBrokenRemoteKv(plan, finished);
   int row = 0;
   int generated = 0;
   for (const ScheduledSequence& s : plan.scheduled) {
     if (!s.samples) continue;
     std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
     Sequence& seq = *s.seq;
+    if (seq.finished) continue;  // its lender failed
     if (seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0) {
       ForkSamples(seq, logits, finished);
       generated += seq.group->input.params.n - 1;
@@ -326,6 +381,13 @@ void Engine::Step() {
   if (secs > 0 && generated > 0) {
     double tps = generated / secs;
     tokens_per_second_ = tokens_per_second_ == 0 ? tps : 0.9 * tokens_per_second_ + 0.1 * tps;
+  }
+  // Steps with enough prompt tokens to say something about prefill speed
+  // (used by the scheduler to weigh a prefix pull against recomputing).
+  if (const int64_t prompt = counters_.prompt_tokens_computed - prompt_computed_before; secs > 0 && prompt >= 16) {
+    const double pps = static_cast<double>(prompt) / secs;
+    prefill_tokens_per_second_ =
+        prefill_tokens_per_second_ == 0 ? pps : 0.8 * prefill_tokens_per_second_ + 0.2 * pps;
   }
   (void)num_seqs;
 }
@@ -447,12 +509,29 @@ void Engine::PublishStats() {
   s.blocks_used = b.num_used;
   s.blocks_cached = b.num_cached;
   s.running = scheduler_->num_running();
+  for (const auto& seq : scheduler_->running()) s.running_with_borrowed_kv += seq->remote_kv() != nullptr ? 1 : 0;
   s.waiting = scheduler_->num_waiting();
   s.blocks_needed_waiting = scheduler_->BlocksNeededByWaiting();
   s.tokens_per_second = tokens_per_second_;
+  s.prefill_tokens_per_second = prefill_tokens_per_second_;
+  s.kv_bytes_per_block = backend_->kv_bytes_per_block();
   s.prefix_cache_hit_rate =
       b.prefix_query_tokens > 0 ? double(b.prefix_hit_tokens) / b.prefix_query_tokens : 0;
   s.preemptions = scheduler_->num_preemptions();
+  s.prefix_hit_blocks_host = b.prefix_hit_blocks_host;
+  s.prefix_hit_tokens_host = b.prefix_hit_tokens_host;
+  s.prefix_hit_blocks_device = b.prefix_hit_blocks - b.prefix_hit_blocks_host;
+  s.prefix_hit_tokens_device = b.prefix_hit_tokens - b.prefix_hit_tokens_host;
+  if (host_tier_ != nullptr) {
+    HostTierStats h = host_tier_->stats();
+    s.host_blocks_total = h.num_blocks;
+    s.host_blocks_used = h.num_used;
+    s.host_swap_out_blocks = h.swap_out_blocks;
+    s.host_swap_in_blocks = h.swap_in_blocks;
+    s.host_swap_out_bytes = h.swap_out_bytes();
+    s.host_swap_in_bytes = h.swap_in_bytes();
+    s.host_evictions = h.num_evictions;
+  }
   BlockHashEvents events = blocks_->DrainEvents();
   absl::MutexLock lock(&mu_);
   stats_ = s;

@@ -27,6 +27,7 @@
 #include "engine/model.h"
 #include "engine/step_scheduler.h"
 #include "kvcache/block_pool.h"
+#include "kvcache/host_tier.h"
 #include "engine/backend.h"
 #include "kvcache/kv_cache.h"
 #include "kvcache/kv_transfer.h"
@@ -103,6 +104,46 @@ class Engine {
   const std::string& kv_model_key() const { return kv_model_key_; }
   KvCacheShape kv_shape() const { return backend_->kv_shape(); }
 
+  // ---- Cached prefixes between workers (engine_prefix.cc) ----
+  struct PrefixExport {
+    std::string header;   // EncodeHeader for the exported blocks
+    std::string payload;  // EncodeBlocks of them, blocks [0, num_blocks)
+    int64_t num_blocks = 0;
+  };
+  // Copies the cached blocks (either tier) that hold the longest cached
+  // prefix of `tokens` whose content hashes equal `block_hashes` (at most
+  // that many blocks), holding references to them while copying so they
+  // cannot be evicted meanwhile. Read-only for the cached content. NotFound
+  // when not even the first block is cached here; Unimplemented where KV is
+  // not in host memory.
+  std::future<absl::StatusOr<PrefixExport>> ExportCachedPrefix(std::vector<int32_t> tokens,
+                                                               std::vector<uint64_t> block_hashes);
+  // Writes blocks pulled from another worker (a header and its chunks, each
+  // with the index of its first block) holding the first blocks of `tokens`
+  // into fresh blocks and caches them, so a request with that prompt hits
+  // them. Returns the number of leading blocks of `tokens` cached here
+  // afterwards. Nothing is cached unless every chunk checks out:
+  // InvalidArgument for a layout or chunk that does not fit, DataLoss for a
+  // checksum mismatch, ResourceExhausted when blocks are short, Unimplemented
+  // where KV is not in host memory.
+  std::future<absl::StatusOr<int64_t>> InstallCachedPrefix(
+      std::vector<int32_t> tokens, std::string header, std::vector<std::pair<int64_t, std::string>> chunks);
+
+  // ---- Borrowed KV blocks, lender side (CPU backend) ----
+  // Reserves `num_blocks` blocks of this pool for lease `lease_id` (they
+  // count as used from then on) and returns their ids in the host cache.
+  // Unimplemented where KV lives on a device; InvalidArgument for
+  // num_blocks <= 0; AlreadyExists for a lease id in use; ResourceExhausted
+  // when fewer blocks are free.
+  std::future<absl::StatusOr<std::vector<int32_t>>> LendBlocks(const std::string& lease_id, int64_t num_blocks);
+  // Frees a lease's blocks; unknown ids are ignored. Whoever read or wrote
+  // the blocks must have stopped.
+  void ReturnLentBlocks(const std::string& lease_id);
+  // The host cache lent blocks live in (null where KV is on a device).
+  // Threading: the step loop never touches a lent block's memory, so the one
+  // thread serving its lease may, until ReturnLentBlocks.
+  KvCache* lending_kv() const { return kv_; }
+
   const Model& model() const { return *model_; }
   const EngineOptions& options() const { return options_; }
   int max_model_len() const { return max_model_len_; }
@@ -123,6 +164,9 @@ class Engine {
   absl::StatusOr<std::unique_ptr<Sequence>> MakeSequence(const std::shared_ptr<RequestGroup>& group);
   absl::Status ValidateInput(const GenerateInput& input) const;
   void ExpireReservations();
+  absl::Status ValidateRemoteKv(const GenerateInput& input, int64_t total) const;
+  // Ends the scheduled sequences whose lender failed during the step.
+  void FailBrokenRemoteKv(const StepPlan& plan, std::vector<Sequence*>& finished);
 
   struct Reservation {
     BlockTable table;
@@ -135,6 +179,9 @@ class Engine {
   ThreadPool pool_;
   std::unique_ptr<ForwardBackend> backend_;
   KvCache* kv_ = nullptr;  // the backend's host cache, null where KV lives on a device
+  // Host tier of the prefix cache (null when off); used by blocks_.
+  std::unique_ptr<KvBlockIo> host_io_;
+  std::unique_ptr<HostTier> host_tier_;
   std::unique_ptr<BlockPool> blocks_;
   std::unique_ptr<StepScheduler> scheduler_;
 
@@ -154,10 +201,12 @@ class Engine {
   std::string kv_model_key_;
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
   absl::flat_hash_map<std::string, Reservation> reservations_;
+  absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
   Rng seed_rng_;
   std::vector<float> logits_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;
   double tokens_per_second_ = 0;
+  double prefill_tokens_per_second_ = 0;
   EngineStats counters_;
   std::thread thread_;
 };

@@ -57,6 +57,7 @@ std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigrat
       return fail("only requests with n = 1 migrate");
     }
     Sequence& seq = *seqs[0];
+    if (seq.remote_kv() != nullptr) return fail("requests with borrowed KV blocks do not migrate");
     const auto& running = scheduler_->running();
     bool is_running = std::any_of(running.begin(), running.end(),
                                   [&](const auto& s) { return s.get() == &seq; });

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "engine/sampling_params.h"
 
 namespace ferry {
+
+class RemoteKv;
 
 struct EngineOptions {
   int block_size = 16;             // tokens per KV block
@@ -34,6 +37,12 @@ struct EngineOptions {
   double kv_cache_fraction = 0;
   // On a GPU, replay decode steps as CUDA graphs (one per batch shape).
   bool cuda_graphs = true;
+  // With device "sim": the cost-model profile of the simulated backend
+  // (engine/sim_cost_model.h), e.g. "h100-llama3-8b".
+  std::string sim_profile;
+  // Host-memory tier of the prefix cache in bytes (0: off); evicted cached
+  // blocks are copied there and copied back on a prefix hit.
+  int64_t kv_host_bytes = 0;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration
@@ -55,6 +64,9 @@ struct GenerateInput {
   int priority = 0;
   // Continue one sample (params.n is then 1 for this engine).
   std::optional<ResumeState> resume;
+  // DistAttention (CPU backend, n = 1): positions from remote_kv->local_tokens()
+  // on live in blocks borrowed from other workers.
+  std::shared_ptr<RemoteKv> remote_kv;
 };
 
 // kMigrated: the sample continues on another worker (EngineEvent::migrated_to).
@@ -100,6 +112,29 @@ struct EngineStats {
   int64_t requests_finished = 0;
   int64_t kv_cache_bytes = 0;
   int block_size = 0;
+  // Prefix-cache hits by tier (host hits were copied back to the device).
+  int64_t prefix_hit_blocks_device = 0;
+  int64_t prefix_hit_blocks_host = 0;
+  int64_t prefix_hit_tokens_device = 0;
+  int64_t prefix_hit_tokens_host = 0;
+  // Host tier (all 0 when off).
+  int64_t host_blocks_total = 0;
+  int64_t host_blocks_used = 0;
+  int64_t host_swap_out_blocks = 0;
+  int64_t host_swap_in_blocks = 0;
+  int64_t host_swap_out_bytes = 0;
+  int64_t host_swap_in_bytes = 0;
+  int64_t host_evictions = 0;
+  // Cached prefixes installed from or exported to other workers.
+  int64_t prefix_blocks_imported = 0;
+  int64_t prefix_blocks_exported = 0;
+  double prefill_tokens_per_second = 0;  // prompt tokens computed per second, smoothed
+  int64_t kv_bytes_per_block = 0;
+  // DistAttention.
+  int64_t blocks_lent = 0;              // reserved here for requests of other workers
+  int64_t lent_leases = 0;
+  int running_with_borrowed_kv = 0;     // running requests of ours with remote positions
+  int64_t borrowed_kv_failures = 0;     // requests failed because a lender failed
 };
 
 }  // namespace ferry

@@ -1,5 +1,7 @@
 #include "engine/forward_batch.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace ferry {
@@ -10,6 +12,10 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, const ModelConfig& conf
     return absl::InvalidArgumentError("KV cache shape does not match the model");
   }
   int n = b.num_tokens();
+  if ((!b.local_lens.empty() && b.local_lens.size() != b.seq_lens.size()) ||
+      (!b.remote.empty() && b.remote.size() != b.seq_lens.size())) {
+    return absl::InvalidArgumentError("inconsistent remote KV layout");
+  }
   if (b.positions.size() != b.tokens.size() || b.query_start.size() < 2 ||
       b.seq_lens.size() + 1 != b.query_start.size() ||
       b.block_indptr.size() != b.query_start.size() || b.query_start.front() != 0 ||
@@ -30,7 +36,8 @@ absl::Status ValidateForwardBatch(const ForwardBatch& b, const ModelConfig& conf
     if (q1 < q0 || blocks < 0 || b.block_indptr[seq + 1] > static_cast<int>(b.block_indices.size())) {
       return absl::InvalidArgumentError("inconsistent batch layout");
     }
-    if (b.seq_lens[seq] > blocks * s.block_size) {
+    const int32_t stored = b.local_lens.empty() ? b.seq_lens[seq] : std::min(b.seq_lens[seq], b.local_lens[seq]);
+    if (stored > blocks * s.block_size) {
       return absl::InvalidArgumentError(absl::StrCat("sequence ", seq, " has ", b.seq_lens[seq],
                                                      " tokens but only ", blocks, " KV blocks"));
     }

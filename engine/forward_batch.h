@@ -11,6 +11,8 @@
 
 namespace ferry {
 
+class RemoteKv;
+
 struct ForwardBatch {
   // Every token of the step, grouped by sequence.
   std::span<const int32_t> tokens;
@@ -27,6 +29,11 @@ struct ForwardBatch {
   std::span<const int32_t> block_indices;
   // Rows (indices into tokens) whose logits are wanted, in output order.
   std::span<const int32_t> logits_indices;
+  // DistAttention (CPU backend): sequence s keeps positions below
+  // local_lens[s] in its blocks and the rest behind remote[s] (null: none).
+  // Both empty: every position is local.
+  std::span<const int32_t> local_lens = {};
+  std::span<RemoteKv* const> remote = {};
 
   int num_seqs() const { return static_cast<int>(query_start.size()) - 1; }
   int num_tokens() const { return static_cast<int>(tokens.size()); }

@@ -71,13 +71,19 @@ void LlamaForward::ApplyRope(float* x, int num_tokens, int num_heads,
   });
 }
 
+int32_t LlamaForward::LocalLen(const ForwardBatch& b, int seq) const {
+  return b.local_lens.empty() ? b.seq_lens[seq] : std::min(b.seq_lens[seq], b.local_lens[seq]);
+}
+
 void LlamaForward::WriteKv(const ForwardBatch& b, KvCache& kv, int layer) {
   const int bs = kv.shape().block_size;
   const int kv_dim = config_.kv_dim();
   for (int seq = 0; seq < b.num_seqs(); ++seq) {
     const int32_t* table = b.block_indices.data() + b.block_indptr[seq];
+    const int32_t local_len = LocalLen(b, seq);
     for (int t = b.query_start[seq]; t < b.query_start[seq + 1]; ++t) {
       int pos = b.positions[t];
+      if (pos >= local_len) continue;  // a borrowed position: the lender writes it
       int64_t block = table[pos / bs];
       int slot = pos % bs;
       std::memcpy(kv.Keys(block, layer) + slot * kv_dim, &k_[size_t(t) * kv_dim], kv_dim * sizeof(float));
@@ -104,7 +110,9 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
       int g = static_cast<int>(item % config_.num_kv_heads);
       int seq = token_seq_[t];
       const int32_t* table = b.block_indices.data() + b.block_indptr[seq];
-      const int ctx = b.positions[t] + 1;  // causal: up to and including itself
+      const bool remote = RemoteOf(b, seq) != nullptr;
+      // Causal: up to and including itself (its local part when remote).
+      const int ctx = remote ? std::min(b.positions[t] + 1, LocalLen(b, seq)) : b.positions[t] + 1;
       if (static_cast<int>(scores.size()) < ctx * group) scores.resize(size_t(ctx) * group * 2);
       for (int j = 0; j < group; ++j) {
         const float* q = &q_[(size_t(t) * nh + g * group + j) * hd];
@@ -112,6 +120,17 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
         for (int p = 0; p < ctx; ++p) {
           const float* key = kv.Keys(table[p / bs], layer) + (p % bs) * kv_dim + g * hd;
           sc[p] = cpu::Dot(q, key, hd) * scale;
+        }
+        if (remote) {
+          // Unnormalized: MergeRemote adds the lenders' parts.
+          const int64_t e = int64_t{t} * nh + g * group + j;
+          WeightsFromScores(sc, ctx, part_local_.max[e], part_local_.sum[e]);
+          float* o = part_local_.values_of(e);
+          std::fill(o, o + hd, 0.0f);
+          for (int p = 0; p < ctx; ++p) {
+            cpu::Axpy(sc[p], kv.Values(table[p / bs], layer) + (p % bs) * kv_dim + g * hd, hd, o);
+          }
+          continue;
         }
         cpu::Softmax(sc, ctx);
         float* out = &attn_[(size_t(t) * nh + g * group + j) * hd];
@@ -125,6 +144,29 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
   });
 }
 
+void LlamaForward::MergeRemote(const ForwardBatch& b) {
+  const int nh = config_.num_heads;
+  const int hd = config_.head_dim;
+  for (int seq = 0; seq < b.num_seqs(); ++seq) {
+    RemoteKv* r = RemoteOf(b, seq);
+    if (r == nullptr) continue;
+    const int t0 = b.query_start[seq], t1 = b.query_start[seq + 1];
+    r->Receive(part_remote_);
+    const bool have_remote = part_remote_.count() == int64_t{t1 - t0} * nh && part_remote_.head_dim == hd;
+    for (int t = t0; t < t1; ++t) {
+      for (int h = 0; h < nh; ++h) {
+        const int64_t e = int64_t{t} * nh + h;
+        if (have_remote) {
+          const int64_t er = int64_t{t - t0} * nh + h;
+          MergePartial(part_local_.max[e], part_local_.sum[e], part_local_.values_of(e), part_remote_.max[er],
+                       part_remote_.sum[er], part_remote_.values_of(er), hd);
+        }
+        NormalizePartial(part_local_.sum[e], part_local_.values_of(e), hd, &attn_[size_t(e) * hd]);
+      }
+    }
+  }
+}
+
 absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* logits) {
   FERRY_RETURN_IF_ERROR(Check(b, kv));
   const int n = b.num_tokens();
@@ -135,6 +177,7 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     for (int t = b.query_start[seq]; t < b.query_start[seq + 1]; ++t) token_seq_[t] = seq;
   }
   for (int t = 0; t < n; ++t) cpu::DequantizeRow(w.embedding, b.tokens[t], &x_[size_t(t) * h]);
+  if (!b.remote.empty()) part_local_.Reset(int64_t{n} * config_.num_heads, config_.head_dim);
 
   auto rms_all = [&](const float* weight) {
     pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
@@ -152,7 +195,16 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     ApplyRope(q_.data(), n, config_.num_heads, b.positions);
     ApplyRope(k_.data(), n, config_.num_kv_heads, b.positions);
     WriteKv(b, kv, l);
+    // Lenders work on their part while the local part runs here.
+    for (int seq = 0; seq < b.num_seqs(); ++seq) {
+      if (RemoteKv* r = RemoteOf(b, seq)) {
+        const int t0 = b.query_start[seq];
+        r->Send(l, b.positions.subspan(t0, b.query_start[seq + 1] - t0), &q_[size_t(t0) * config_.q_dim()],
+                &k_[size_t(t0) * config_.kv_dim()], &v_[size_t(t0) * config_.kv_dim()]);
+      }
+    }
     Attention(b, kv, l);
+    MergeRemote(b);
     // Residual adds go through xn_ as the projection's output.
     cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];

@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "common/thread_pool.h"
+#include "engine/dist_attention.h"
 #include "engine/forward_batch.h"
 #include "engine/model.h"
 #include "kvcache/kv_cache.h"
@@ -35,6 +36,14 @@ class LlamaForward {
   void ApplyRope(float* x, int num_tokens, int num_heads, std::span<const int32_t> positions);
   void WriteKv(const ForwardBatch& batch, KvCache& kv, int layer);
   void Attention(const ForwardBatch& batch, const KvCache& kv, int layer);
+  // DistAttention: positions of sequence `seq` at or above this live remotely.
+  int32_t LocalLen(const ForwardBatch& batch, int seq) const;
+  RemoteKv* RemoteOf(const ForwardBatch& batch, int seq) const {
+    return batch.remote.empty() ? nullptr : batch.remote[seq];
+  }
+  // Merges the remote partials of the sequences that have them with their
+  // local partials (left in part_local_ by Attention) into attn_.
+  void MergeRemote(const ForwardBatch& batch);
 
   const Model& model_;
   const ModelConfig& config_;
@@ -45,6 +54,9 @@ class LlamaForward {
   int capacity_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_;
   std::vector<int32_t> token_seq_;  // sequence index of each token
+  // Local partials of remote sequences' queries [token * num_heads + head],
+  // and one sequence's remote partials.
+  AttentionPartials part_local_, part_remote_;
 };
 
 }  // namespace ferry

@@ -3,11 +3,13 @@
 // detokenization state. Owned by the step loop's thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "engine/dist_attention.h"
 #include "engine/engine_types.h"
 #include "engine/sampler.h"
 #include "engine/stop_checker.h"
@@ -38,6 +40,10 @@ struct Sequence {
         stop(group->input.params.stop) {}
 
   const std::string& id() const { return group->input.request_id; }
+  RemoteKv* remote_kv() const { return group->input.remote_kv.get(); }
+  // Tokens whose K/V this worker stores for a context of `num_tokens`: all
+  // of them, or the local part when the rest lives on lenders.
+  int LocalTokens(int num_tokens) const;
   int priority() const { return group->input.priority; }
   uint64_t arrival() const { return group->arrival; }
   int num_tokens() const { return static_cast<int>(tokens.size()); }
@@ -61,5 +67,10 @@ struct Sequence {
   int64_t emitted_bytes = 0;    // text delivered to the client so far
   bool finished = false;
 };
+
+inline int Sequence::LocalTokens(int num_tokens) const {
+  const RemoteKv* r = remote_kv();
+  return r == nullptr ? num_tokens : std::min(num_tokens, r->local_tokens());
+}
 
 }  // namespace ferry

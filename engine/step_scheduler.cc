@@ -42,7 +42,7 @@ bool StepScheduler::EnsureBlocks(Sequence& seq, int num_tokens, std::vector<Bloc
     if (!cow) return false;
     copies.insert(copies.end(), cow->begin(), cow->end());
   }
-  int need = seq.table.NumBlocksToAdd(num_tokens);
+  int need = seq.table.NumBlocksToAdd(seq.LocalTokens(num_tokens));
   if (need == 0) return true;
   auto blocks = pool_.Allocate(need);
   if (!blocks) return false;
@@ -87,7 +87,7 @@ StepPlan StepScheduler::Schedule() {
       }
     }
     if (self_preempted) break;
-    seq.table.set_num_tokens(seq.num_computed + num_new);
+    seq.table.set_num_tokens(seq.LocalTokens(seq.num_computed + num_new));
     plan.scheduled.push_back({&seq, num_new, seq.num_computed + num_new == seq.num_tokens()});
     plan.num_tokens += num_new;
     budget -= num_new;
@@ -97,7 +97,9 @@ StepPlan StepScheduler::Schedule() {
   while (plan.num_preempted == 0 && !waiting_.empty() && budget > 0 &&
          static_cast<int>(running_.size()) < options_.max_num_seqs) {
     Sequence& seq = *waiting_.front();
-    if (seq.num_computed == 0 && seq.table.num_blocks() == 0 && options_.enable_prefix_caching) {
+    // Borrowed positions are not in the prefix cache: recompute them all.
+    if (seq.num_computed == 0 && seq.table.num_blocks() == 0 && options_.enable_prefix_caching &&
+        seq.remote_kv() == nullptr) {
       // All tokens but the last: the model must still produce its logits.
       auto matched = pool_.MatchPrefix(
           std::span<const int32_t>(seq.tokens.data(), seq.tokens.size() - 1), seq.table);
@@ -113,7 +115,7 @@ StepPlan StepScheduler::Schedule() {
       seq.num_computed = 0;
       break;
     }
-    seq.table.set_num_tokens(seq.num_computed + num_new);
+    seq.table.set_num_tokens(seq.LocalTokens(seq.num_computed + num_new));
     std::unique_ptr<Sequence> owned = std::move(waiting_.front());
     waiting_.pop_front();
     plan.scheduled.push_back({owned.get(), num_new, owned->num_computed + num_new == owned->num_tokens()});
@@ -166,7 +168,7 @@ std::vector<Sequence*> StepScheduler::Find(const std::string& request_id) const 
 int64_t StepScheduler::BlocksNeededByWaiting() const {
   int64_t total = 0;
   for (const auto& s : waiting_) {
-    total += (s->num_tokens() + pool_.block_size() - 1) / pool_.block_size();
+    total += (s->LocalTokens(s->num_tokens()) + pool_.block_size() - 1) / pool_.block_size();
   }
   return total;
 }

@@ -84,11 +84,16 @@ absl::StatusOr<std::unique_ptr<BlockPool>> BlockPool::Create(const BlockPoolOpti
     return absl::InvalidArgumentError(
         absl::StrCat("num_blocks ", options.num_blocks, " does not fit a 32-bit block id"));
   }
+  if (options.host_tier != nullptr && options.host_tier->block_size() != options.block_size) {
+    return absl::InvalidArgumentError(absl::StrCat("host tier block size ", options.host_tier->block_size(),
+                                                   " differs from the pool's ", options.block_size));
+  }
   return std::unique_ptr<BlockPool>(new BlockPool(options));
 }
 
 BlockPool::BlockPool(const BlockPoolOptions& options)
-    : block_size_(options.block_size),
+    : host_(options.host_tier),
+      block_size_(options.block_size),
       root_hash_(Checksum64(options.model_key, kHashSchemeSeed)),
       max_pending_events_(options.max_pending_events),
       blocks_(static_cast<size_t>(options.num_blocks)),
@@ -183,7 +188,15 @@ void BlockPool::Evict(int32_t block) {
   cached_.erase(s.hash);
   s.cached = false;
   ++counters_.num_evictions;
-  RecordEvent(BlockHashEvent::Kind::kRemoved, s.hash);
+  bool kept = false;
+  if (host_ != nullptr) {
+    // The content is still intact: the block is only being handed out.
+    HostTier::StoreResult r =
+        host_->Store(BlockContentKey{s.hash, s.parent_hash, s.extra_key, CachedTokens(block)}, block);
+    for (uint64_t dropped : r.dropped) RecordEvent(BlockHashEvent::Kind::kRemoved, dropped);
+    kept = r.stored;
+  }
+  if (!kept) RecordEvent(BlockHashEvent::Kind::kRemoved, s.hash);
 }
 
 void BlockPool::RecordEvent(BlockHashEvent::Kind kind, uint64_t hash) {
@@ -200,6 +213,10 @@ std::vector<uint64_t> BlockPool::CachedHashes() const {
   std::vector<uint64_t> out;
   out.reserve(cached_.size());
   for (const auto& [hash, block] : cached_) out.push_back(hash);
+  if (host_ != nullptr) {
+    std::vector<uint64_t> host = host_->Hashes();
+    out.insert(out.end(), host.begin(), host.end());
+  }
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -245,14 +262,56 @@ int64_t BlockPool::CountCachedPrefixTokens(std::span<const int32_t> tokens,
   for (size_t i = 0; i < full; ++i) {
     auto block_tokens = tokens.subspan(i * block_size_, block_size_);
     uint64_t h = HashBlockTokens(parent, block_tokens, extra_key);
-    if (FindCached(h, parent, block_tokens, extra_key) == kNone) break;
+    if (FindCached(h, parent, block_tokens, extra_key) == kNone &&
+        (host_ == nullptr ||
+         host_->Find(BlockContentKey{h, parent, extra_key, block_tokens}) == HostTier::kNoSlot)) {
+      break;
+    }
     found += block_size_;
     parent = h;
   }
   return found;
 }
 
+int32_t BlockPool::SwapIn(int64_t slot, const BlockContentKey& key) {
+  // Pinned, the slot cannot be dropped when the allocation below pushes
+  // another evicted block into the host tier.
+  host_->Pin(slot);
+  if (!CanAllocate(1)) {
+    host_->Unpin(slot);
+    return kNone;
+  }
+  const int32_t block = PopFreeHead();
+  Evict(block);
+  if (absl::Status st = host_->MoveToPool(slot, block); !st.ok()) {
+    Logger("kvcache")->warn("host tier: copying a block back failed: {}", st.ToString());
+    PushFreeHead(block);
+    return kNone;
+  }
+  BlockState& s = blocks_[block];
+  s.ref_count = 0;
+  s.cached = true;
+  s.hash = key.hash;
+  s.parent_hash = key.parent_hash;
+  s.extra_key = key.extra_key;
+  std::copy(key.tokens.begin(), key.tokens.end(),
+            cached_tokens_.begin() + static_cast<ptrdiff_t>(block) * block_size_);
+  cached_.emplace(key.hash, block);
+  PushFreeTail(block);  // a free cached block, as if it had never left
+  // Moving between the tiers is no event: the hash stayed stored.
+  return block;
+}
+
 absl::StatusOr<int64_t> BlockPool::MatchPrefix(std::span<const int32_t> tokens, BlockTable& table) {
+  return MatchPrefixImpl(tokens, table, /*count=*/true);
+}
+
+absl::StatusOr<int64_t> BlockPool::PinCachedPrefix(std::span<const int32_t> tokens, BlockTable& table) {
+  return MatchPrefixImpl(tokens, table, /*count=*/false);
+}
+
+absl::StatusOr<int64_t> BlockPool::MatchPrefixImpl(std::span<const int32_t> tokens, BlockTable& table,
+                                                   bool count) {
   if (table.num_blocks() != 0 || table.num_hashed_blocks() != 0 || table.num_tokens() != 0) {
     return absl::FailedPreconditionError("MatchPrefix needs an empty block table");
   }
@@ -263,10 +322,19 @@ absl::StatusOr<int64_t> BlockPool::MatchPrefix(std::span<const int32_t> tokens, 
   const uint64_t extra_key = table.extra_key();
   const size_t full = tokens.size() / block_size_;
   uint64_t parent = root_hash_;
+  int64_t host_hits = 0;
   for (size_t i = 0; i < full; ++i) {
     auto block_tokens = tokens.subspan(i * block_size_, block_size_);
     uint64_t h = HashBlockTokens(parent, block_tokens, extra_key);
     int32_t block = FindCached(h, parent, block_tokens, extra_key);
+    if (block == kNone && host_ != nullptr) {
+      const BlockContentKey key{h, parent, extra_key, block_tokens};
+      const int64_t slot = host_->Find(key);
+      if (slot != HostTier::kNoSlot) {
+        block = SwapIn(slot, key);
+        if (block != kNone) ++host_hits;
+      }
+    }
     if (block == kNone) break;
     IncRef(block);  // a free block leaves the free list: it is in use again
     table.blocks_.push_back(BlockRef(this, block));
@@ -276,6 +344,9 @@ absl::StatusOr<int64_t> BlockPool::MatchPrefix(std::span<const int32_t> tokens, 
   const int64_t hit_blocks = table.num_blocks();
   const int64_t hit_tokens = hit_blocks * block_size_;
   table.num_tokens_ = hit_tokens;
+  if (!count) return hit_tokens;
+  counters_.prefix_hit_blocks_host += host_hits;
+  counters_.prefix_hit_tokens_host += host_hits * block_size_;
   ++counters_.prefix_queries;
   counters_.prefix_query_blocks += static_cast<int64_t>(full);
   counters_.prefix_hit_blocks += hit_blocks;
@@ -319,13 +390,15 @@ absl::Status BlockPool::CommitFullBlocks(BlockTable& table, std::span<const int3
     }
     if (cached_.contains(h)) continue;  // same content cached elsewhere: stay private
     cached_.emplace(h, block);
+    const bool was_on_host = host_ != nullptr && host_->Contains(h);
+    if (was_on_host) host_->Erase(h);  // the tiers are exclusive; the hash stays stored
     s.cached = true;
     s.hash = h;
     s.parent_hash = parent;
     s.extra_key = extra_key;
     std::copy(block_tokens.begin(), block_tokens.end(),
               cached_tokens_.begin() + static_cast<ptrdiff_t>(block) * block_size_);
-    RecordEvent(BlockHashEvent::Kind::kStored, h);
+    if (!was_on_host) RecordEvent(BlockHashEvent::Kind::kStored, h);
   }
   return absl::OkStatus();
 }
@@ -404,7 +477,11 @@ absl::Status BlockPool::CheckInvariants() const {
     if (block < 0 || block >= n || !blocks_[block].cached || blocks_[block].hash != hash) {
       return absl::InternalError(absl::StrCat("map entry ", hash, " -> ", block, " is stale"));
     }
+    if (host_ != nullptr && host_->Contains(hash)) {
+      return absl::InternalError(absl::StrCat("hash ", hash, " is cached in both tiers"));
+    }
   }
+  if (host_ != nullptr) return host_->CheckInvariants();
   return absl::OkStatus();
 }
 

@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "kvcache/block_ref.h"
 #include "kvcache/block_table.h"
+#include "kvcache/host_tier.h"
 #include "kvcache/kv_cache.h"
 
 namespace ferry {
@@ -42,6 +43,9 @@ struct BlockPoolOptions {
   // Hash events kept for DrainEvents before they are dropped (and the drain
   // reports an overflow).
   int64_t max_pending_events = 1 << 20;
+  // Second tier for evicted cached blocks (not owned; must outlive the pool),
+  // or null for none. Its block size must match.
+  HostTier* host_tier = nullptr;
 };
 
 // One change to the set of cached block hashes.
@@ -68,6 +72,9 @@ struct BlockPoolStats {
   int64_t prefix_hit_blocks = 0;    // full blocks found
   int64_t prefix_query_tokens = 0;  // tokens asked for
   int64_t prefix_hit_tokens = 0;    // tokens found
+  // Of the hits above, those found in the host tier and copied back.
+  int64_t prefix_hit_blocks_host = 0;
+  int64_t prefix_hit_tokens_host = 0;
   int64_t num_evictions = 0;        // cached blocks reused for other content
 };
 
@@ -114,15 +121,21 @@ class BlockPool {
 
   // Appends to the empty `table` the longest chain of cached full blocks that
   // holds a prefix of `tokens` (hashed with table.extra_key()), taking a
-  // reference to each (a free block leaves the free list), and sets the
-  // table's token count to the tokens found. Returns that count, a multiple of
+  // reference to each (a free block leaves the free list). Where the pool's
+  // chain ends, the match goes on in the host tier: each hit there is copied
+  // back into a freshly allocated block (which is then cached here again); it
+  // stops at the first miss, at a failed copy, or when no block is free. Sets
+  // the table's token count to the tokens found. Returns that count, a multiple of
   // block_size. Pass all prompt tokens but the last when the model must still
   // compute logits for the last one, so the match never covers a token that
   // will be written again. FailedPrecondition when the table is not empty or
   // has another block size.
   absl::StatusOr<int64_t> MatchPrefix(std::span<const int32_t> tokens, BlockTable& table);
-  // Tokens MatchPrefix would find now, without taking references or counting
-  // a query (for scheduling and routing decisions).
+  // MatchPrefix without counting a prefix query (for exporting cached blocks
+  // to another worker).
+  absl::StatusOr<int64_t> PinCachedPrefix(std::span<const int32_t> tokens, BlockTable& table);
+  // Tokens MatchPrefix would find now in either tier, without taking
+  // references or counting a query (for scheduling and routing decisions).
   int64_t CountCachedPrefixTokens(std::span<const int32_t> tokens, uint64_t extra_key = 0) const;
 
   // Hashes and registers every block of `table` that has become full since the
@@ -143,10 +156,13 @@ class BlockPool {
   // blocks (the caller preempts).
   std::optional<std::vector<BlockCopy>> MakeWritable(BlockTable& table);
 
-  // Events since the last call.
+  // Events since the last call. A hash is stored while either tier holds it:
+  // moving between the tiers is no event, leaving both is kRemoved.
   BlockHashEvents DrainEvents();
-  // Every hash MatchPrefix can find now.
+  // Every hash MatchPrefix can find now, in either tier, sorted.
   std::vector<uint64_t> CachedHashes() const;
+  // The host tier, or null.
+  const HostTier* host_tier() const { return host_; }
 
   // Reference count of a block (for tests and debugging).
   int ref_count(int32_t block) const { return blocks_[block].ref_count; }
@@ -189,7 +205,12 @@ class BlockPool {
   int32_t FindCached(uint64_t hash, uint64_t parent_hash, std::span<const int32_t> tokens,
                      uint64_t extra_key) const;
   std::span<const int32_t> CachedTokens(int32_t block) const;
+  absl::StatusOr<int64_t> MatchPrefixImpl(std::span<const int32_t> tokens, BlockTable& table, bool count);
+  // Copies the host tier's `slot` (content `key`) into a fresh block and
+  // caches it here; kNone when no block is free or the copy failed.
+  int32_t SwapIn(int64_t slot, const BlockContentKey& key);
 
+  HostTier* host_;
   int block_size_;
   uint64_t root_hash_;
   int64_t max_pending_events_;

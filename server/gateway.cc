@@ -121,9 +121,20 @@ Gateway::Gateway(const GatewayOptions& options, const ModelAssets* assets, Gener
       ->Get()
       ->Set(context_.context_length);
   Gauge* running = registry_->AddGauge("ferry_requests_running", "Generation requests holding a slot.")->Get();
-  registry_->AddCollector([this, running] {
+  CounterFamily* refused = registry_->AddCounter(
+      "ferry_admission_refused_total", "Generation requests refused by admission control, by reason.", {"reason"});
+  Counter* refused_full = refused->WithLabels({"queue_full"});
+  Counter* refused_deadline = refused->WithLabels({"deadline"});
+  Counter* queued = registry_->AddCounter("ferry_admission_queued_total",
+                                          "Generation requests admitted after waiting in their API key's queue.")
+                        ->Get();
+  registry_->AddCollector([this, running, refused_full, refused_deadline, queued] {
     running->Set(admission_.running());
     metrics_.waiting->Set(admission_.waiting());
+    const AdmissionCounts c = admission_.counts();
+    refused_full->Set(static_cast<double>(c.refused_queue_full));
+    refused_deadline->Set(static_cast<double>(c.refused_deadline));
+    queued->Set(static_cast<double>(c.waited));
   });
 }
 

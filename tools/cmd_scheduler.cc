@@ -27,6 +27,10 @@ struct SchedulerFlags {
   std::string migration = "on";
   int64_t pd_threshold = 64;
   double migration_gap = 16;
+  std::string prefix_pull = "on";
+  double prefix_pull_bandwidth = 1e9;
+  double prefix_pull_prefill_rate = 0;
+  int64_t prefix_pull_min_blocks = 2;
   std::string port_file;
   std::string log_level = "info";
   int64_t metrics_port = 0;
@@ -56,6 +60,18 @@ absl::StatusOr<SchedulerOptions> ToOptions(const SchedulerFlags& f) {
   }
   if (f.migration_gap <= 0) return absl::InvalidArgumentError("--migration-gap must be positive");
   o.migration_options.freeness_gap_threshold = f.migration_gap;
+  if (f.prefix_pull != "on" && f.prefix_pull != "off") {
+    return absl::InvalidArgumentError("--prefix-pull must be on or off, got '" + f.prefix_pull + "'");
+  }
+  o.prefix_pull.enabled = f.prefix_pull == "on";
+  if (!(f.prefix_pull_bandwidth > 0)) return absl::InvalidArgumentError("--prefix-pull-bandwidth must be positive");
+  o.prefix_pull.link_bytes_per_second = f.prefix_pull_bandwidth;
+  if (!(f.prefix_pull_prefill_rate >= 0)) {
+    return absl::InvalidArgumentError("--prefix-pull-prefill-rate must not be negative");
+  }
+  o.prefix_pull.prefill_tokens_per_second_override = f.prefix_pull_prefill_rate;
+  if (f.prefix_pull_min_blocks < 1) return absl::InvalidArgumentError("--prefix-pull-min-blocks must be at least 1");
+  o.prefix_pull.min_blocks = f.prefix_pull_min_blocks;
   // Heartbeats several times within the timeout, at most every 100 ms.
   o.heartbeat_interval = std::min(absl::Milliseconds(100), o.worker_timeout / 5);
   return o;
@@ -115,6 +131,15 @@ int RunScheduler(int argc, char** argv) {
   flags.AddInt("pd-threshold", &f.pd_threshold,
                "prompts of at least this many tokens go to a prefill worker and then move to a decode worker");
   flags.AddDouble("migration-gap", &f.migration_gap, "freeness gap (blocks per request) that triggers a migration");
+  flags.AddString("prefix-pull", &f.prefix_pull,
+                  "on: a worker given a request pulls the cached prompt prefix from a peer holding more of it "
+                  "when the copy is estimated cheaper than computing it; off: never");
+  flags.AddDouble("prefix-pull-bandwidth", &f.prefix_pull_bandwidth,
+                  "worker-to-worker bytes per second assumed when weighing a prefix pull");
+  flags.AddDouble("prefix-pull-prefill-rate", &f.prefix_pull_prefill_rate,
+                  "prompt tokens per second assumed for recomputing a prefix (0: each worker's measured rate)");
+  flags.AddInt("prefix-pull-min-blocks", &f.prefix_pull_min_blocks,
+               "pull only when the peer caches at least this many more KV blocks of the prompt");
   flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");

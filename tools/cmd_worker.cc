@@ -2,6 +2,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_builder.h>
 
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 
@@ -30,6 +31,7 @@ struct WorkerFlags {
   std::string scheduler;
   std::string advertise;
   int64_t metrics_port = 0;
+  bool kv_borrowing = false;
   MtlsFlags mtls;
 };
 
@@ -78,12 +80,21 @@ int RunWorkerMain(const WorkerFlags& f) {
   WorkerServiceOptions service_options{.role = *role};
   service_options.migration.channel_credentials = *channel_credentials;
   WorkerService service(engine->get(), service_options);
+  std::atomic<const SchedulerClient*> joined{nullptr};
+  if (f.kv_borrowing) {
+    if (f.scheduler.empty()) return Fail(absl::InvalidArgumentError("--kv-borrowing needs --scheduler"));
+    service.EnableKvBorrowing(f.scheduler, [&joined] {
+      const SchedulerClient* c = joined.load();
+      return c != nullptr ? c->worker_id() : std::string();
+    });
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(f.listen, *server_credentials, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  AllowMigrationKeepalive(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0) {
     return Fail(absl::UnavailableError("cannot listen on " + f.listen));
@@ -91,11 +102,11 @@ int RunWorkerMain(const WorkerFlags& f) {
   Logger("worker")->info("worker serving {} on port {} (role {}, incarnation {}, {})",
                          (*engine)->model().id(), port, f.role, service.incarnation_id(),
                          f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC");
-  WorkerMetrics metrics(engine->get());
+  WorkerMetrics metrics(engine->get(), &service.prefix_pull_stats());
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
     auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
-                                            [&metrics] { return metrics.Render(); });
+                                            [&metrics, &service] { return metrics.Render() + service.RenderDistAttentionMetrics(); });
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
     Logger("worker")->info("metrics on http port {}/metrics", metrics_server->port());
@@ -107,8 +118,10 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (!f.scheduler.empty())
     scheduler_client = JoinScheduler(f.scheduler, AdvertiseAddress(f, port), engine->get(), service,
                                      *role, *channel_credentials);
+  joined = scheduler_client.get();
   int sig = WaitForShutdownSignal();
   Logger("worker")->info("signal {}: shutting down", sig);
+  joined = nullptr;
   scheduler_client.reset();
   metrics_server.reset();
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -130,6 +143,9 @@ int RunWorker(int argc, char** argv) {
   flags.AddString("advertise", &f.advertise,
                   "HOST:PORT the scheduler and other workers reach this worker at (default: listen host, bound port)");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
+  flags.AddBool("kv-borrowing", &f.kv_borrowing,
+                "serve a request whose context does not fit this worker's KV cache by borrowing blocks on other "
+                "workers through --scheduler (DistAttention, cpu backend; otherwise such a request is refused)");
   f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }

@@ -11,6 +11,7 @@ int RunGenerate(int argc, char** argv);
 int RunMakeModel(int argc, char** argv);
 int RunScheduler(int argc, char** argv);
 int RunServe(int argc, char** argv);
+int RunSim(int argc, char** argv);
 int RunVersion(int argc, char** argv);
 int RunWorker(int argc, char** argv);
 

@@ -1,6 +1,7 @@
 #include "tools/engine_flags.h"
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kvcache/kv_cache_memory.h"
 #include "tools/builtin_model.h"
@@ -21,9 +22,20 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddBool("no-batch-invariance", &no_batch_invariance,
                 "faster prefill (GEMM), but a request's tokens may then depend on its batch");
   flags.AddString("device", &device, "compute backend: cpu, cuda or cuda:N");
+  flags.AddString("backend", &backend,
+                  "leave unset to run the model on --device; 'sim' runs a SIMULATED engine instead: no "
+                  "model math, each step sleeps for the time --sim-profile's cost model gives it and "
+                  "emits deterministic tokens (capacity planning and tests only)");
+  flags.AddString("sim-profile", &sim_profile,
+                  "with --backend sim: the cost model, cpu-small or GPU-MODEL, e.g. h100-llama3-8b "
+                  "(ferry sim --list-profiles)");
   flags.AddString("dtype", &dtype,
                   "weights and KV dtype on a GPU: auto (bfloat16), bfloat16, float16, float32");
   flags.AddBool("no-cuda-graphs", &no_cuda_graphs, "launch decode steps kernel by kernel instead of as CUDA graphs");
+  flags.AddString("kv-host-memory", &kv_host_memory,
+                  "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
+                  "copied there and copied back on a prefix hit instead of being recomputed; bytes "
+                  "(e.g. 4GiB), a fraction of available host memory (e.g. 0.2), or 0 for off");
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
@@ -38,6 +50,18 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.device = device;
   o.dtype = dtype;
   o.cuda_graphs = !no_cuda_graphs;
+  if (backend == "sim") {
+    if (sim_profile.empty()) {
+      return absl::InvalidArgumentError("--backend sim needs --sim-profile (e.g. h100-llama3-8b)");
+    }
+    o.device = "sim";
+    o.sim_profile = sim_profile;
+  } else if (!backend.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown --backend '", backend, "' (leave it unset, or 'sim' for a simulated engine)"));
+  } else if (!sim_profile.empty()) {
+    return absl::InvalidArgumentError("--sim-profile is only for --backend sim");
+  }
   const bool gpu = device.rfind("cuda", 0) == 0;
   double fraction = 0;
   if (gpu && !kv_cache_memory.empty() && absl::SimpleAtod(kv_cache_memory, &fraction) && fraction > 0 &&
@@ -45,6 +69,16 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
     o.kv_cache_fraction = fraction;  // of the device's free memory, resolved by the backend
   } else if (!kv_cache_memory.empty()) {
     FERRY_ASSIGN_OR_RETURN(o.kv_cache_bytes, ParseKvCacheMemory(kv_cache_memory, AvailableMemoryBytes()));
+  }
+  double host_number = 0;
+  const bool host_off =
+      kv_host_memory.empty() || (absl::SimpleAtod(kv_host_memory, &host_number) && host_number == 0);
+  if (!host_off) {
+    auto host_bytes = ParseKvCacheMemory(kv_host_memory, AvailableMemoryBytes());
+    if (!host_bytes.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--kv-host-memory: ", host_bytes.status().message()));
+    }
+    o.kv_host_bytes = *host_bytes;
   }
   return o;
 }

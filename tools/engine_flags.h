@@ -20,8 +20,11 @@ struct EngineFlags {
   bool no_prefix_caching = false;
   bool no_batch_invariance = false;
   std::string device = "cpu";
+  std::string backend;      // "" (the model on --device) or "sim"
+  std::string sim_profile;  // with --backend sim
   std::string dtype = "auto";
   bool no_cuda_graphs = false;
+  std::string kv_host_memory = "0";  // host tier of the prefix cache: bytes, a fraction, or 0 (off)
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;

@@ -27,6 +27,9 @@ void GatewayFlags::Register(FlagParser& flags) {
   flags.AddInt("max-running-requests-per-key", &max_running_per_key,
                "generation requests running at once per API key (0: no per-key limit)");
   flags.AddInt("max-waiting-requests", &max_waiting, "requests waiting for a slot before 429");
+  flags.AddInt("max-waiting-requests-per-key", &max_waiting_per_key,
+               "requests of one API key waiting for a slot before 429 (0: only --max-waiting-requests); "
+               "waiting keys take turns for free slots");
   flags.AddDouble("queue-timeout", &queue_timeout, "seconds a request may wait for a slot before 429");
   flags.AddDouble("request-timeout", &request_timeout, "seconds a generation may run before it is aborted");
   flags.AddDouble("drain-timeout", &drain_timeout, "seconds to let streams finish after SIGTERM");
@@ -53,12 +56,14 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
   if (max_waiting < 0 || max_running_per_key < 0) {
     return absl::InvalidArgumentError("--max-waiting-requests and --max-running-requests-per-key must be >= 0");
   }
+  if (max_waiting_per_key < 0) return absl::InvalidArgumentError("--max-waiting-requests-per-key must be >= 0");
   GatewayOptions o;
   o.served_model_names = ApiKeys::SplitList(served_model_name);
   o.max_model_len = max_model_len;
   o.admission.max_running = static_cast<int>(max_running);
   o.admission.max_running_per_key = static_cast<int>(max_running_per_key);
   o.admission.max_waiting = static_cast<int>(max_waiting);
+  o.admission.max_waiting_per_key = static_cast<int>(max_waiting_per_key);
   o.admission.max_wait = absl::Seconds(queue_timeout);
   o.request_timeout = absl::Seconds(request_timeout);
   o.max_body_bytes = max_body_bytes;

@@ -20,6 +20,7 @@ struct GatewayFlags {
   int64_t max_running = 256;
   int64_t max_running_per_key = 0;
   int64_t max_waiting = 256;
+  int64_t max_waiting_per_key = 0;
   double queue_timeout = 10;     // seconds
   double request_timeout = 600;  // seconds
   double drain_timeout = 30;     // seconds

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "engine/service/migration.h"
 #include "tools/worker_join.h"
 
 namespace ferry {
@@ -21,6 +22,7 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> Listen(grpc::Service* service, int
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(64 << 20);
+  AllowMigrationKeepalive(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || *port == 0) return absl::UnavailableError("cannot listen on 127.0.0.1");
   return server;

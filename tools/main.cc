@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"scheduler", "run the cluster scheduler (ferry.v1.Scheduler): registry, dispatch, migration",
      ferry::RunScheduler},
     {"serve", "serve the OpenAI-compatible HTTP API with an engine in this process", ferry::RunServe},
+    {"sim", "simulate a cluster (real scheduler policies, engine cost model) at any scale", ferry::RunSim},
     {"version", "print the version, commit, backends and CPU features", ferry::RunVersion},
     {"worker", "serve one engine over gRPC (ferry.v1.Worker)", ferry::RunWorker},
 };

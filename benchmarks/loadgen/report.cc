@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -232,6 +234,67 @@ absl::Status WriteSvgPlot(const std::string& path, const std::vector<SweepPoint>
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();
+}
+
+namespace {
+
+bool HaveGnuplot() { return std::system("command -v gnuplot >/dev/null 2>&1") == 0; }
+
+// Quotes a path for a gnuplot string literal.
+std::string GnuplotQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+absl::Status WriteGnuplotPng(const std::string& path, const std::vector<SweepPoint>& points) {
+  const std::string base = path + ".gp";
+  std::ofstream curve(base + ".curve.dat");
+  for (const SweepPoint& p : points) {
+    curve << p.summary.output_throughput << " " << p.summary.ttft_ms.median << " " << p.summary.ttft_ms.p99 << " "
+          << p.summary.tpot_ms.mean << "\n";
+  }
+  curve.close();
+  std::string script = absl::StrCat("set terminal pngcairo size 1200,480\nset output ", GnuplotQuote(path),
+                                    "\nset multiplot layout 1,2\nset grid\n",
+                                    "set xlabel 'output tokens/s'\nset ylabel 'ms'\nset title 'latency vs throughput'\n",
+                                    "plot ", GnuplotQuote(base + ".curve.dat"),
+                                    " using 1:2 with linespoints title 'TTFT p50', '' using 1:3 with linespoints "
+                                    "title 'TTFT p99', '' using 1:4 with linespoints title 'TPOT mean'\n",
+                                    "set xlabel 'TTFT ms'\nset ylabel 'fraction'\nset title 'TTFT CDF'\nplot ");
+  for (size_t i = 0; i < points.size(); ++i) {
+    const std::string dat = absl::StrCat(base, ".cdf", i, ".dat");
+    std::ofstream cdf(dat);
+    const std::vector<double>& v = points[i].summary.ttft_values_ms;
+    for (size_t k = 0; k < v.size(); ++k) cdf << v[k] << " " << static_cast<double>(k + 1) / v.size() << "\n";
+    absl::StrAppend(&script, i ? ", " : "", GnuplotQuote(dat), " using 1:2 with lines title ",
+                    GnuplotQuote("rate " + RateLabel(points[i].request_rate)));
+  }
+  script += "\nunset multiplot\n";
+  std::ofstream(base) << script;
+  std::string shell_path = "'";
+  for (char c : base) shell_path += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  shell_path += "'";
+  const int rc = std::system(("gnuplot " + shell_path + " >/dev/null 2>&1").c_str());
+  std::remove(base.c_str());
+  std::remove((base + ".curve.dat").c_str());
+  for (size_t i = 0; i < points.size(); ++i) std::remove(absl::StrCat(base, ".cdf", i, ".dat").c_str());
+  if (rc != 0) return absl::InternalError(absl::StrCat("gnuplot failed writing ", path));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WritePlot(const std::string& path, const std::vector<SweepPoint>& points) {
+  const bool png = path.size() >= 4 && path.compare(path.size() - 4, 4, ".png") == 0;
+  if (!png) return WriteSvgPlot(path, points);
+  if (HaveGnuplot()) return WriteGnuplotPng(path, points);
+  const std::string svg = path.substr(0, path.size() - 4) + ".svg";
+  std::fprintf(stderr, "note: gnuplot is not installed; wrote the plot as SVG to %s instead of PNG\n", svg.c_str());
+  return WriteSvgPlot(svg, points);
 }
 
 }  // namespace ferry::loadgen

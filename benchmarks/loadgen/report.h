@@ -29,6 +29,11 @@ nlohmann::json SummaryJson(const BenchSummary& summary);
 // over the sweep (left), and the TTFT CDF of each point (right). Internal
 // error when the file cannot be written.
 absl::Status WriteSvgPlot(const std::string& path, const std::vector<SweepPoint>& points);
+// WriteSvgPlot for a path ending in .svg (or anything but .png); for .png,
+// the same plot drawn by gnuplot when it is installed. Without gnuplot a
+// .png request writes the SVG next to it (same name, .svg) and says so on
+// stderr.
+absl::Status WritePlot(const std::string& path, const std::vector<SweepPoint>& points);
 // The SVG text WriteSvgPlot writes.
 std::string SvgPlot(const std::vector<SweepPoint>& points);
 

@@ -30,6 +30,31 @@ void GenerateStream::Start(GenerateInput input) {
   if (!s.ok()) Fail(ToGrpcStatus(s));
 }
 
+void GenerateStream::StartOnHandle(Engine* engine, const std::shared_ptr<StreamHandle>& handle,
+                                   GenerateInput input) {
+  auto open = [&handle] {
+    absl::MutexLock lock(&handle->mu);
+    return handle->stream != nullptr && !handle->stream->finished_;
+  };
+  if (!open()) return;
+  const std::string id = input.request_id;
+  // Not under the handle's lock: the engine takes its own lock and then the
+  // handle's when it delivers events.
+  absl::Status s = engine->Submit(std::move(input), [handle](EngineEvent ev) { handle->Push(ToTokenEvent(ev)); });
+  if (!s.ok()) {
+    absl::MutexLock lock(&handle->mu);
+    if (handle->stream != nullptr) handle->stream->FinishOnceLocked(ToGrpcStatus(s));
+    return;
+  }
+  // Cancelled between the check and the submission: its abort found nothing.
+  if (!open()) engine->Abort(id);
+}
+
+void GenerateStream::FailOnHandle(const std::shared_ptr<StreamHandle>& handle, const grpc::Status& status) {
+  absl::MutexLock lock(&handle->mu);
+  if (handle->stream != nullptr) handle->stream->FinishOnceLocked(status);
+}
+
 void GenerateStream::Fail(const grpc::Status& status) {
   absl::MutexLock lock(&handle_->mu);
   FinishOnceLocked(status);

@@ -41,6 +41,11 @@ class GenerateStream final : public grpc::ServerWriteReactor<v1::TokenEvent> {
   void Start(GenerateInput input);
   // Ends the stream at once with `status`.
   void Fail(const grpc::Status& status);
+  // Start() for a stream that may have ended meanwhile (its client went
+  // away): then `input` is not run at all, or aborted at once.
+  static void StartOnHandle(Engine* engine, const std::shared_ptr<StreamHandle>& handle, GenerateInput input);
+  // Fail() for a stream that may have ended meanwhile.
+  static void FailOnHandle(const std::shared_ptr<StreamHandle>& handle, const grpc::Status& status);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;

@@ -108,8 +108,13 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   MigrationResult result;
   FERRY_ASSIGN_OR_RETURN(Engine::MigrationSnapshot snap, engine.SnapshotForMigration(id, 0, false).get());
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader layout, DecodeHeader(snap.header));
-  auto channel =
-      grpc::CreateChannel(destination, ChannelCredentialsOrInsecure(options.channel_credentials));
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_interval)));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  // A stalled stream sends no data: keep pinging anyway.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  auto channel = grpc::CreateCustomChannel(destination, ChannelCredentialsOrInsecure(options.channel_credentials),
+                                           args);
   auto stub = v1::Worker::NewStub(channel);
 
   // 1. Handshake: the destination reserves blocks for the current length.
@@ -243,6 +248,11 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
   // abort here still reaches the destination.
   if (outbound != nullptr && !result.ok()) outbound->End(id);
   return result;
+}
+
+void AllowMigrationKeepalive(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0: no limit
 }
 
 ReceiveKvReactor::ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/server_builder.h>
 
 #include <functional>
 #include <string>
@@ -40,7 +41,18 @@ struct LiveMigrationOptions {
   std::function<void(const std::string& request_id)> on_last_stage;
   // Mutual TLS to other workers (common/grpc_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // HTTP/2 keepalive on the link to the destination while a transfer runs: a
+  // ping unanswered for `keepalive_timeout` fails the migration at once (a
+  // cut link would otherwise hold it, and a request paused for the last
+  // stage, until `rpc_timeout`). Destinations must accept the pings
+  // (AllowMigrationKeepalive).
+  absl::Duration keepalive_interval = absl::Seconds(1);
+  absl::Duration keepalive_timeout = absl::Seconds(2);
 };
+
+// Lets a worker's gRPC server take the keepalive pings of migrations sent to
+// it (by default gRPC answers frequent pings with GOAWAY).
+void AllowMigrationKeepalive(grpc::ServerBuilder& builder);
 
 struct MigrationResult {
   int rounds = 0;

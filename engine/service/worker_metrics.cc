@@ -2,7 +2,7 @@
 
 namespace ferry {
 
-WorkerMetrics::WorkerMetrics(const Engine* engine) {
+WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls) {
   Gauge* blocks_total = registry_.AddGauge("ferry_kv_blocks_total", "KV cache blocks")->Get();
   Gauge* blocks_free = registry_.AddGauge("ferry_kv_blocks_free", "KV cache blocks free")->Get();
   Gauge* blocks_used = registry_.AddGauge("ferry_kv_blocks_used", "KV cache blocks held by requests")->Get();
@@ -20,8 +20,41 @@ WorkerMetrics::WorkerMetrics(const Engine* engine) {
           ->Get();
   Gauge* tokens_per_second =
       registry_.AddGauge("ferry_tokens_per_second", "generated tokens per second, smoothed")->Get();
+  CounterFamily* hit_blocks = registry_.AddCounter(
+      "ferry_prefix_cache_hit_blocks_total", "prefix-cache hits in blocks, by the tier that held them", {"tier"});
+  CounterFamily* hit_tokens = registry_.AddCounter(
+      "ferry_prefix_cache_hit_tokens_total", "prefix-cache hits in tokens, by the tier that held them", {"tier"});
+  Gauge* host_total =
+      registry_.AddGauge("ferry_kv_host_blocks_total", "host tier capacity in KV blocks (0: off)")->Get();
+  Gauge* host_used = registry_.AddGauge("ferry_kv_host_blocks_used", "host tier KV blocks holding a prefix")->Get();
+  CounterFamily* swaps = registry_.AddCounter(
+      "ferry_kv_host_swaps_total", "KV blocks copied to (out) or back from (in) the host tier", {"direction"});
+  CounterFamily* swap_bytes = registry_.AddCounter(
+      "ferry_kv_host_swap_bytes_total", "bytes copied to (out) or back from (in) the host tier", {"direction"});
+  Counter* host_evictions =
+      registry_.AddCounter("ferry_kv_host_evictions_total", "host tier blocks dropped to make room")->Get();
+  Counter* imported = registry_.AddCounter("ferry_prefix_blocks_imported_total",
+                                           "KV blocks pulled from other workers and cached here")->Get();
+  Counter* exported = registry_.AddCounter("ferry_prefix_blocks_exported_total",
+                                           "cached KV blocks copied out for other workers")->Get();
+  Gauge* prefill_rate = registry_.AddGauge("ferry_prefill_tokens_per_second",
+                                           "prompt tokens computed per second, smoothed")->Get();
   registry_.AddCollector([=] {
     const EngineStats s = engine->Stats();
+    hit_blocks->WithLabels({"device"})->Set(static_cast<double>(s.prefix_hit_blocks_device));
+    hit_blocks->WithLabels({"host"})->Set(static_cast<double>(s.prefix_hit_blocks_host));
+    hit_tokens->WithLabels({"device"})->Set(static_cast<double>(s.prefix_hit_tokens_device));
+    hit_tokens->WithLabels({"host"})->Set(static_cast<double>(s.prefix_hit_tokens_host));
+    host_total->Set(static_cast<double>(s.host_blocks_total));
+    host_used->Set(static_cast<double>(s.host_blocks_used));
+    swaps->WithLabels({"out"})->Set(static_cast<double>(s.host_swap_out_blocks));
+    swaps->WithLabels({"in"})->Set(static_cast<double>(s.host_swap_in_blocks));
+    swap_bytes->WithLabels({"out"})->Set(static_cast<double>(s.host_swap_out_bytes));
+    swap_bytes->WithLabels({"in"})->Set(static_cast<double>(s.host_swap_in_bytes));
+    host_evictions->Set(static_cast<double>(s.host_evictions));
+    imported->Set(static_cast<double>(s.prefix_blocks_imported));
+    exported->Set(static_cast<double>(s.prefix_blocks_exported));
+    prefill_rate->Set(s.prefill_tokens_per_second);
     blocks_total->Set(static_cast<double>(s.blocks_total));
     blocks_free->Set(static_cast<double>(s.blocks_free));
     blocks_used->Set(static_cast<double>(s.blocks_used));
@@ -33,6 +66,27 @@ WorkerMetrics::WorkerMetrics(const Engine* engine) {
     prompt->Set(static_cast<double>(s.prompt_tokens_computed + s.prompt_tokens_cached));
     hit_rate->Set(s.prefix_cache_hit_rate);
     tokens_per_second->Set(s.tokens_per_second);
+  });
+  if (pulls == nullptr) return;
+  CounterFamily* pull_count = registry_.AddCounter(
+      "ferry_prefix_pulls_total", "prefix pulls from other workers, by result (ok, failed)", {"result"});
+  Counter* pull_blocks = registry_.AddCounter("ferry_prefix_pull_blocks_total", "KV blocks received by prefix pulls")->Get();
+  Counter* pull_bytes = registry_.AddCounter("ferry_prefix_pull_bytes_total", "KV bytes received by prefix pulls")->Get();
+  Counter* pull_fallbacks = registry_.AddCounter(
+      "ferry_prefix_pull_fallbacks_total", "requests that computed their prefix because the pull failed")->Get();
+  CounterFamily* export_count = registry_.AddCounter(
+      "ferry_prefix_exports_total", "ExportPrefix calls served, by result (ok, failed)", {"result"});
+  Counter* export_bytes =
+      registry_.AddCounter("ferry_prefix_export_bytes_total", "KV bytes sent by ExportPrefix")->Get();
+  registry_.AddCollector([=] {
+    pull_count->WithLabels({"ok"})->Set(static_cast<double>(pulls->pulls_ok.load()));
+    pull_count->WithLabels({"failed"})->Set(static_cast<double>(pulls->failures.load()));
+    pull_blocks->Set(static_cast<double>(pulls->blocks.load()));
+    pull_bytes->Set(static_cast<double>(pulls->bytes.load()));
+    pull_fallbacks->Set(static_cast<double>(pulls->failures.load()));
+    export_count->WithLabels({"ok"})->Set(static_cast<double>(pulls->exports.load()));
+    export_count->WithLabels({"failed"})->Set(static_cast<double>(pulls->export_failures.load()));
+    export_bytes->Set(static_cast<double>(pulls->export_bytes.load()));
   });
 }
 

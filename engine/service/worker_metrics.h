@@ -7,13 +7,14 @@
 
 #include "common/metrics.h"
 #include "engine/engine.h"
+#include "engine/service/prefix_pull.h"
 
 namespace ferry {
 
 class WorkerMetrics {
  public:
-  // `engine` is not owned and must outlive this.
-  explicit WorkerMetrics(const Engine* engine);
+  // `engine` (and `pulls`, when given) are not owned and must outlive this.
+  explicit WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls = nullptr);
 
   // Text format 0.0.4. Thread-safe.
   std::string Render() const { return registry_.Render(); }

@@ -120,7 +120,7 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
 }
 
 WorkerService::WorkerService(Engine* engine, const WorkerServiceOptions& options)
-    : engine_(engine), options_(options), incarnation_id_(RandomHex(8)) {
+    : engine_(engine), options_(options), incarnation_id_(RandomHex(8)), lender_(engine) {
   janitor_ = std::thread([this] { Janitor(); });
 }
 
@@ -138,6 +138,7 @@ void WorkerService::Janitor() {
       engine_->Abort(id);
     }
     outbound_.Expire(options_.attach_timeout);
+    lender_.ExpireUnattached(options_.attach_timeout);
   }
 }
 
@@ -185,8 +186,48 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
   const int samples = input->resume ? 1 : input->params.n;
   auto* stream = new GenerateStream(engine_, input->request_id, samples,
                                     [this](const std::string& id) { AbortRequest(id); });
+  if (request->has_prefix_pull() && !request->prefix_pull().peer_address().empty()) {
+    PullThenStart(stream, request->prefix_pull(), std::move(*input));
+    return stream;
+  }
+  if (const int64_t remote_blocks = BlocksToBorrow(*input); remote_blocks > 0) {
+    StartBorrowing(std::move(*input), stream, remote_blocks);
+    return stream;
+  }
   stream->Start(std::move(*input));
   return stream;
+}
+
+void WorkerService::PullThenStart(GenerateStream* stream, v1::PrefixPull pull, GenerateInput input) {
+  PrefixPullOptions options = options_.prefix_pull;
+  if (options.channel_credentials == nullptr) options.channel_credentials = options_.migration.channel_credentials;
+  // The stream may end (client gone) while the pull runs: only its handle
+  // is used from here on.
+  std::shared_ptr<StreamHandle> handle = stream->handle();
+  ++migrations_in_flight_;
+  std::thread([this, handle, options, pull = std::move(pull), input = std::move(input)]() mutable {
+    ++pull_stats_.pulls;
+    auto pulled = PullPrefix(*engine_, pull, input.prompt_ids, options);
+    if (pulled.ok()) {
+      ++pull_stats_.pulls_ok;
+      pull_stats_.blocks += pulled->blocks_received;
+      pull_stats_.bytes += pulled->bytes_received;
+      Logger("worker")->debug("req={} pulled {} blocks ({} bytes) from {}; {} blocks of the prompt cached",
+                              input.request_id, pulled->blocks_received, pulled->bytes_received,
+                              pull.peer_address(), pulled->blocks_cached);
+    } else {
+      ++pull_stats_.failures;
+      Logger("worker")->info("req={} prefix pull from {} failed, computing the prefix instead: {}",
+                             input.request_id, pull.peer_address(), pulled.status().ToString());
+    }
+    GenerateStream::StartOnHandle(engine_, handle, std::move(input));
+    --migrations_in_flight_;
+  }).detach();
+}
+
+grpc::ServerWriteReactor<v1::KvChunk>* WorkerService::ExportPrefix(grpc::CallbackServerContext* context,
+                                                                   const v1::ExportPrefixRequest* request) {
+  return new ExportPrefixStream(engine_, *request, &pull_stats_);
 }
 
 grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* context,
@@ -234,6 +275,8 @@ v1::LoadReport WorkerService::Load() const {
   load.set_blocks_needed_waiting(s.blocks_needed_waiting);
   load.set_tokens_per_second(s.tokens_per_second);
   load.set_cached_blocks(s.blocks_cached);
+  load.set_kv_bytes_per_block(s.kv_bytes_per_block);
+  load.set_prefill_tokens_per_second(s.prefill_tokens_per_second);
   return load;
 }
 
@@ -287,6 +330,104 @@ grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext*
     --migrations_in_flight_;
   }).detach();
   return reactor;
+}
+
+}  // namespace ferry
+
+// ---- Borrowed KV blocks (DistAttention) ----
+
+namespace ferry {
+
+void WorkerService::EnableKvBorrowing(const std::string& scheduler_address, std::function<std::string()> worker_id) {
+  borrower_ = std::make_unique<KvBorrower>(scheduler_address, std::move(worker_id),
+                                           options_.migration.channel_credentials);
+}
+
+int64_t WorkerService::BlocksToBorrow(const GenerateInput& input) const {
+  if (borrower_ == nullptr || engine_->lending_kv() == nullptr || input.params.n != 1) return 0;
+  const int bs = engine_->options().block_size;
+  const int64_t total = static_cast<int64_t>(input.prompt_ids.size()) + input.params.max_tokens;
+  if (total > engine_->max_model_len()) return 0;  // the engine refuses it with the reason
+  const int64_t need = NumBlocksForTokens(total, bs);
+  return std::max<int64_t>(0, need - engine_->num_kv_blocks());
+}
+
+void WorkerService::StartBorrowing(GenerateInput input, GenerateStream* stream, int64_t remote_blocks) {
+  // The borrow waits on the scheduler and the lenders: not on an RPC thread.
+  ++migrations_in_flight_;
+  // The stream may end (client gone) meanwhile: only its handle is used.
+  std::shared_ptr<StreamHandle> handle = stream->handle();
+  std::thread([this, input = std::move(input), handle, remote_blocks]() mutable {
+    // The whole pool stays local: the lenders hold only what does not fit.
+    const int64_t local_blocks = engine_->num_kv_blocks();
+    auto remote = borrower_->Borrow(*engine_, input.request_id, local_blocks, remote_blocks);
+    if (!remote.ok()) {
+      Logger("worker")->warn("req={} {}", input.request_id, remote.status().ToString());
+      GenerateStream::FailOnHandle(handle, ToGrpcStatus(remote.status()));
+    } else {
+      input.remote_kv = std::move(*remote);
+      GenerateStream::StartOnHandle(engine_, handle, std::move(input));
+    }
+    --migrations_in_flight_;
+  }).detach();
+}
+
+grpc::ServerUnaryReactor* WorkerService::LendKv(grpc::CallbackServerContext* context, const v1::LendKvRequest* request,
+                                                v1::LendKvResponse* response) {
+  absl::Status s = lender_.Lend(*request);
+  response->set_accepted(s.ok());
+  if (!s.ok()) response->set_reason(std::string(s.message()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerService::ReleaseKv(grpc::CallbackServerContext* context,
+                                                   const v1::ReleaseKvRequest* request,
+                                                   v1::ReleaseKvResponse* response) {
+  response->set_found(lender_.Release(request->lease_id()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::BorrowedAttentionRequest, v1::BorrowedAttentionResponse>* WorkerService::AttendBorrowed(
+    grpc::CallbackServerContext* context) {
+  return lender_.NewStream();
+}
+
+std::string WorkerService::RenderDistAttentionMetrics() const {
+  const EngineStats e = engine_->Stats();
+  const KvLenderCounters& l = lender_.counters();
+  std::string out;
+  auto metric = [&out](const char* name, const char* type, const char* help, int64_t value) {
+    absl::StrAppend(&out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n", name, " ", value, "\n");
+  };
+  metric("ferry_kv_blocks_lent", "gauge", "KV blocks of this worker lent to requests of other workers", e.blocks_lent);
+  metric("ferry_kv_leases_lent", "gauge", "leases this worker lends now", e.lent_leases);
+  metric("ferry_kv_leases_granted_total", "counter", "leases this worker reserved blocks for", l.leases_granted);
+  metric("ferry_kv_leases_refused_total", "counter", "leases this worker refused", l.leases_refused);
+  metric("ferry_kv_leases_released_total", "counter", "leases whose blocks were freed", l.leases_released);
+  metric("ferry_dist_attention_lender_layer_calls_total", "counter",
+         "layers of borrowed attention computed here for other workers", l.layer_calls);
+  metric("ferry_dist_attention_lender_layer_micros_total", "counter",
+         "microseconds spent on them (K/V writes and attention)", l.layer_micros);
+  metric("ferry_requests_running_with_borrowed_kv", "gauge", "running requests with positions on other workers",
+         e.running_with_borrowed_kv);
+  metric("ferry_borrowed_kv_failures_total", "counter", "requests failed because a KV lender failed",
+         e.borrowed_kv_failures);
+  if (const DistAttentionCounters* b = borrow_counters()) {
+    metric("ferry_kv_borrows_total", "counter", "requests that borrowed KV blocks", b->borrows);
+    metric("ferry_kv_borrow_failures_total", "counter", "borrow attempts that failed", b->borrow_failures);
+    metric("ferry_kv_blocks_borrowed", "gauge", "KV blocks borrowed from other workers now", b->blocks_borrowed);
+    metric("ferry_dist_attention_owner_layer_calls_total", "counter", "lender round trips (one per layer and lender)",
+           b->layer_calls);
+    metric("ferry_dist_attention_owner_wait_micros_total", "counter",
+           "microseconds waited for lenders after the local attention", b->layer_wait_micros);
+    metric("ferry_dist_attention_bytes_sent_total", "counter", "bytes sent to lenders", b->bytes_sent);
+    metric("ferry_dist_attention_bytes_received_total", "counter", "bytes received from lenders", b->bytes_received);
+  }
+  return out;
 }
 
 }  // namespace ferry

@@ -13,8 +13,11 @@
 #include "absl/synchronization/notification.h"
 #include "engine/engine.h"
 #include "engine/service/attach_registry.h"
+#include "engine/service/dist_attention_client.h"
+#include "engine/service/dist_attention_lender.h"
 #include "engine/service/migration.h"
 #include "engine/service/outbound_migrations.h"
+#include "engine/service/prefix_pull.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -24,6 +27,8 @@ struct WorkerServiceOptions {
   LiveMigrationOptions migration;
   // A migrated-in request nobody attaches to within this time is aborted.
   absl::Duration attach_timeout = absl::Seconds(30);
+  // Prefix pulls the scheduler asks for (channel credentials: migration's).
+  PrefixPullOptions prefix_pull;
 };
 
 // The proto's sampling parameters with its "zero means default" rules.
@@ -58,6 +63,28 @@ class WorkerService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* MigrateOut(grpc::CallbackServerContext* context,
                                        const v1::MigrateOutRequest* request,
                                        v1::MigrateOutResponse* response) override;
+  grpc::ServerUnaryReactor* LendKv(grpc::CallbackServerContext* context, const v1::LendKvRequest* request,
+                                   v1::LendKvResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseKv(grpc::CallbackServerContext* context, const v1::ReleaseKvRequest* request,
+                                      v1::ReleaseKvResponse* response) override;
+  grpc::ServerBidiReactor<v1::BorrowedAttentionRequest, v1::BorrowedAttentionResponse>* AttendBorrowed(
+      grpc::CallbackServerContext* context) override;
+
+  // From now on, a request whose context does not fit this worker's KV pool
+  // borrows blocks on other workers through the scheduler (DistAttention)
+  // instead of being refused. Call before serving; `worker_id` as for
+  // KvBorrower.
+  void EnableKvBorrowing(const std::string& scheduler_address, std::function<std::string()> worker_id);
+  // Null until EnableKvBorrowing.
+  const DistAttentionCounters* borrow_counters() const {
+    return borrower_ ? borrower_->counters().get() : nullptr;
+  }
+  const KvLenderCounters& lender_counters() const { return lender_.counters(); }
+  // Prometheus text for borrowing and lending KV blocks.
+  std::string RenderDistAttentionMetrics() const;
+  grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* context,
+                                                      const v1::ExportPrefixRequest* request) override;
+  const PrefixPullStats& prefix_pull_stats() const { return pull_stats_; }
 
   const std::string& incarnation_id() const { return incarnation_id_; }
   // The load report sent to the scheduler and returned by Stats.
@@ -71,6 +98,13 @@ class WorkerService final : public v1::Worker::CallbackService {
   // Fire and forget: Worker.Abort on the worker at `address`.
   static void SendAbort(const std::string& address, const std::string& request_id,
                         const std::shared_ptr<grpc::ChannelCredentials>& credentials);
+  // The KV blocks `input` needs beyond this worker's pool (0: it fits).
+  int64_t BlocksToBorrow(const GenerateInput& input) const;
+  // Borrows on its own thread, then starts the request on `stream`.
+  void StartBorrowing(GenerateInput input, GenerateStream* stream, int64_t remote_blocks);
+  // Pulls the prefix `pull` names (off the RPC threads), then starts `input`
+  // on `stream`, with or without the pulled blocks.
+  void PullThenStart(GenerateStream* stream, v1::PrefixPull pull, GenerateInput input);
 
   Engine* engine_;
   WorkerServiceOptions options_;
@@ -78,6 +112,9 @@ class WorkerService final : public v1::Worker::CallbackService {
   AttachRegistry attach_;
   OutboundMigrations outbound_;
   std::atomic<int> migrations_in_flight_{0};
+  KvLender lender_;
+  std::unique_ptr<KvBorrower> borrower_;
+  PrefixPullStats pull_stats_;
   absl::Notification stop_;
   std::thread janitor_;
 };

@@ -24,6 +24,8 @@ struct WorkerLoad {
   int64_t blocks_needed_waiting = 0;
   double tokens_per_second = 0;
   int64_t cached_blocks = 0;
+  int64_t kv_bytes_per_block = 0;          // 0: not reported
+  double prefill_tokens_per_second = 0;    // 0: not measured yet
   // Dispatched by the scheduler after the report was taken.
   int pending_requests = 0;
   int64_t pending_blocks = 0;

@@ -37,6 +37,8 @@ WorkerLoad LoadFromProto(const v1::LoadReport& r) {
   l.waiting_requests = r.waiting_requests();
   l.blocks_needed_waiting = r.blocks_needed_waiting();
   l.tokens_per_second = r.tokens_per_second();
+  l.kv_bytes_per_block = r.kv_bytes_per_block();
+  l.prefill_tokens_per_second = r.prefill_tokens_per_second();
   l.cached_blocks = r.cached_blocks();
   return l;
 }
@@ -237,6 +239,7 @@ void Scheduler::OnWorkersLost(const std::vector<std::string>& worker_ids, const 
     metrics_.Add("ferry_scheduler_workers_lost_total");
     registry_.MarkDead(id, now);
     prefix_index_.DropWorker(id);
+    ReleaseKvLeases(kv_ledger_.DropWorker(id), "worker lost");
     for (const MigrationRecord& m : migrations_.OnWorkerLost(id, now)) {
       auto it = requests_.find(m.request_id);
       if (it != requests_.end()) it->second->samples[0].migrating = false;
@@ -304,6 +307,7 @@ std::string Scheduler::RenderMetrics() {
     for (const WorkerRecord* w : registry_.All()) alive += w->alive ? 1 : 0;
     *text += absl::StrCat("ferry_scheduler_workers_alive ", alive, "\n");
     *text += absl::StrCat("ferry_scheduler_requests_in_flight ", requests_.size(), "\n");
+    *text += RenderKvLendingMetrics();
     done->Notify();
   });
   if (posted && done->WaitForNotificationWithTimeout(absl::Seconds(5))) {

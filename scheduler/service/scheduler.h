@@ -20,9 +20,11 @@
 #include "ferry/v1/scheduler.grpc.pb.h"
 #include "ferry/v1/worker.grpc.pb.h"
 #include "scheduler/policy/disaggregation_policy.h"
+#include "scheduler/policy/kv_ledger.h"
 #include "scheduler/policy/migration_policy.h"
 #include "scheduler/policy/migration_tracker.h"
 #include "scheduler/policy/prefix_index.h"
+#include "scheduler/policy/prefix_pull_policy.h"
 #include "scheduler/service/client_stream.h"
 #include "scheduler/service/event_loop.h"
 #include "scheduler/service/sample_progress.h"
@@ -47,6 +49,8 @@ struct SchedulerOptions {
   // How long a request waits for a worker to take it before it fails.
   absl::Duration placement_timeout = absl::Seconds(10);
   int default_block_size = 16;  // when a worker does not say
+  // Telling a worker to pull a cached prefix from a peer (prefix_pull_policy.h).
+  PrefixPullPolicyOptions prefix_pull;
   Clock* clock = Clock::Real();
   // Mutual TLS to the workers (common/grpc_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
@@ -81,6 +85,14 @@ class Scheduler {
   // migrating, or the source refused.
   void Migrate(const v1::MigrateRequest& request, Reply<v1::MigrateResponse> reply);
 
+  // Borrowed KV blocks (scheduler_kv_lending.cc). BorrowKv answers once the
+  // lenders reserved: NotFound for an unknown owner, InvalidArgument for a
+  // bad size, AlreadyExists when the request already borrows,
+  // ResourceExhausted when the cluster has too few blocks or a lender refused.
+  void BorrowKv(const v1::BorrowKvRequest& request, Reply<v1::BorrowKvResponse> reply);
+  // The request's leases end; the lenders free their blocks.
+  void ReturnKv(const v1::ReturnKvRequest& request, Reply<v1::ReturnKvResponse> reply);
+
   SchedulerMetrics& metrics() { return metrics_; }
   // Prometheus text for the scheduler's counters plus a cluster snapshot.
   std::string RenderMetrics();
@@ -108,6 +120,9 @@ class Scheduler {
   bool TryPlaceFresh(Request& r);
   bool TryPlaceResume(Request& r, Sample& s);
   DispatchRequest MakeDispatchRequest(const Request& r) const;
+  // Adds a prefix-pull hint to `upstream` when a peer of `w` caches more of
+  // the prompt and pulling it is estimated cheaper than computing it.
+  void MaybeAddPrefixPull(const Request& r, const WorkerRecord& w, v1::GenerateRequest& upstream);
   uint64_t StartCall(Request& r, const std::vector<int>& samples, const std::string& worker_id,
                      const std::string& address, v1::GenerateRequest upstream);
   void OnUpstreamEvent(uint64_t call_id, v1::TokenEvent event);
@@ -117,6 +132,12 @@ class Scheduler {
   void FailRequest(Request& r, const absl::Status& status);
   void MaybeFinishRequest(const std::string& request_id);
   void DetachCall(uint64_t call_id, bool cancel);
+
+  // ---- borrowed KV blocks (scheduler_kv_lending.cc) ----
+  // Tells the lenders of `leases` (those still alive) to free their blocks.
+  void ReleaseKvLeases(const std::vector<KvLease>& leases, const std::string& why);
+  void ReleaseKvOf(const std::string& request_id) { ReleaseKvLeases(kv_ledger_.ReleaseRequest(request_id), "request ended"); }
+  std::string RenderKvLendingMetrics() const;
 
   // ---- migration (scheduler_migration.cc) ----
   absl::Status StartMigration(Request& r, Sample& s, const std::string& destination_id,
@@ -135,6 +156,7 @@ class Scheduler {
   MigrationPolicy migration_policy_;
   MigrationTracker migrations_;
   PrefixIndex prefix_index_;
+  KvLedger kv_ledger_;
   std::map<std::string, std::shared_ptr<v1::Worker::Stub>> stubs_;
   std::map<std::string, std::unique_ptr<Request>> requests_;
   std::map<uint64_t, std::unique_ptr<Call>> calls_;

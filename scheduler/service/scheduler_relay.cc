@@ -113,12 +113,55 @@ bool Scheduler::TryPlaceFresh(Request& r) {
   }
   r.dispatched = true;
   registry_.AddPending(w->worker_id, d.num_prompt_blocks);
+  // Before the estimate below: it would count the prompt as cached there.
+  v1::GenerateRequest upstream = r.request;
+  MaybeAddPrefixPull(r, *w, upstream);
   if (placement_.dispatch().name() == "prefix-aware") prefix_index_.Insert(w->worker_id, PromptHashesFor(r, w->worker_id));
   metrics_.Add(absl::StrCat("ferry_scheduler_dispatch_total{policy=\"", Sv(placement_.dispatch().name()),
                             "\",reason=\"", placement->reason, "\"}"));
   Logger("scheduler")->debug("req={} worker={} dispatched ({})", r.id, w->worker_id, placement->reason);
-  StartCall(r, all, w->worker_id, w->registration.address, r.request);
+  StartCall(r, all, w->worker_id, w->registration.address, std::move(upstream));
   return true;
+}
+
+void Scheduler::MaybeAddPrefixPull(const Request& r, const WorkerRecord& w, v1::GenerateRequest& upstream) {
+  if (!options_.prefix_pull.enabled || r.request.prompt_ids_size() < 2 || w.registration.block_hash_root == 0) {
+    return;
+  }
+  const std::vector<uint64_t> hashes = PromptHashesFor(r, w.worker_id);
+  PrefixPullInput in;
+  in.block_size = BlockSizeOf(w.worker_id);
+  in.usable_blocks = (r.request.prompt_ids_size() - 1) / in.block_size;
+  in.local_blocks = prefix_index_.MatchBlocks(w.worker_id, hashes);
+  in.kv_bytes_per_block = w.load.kv_bytes_per_block;
+  in.prefill_tokens_per_second = w.load.prefill_tokens_per_second;
+  for (const WorkerRecord* p : registry_.All()) {
+    if (!p->alive || p->suspect || p->worker_id == w.worker_id) continue;
+    // Only a peer with the same chain root and block size holds blocks this
+    // worker can use (same model and layout).
+    if (p->registration.block_hash_root != w.registration.block_hash_root ||
+        BlockSizeOf(p->worker_id) != in.block_size) {
+      continue;
+    }
+    const int64_t match = prefix_index_.MatchBlocks(p->worker_id, hashes);
+    if (match > 0) in.peers.push_back({p->worker_id, match});
+  }
+  if (in.peers.empty()) return;
+  std::optional<PrefixPullDecision> d = DecidePrefixPull(options_.prefix_pull, in);
+  if (!d) {
+    metrics_.Add("ferry_scheduler_prefix_pull_decisions_total{decision=\"recompute\"}");
+    return;
+  }
+  const WorkerRecord* peer = registry_.Find(d->peer_id);
+  if (peer == nullptr) return;
+  v1::PrefixPull* pull = upstream.mutable_prefix_pull();
+  pull->set_peer_address(peer->registration.address);
+  for (int64_t i = 0; i < d->num_blocks; ++i) pull->add_block_hashes(hashes[static_cast<size_t>(i)]);
+  metrics_.Add("ferry_scheduler_prefix_pull_decisions_total{decision=\"pull\"}");
+  metrics_.Add("ferry_scheduler_prefix_pull_blocks_total", d->num_blocks);
+  Logger("scheduler")->debug("req={} worker={} pulls {} blocks from worker={} (est. {:.1f} ms vs {:.1f} ms recompute)",
+                             r.id, w.worker_id, d->num_blocks, d->peer_id, d->pull_seconds * 1e3,
+                             d->recompute_seconds * 1e3);
 }
 
 bool Scheduler::TryPlaceResume(Request& r, Sample& s) {
@@ -327,6 +370,7 @@ void Scheduler::FailRequest(Request& r, const absl::Status& status) {
   if (migrations_.Find(r.id) != nullptr) {
     (void)migrations_.Abort(r.id, MigrationAbortReason::kRequestFinished, options_.clock->Now());
   }
+  ReleaseKvOf(r.id);
   r.client->Finish(ToGrpcStatus(status));
   requests_.erase(r.id);
 }
@@ -338,6 +382,7 @@ void Scheduler::MaybeFinishRequest(const std::string& request_id) {
     if (!s.finished) return;
   }
   metrics_.Add("ferry_scheduler_requests_finished_total");
+  ReleaseKvOf(request_id);
   it->second->client->Finish(grpc::Status::OK);
   requests_.erase(it);
 }

@@ -79,4 +79,20 @@ grpc::ServerUnaryReactor* SchedulerService::Migrate(grpc::CallbackServerContext*
   return reactor;
 }
 
+grpc::ServerUnaryReactor* SchedulerService::BorrowKv(grpc::CallbackServerContext* context,
+                                                     const v1::BorrowKvRequest* request,
+                                                     v1::BorrowKvResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  scheduler_->BorrowKv(*request, Answer(reactor, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* SchedulerService::ReturnKv(grpc::CallbackServerContext* context,
+                                                     const v1::ReturnKvRequest* request,
+                                                     v1::ReturnKvResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  scheduler_->ReturnKv(*request, Answer(reactor, response));
+  return reactor;
+}
+
 }  // namespace ferry

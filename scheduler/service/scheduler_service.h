@@ -31,6 +31,10 @@ class SchedulerService final : public v1::Scheduler::CallbackService {
                                         v1::DrainWorkerResponse* response) override;
   grpc::ServerUnaryReactor* Migrate(grpc::CallbackServerContext* context, const v1::MigrateRequest* request,
                                     v1::MigrateResponse* response) override;
+  grpc::ServerUnaryReactor* BorrowKv(grpc::CallbackServerContext* context, const v1::BorrowKvRequest* request,
+                                     v1::BorrowKvResponse* response) override;
+  grpc::ServerUnaryReactor* ReturnKv(grpc::CallbackServerContext* context, const v1::ReturnKvRequest* request,
+                                     v1::ReturnKvResponse* response) override;
 
  private:
   Scheduler* scheduler_;

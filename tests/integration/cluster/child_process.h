@@ -48,6 +48,11 @@ class Process {
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // Sends `sig` and does not wait (SIGSTOP, SIGCONT).
+  void Signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_ = -1;

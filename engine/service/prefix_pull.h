@@ -1,0 +1,75 @@
+// Prefix pull between workers: a worker told by the scheduler that a peer
+// caches a longer prefix of a prompt fetches those blocks with the peer's
+// Worker.ExportPrefix (the kv_transfer chunk format of live migration) and
+// installs them as cached blocks before running the request. Any failure
+// leaves the request to compute the prefix itself: a pull never fails a
+// request.
+#pragma once
+
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/server_context.h>
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "engine/engine.h"
+#include "ferry/v1/worker.grpc.pb.h"
+
+namespace ferry {
+
+// Counters for the worker's metrics (thread-safe).
+struct PrefixPullStats {
+  std::atomic<int64_t> pulls{0};          // pulls attempted
+  std::atomic<int64_t> pulls_ok{0};       // pulls that installed at least one block
+  std::atomic<int64_t> failures{0};       // pulls that failed (the request recomputed)
+  std::atomic<int64_t> blocks{0};         // blocks received
+  std::atomic<int64_t> bytes{0};          // payload bytes received
+  std::atomic<int64_t> exports{0};        // ExportPrefix calls answered with blocks
+  std::atomic<int64_t> export_failures{0};
+  std::atomic<int64_t> export_blocks{0};
+  std::atomic<int64_t> export_bytes{0};
+};
+
+struct PrefixPullOptions {
+  // The whole pull (RPC plus install) must finish within this, or the
+  // request goes on without it.
+  absl::Duration timeout = absl::Seconds(10);
+  // Mutual TLS to the peer (common/grpc_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+};
+
+struct PrefixPullResult {
+  int64_t blocks_received = 0;
+  int64_t bytes_received = 0;
+  int64_t blocks_cached = 0;  // leading blocks of the prompt cached here afterwards
+};
+
+// Fetches the blocks `pull` names from its peer and installs them in
+// `engine`. Unavailable/DeadlineExceeded when the peer cannot be reached in
+// time, NotFound when it no longer caches them, DataLoss/InvalidArgument for
+// a corrupt or mismatched stream, ResourceExhausted when blocks are short.
+absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull& pull,
+                                            const std::vector<int32_t>& prompt_ids,
+                                            const PrefixPullOptions& options);
+
+// The server side of Worker.ExportPrefix: copies the blocks (holding
+// references while copying) and streams them as KvChunks.
+class ExportPrefixStream final : public grpc::ServerWriteReactor<v1::KvChunk> {
+ public:
+  ExportPrefixStream(Engine* engine, const v1::ExportPrefixRequest& request, PrefixPullStats* stats);
+  void OnWriteDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  void Next();
+  std::deque<v1::KvChunk> chunks_;
+  v1::KvChunk current_;
+};
+
+}  // namespace ferry

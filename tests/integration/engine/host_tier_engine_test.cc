@@ -1,0 +1,151 @@
+// The host tier of the prefix cache in a real engine (stories260K): a prompt
+// evicted from a small KV cache by another one comes back from the host tier
+// on its next run, with exactly the greedy tokens it had when computed.
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "engine/engine.h"
+#include "gtest/gtest.h"
+#include "kvcache/block_pool.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  int cached_prompt_tokens = -1;
+  FinishReason finish = FinishReason::kNone;
+};
+
+Outcome RunGreedy(Engine& engine, const std::string& id, std::vector<int32_t> prompt) {
+  GenerateInput in;
+  in.request_id = id;
+  in.prompt_ids = std::move(prompt);
+  in.params.temperature = 0;
+  in.params.max_tokens = 16;
+  in.params.ignore_eos = true;
+  absl::Mutex mu;
+  Outcome out;
+  bool done = false;
+  EXPECT_TRUE(engine
+                  .Submit(std::move(in),
+                          [&](EngineEvent ev) {
+                            absl::MutexLock lock(&mu);
+                            out.tokens.insert(out.tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
+                            if (ev.finish != FinishReason::kNone) {
+                              out.finish = ev.finish;
+                              out.cached_prompt_tokens = ev.cached_prompt_tokens;
+                              done = true;
+                            }
+                          })
+                  .ok());
+  absl::MutexLock lock(&mu);
+  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
+  return out;
+}
+
+std::vector<int32_t> Prompt(int len, int salt) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < len; ++i) ids.push_back(3 + (i * 31 + salt * 17) % 400);
+  return ids;
+}
+
+TEST(HostTierEngineTest, EvictedPrefixComesBackFromTheHostTierWithTheSameTokens) {
+  FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  auto m = Model::Load(path, LoadOptions{.progress = false});
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::shared_ptr<const Model> model(std::move(*m));
+  EngineOptions probe;
+  probe.threads = 1;
+  int64_t block_bytes = 0;
+  {
+    auto e = Engine::Create(model, probe);
+    ASSERT_TRUE(e.ok()) << e.status();
+    block_bytes = (*e)->kv_shape().bytes_per_block();
+  }
+  EngineOptions o = probe;
+  o.kv_cache_bytes = block_bytes * 12;  // one 150-token prompt and its output at a time
+  o.kv_host_bytes = block_bytes * 64;
+  auto engine = Engine::Create(model, o);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+
+  const std::vector<int32_t> a = Prompt(150, 1);
+  Outcome first = RunGreedy(**engine, "a1", a);
+  ASSERT_EQ(first.finish, FinishReason::kLength);
+  ASSERT_EQ(first.tokens.size(), 16u);
+  EXPECT_EQ(first.cached_prompt_tokens, 0);
+  Outcome other = RunGreedy(**engine, "b", Prompt(150, 2));  // pushes `a` out to the host tier
+  ASSERT_EQ(other.finish, FinishReason::kLength);
+  absl::SleepFor(absl::Milliseconds(20));  // statistics follow the step's events
+  EngineStats before = (*engine)->Stats();
+  EXPECT_GT(before.host_swap_out_blocks, 0);
+  EXPECT_GT(before.host_blocks_used, 0);
+
+  Outcome again = RunGreedy(**engine, "a2", a);
+  EXPECT_EQ(again.tokens, first.tokens);
+  EXPECT_EQ(again.cached_prompt_tokens, 144);  // 9 full blocks of the 149 matchable tokens
+  absl::SleepFor(absl::Milliseconds(20));
+  EngineStats after = (*engine)->Stats();
+  EXPECT_GT(after.prefix_hit_blocks_host, before.prefix_hit_blocks_host);
+  EXPECT_EQ(after.host_swap_in_bytes, after.host_swap_in_blocks * block_bytes);
+  EXPECT_EQ(after.host_blocks_total, 64);
+}
+
+// The engine half of a prefix pull: blocks exported by one engine install in
+// another only when every checksum holds; then a request hits them and gives
+// the tokens the first engine computed.
+TEST(HostTierEngineTest, ExportedPrefixInstallsOnlyWhenIntact) {
+  FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  auto m = Model::Load(path, LoadOptions{.progress = false});
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::shared_ptr<const Model> model(std::move(*m));
+  EngineOptions o;
+  o.threads = 1;
+  auto holder = Engine::Create(model, o);
+  auto puller = Engine::Create(model, o);
+  ASSERT_TRUE(holder.ok() && puller.ok());
+  const std::vector<int32_t> a = Prompt(100, 3);
+  Outcome computed = RunGreedy(**holder, "h", a);
+  ASSERT_EQ(computed.finish, FinishReason::kLength);
+  // The hashes the scheduler would send: from the holder's own table.
+  std::vector<uint64_t> hashes;
+  uint64_t parent = (*holder)->block_hash_root();
+  for (int b = 0; b < 99 / 16; ++b) {
+    parent = HashBlockTokens(parent, std::span<const int32_t>(a).subspan(static_cast<size_t>(b) * 16, 16), 0);
+    hashes.push_back(parent);
+  }
+  auto exported = (*holder)->ExportCachedPrefix(a, hashes).get();
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  EXPECT_EQ(exported->num_blocks, 6);
+  std::vector<uint64_t> wrong = hashes;
+  wrong[0] ^= 1;
+  EXPECT_EQ((*holder)->ExportCachedPrefix(a, wrong).get().status().code(), absl::StatusCode::kNotFound);
+
+  std::string corrupt = exported->payload;
+  corrupt[corrupt.size() / 2] ^= 0x5a;
+  auto bad = (*puller)->InstallCachedPrefix(a, exported->header, {{0, corrupt}}).get();
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
+  auto good = (*puller)->InstallCachedPrefix(a, exported->header, {{0, exported->payload}}).get();
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(*good, 6);
+  Outcome pulled = RunGreedy(**puller, "p", a);
+  EXPECT_EQ(pulled.tokens, computed.tokens);
+  EXPECT_EQ(pulled.cached_prompt_tokens, 96);
+}
+
+TEST(HostTierEngineTest, HostMemorySmallerThanABlockIsAnError) {
+  FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
+  auto m = Model::Load(path, LoadOptions{.progress = false});
+  ASSERT_TRUE(m.ok()) << m.status();
+  EngineOptions o;
+  o.threads = 1;
+  o.kv_host_bytes = 1;
+  auto e = Engine::Create(std::shared_ptr<const Model>(std::move(*m)), o);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ferry
