@@ -38,6 +38,13 @@ absl::StatusOr<std::unique_ptr<BorrowedKv>> BorrowedKv::Connect(
     link.end_position = next;
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(64 << 20);
+    // A lender that stops answering (hung, stopped, or cut off) must not hold
+    // the owner's step loop: an HTTP/2 ping unanswered for 2 s breaks the
+    // stream, and the request fails with the lender's name. Workers accept
+    // these pings (AllowMigrationKeepalive).
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+    args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     link.stub = v1::Worker::NewStub(
         grpc::CreateCustomChannel(loan.address, ChannelCredentialsOrInsecure(credentials), args));
     link.context = std::make_unique<grpc::ClientContext>();

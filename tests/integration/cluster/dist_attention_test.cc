@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -261,6 +262,32 @@ TEST_F(DistAttentionTest, LenderKilledMidRequestFailsTheRequestClearly) {
   const std::string why = run.status.error_message() + run.error;
   EXPECT_TRUE(why.find("lender") != std::string::npos || why.find("KV blocks") != std::string::npos) << why;
   // The lease is gone from the ledger (lender lost), and the owner holds no block.
+  EXPECT_EQ(WaitForNoLeases(), 0);
+}
+
+TEST_F(DistAttentionTest, LenderStoppedMidRequestFailsTheRequestInsteadOfHanging) {
+  // As above, but the lender hangs (SIGSTOP) with its connection open: the
+  // owner must not wait on it forever.
+  StartCluster(2, "512KiB");
+  std::atomic<bool> stopped{false};
+  int lender = -1;
+  const v1::GenerateRequest request = Greedy("dist-stop", 100, 300);
+  const auto start = std::chrono::steady_clock::now();
+  GenRun run = Generate(*stub_, request, [&](int tokens) {
+    if (tokens < 3 || stopped.exchange(true)) return;
+    const int owner = BusyWorker();
+    ASSERT_GE(owner, 0);
+    lender = 1 - owner;
+    workers_[lender]->Signal(SIGSTOP);
+  });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (lender >= 0) workers_[lender]->Signal(SIGCONT);
+  ASSERT_TRUE(stopped.load()) << "the request ended before the lender could be stopped";
+  EXPECT_LT(static_cast<int>(run.tokens.size()), 300);
+  EXPECT_FALSE(run.status.ok() && run.error.empty()) << "the request went on without its lender";
+  EXPECT_NE(run.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << "hung for " << seconds << " s";
+  const std::string why = run.status.error_message() + run.error;
+  EXPECT_TRUE(why.find("lender") != std::string::npos || why.find("KV blocks") != std::string::npos) << why;
   EXPECT_EQ(WaitForNoLeases(), 0);
 }
 
