@@ -6,6 +6,8 @@
 #
 #   tests/fuzz/run_fuzzers.sh [SECONDS_PER_TARGET (default 60)] [BUILD_DIR]
 #   FUZZ_TARGETS="gguf" tests/fuzz/run_fuzzers.sh 30
+#   FUZZ_TARGETS=all: every tests/fuzz/*_fuzz.cc. FUZZ_SEED (default 1) makes a
+#   run repeatable: a slower machine explores a prefix of the same inputs.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -16,6 +18,9 @@ cmake -S "$root" -B "$build" -G Ninja \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DFERRY_FUZZ=ON -DFERRY_CUDA=OFF -DFERRY_BUILD_BENCHMARKS=OFF
 targets="${FUZZ_TARGETS:-gguf safetensors config_file tokenizer}"
+if [[ $targets == all ]]; then
+  targets=$(cd "$root/tests/fuzz" && for f in *_fuzz.cc; do echo -n "${f%_fuzz.cc} "; done)
+fi
 if [[ -z "${FUZZ_TARGETS:-}" && -f "$root/tests/fuzz/kv_transfer_fuzz.cc" ]]; then
   targets="$targets kv_transfer"
 fi
@@ -29,7 +34,7 @@ for target in $targets; do
   cp -n "$root/tests/fuzz/corpus/$target/"* "$work/corpus/" 2>/dev/null || true
   echo "== $target: ${seconds}s"
   if ! (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$build/bin/${target}_fuzz" \
-          -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+          -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
           -print_final_stats=1 corpus); then
     echo "!! $target found a failure; see $work/crash-* and $work/*.log" >&2
     status=1
