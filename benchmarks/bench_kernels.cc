@@ -90,7 +90,7 @@ WeightCopies MakeCopies(DType dtype, int64_t rows, int64_t cols, int64_t copies)
 }
 
 // Decode-style MatMul of `batch` x rows over weights cold in memory.
-void RunColdMatMul(benchmark::State& state, int64_t batch) {
+void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant = false) {
   const int64_t rows = state.range(0), cols = state.range(1);
   const DType dtype = static_cast<DType>(state.range(2));
   const int threads = static_cast<int>(state.range(3));
@@ -102,20 +102,25 @@ void RunColdMatMul(benchmark::State& state, int64_t batch) {
   int64_t next = 0;
   for (auto _ : state) {
     const WeightMatrix m{dtype, rows, cols, w.bytes.get() + next * w.stride};
-    MatMul(m, x.data(), batch, y.data(), nullptr, pool);
+    MatMul(m, x.data(), batch, y.data(), nullptr, pool, batch_invariant);
     benchmark::DoNotOptimize(y.data());
     next = next + 1 == copies ? 0 : next + 1;
   }
   state.SetBytesProcessed(state.iterations() * bytes);
+  state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(2 * batch * rows * cols),
+                                                benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(BestIsa()));
 }
 
 // Args: rows, cols, dtype (DType as int), threads.
 void BM_Gemv(benchmark::State& state) { RunColdMatMul(state, 1); }
 
-// Args: rows, cols, dtype, threads, m: batched decode around the switch
-// from per-row GEMV to the GEMM kernels.
-void BM_SmallBatch(benchmark::State& state) { RunColdMatMul(state, state.range(4)); }
+// Args: rows, cols, dtype, threads, m, bi: batched decode around the switch
+// from per-row GEMV to the GEMM kernels; bi = 1 keeps the batch-invariant
+// kernels (the engine's default) at every m.
+void BM_SmallBatch(benchmark::State& state) {
+  RunColdMatMul(state, state.range(4), state.range(5) != 0);
+}
 
 // Args: rows, cols, dtype (DType as int), threads, isa (Isa as int); m = 128.
 // On AVX-512 the GEMM runs Ferry's own kernels; the AVX2 level runs OpenBLAS
@@ -174,10 +179,10 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
 }
 
 void SmallBatchShapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"rows", "cols", "dtype", "threads", "m"});
+  b->ArgNames({"rows", "cols", "dtype", "threads", "m", "bi"});
   for (DType dtype : {DType::kF32, DType::kF16}) {
-    for (int64_t m : {2, 4, 6, 8, 12, 16}) {
-      b->Args({2048, 768, static_cast<int64_t>(dtype), 2, m});
+    for (int64_t m : {2, 4, 6, 8, 12, 16, 32}) {
+      for (int64_t bi : {0, 1}) b->Args({2048, 768, static_cast<int64_t>(dtype), 2, m, bi});
     }
   }
   b->UseRealTime();

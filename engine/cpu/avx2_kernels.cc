@@ -321,6 +321,7 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 constexpr KernelTable kAvx2Table = {
     .isa = Isa::kAvx2,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8},
+    .gemv_rows = {},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>,
                &ToF32Q8},
     .pack_panel = nullptr,

@@ -90,6 +90,13 @@ struct Bf16Weights {
   }
 };
 
+// Makes the compiler hold v in a register: without it GCC folds the x load
+// into every FMA that uses it, and the loads, not the FMAs, bound the tile.
+__m512 InRegister(__m512 v) {
+  asm("" : "+v"(v));
+  return v;
+}
+
 // Four rows at a time share each load of x; two accumulators per row hide
 // the FMA latency. Memory, not arithmetic, bounds this loop.
 template <class W>
@@ -113,8 +120,8 @@ void GemvTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, con
     for (; k < cols32; k += 32) {
       PrefetchSpan<4 * 32 * W::kBytes>(prefetch);
       prefetch += 4 * 32 * W::kBytes;
-      const __m512 x0 = _mm512_loadu_ps(x + k);
-      const __m512 x1 = _mm512_loadu_ps(x + k + 16);
+      const __m512 x0 = InRegister(_mm512_loadu_ps(x + k));
+      const __m512 x1 = InRegister(_mm512_loadu_ps(x + k + 16));
       a0 = _mm512_fmadd_ps(W::Load(w0, k), x0, a0);
       b0 = _mm512_fmadd_ps(W::Load(w0, k + 16), x1, b0);
       a1 = _mm512_fmadd_ps(W::Load(w1, k), x0, a1);
@@ -151,6 +158,82 @@ void GemvTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, con
     }
     y[r] = ReduceAdd(_mm512_add_ps(a0, b0));
   }
+}
+
+// One tile of GemvRowsTyped: kR rows of W against kM rows of x. The low and
+// high 16 values of each 32-value step are separate passes, so only kR
+// weight vectors and one x vector are live beside the 2·kR·kM accumulators.
+template <class W, int kR, int kM>
+void GemvTile(const char* w0, int64_t row_bytes, int64_t cols, const float* x, int64_t ldx,
+              float* y, int64_t ldy) {
+  const int64_t cols32 = cols & ~int64_t{31};
+  __m512 a[kR][kM], b[kR][kM];
+#pragma GCC unroll 4
+  for (int j = 0; j < kR; ++j) {
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      a[j][i] = _mm512_setzero_ps();
+      b[j][i] = _mm512_setzero_ps();
+    }
+  }
+  const char* prefetch = w0 + kPrefetchBytes;
+  int64_t k = 0;
+  for (; k < cols32; k += 32) {
+    PrefetchSpan<kR * 32 * W::kBytes>(prefetch);
+    prefetch += kR * 32 * W::kBytes;
+    __m512 p[kR];
+#pragma GCC unroll 4
+    for (int j = 0; j < kR; ++j) p[j] = W::Load(w0 + j * row_bytes, k);
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      const __m512 x0 = InRegister(_mm512_loadu_ps(x + i * ldx + k));
+#pragma GCC unroll 4
+      for (int j = 0; j < kR; ++j) a[j][i] = _mm512_fmadd_ps(p[j], x0, a[j][i]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < kR; ++j) p[j] = W::Load(w0 + j * row_bytes, k + 16);
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      const __m512 x1 = InRegister(_mm512_loadu_ps(x + i * ldx + k + 16));
+#pragma GCC unroll 4
+      for (int j = 0; j < kR; ++j) b[j][i] = _mm512_fmadd_ps(p[j], x1, b[j][i]);
+    }
+  }
+  for (; k < cols; k += 16) {
+    const __mmask16 m = cols - k >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(cols - k);
+    __m512 p[kR];
+#pragma GCC unroll 4
+    for (int j = 0; j < kR; ++j) p[j] = W::LoadTail(w0 + j * row_bytes, k, m);
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      const __m512 x0 = _mm512_maskz_loadu_ps(m, x + i * ldx + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < kR; ++j) a[j][i] = _mm512_fmadd_ps(p[j], x0, a[j][i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) {
+#pragma GCC unroll 4
+    for (int j = 0; j < kR; ++j) y[i * ldy + j] = ReduceAdd(_mm512_add_ps(a[j][i], b[j][i]));
+  }
+}
+
+// GemvTyped for kM rows of x at once (x rows ldx apart, y rows ldy apart):
+// three rows of W share each x load and every W load serves kM rows of x, so
+// a small batch streams W from memory once. Each (W row, x row) pair keeps
+// the same two accumulators, fed in the same order, and the same final
+// reduction as GemvTyped: the results are bit-for-bit those of one GemvTyped
+// call per x row, which is what keeps the engine's batches invariant.
+template <class W, int kM>
+void GemvRowsTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+                   int64_t ldx, float* y, int64_t ldy) {
+  constexpr int kR = kM >= 3 ? 3 : 4;
+  const char* base = static_cast<const char*>(w);
+  int64_t r = 0;
+  for (; r + kR <= rows; r += kR) {
+    GemvTile<W, kR, kM>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
+  }
+  for (; r < rows; ++r) GemvTile<W, 1, kM>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
 }
 
 float Q8Scale(const char* block) {
@@ -208,6 +291,72 @@ void GemvQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const 
       a0 = _mm512_fmadd_ps(Q8BlockDot(w0 + off, x0, x1), _mm512_set1_ps(Q8Scale(w0 + off)), a0);
     }
     y[r] = ReduceAdd(a0);
+  }
+}
+
+// The same for Q8_0 weights, against GemvQ8's order: one accumulator per
+// pair, fed block by block with the block's dot product times its scale.
+template <int kM>
+void GemvRowsQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+                int64_t ldx, float* y, int64_t ldy) {
+  const char* base = static_cast<const char*>(w);
+  const int64_t blocks = cols / kQ8Block;
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    const char* w0 = base + r * row_bytes;
+    const char* w1 = w0 + row_bytes;
+    __m512 a0[kM], a1[kM];
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      a0[i] = _mm512_setzero_ps();
+      a1[i] = _mm512_setzero_ps();
+    }
+    const char* prefetch = w0 + kPrefetchBytes;
+    for (int64_t b = 0; b < blocks; ++b) {
+      PrefetchSpan<2 * kQ8BlockBytes>(prefetch);
+      prefetch += 2 * kQ8BlockBytes;
+      const int64_t off = b * kQ8BlockBytes;
+      const __m512 lo0 = Q8Half(w0 + off, 0), hi0 = Q8Half(w0 + off, 1);
+      const __m512 lo1 = Q8Half(w1 + off, 0), hi1 = Q8Half(w1 + off, 1);
+      const __m512 s0 = _mm512_set1_ps(Q8Scale(w0 + off)), s1 = _mm512_set1_ps(Q8Scale(w1 + off));
+#pragma GCC unroll 4
+      for (int i = 0; i < kM; ++i) {
+        const __m512 x0 = _mm512_loadu_ps(x + i * ldx + b * kQ8Block);
+        const __m512 x1 = _mm512_loadu_ps(x + i * ldx + b * kQ8Block + 16);
+        a0[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(hi0, x1, _mm512_mul_ps(lo0, x0)), s0, a0[i]);
+        a1[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(hi1, x1, _mm512_mul_ps(lo1, x0)), s1, a1[i]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      y[i * ldy + r] = ReduceAdd(a0[i]);
+      y[i * ldy + r + 1] = ReduceAdd(a1[i]);
+    }
+  }
+  if (r < rows) {
+    for (int i = 0; i < kM; ++i) GemvQ8(base + r * row_bytes, row_bytes, rows - r, cols, x + i * ldx, y + i * ldy + r);
+  }
+}
+
+// m rows of x, 1 <= m <= kGemvRowsMax.
+template <class W>
+void GemvRows(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+              int64_t ldx, int64_t m, float* y, int64_t ldy) {
+  switch (m) {
+    case 4: GemvRowsTyped<W, 4>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    case 3: GemvRowsTyped<W, 3>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    case 2: GemvRowsTyped<W, 2>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    default: GemvTyped<W>(w, row_bytes, rows, cols, x, y); break;
+  }
+}
+
+void GemvRowsQ8Any(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+                   int64_t ldx, int64_t m, float* y, int64_t ldy) {
+  switch (m) {
+    case 4: GemvRowsQ8<4>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    case 3: GemvRowsQ8<3>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    case 2: GemvRowsQ8<2>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
+    default: GemvQ8(w, row_bytes, rows, cols, x, y); break;
   }
 }
 
@@ -341,6 +490,8 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8},
+    .gemv_rows = {&GemvRows<F32Weights>, &GemvRows<F16Weights>, &GemvRows<Bf16Weights>,
+                  &GemvRowsQ8Any},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>,
                &ToF32Q8},
     .pack_panel = &Avx512PackGemmPanel,

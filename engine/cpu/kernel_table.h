@@ -20,6 +20,11 @@ inline constexpr int kNumWeightDTypes = 4;
 // y[r] = Σ_k w[r][k] · x[k] for r in [0, rows); rows start `row_bytes` apart.
 using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
                         const float* x, float* y);
+// The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
+// apart, y rows ldy apart), each result bit-for-bit the GemvFn's for its row.
+inline constexpr int64_t kGemvRowsMax = 4;
+using GemvRowsFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
+                            const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
 // out[0, n) = src[0, n) as fp32; Q8_0 needs n % 32 == 0.
 using ToF32Fn = void (*)(const void* src, int64_t n, float* out);
 // The GEMM of a level with its own kernels works on panels of x: up to
@@ -37,6 +42,8 @@ using GemmPanelFn = void (*)(const float* w, int64_t ldw, int64_t n, const float
 struct KernelTable {
   Isa isa;
   GemvFn gemv[kNumWeightDTypes];
+  // Null where the level has none: one GemvFn call per x row instead.
+  GemvRowsFn gemv_rows[kNumWeightDTypes];
   ToF32Fn to_f32[kNumWeightDTypes];
   // Null where OpenBLAS sgemm is the faster choice for this level.
   PackPanelFn pack_panel;

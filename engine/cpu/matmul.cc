@@ -81,9 +81,17 @@ void GemvRange(const KernelTable& t, const WeightMatrix& w, int64_t row_bytes, c
     gemv(RowPtr(w, row_bytes, begin), row_bytes, end - begin, w.cols, x, y + begin);
     return;
   }
+  const GemvRowsFn gemv_rows = t.gemv_rows[DTypeIndex(w.dtype)];
   const int64_t block = std::max<int64_t>(kRowGranule, kBatchedGemvBlockBytes / std::max<int64_t>(row_bytes, 1));
   for (int64_t r0 = begin; r0 < end; r0 += block) {
     const int64_t r1 = std::min(end, r0 + block);
+    if (gemv_rows != nullptr) {
+      for (int64_t i = 0; i < m; i += kGemvRowsMax) {
+        gemv_rows(RowPtr(w, row_bytes, r0), row_bytes, r1 - r0, w.cols, x + i * w.cols, w.cols,
+                  std::min(kGemvRowsMax, m - i), y + i * w.rows + r0, w.rows);
+      }
+      continue;
+    }
     for (int64_t i = 0; i < m; ++i) {
       gemv(RowPtr(w, row_bytes, r0), row_bytes, r1 - r0, w.cols, x + i * w.cols, y + i * w.rows + r0);
     }

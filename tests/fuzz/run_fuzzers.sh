@@ -28,16 +28,32 @@ fi
 ninja -C "$build" $(for t in $targets; do echo "${t}_fuzz"; done)
 
 status=0
+failed=()
 for target in $targets; do
   work="$build/fuzz-$target"
   mkdir -p "$work/corpus"
   cp -n "$root/tests/fuzz/corpus/$target/"* "$work/corpus/" 2>/dev/null || true
   echo "== $target: ${seconds}s"
-  if ! (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$build/bin/${target}_fuzz" \
-          -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
-          -print_final_stats=1 corpus); then
-    echo "!! $target found a failure; see $work/crash-* and $work/*.log" >&2
+  # The whole output goes to fuzz.log; the progress lines are not echoed, so
+  # a failure's report is what the end of the stage's output shows.
+  if (cd "$work" && ASAN_OPTIONS=detect_leaks=1 "$build/bin/${target}_fuzz" \
+        -max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 corpus > fuzz.log 2>&1); then
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' "$work/fuzz.log" || true
+  else
+    echo "!! $target found a failure; see $work/fuzz.log and the crash-*, leak-*, timeout-* or oom-* input there" >&2
+    failed+=("$target")
     status=1
   fi
+done
+for target in "${failed[@]}"; do
+  work="$build/fuzz-$target"
+  echo "== $target failed; the end of $work/fuzz.log:"
+  grep -v -E '^#[0-9]+' "$work/fuzz.log" | tail -n 80
+  for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
+    [ -f "$f" ] || continue
+    echo "-- $f (base64):"
+    head -c 4096 "$f" | base64
+  done
 done
 exit $status

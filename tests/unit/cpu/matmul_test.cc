@@ -135,20 +135,27 @@ TEST(MatMulPublicTest, BestLevelMatchesScalar) {
 // A row's result must not depend on how many other rows share the call (the
 // engine's batch invariance): bit-for-bit equal to computing it alone.
 TEST(MatMulPublicTest, BatchInvariantRowsMatchSingleRowsExactly) {
+  // Every batch size from 1 to 9 and 37 (the multi-row kernels take up to
+  // four x rows), with and without a ragged column tail, odd row counts.
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
-    for (int threads : {1, 2}) {
-      ThreadPool pool(threads);
-      std::mt19937 rng(17);
-      const testing::TestWeights w = MakeWeights(dtype, 301, 256, rng);
-      const int64_t m = 37;
-      const std::vector<float> x = RandomVector(m * 256, rng);
-      std::vector<float> batched(m * 301), single(301);
-      MatMul(w.matrix, x.data(), m, batched.data(), nullptr, pool, /*batch_invariant=*/true);
-      for (int64_t i = 0; i < m; ++i) {
-        ThreadPool one(1);
-        MatMul(w.matrix, x.data() + i * 256, 1, single.data(), nullptr, i % 2 ? one : pool, true);
-        for (int64_t r = 0; r < 301; ++r) {
-          ASSERT_EQ(batched[i * 301 + r], single[r]) << "dtype " << static_cast<int>(dtype) << " row " << i;
+    for (int64_t cols : {256, 200}) {
+      if (dtype == DType::kQ8_0 && cols % 32 != 0) continue;
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        std::mt19937 rng(17);
+        const testing::TestWeights w = MakeWeights(dtype, 301, cols, rng);
+        for (int64_t m : {1, 2, 3, 4, 5, 6, 7, 9, 37}) {
+          const std::vector<float> x = RandomVector(m * cols, rng);
+          std::vector<float> batched(m * 301), single(301);
+          MatMul(w.matrix, x.data(), m, batched.data(), nullptr, pool, /*batch_invariant=*/true);
+          for (int64_t i = 0; i < m; ++i) {
+            ThreadPool one(1);
+            MatMul(w.matrix, x.data() + i * cols, 1, single.data(), nullptr, i % 2 ? one : pool, true);
+            for (int64_t r = 0; r < 301; ++r) {
+              ASSERT_EQ(batched[i * 301 + r], single[r])
+                  << "dtype " << static_cast<int>(dtype) << " cols " << cols << " m " << m << " row " << i;
+            }
+          }
         }
       }
     }
