@@ -117,9 +117,9 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
       for (int j = 0; j < group; ++j) {
         const float* q = &q_[(size_t(t) * nh + g * group + j) * hd];
         float* sc = scores.data() + size_t(j) * ctx;
-        for (int p = 0; p < ctx; ++p) {
-          const float* key = kv.Keys(table[p / bs], layer) + (p % bs) * kv_dim + g * hd;
-          sc[p] = cpu::Dot(q, key, hd) * scale;
+        for (int p = 0; p < ctx; p += bs) {
+          cpu::DotRows(q, kv.Keys(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd, scale,
+                       sc + p);
         }
         if (remote) {
           // Unnormalized: MergeRemote adds the lenders' parts.
@@ -127,17 +127,16 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
           WeightsFromScores(sc, ctx, part_local_.max[e], part_local_.sum[e]);
           float* o = part_local_.values_of(e);
           std::fill(o, o + hd, 0.0f);
-          for (int p = 0; p < ctx; ++p) {
-            cpu::Axpy(sc[p], kv.Values(table[p / bs], layer) + (p % bs) * kv_dim + g * hd, hd, o);
+          for (int p = 0; p < ctx; p += bs) {
+            cpu::AxpyRows(sc + p, kv.Values(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd, o);
           }
           continue;
         }
         cpu::Softmax(sc, ctx);
         float* out = &attn_[(size_t(t) * nh + g * group + j) * hd];
         std::fill(out, out + hd, 0.0f);
-        for (int p = 0; p < ctx; ++p) {
-          const float* val = kv.Values(table[p / bs], layer) + (p % bs) * kv_dim + g * hd;
-          cpu::Axpy(sc[p], val, hd, out);
+        for (int p = 0; p < ctx; p += bs) {
+          cpu::AxpyRows(sc + p, kv.Values(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd, out);
         }
       }
     }

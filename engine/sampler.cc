@@ -61,9 +61,42 @@ Sampler::Sampler(const SamplingParams& params, uint64_t seed)
     : params_(params), rng_(seed) {}
 
 int32_t Sampler::Argmax(std::span<const float> logits) {
+  // The first index of the largest value; NaN never wins (a NaN first
+  // value gives 0, as a plain scan does). Sixteen lanes each keep their own
+  // best so the scan is not one long chain of dependent compares.
+  constexpr size_t kLanes = 16;
+  const size_t n = logits.size();
+  if (n == 0 || std::isnan(logits[0])) return 0;
+  float lane_value[kLanes];
+  int32_t lane_index[kLanes];
+  for (size_t l = 0; l < kLanes; ++l) {
+    lane_value[l] = -std::numeric_limits<float>::infinity();
+    lane_index[l] = -1;
+  }
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t l = 0; l < kLanes; ++l) {
+      const float v = logits[i + l];
+      const bool better = v > lane_value[l];
+      lane_value[l] = better ? v : lane_value[l];
+      lane_index[l] = better ? static_cast<int32_t>(i + l) : lane_index[l];
+    }
+  }
+  for (size_t l = 0; i + l < n; ++l) {
+    const float v = logits[i + l];
+    if (v > lane_value[l]) {
+      lane_value[l] = v;
+      lane_index[l] = static_cast<int32_t>(i + l);
+    }
+  }
   int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i) {
-    if (logits[i] > logits[best]) best = static_cast<int32_t>(i);
+  float best_value = logits[0];
+  for (size_t l = 0; l < kLanes; ++l) {
+    if (lane_index[l] < 0) continue;
+    if (lane_value[l] > best_value || (lane_value[l] == best_value && lane_index[l] < best)) {
+      best_value = lane_value[l];
+      best = lane_index[l];
+    }
   }
   return best;
 }

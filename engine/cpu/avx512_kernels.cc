@@ -163,7 +163,9 @@ void GemvTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, con
 // One tile of GemvRowsTyped: kR rows of W against kM rows of x. The low and
 // high 16 values of each 32-value step are separate passes, so only kR
 // weight vectors and one x vector are live beside the 2·kR·kM accumulators.
-template <class W, int kR, int kM>
+// kPrefetch: W comes from memory (the first x rows over a block of W); the
+// later ones find it in cache, where prefetches only take load slots.
+template <class W, int kR, int kM, bool kPrefetch>
 void GemvTile(const char* w0, int64_t row_bytes, int64_t cols, const float* x, int64_t ldx,
               float* y, int64_t ldy) {
   const int64_t cols32 = cols & ~int64_t{31};
@@ -179,8 +181,10 @@ void GemvTile(const char* w0, int64_t row_bytes, int64_t cols, const float* x, i
   const char* prefetch = w0 + kPrefetchBytes;
   int64_t k = 0;
   for (; k < cols32; k += 32) {
-    PrefetchSpan<kR * 32 * W::kBytes>(prefetch);
-    prefetch += kR * 32 * W::kBytes;
+    if constexpr (kPrefetch) {
+      PrefetchSpan<kR * 32 * W::kBytes>(prefetch);
+      prefetch += kR * 32 * W::kBytes;
+    }
     __m512 p[kR];
 #pragma GCC unroll 4
     for (int j = 0; j < kR; ++j) p[j] = W::Load(w0 + j * row_bytes, k);
@@ -224,16 +228,18 @@ void GemvTile(const char* w0, int64_t row_bytes, int64_t cols, const float* x, i
 // the same two accumulators, fed in the same order, and the same final
 // reduction as GemvTyped: the results are bit-for-bit those of one GemvTyped
 // call per x row, which is what keeps the engine's batches invariant.
-template <class W, int kM>
+template <class W, int kM, bool kPrefetch>
 void GemvRowsTyped(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
                    int64_t ldx, float* y, int64_t ldy) {
   constexpr int kR = kM >= 3 ? 3 : 4;
   const char* base = static_cast<const char*>(w);
   int64_t r = 0;
   for (; r + kR <= rows; r += kR) {
-    GemvTile<W, kR, kM>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
+    GemvTile<W, kR, kM, kPrefetch>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
   }
-  for (; r < rows; ++r) GemvTile<W, 1, kM>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
+  for (; r < rows; ++r) {
+    GemvTile<W, 1, kM, kPrefetch>(base + r * row_bytes, row_bytes, cols, x, ldx, y + r, ldy);
+  }
 }
 
 float Q8Scale(const char* block) {
@@ -341,17 +347,27 @@ void GemvRowsQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, co
 // m rows of x, 1 <= m <= kGemvRowsMax.
 template <class W>
 void GemvRows(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
-              int64_t ldx, int64_t m, float* y, int64_t ldy) {
-  switch (m) {
-    case 4: GemvRowsTyped<W, 4>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
-    case 3: GemvRowsTyped<W, 3>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
-    case 2: GemvRowsTyped<W, 2>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
-    default: GemvTyped<W>(w, row_bytes, rows, cols, x, y); break;
+              int64_t ldx, int64_t m, float* y, int64_t ldy, bool w_cached) {
+  if (w_cached) {
+    switch (m) {
+      case 4: GemvRowsTyped<W, 4, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      case 3: GemvRowsTyped<W, 3, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      case 2: GemvRowsTyped<W, 2, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      default: break;
+    }
+  } else {
+    switch (m) {
+      case 4: GemvRowsTyped<W, 4, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      case 3: GemvRowsTyped<W, 3, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      case 2: GemvRowsTyped<W, 2, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
+      default: break;
+    }
   }
+  GemvTyped<W>(w, row_bytes, rows, cols, x, y);
 }
 
 void GemvRowsQ8Any(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
-                   int64_t ldx, int64_t m, float* y, int64_t ldy) {
+                   int64_t ldx, int64_t m, float* y, int64_t ldy, bool /*w_cached*/) {
   switch (m) {
     case 4: GemvRowsQ8<4>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
     case 3: GemvRowsQ8<3>(w, row_bytes, rows, cols, x, ldx, y, ldy); break;
@@ -404,6 +420,25 @@ void Axpy(float a, const float* x, int64_t n, float* y) {
     _mm512_mask_storeu_ps(
         y + i, m,
         _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
+void DotRows(const float* a, const float* rows, int64_t stride, int64_t count, int64_t n,
+             float scale, float* out) {
+  for (int64_t i = 0; i < count; ++i) out[i] = Dot(a, rows + i * stride, n) * scale;
+}
+
+// Axpy's arithmetic per 16 values of y, with that part of y kept in a
+// register across the rows.
+void AxpyRows(const float* w, const float* rows, int64_t stride, int64_t count, int64_t n,
+              float* y) {
+  for (int64_t c = 0; c < n; c += 16) {
+    const __mmask16 m = n - c >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(n - c);
+    __m512 acc = _mm512_maskz_loadu_ps(m, y + c);
+    for (int64_t i = 0; i < count; ++i) {
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[i]), _mm512_maskz_loadu_ps(m, rows + i * stride + c), acc);
+    }
+    _mm512_mask_storeu_ps(y + c, m, acc);
   }
 }
 
@@ -498,6 +533,8 @@ constexpr KernelTable kAvx512Table = {
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,
     .axpy = &Axpy,
+    .dot_rows = &DotRows,
+    .axpy_rows = &AxpyRows,
     .rms_norm = &RmsNorm,
     .softmax = &Softmax,
     .silu_mul = &SiluMul,

@@ -22,9 +22,12 @@ using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t 
                         const float* x, float* y);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
 // apart, y rows ldy apart), each result bit-for-bit the GemvFn's for its row.
+// w_cached: these rows of W were just read (by the previous x rows), so the
+// kernel skips its prefetches.
 inline constexpr int64_t kGemvRowsMax = 4;
 using GemvRowsFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
-                            const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy);
+                            const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
+                            bool w_cached);
 // out[0, n) = src[0, n) as fp32; Q8_0 needs n % 32 == 0.
 using ToF32Fn = void (*)(const void* src, int64_t n, float* out);
 // The GEMM of a level with its own kernels works on panels of x: up to
@@ -50,6 +53,11 @@ struct KernelTable {
   GemmPanelFn gemm_panel;
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float a, const float* x, int64_t n, float* y);
+  // DotRows and AxpyRows (kernels.h); null: loops over dot and axpy.
+  void (*dot_rows)(const float* a, const float* rows, int64_t stride, int64_t count, int64_t n,
+                   float scale, float* out);
+  void (*axpy_rows)(const float* w, const float* rows, int64_t stride, int64_t count, int64_t n,
+                    float* y);
   void (*rms_norm)(const float* x, const float* weight, int64_t n, float eps, float* out);
   void (*softmax)(float* x, int64_t n);
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);

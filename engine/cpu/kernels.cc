@@ -55,4 +55,24 @@ float Dot(const float* a, const float* b, int64_t n) { return Best().dot(a, b, n
 
 void Axpy(float a, const float* x, int64_t n, float* y) { Best().axpy(a, x, n, y); }
 
+void DotRows(const float* a, const float* rows, int64_t stride, int64_t count, int64_t n,
+             float scale, float* out) {
+  const KernelTable& t = Best();
+  if (t.dot_rows != nullptr) {
+    t.dot_rows(a, rows, stride, count, n, scale, out);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) out[i] = t.dot(a, rows + i * stride, n) * scale;
+}
+
+void AxpyRows(const float* w, const float* rows, int64_t stride, int64_t count, int64_t n,
+              float* y) {
+  const KernelTable& t = Best();
+  if (t.axpy_rows != nullptr) {
+    t.axpy_rows(w, rows, stride, count, n, y);
+    return;
+  }
+  for (int64_t i = 0; i < count; ++i) t.axpy(w[i], rows + i * stride, n, y);
+}
+
 }  // namespace ferry::cpu

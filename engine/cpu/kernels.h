@@ -53,4 +53,14 @@ float Dot(const float* a, const float* b, int64_t n);
 // y += a * x
 void Axpy(float a, const float* x, int64_t n, float* y);
 
+// out[i] = Dot(a, rows + i * stride, n) * scale for i < count: the keys of
+// one KV block against a query, bit-for-bit count Dot calls.
+void DotRows(const float* a, const float* rows, int64_t stride, int64_t count, int64_t n,
+             float scale, float* out);
+
+// y += Σ_i w[i] * (rows + i * stride) for i < count, in order of i:
+// bit-for-bit count Axpy calls.
+void AxpyRows(const float* w, const float* rows, int64_t stride, int64_t count, int64_t n,
+              float* y);
+
 }  // namespace ferry::cpu

@@ -88,7 +88,7 @@ void GemvRange(const KernelTable& t, const WeightMatrix& w, int64_t row_bytes, c
     if (gemv_rows != nullptr) {
       for (int64_t i = 0; i < m; i += kGemvRowsMax) {
         gemv_rows(RowPtr(w, row_bytes, r0), row_bytes, r1 - r0, w.cols, x + i * w.cols, w.cols,
-                  std::min(kGemvRowsMax, m - i), y + i * w.rows + r0, w.rows);
+                  std::min(kGemvRowsMax, m - i), y + i * w.rows + r0, w.rows, /*w_cached=*/i > 0);
       }
       continue;
     }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -21,6 +22,31 @@ TEST(SamplerTest, GreedyPicksTheFirstMaximum) {
   Sampler s(Params(.temperature = 0.0f), 0);
   std::vector<float> logits = {0.1f, 3.0f, -1.0f, 3.0f};
   EXPECT_EQ(Draw(s, logits), 1);
+}
+
+// The lane-parallel Argmax against a plain first-maximum scan: ties, NaN,
+// -inf, lengths around the lane width.
+TEST(SamplerTest, ArgmaxMatchesAPlainScan) {
+  std::mt19937 rng(5);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int trial = 0; trial < 3000; ++trial) {
+    const size_t n = 1 + rng() % 70;
+    std::vector<float> v(n);
+    for (float& x : v) {
+      switch (rng() % 8) {
+        case 0: x = nan; break;
+        case 1: x = -inf; break;
+        case 2: x = 2.0f; break;  // frequent ties at the top
+        default: x = static_cast<float>(static_cast<int>(rng() % 7)) - 3.0f; break;
+      }
+    }
+    int32_t want = 0;
+    for (size_t i = 1; i < n; ++i) {
+      if (v[i] > v[want]) want = static_cast<int32_t>(i);
+    }
+    ASSERT_EQ(Sampler::Argmax(v), want) << "trial " << trial;
+  }
 }
 
 TEST(SamplerTest, SameSeedSameTokens) {
