@@ -42,33 +42,61 @@ void LlamaForward::EnsureScratch(int n) {
   token_seq_.resize(c);
 }
 
-void LlamaForward::ApplyRope(float* x, int num_tokens, int num_heads,
-                             std::span<const int32_t> positions) {
+namespace {
+
+// Below this many values a per-token loop runs on the calling thread: waking
+// the pool costs more (decode batches of a few tokens).
+constexpr int64_t kMinParallelValues = 64 * 1024;
+
+int64_t TokenGrain(int64_t values_per_token) {
+  return std::max<int64_t>(1, kMinParallelValues / std::max<int64_t>(values_per_token, 1));
+}
+
+}  // namespace
+
+void LlamaForward::ComputeRopeAngles(int num_tokens, std::span<const int32_t> positions) {
+  const int pairs = config_.rope_dim / 2;
+  rope_cs_.resize(size_t(num_tokens) * 2 * pairs);
+  pool_.ParallelFor(
+      num_tokens,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const double pos = positions[t];
+          float* cs = &rope_cs_[size_t(t) * 2 * pairs];
+          for (int i = 0; i < pairs; ++i) {
+            double angle = pos * inv_freq_[i];
+            cs[2 * i] = static_cast<float>(std::cos(angle));
+            cs[2 * i + 1] = static_cast<float>(std::sin(angle));
+          }
+        }
+      },
+      TokenGrain(8 * pairs));
+}
+
+void LlamaForward::ApplyRope(int num_tokens) {
   const int hd = config_.head_dim;
   const int pairs = config_.rope_dim / 2;
   const bool interleaved = config_.rope_style == RopeStyle::kInterleaved;
-  pool_.ParallelFor(num_tokens, [&](int64_t t0, int64_t t1) {
-    std::vector<float> cs(2 * pairs);
-    for (int64_t t = t0; t < t1; ++t) {
-      const double pos = positions[t];
-      for (int i = 0; i < pairs; ++i) {
-        double angle = pos * inv_freq_[i];
-        cs[2 * i] = static_cast<float>(std::cos(angle));
-        cs[2 * i + 1] = static_cast<float>(std::sin(angle));
-      }
-      for (int h = 0; h < num_heads; ++h) {
-        float* v = x + (t * num_heads + h) * hd;
-        for (int i = 0; i < pairs; ++i) {
-          int a = interleaved ? 2 * i : i;
-          int b = interleaved ? 2 * i + 1 : i + config_.rope_dim / 2;
-          float c = cs[2 * i], s = cs[2 * i + 1];
-          float x0 = v[a], x1 = v[b];
-          v[a] = x0 * c - x1 * s;
-          v[b] = x0 * s + x1 * c;
+  const int nq = config_.num_heads, nk = config_.num_kv_heads;
+  pool_.ParallelFor(
+      num_tokens,
+      [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const float* cs = &rope_cs_[size_t(t) * 2 * pairs];
+          for (int h = 0; h < nq + nk; ++h) {
+            float* v = h < nq ? &q_[(size_t(t) * nq + h) * hd] : &k_[(size_t(t) * nk + h - nq) * hd];
+            for (int i = 0; i < pairs; ++i) {
+              int a = interleaved ? 2 * i : i;
+              int b = interleaved ? 2 * i + 1 : i + config_.rope_dim / 2;
+              float c = cs[2 * i], s = cs[2 * i + 1];
+              float x0 = v[a], x1 = v[b];
+              v[a] = x0 * c - x1 * s;
+              v[b] = x0 * s + x1 * c;
+            }
+          }
         }
-      }
-    }
-  });
+      },
+      TokenGrain(int64_t{nq + nk} * hd));
 }
 
 int32_t LlamaForward::LocalLen(const ForwardBatch& b, int seq) const {
@@ -178,21 +206,23 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
   for (int t = 0; t < n; ++t) cpu::DequantizeRow(w.embedding, b.tokens[t], &x_[size_t(t) * h]);
   if (!b.remote.empty()) part_local_.Reset(int64_t{n} * config_.num_heads, config_.head_dim);
 
+  ComputeRopeAngles(n, b.positions);
   auto rms_all = [&](const float* weight) {
-    pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) {
-        cpu::RmsNorm(&x_[t * h], weight, h, config_.rms_norm_eps, &xn_[t * h]);
-      }
-    });
+    pool_.ParallelFor(
+        n,
+        [&](int64_t t0, int64_t t1) {
+          for (int64_t t = t0; t < t1; ++t) {
+            cpu::RmsNorm(&x_[t * h], weight, h, config_.rms_norm_eps, &xn_[t * h]);
+          }
+        },
+        TokenGrain(h));
   };
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerWeights& L = w.layers[l];
     rms_all(L.attn_norm);
-    cpu::MatMul(L.wq, xn_.data(), n, q_.data(), L.bq, pool_, batch_invariant_);
-    cpu::MatMul(L.wk, xn_.data(), n, k_.data(), L.bk, pool_, batch_invariant_);
-    cpu::MatMul(L.wv, xn_.data(), n, v_.data(), L.bv, pool_, batch_invariant_);
-    ApplyRope(q_.data(), n, config_.num_heads, b.positions);
-    ApplyRope(k_.data(), n, config_.num_kv_heads, b.positions);
+    const cpu::MatMulOut qkv[] = {{&L.wq, q_.data(), L.bq}, {&L.wk, k_.data(), L.bk}, {&L.wv, v_.data(), L.bv}};
+    cpu::MatMulMany(qkv, 3, xn_.data(), n, pool_, batch_invariant_);
+    ApplyRope(n);
     WriteKv(b, kv, l);
     // Lenders work on their part while the local part runs here.
     for (int seq = 0; seq < b.num_seqs(); ++seq) {
@@ -208,12 +238,15 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
     rms_all(L.ffn_norm);
-    cpu::MatMul(L.w_gate, xn_.data(), n, gate_.data(), nullptr, pool_, batch_invariant_);
-    cpu::MatMul(L.w_up, xn_.data(), n, up_.data(), nullptr, pool_, batch_invariant_);
+    const cpu::MatMulOut gate_up[] = {{&L.w_gate, gate_.data(), nullptr}, {&L.w_up, up_.data(), nullptr}};
+    cpu::MatMulMany(gate_up, 2, xn_.data(), n, pool_, batch_invariant_);
     const int64_t ff = config_.intermediate_size;
-    pool_.ParallelFor(n, [&](int64_t t0, int64_t t1) {
-      cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
-    });
+    pool_.ParallelFor(
+        n,
+        [&](int64_t t0, int64_t t1) {
+          cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
+        },
+        TokenGrain(ff));
     cpu::MatMul(L.w_down, gate_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
   }

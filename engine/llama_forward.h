@@ -33,7 +33,10 @@ class LlamaForward {
  private:
   absl::Status Check(const ForwardBatch& batch, const KvCache& kv) const;
   void EnsureScratch(int num_tokens);
-  void ApplyRope(float* x, int num_tokens, int num_heads, std::span<const int32_t> positions);
+  // cos/sin of every token's angles, once per forward (rope_cs_).
+  void ComputeRopeAngles(int num_tokens, std::span<const int32_t> positions);
+  // Rotates the heads of q_ and k_ with rope_cs_.
+  void ApplyRope(int num_tokens);
   void WriteKv(const ForwardBatch& batch, KvCache& kv, int layer);
   void Attention(const ForwardBatch& batch, const KvCache& kv, int layer);
   // DistAttention: positions of sequence `seq` at or above this live remotely.
@@ -53,6 +56,7 @@ class LlamaForward {
   // Scratch, grown to the largest batch seen.
   int capacity_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_;
+  std::vector<float> rope_cs_;  // [token][pair] cos, sin
   std::vector<int32_t> token_seq_;  // sequence index of each token
   // Local partials of remote sequences' queries [token * num_heads + head],
   // and one sequence's remote partials.

@@ -77,5 +77,7 @@ void Avx512GemmPanel(const float* w, int64_t ldw, int64_t n, const float* panel,
 // MatMul (kernels.h) on a chosen level, for tests and benchmarks.
 void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
                    const float* bias, ThreadPool& pool, bool batch_invariant = false);
+void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x, int64_t m,
+                       ThreadPool& pool, bool batch_invariant = false);
 
 }  // namespace ferry::cpu

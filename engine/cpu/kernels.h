@@ -36,6 +36,20 @@ struct WeightMatrix {
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,
             ThreadPool& pool, bool batch_invariant = false);
 
+// One product of MatMulMany: y[m, w.rows] = x · wᵀ (+ bias).
+struct MatMulOut {
+  const WeightMatrix* w;
+  float* y;
+  const float* bias;
+};
+
+// MatMul of one x against several matrices of the same cols (Q, K and V;
+// gate and up) in one pass of the pool: the rows of every matrix are shared
+// out together, so small matrices do not each pay for a round of the pool
+// and the threads finish together. Each y is bit-for-bit what MatMul gives.
+void MatMulMany(const MatMulOut* outs, int count, const float* x, int64_t m, ThreadPool& pool,
+                bool batch_invariant = false);
+
 // Converts row `row` of `w` to fp32 (embedding lookups). `out` holds w.cols.
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out);
 

@@ -29,6 +29,8 @@ constexpr int64_t kRowGranule = 24;
 constexpr int64_t kBatchedGemvBlockBytes = 128 * 1024;
 // fp32 tile of W converted for the GEMM: about a quarter of a 1 MiB L2.
 constexpr int64_t kGemmTileBytes = 256 * 1024;
+// Products one MatMulMany call takes.
+constexpr int kMaxMatMulOuts = 8;
 // Calls touching fewer weight bytes (times m) run on the calling thread:
 // waking the pool costs more than the work.
 constexpr int64_t kMinParallelBytes = 64 * 1024;
@@ -146,31 +148,54 @@ void PanelGemmRange(const KernelTable& t, const WeightMatrix& w, int64_t row_byt
 
 }  // namespace
 
-void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
-                   const float* bias, ThreadPool& pool, bool batch_invariant) {
-  CheckWeights(w);
-  if (m <= 0 || w.rows == 0) return;
+void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x, int64_t m,
+                       ThreadPool& pool, bool batch_invariant) {
+  if (m <= 0 || count <= 0) return;
+  const int64_t cols = outs[0].w->cols;
+  int64_t total_units = 0, total_bytes = 0, total_rows = 0;
+  int64_t unit_start[kMaxMatMulOuts + 1];
+  int64_t row_bytes[kMaxMatMulOuts];
+  if (count > kMaxMatMulOuts) {
+    std::fprintf(stderr, "ferry::cpu::MatMulMany: %d products, at most %d\n", count, kMaxMatMulOuts);
+    std::abort();
+  }
+  for (int j = 0; j < count; ++j) {
+    const WeightMatrix& w = *outs[j].w;
+    CheckWeights(w);
+    if (w.cols != cols) {
+      std::fprintf(stderr, "ferry::cpu::MatMulMany: cols %lld and %lld differ\n",
+                   static_cast<long long>(cols), static_cast<long long>(w.cols));
+      std::abort();
+    }
+    row_bytes[j] = RowBytes(w);
+    unit_start[j] = total_units;
+    total_units += (w.rows + kRowGranule - 1) / kRowGranule;
+    total_bytes += w.rows * row_bytes[j];
+    total_rows += w.rows;
+  }
+  unit_start[count] = total_units;
+  if (total_rows == 0) return;
   const KernelTable& t = GetKernelTable(isa);
-  const int64_t row_bytes = RowBytes(w);
-  const bool use_gemm = !batch_invariant && m >= kGemmMinM && w.cols > 0;
-  const bool parallel = pool.num_threads() > 1 && w.rows * row_bytes * m >= kMinParallelBytes &&
-                        w.rows >= 2 * kRowGranule;
+  const bool use_gemm = !batch_invariant && m >= kGemmMinM && cols > 0;
+  const bool parallel = pool.num_threads() > 1 && total_bytes * m >= kMinParallelBytes &&
+                        total_rows >= 2 * kRowGranule;
 
-  // x packed for the panel kernels; kept by the calling thread across calls.
-  // A thread_local name means each thread's own copy, so the lambdas below
-  // (which run on the workers too) must use the pointer, not the vector.
+  // x packed for the panel kernels, once for every product; kept by the
+  // calling thread across calls. A thread_local name means each thread's own
+  // copy, so the lambdas below (which run on the workers too) must use the
+  // pointer, not the vector.
   thread_local std::vector<float> panel_buffer;
   float* panels = nullptr;
   const bool use_panels = use_gemm && t.gemm_panel != nullptr;
   if (use_panels) {
     const int64_t num_panels = (m + kGemmPanelRows - 1) / kGemmPanelRows;
-    panel_buffer.resize(static_cast<size_t>(num_panels * kGemmPanelRows * w.cols));
+    panel_buffer.resize(static_cast<size_t>(num_panels * kGemmPanelRows * cols));
     panels = panel_buffer.data();
     auto pack = [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
-        t.pack_panel(x + p * kGemmPanelRows * w.cols, w.cols,
-                     std::min<int64_t>(kGemmPanelRows, m - p * kGemmPanelRows), w.cols,
-                     panels + p * kGemmPanelRows * w.cols);
+        t.pack_panel(x + p * kGemmPanelRows * cols, cols,
+                     std::min<int64_t>(kGemmPanelRows, m - p * kGemmPanelRows), cols,
+                     panels + p * kGemmPanelRows * cols);
       }
     };
     if (parallel) {
@@ -179,32 +204,49 @@ void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, fl
       pack(0, num_panels);
     }
   }
-  auto run = [&](int64_t begin, int64_t end) {
+  // Rows [begin, end) of product j.
+  auto run = [&](int j, int64_t begin, int64_t end) {
+    const WeightMatrix& w = *outs[j].w;
+    float* y = outs[j].y;
     if (use_panels) {
-      PanelGemmRange(t, w, row_bytes, panels, m, y, begin, end);
+      PanelGemmRange(t, w, row_bytes[j], panels, m, y, begin, end);
     } else if (use_gemm) {
-      BlasGemmRange(t, w, row_bytes, x, m, y, begin, end);
+      BlasGemmRange(t, w, row_bytes[j], x, m, y, begin, end);
     } else {
-      GemvRange(t, w, row_bytes, x, m, y, begin, end);
+      GemvRange(t, w, row_bytes[j], x, m, y, begin, end);
     }
-    AddBias(bias, m, w.rows, begin, end, y);
+    AddBias(outs[j].bias, m, w.rows, begin, end, y);
+  };
+  // Units [u0, u1) of the concatenated products, cut at product borders.
+  auto run_units = [&](int64_t u0, int64_t u1) {
+    for (int j = 0; j < count && u0 < u1; ++j) {
+      if (u0 >= unit_start[j + 1]) continue;
+      const int64_t rows = outs[j].w->rows;
+      const int64_t a = u0 - unit_start[j], b = std::min(u1, unit_start[j + 1]) - unit_start[j];
+      const int64_t begin = std::min(rows, a * kRowGranule), end = std::min(rows, b * kRowGranule);
+      if (begin < end) run(j, begin, end);
+      u0 = unit_start[j + 1];
+    }
   };
   if (!parallel) {
-    run(0, w.rows);
+    run_units(0, total_units);
     return;
   }
   // Chunks are whole granules so that kernels see few ragged row groups;
   // handed out dynamically, so a descheduled thread holds up only its chunk.
-  const int64_t units = (w.rows + kRowGranule - 1) / kRowGranule;
-  const int64_t grain = std::max<int64_t>(1, units / (4 * int64_t{pool.num_threads()}));
-  pool.ParallelFor(
-      units,
-      [&](int64_t u0, int64_t u1) {
-        const int64_t begin = std::min(w.rows, u0 * kRowGranule);
-        const int64_t end = std::min(w.rows, u1 * kRowGranule);
-        if (begin < end) run(begin, end);
-      },
-      grain);
+  const int64_t grain = std::max<int64_t>(1, total_units / (4 * int64_t{pool.num_threads()}));
+  pool.ParallelFor(total_units, run_units, grain);
+}
+
+void MatMulWithIsa(Isa isa, const WeightMatrix& w, const float* x, int64_t m, float* y,
+                   const float* bias, ThreadPool& pool, bool batch_invariant) {
+  const MatMulOut out{&w, y, bias};
+  MatMulManyWithIsa(isa, &out, 1, x, m, pool, batch_invariant);
+}
+
+void MatMulMany(const MatMulOut* outs, int count, const float* x, int64_t m, ThreadPool& pool,
+                bool batch_invariant) {
+  MatMulManyWithIsa(BestIsa(), outs, count, x, m, pool, batch_invariant);
 }
 
 void MatMul(const WeightMatrix& w, const float* x, int64_t m, float* y, const float* bias,

@@ -162,6 +162,37 @@ TEST(MatMulPublicTest, BatchInvariantRowsMatchSingleRowsExactly) {
   }
 }
 
+// MatMulMany shares rows of several matrices out in one pass of the pool;
+// each product must equal its own MatMul exactly, GEMM path included.
+TEST(MatMulPublicTest, ManyEqualsOneCallPerMatrix) {
+  for (DType dtype : {DType::kF32, DType::kF16}) {
+    for (bool invariant : {true, false}) {
+      for (int64_t m : {1, 3, 16, 40}) {
+        ThreadPool pool(2);
+        std::mt19937 rng(23);
+        const testing::TestWeights a = MakeWeights(dtype, 301, 96, rng);
+        const testing::TestWeights b = MakeWeights(dtype, 7, 96, rng);
+        const testing::TestWeights c = MakeWeights(dtype, 130, 96, rng);
+        const std::vector<float> x = RandomVector(m * 96, rng);
+        const std::vector<float> bias = RandomVector(130, rng);
+        std::vector<float> ya(m * 301), yb(m * 7), yc(m * 130);
+        const MatMulOut outs[] = {{&a.matrix, ya.data(), nullptr}, {&b.matrix, yb.data(), nullptr},
+                                  {&c.matrix, yc.data(), bias.data()}};
+        MatMulMany(outs, 3, x.data(), m, pool, invariant);
+        std::vector<float> want(m * 301);
+        MatMul(a.matrix, x.data(), m, want.data(), nullptr, pool, invariant);
+        EXPECT_EQ(ya, want);
+        want.assign(m * 7, 0.0f);
+        MatMul(b.matrix, x.data(), m, want.data(), nullptr, pool, invariant);
+        EXPECT_EQ(yb, want);
+        want.assign(m * 130, 0.0f);
+        MatMul(c.matrix, x.data(), m, want.data(), bias.data(), pool, invariant);
+        EXPECT_EQ(yc, want) << "m " << m << " invariant " << invariant;
+      }
+    }
+  }
+}
+
 TEST(MatMulDeathTest, RejectsQ8WithRaggedBlocks) {
   ThreadPool pool(1);
   std::vector<uint8_t> bytes(64);
