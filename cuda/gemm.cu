@@ -2,11 +2,17 @@
 // first, as in the model files); in cuBLAS's column-major terms
 // yᵀ[n, m] = W[n, k] · xᵀ[k, m], i.e. A = W with op T, B = x with op N.
 // The algorithm chosen for each shape is cached.
+//
+// libcublasLt is opened on first use, not linked: merely loading it costs a
+// process about 150 MB of resident memory (measured), which every CPU-only
+// worker of a CUDA-enabled build would otherwise pay.
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "cuda/api.h"
@@ -25,6 +31,75 @@ cudaDataType_t CudaType(DType t) {
     case DType::kBF16: return CUDA_R_16BF;
   }
   return CUDA_R_32F;
+}
+
+// The cuBLASLt entry points this file uses.
+struct LtApi {
+  decltype(&::cublasLtCreate) Create = nullptr;
+  decltype(&::cublasLtDestroy) Destroy = nullptr;
+  decltype(&::cublasLtMatmul) Matmul = nullptr;
+  decltype(&::cublasLtMatmulAlgoGetHeuristic) MatmulAlgoGetHeuristic = nullptr;
+  decltype(&::cublasLtMatmulDescCreate) MatmulDescCreate = nullptr;
+  decltype(&::cublasLtMatmulDescDestroy) MatmulDescDestroy = nullptr;
+  decltype(&::cublasLtMatmulDescSetAttribute) MatmulDescSetAttribute = nullptr;
+  decltype(&::cublasLtMatmulPreferenceCreate) MatmulPreferenceCreate = nullptr;
+  decltype(&::cublasLtMatmulPreferenceDestroy) MatmulPreferenceDestroy = nullptr;
+  decltype(&::cublasLtMatmulPreferenceSetAttribute) MatmulPreferenceSetAttribute = nullptr;
+  decltype(&::cublasLtMatrixLayoutCreate) MatrixLayoutCreate = nullptr;
+  decltype(&::cublasLtMatrixLayoutDestroy) MatrixLayoutDestroy = nullptr;
+};
+
+#ifndef FERRY_CUDA_LIB_DIR
+#define FERRY_CUDA_LIB_DIR ""
+#endif
+
+template <class F>
+void Load(void* handle, const char* name, F* f, std::string* missing) {
+  *f = reinterpret_cast<F>(dlsym(handle, name));
+  if (*f == nullptr && missing->empty()) *missing = name;
+}
+
+// Loads the library once; an error names what was missing.
+Error LoadLt(const LtApi** out) {
+  static LtApi api;
+  static Error error;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::string soname = "libcublasLt.so." + std::to_string(CUBLAS_VER_MAJOR);
+    void* handle = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr && FERRY_CUDA_LIB_DIR[0] != '\0') {
+      handle = dlopen((std::string(FERRY_CUDA_LIB_DIR) + "/" + soname).c_str(), RTLD_NOW | RTLD_LOCAL);
+    }
+    if (handle == nullptr) {
+      const char* why = dlerror();
+      error = "cannot load " + soname + " (cuBLASLt): " + (why != nullptr ? why : "not found");
+      return;
+    }
+    std::string missing;
+    Load(handle, "cublasLtCreate", &api.Create, &missing);
+    Load(handle, "cublasLtDestroy", &api.Destroy, &missing);
+    Load(handle, "cublasLtMatmul", &api.Matmul, &missing);
+    Load(handle, "cublasLtMatmulAlgoGetHeuristic", &api.MatmulAlgoGetHeuristic, &missing);
+    Load(handle, "cublasLtMatmulDescCreate", &api.MatmulDescCreate, &missing);
+    Load(handle, "cublasLtMatmulDescDestroy", &api.MatmulDescDestroy, &missing);
+    Load(handle, "cublasLtMatmulDescSetAttribute", &api.MatmulDescSetAttribute, &missing);
+    Load(handle, "cublasLtMatmulPreferenceCreate", &api.MatmulPreferenceCreate, &missing);
+    Load(handle, "cublasLtMatmulPreferenceDestroy", &api.MatmulPreferenceDestroy, &missing);
+    Load(handle, "cublasLtMatmulPreferenceSetAttribute", &api.MatmulPreferenceSetAttribute, &missing);
+    Load(handle, "cublasLtMatrixLayoutCreate", &api.MatrixLayoutCreate, &missing);
+    Load(handle, "cublasLtMatrixLayoutDestroy", &api.MatrixLayoutDestroy, &missing);
+    if (!missing.empty()) error = soname + " lacks " + missing;
+  });
+  if (!error.empty()) return error;
+  *out = &api;
+  return {};
+}
+
+// The loaded API; only called once LoadLt has succeeded (Gemm::Create).
+const LtApi& Lt() {
+  const LtApi* api = nullptr;
+  LoadLt(&api);
+  return *api;
 }
 
 Error LtError(cublasStatus_t s, const char* what) {
@@ -48,13 +123,13 @@ struct Gemm::Impl {
 
   ~Impl() {
     for (auto& [key, p] : plans) {
-      cublasLtMatmulDescDestroy(p.desc);
-      cublasLtMatrixLayoutDestroy(p.a);
-      cublasLtMatrixLayoutDestroy(p.b);
-      cublasLtMatrixLayoutDestroy(p.c);
+      Lt().MatmulDescDestroy(p.desc);
+      Lt().MatrixLayoutDestroy(p.a);
+      Lt().MatrixLayoutDestroy(p.b);
+      Lt().MatrixLayoutDestroy(p.c);
     }
     if (workspace != nullptr) cudaFree(workspace);
-    if (handle != nullptr) cublasLtDestroy(handle);
+    if (handle != nullptr) Lt().Destroy(handle);
   }
 
   // Picks the fastest of cuBLASLt's top candidates by timing each on the
@@ -69,38 +144,38 @@ struct Gemm::Impl {
     }
     Plan p;
     cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
-    if (Error e = LtError(cublasLtMatmulDescCreate(&p.desc, compute, CUDA_R_32F), "desc"); !e.empty()) return e;
+    if (Error e = LtError(Lt().MatmulDescCreate(&p.desc, compute, CUDA_R_32F), "desc"); !e.empty()) return e;
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
-    cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    Lt().MatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    Lt().MatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
     if (bias) {
       cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
+      Lt().MatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi);
       cudaDataType_t bt = CudaType(dt);
-      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
+      Lt().MatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt);
     }
-    cublasLtMatrixLayoutCreate(&p.a, CudaType(dt), k, n, k);   // W as [k, n] column-major
-    cublasLtMatrixLayoutCreate(&p.b, CudaType(dt), k, m, k);   // x as [k, m] column-major
-    cublasLtMatrixLayoutCreate(&p.c, CudaType(out), n, m, n);  // y as [n, m] column-major
+    Lt().MatrixLayoutCreate(&p.a, CudaType(dt), k, n, k);   // W as [k, n] column-major
+    Lt().MatrixLayoutCreate(&p.b, CudaType(dt), k, m, k);   // x as [k, m] column-major
+    Lt().MatrixLayoutCreate(&p.c, CudaType(out), n, m, n);  // y as [n, m] column-major
     cublasLtMatmulPreference_t pref;
-    cublasLtMatmulPreferenceCreate(&pref);
+    Lt().MatmulPreferenceCreate(&pref);
     size_t ws = kWorkspaceBytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    Lt().MatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     constexpr int kCandidates = 8;
     cublasLtMatmulHeuristicResult_t heur[kCandidates];
     int found = 0;
     cublasStatus_t s =
-        cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, kCandidates, heur, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
+        Lt().MatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, kCandidates, heur, &found);
+    Lt().MatmulPreferenceDestroy(pref);
     if (s != CUBLAS_STATUS_SUCCESS || found == 0) {
-      cublasLtMatmulDescDestroy(p.desc);
-      cublasLtMatrixLayoutDestroy(p.a);
-      cublasLtMatrixLayoutDestroy(p.b);
-      cublasLtMatrixLayoutDestroy(p.c);
+      Lt().MatmulDescDestroy(p.desc);
+      Lt().MatrixLayoutDestroy(p.a);
+      Lt().MatrixLayoutDestroy(p.b);
+      Lt().MatrixLayoutDestroy(p.c);
       return "cuBLASLt has no algorithm for a " + std::string(DTypeName(dt)) + " GEMM of m=" +
              std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
     }
-    if (bias) cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
+    if (bias) Lt().MatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof bias_ptr);
     int best = 0;
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     cudaStreamIsCapturing(stream, &capture);
@@ -114,7 +189,7 @@ struct Gemm::Impl {
       const float alpha = 1.0f, beta = 0.0f;
       for (int i = 0; i < found; ++i) {
         auto run = [&] {
-          return cublasLtMatmul(handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &heur[i].algo,
+          return Lt().Matmul(handle, p.desc, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c, &heur[i].algo,
                                 workspace, kWorkspaceBytes, stream);
         };
         if (run() != CUBLAS_STATUS_SUCCESS) continue;
@@ -138,8 +213,10 @@ struct Gemm::Impl {
 
 Error Gemm::Create(std::unique_ptr<Gemm>* out) {
   std::unique_ptr<Gemm> g(new Gemm);
+  const LtApi* api = nullptr;
+  if (Error e = LoadLt(&api); !e.empty()) return e;
   g->impl_ = new Impl;
-  if (Error e = LtError(cublasLtCreate(&g->impl_->handle), "create"); !e.empty()) return e;
+  if (Error e = LtError(Lt().Create(&g->impl_->handle), "create"); !e.empty()) return e;
   if (Error e = Malloc(&g->impl_->workspace, kWorkspaceBytes); !e.empty()) return e;
   *out = std::move(g);
   return {};
@@ -162,10 +239,10 @@ Error Gemm::Run(DType dtype, DType out_dtype, const void* x, const void* w, cons
     return e;
   }
   if (bias != nullptr) {
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+    Lt().MatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
   }
   const float alpha = 1.0f, beta = 0.0f;
-  return LtError(cublasLtMatmul(impl_->handle, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c,
+  return LtError(Lt().Matmul(impl_->handle, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c,
                                 &p->algo, impl_->workspace, kWorkspaceBytes, static_cast<cudaStream_t>(stream)),
                  "matmul");
 }
