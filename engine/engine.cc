@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 
@@ -221,8 +222,14 @@ void Engine::Loop() {
     }
     DrainInbox();
     ExpireReservations();
+    const absl::Time step_start = absl::Now();
     Step();
     PublishStats();
+    if (options_.min_step_micros > 0 && !idle) {
+      // Paced (EngineOptions::min_step_micros); new requests and aborts
+      // wait for the next step as they would behind a slower model.
+      absl::SleepFor(absl::Microseconds(options_.min_step_micros) - (absl::Now() - step_start));
+    }
   }
   paused_.clear();
   reservations_.clear();

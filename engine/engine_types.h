@@ -43,6 +43,10 @@ struct EngineOptions {
   // Host-memory tier of the prefix cache in bytes (0: off); evicted cached
   // blocks are copied there and copied back on a prefix hit.
   int64_t kv_host_bytes = 0;
+  // Each step that runs work takes at least this long (0: off): paces a
+  // small model so live migration, preemption and load tests have time to
+  // act while a request runs.
+  int64_t min_step_micros = 0;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration

@@ -31,6 +31,9 @@ void EngineFlags::Register(FlagParser& flags) {
                   "(ferry sim --list-profiles)");
   flags.AddString("dtype", &dtype,
                   "weights and KV dtype on a GPU: auto (bfloat16), bfloat16, float16, float32");
+  flags.AddDouble("min-step-ms", &min_step_ms,
+                  "pace the engine: each step that runs work takes at least this many ms (0: off; for "
+                  "demos and tests of migration on small models)");
   flags.AddBool("no-cuda-graphs", &no_cuda_graphs, "launch decode steps kernel by kernel instead of as CUDA graphs");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
@@ -50,6 +53,10 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.device = device;
   o.dtype = dtype;
   o.cuda_graphs = !no_cuda_graphs;
+  if (!(min_step_ms >= 0 && min_step_ms <= 60'000)) {
+    return absl::InvalidArgumentError("--min-step-ms must be between 0 and 60000");
+  }
+  o.min_step_micros = static_cast<int64_t>(min_step_ms * 1000);
   if (backend == "sim") {
     if (sim_profile.empty()) {
       return absl::InvalidArgumentError("--backend sim needs --sim-profile (e.g. h100-llama3-8b)");

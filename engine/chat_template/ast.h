@@ -34,6 +34,12 @@ struct Expr {
   };
 
   Expr(Kind k, int l) : kind(k), line(l) {}
+  // Frees the subtree without recursion: a postfix or filter chain
+  // (a.b.b.b...) can be thousands of nodes deep, and recursive destruction
+  // would overflow the stack.
+  ~Expr();
+  Expr(const Expr&) = delete;
+  Expr& operator=(const Expr&) = delete;
 
   Kind kind;
   int line;
@@ -44,6 +50,24 @@ struct Expr {
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
   std::vector<std::string> ops;
 };
+
+inline Expr::~Expr() {
+  std::vector<ExprPtr> pending;
+  auto take = [&pending](Expr& e) {
+    for (ExprPtr& a : e.args) {
+      if (a != nullptr) pending.push_back(std::move(a));
+    }
+    for (auto& kw : e.kwargs) {
+      if (kw.second != nullptr) pending.push_back(std::move(kw.second));
+    }
+  };
+  take(*this);
+  while (!pending.empty()) {
+    ExprPtr e = std::move(pending.back());
+    pending.pop_back();
+    take(*e);
+  }  // each node dies with no children left
+}
 
 struct Stmt;
 using StmtPtr = std::unique_ptr<Stmt>;

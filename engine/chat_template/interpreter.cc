@@ -14,9 +14,11 @@
 namespace ferry::chat_template {
 namespace {
 
-// Recursion through Eval/Exec is bounded so deep nesting reached through
-// macro calls cannot overflow the stack.
-constexpr int kMaxEvalDepth = 2000;
+// Evaluation recurses over the expression tree and the statements: this
+// bounds the stack it takes (one level is a few KiB in a sanitizer build; a
+// 2,000-deep attribute chain overflowed an 8 MiB stack there). Real
+// templates stay under 30.
+constexpr int kMaxEvalDepth = 400;
 
 class MacroCallable : public Callable {
  public:

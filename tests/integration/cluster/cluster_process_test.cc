@@ -82,6 +82,7 @@ struct ClusterSpec {
   std::vector<std::string> scheduler_flags = {"--migration", "off"};
   int scheduler_metrics_port = 0;  // 0: none
   int worker0_metrics_port = 0;    // 0: none
+  std::vector<std::string> worker_flags;
 };
 
 class ClusterProcessTest : public ::testing::Test {
@@ -115,6 +116,7 @@ class ClusterProcessTest : public ::testing::Test {
       std::vector<std::string> wargs = {testing::FerryBinary(), "worker", "--model", model, "--listen", "127.0.0.1:0",
                                         "--port-file", pf, "--scheduler", sched_address_, "--role", spec.roles[i],
                                         "--threads", "1", "--log-level", "warn"};
+      wargs.insert(wargs.end(), spec.worker_flags.begin(), spec.worker_flags.end());
       if (i == 0 && spec.worker0_metrics_port > 0) {
         wargs.push_back("--metrics-port");
         wargs.push_back(std::to_string(spec.worker0_metrics_port));
@@ -315,6 +317,15 @@ TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
 // Long enough that the moves below land mid-stream (stories260K: 512 positions).
 constexpr int kLongTokens = 400;
 
+// stories260K decodes thousands of tokens a second: workers paced to 2 ms a
+// step keep a 400-token request running for about a second, so the moves
+// land mid-stream whatever the machine's speed.
+ClusterSpec PacedTwoWorkers() {
+  ClusterSpec spec;
+  spec.worker_flags = {"--min-step-ms", "2"};
+  return spec;
+}
+
 std::string Joined(const std::vector<std::string>& v) {
   std::string out;
   for (const std::string& s : v) out += s + "; ";
@@ -323,7 +334,7 @@ std::string Joined(const std::vector<std::string>& v) {
 
 TEST_F(ClusterProcessTest, MigratedOnceMidStreamGivesTheSameTokens) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
-  StartCluster(model, 2);
+  StartCluster(model, PacedTwoWorkers());
   auto w0 = WorkerStub(0);
   StreamRun direct = Generate(*w0, Greedy("ref", kLongTokens));
   ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();
@@ -338,7 +349,7 @@ TEST_F(ClusterProcessTest, MigratedOnceMidStreamGivesTheSameTokens) {
 
 TEST_F(ClusterProcessTest, MigratedThreeTimesGivesTheSameTokens) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
-  StartCluster(model, 2);
+  StartCluster(model, PacedTwoWorkers());
   auto w0 = WorkerStub(0);
   StreamRun direct = Generate(*w0, Greedy("ref", kLongTokens));
   ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();

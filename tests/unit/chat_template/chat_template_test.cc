@@ -37,6 +37,22 @@ TEST(ChatTemplateTest, PrintsValuesAsPython) {
             "(1,) 3 -4 2 3.5 1024");
 }
 
+// Chains parsed in a loop (a.b.b..., a()()..., a|trim|trim...) build trees
+// thousands deep: rendering one is an error, and freeing it needs no deep
+// recursion (each used to overflow the stack).
+TEST(ChatTemplateTest, VeryDeepChainsAreErrorsNotCrashes) {
+  for (const char* link : {".b", "()", "|trim", "[0]", "+1"}) {
+    std::string source = "{{ a";
+    for (int i = 0; i < 50000; ++i) source += link;
+    source += " }}";
+    absl::StatusOr<std::string> r = Render(source, Json{{"a", "x"}});
+    EXPECT_FALSE(r.ok()) << link;
+  }
+  std::string ok = "{{ a";
+  for (int i = 0; i < 100; ++i) ok += "|trim";
+  EXPECT_EQ(MustRender(ok + " }}", Json{{"a", " x "}}), "x");
+}
+
 TEST(ChatTemplateTest, WhitespaceControlFollowsTrimAndLstripBlocks) {
   EXPECT_EQ(MustRender("a\n  {% if true %}\n  b\n  {% endif %}\nc"), "a\n  b\nc");
   EXPECT_EQ(MustRender("a  {{- 'x' -}}  b"), "axb");
