@@ -22,6 +22,21 @@ KvCacheShape LlamaForward::KvShape(int block_size, int64_t num_blocks) const {
   return s;
 }
 
+namespace {
+
+// Below this many values a per-token loop runs on the calling thread: waking
+// the pool costs more (decode batches of a few tokens).
+constexpr int64_t kMinParallelValues = 64 * 1024;
+
+// Tokens of one MLP pass (see Forward).
+constexpr int kMlpChunk = 256;
+
+int64_t TokenGrain(int64_t values_per_token) {
+  return std::max<int64_t>(1, kMinParallelValues / std::max<int64_t>(values_per_token, 1));
+}
+
+}  // namespace
+
 absl::Status LlamaForward::Check(const ForwardBatch& b, const KvCache& kv) const {
   return ValidateForwardBatch(b, config_, kv.shape());
 }
@@ -36,23 +51,12 @@ void LlamaForward::EnsureScratch(int n) {
   k_.resize(c * config_.kv_dim());
   v_.resize(c * config_.kv_dim());
   attn_.resize(c * config_.q_dim());
-  gate_.resize(c * config_.intermediate_size);
-  up_.resize(c * config_.intermediate_size);
+  gate_.resize(std::min<size_t>(c, kMlpChunk) * config_.intermediate_size);
+  up_.resize(std::min<size_t>(c, kMlpChunk) * config_.intermediate_size);
   logits_in_.resize(c * config_.hidden_size);
   token_seq_.resize(c);
 }
 
-namespace {
-
-// Below this many values a per-token loop runs on the calling thread: waking
-// the pool costs more (decode batches of a few tokens).
-constexpr int64_t kMinParallelValues = 64 * 1024;
-
-int64_t TokenGrain(int64_t values_per_token) {
-  return std::max<int64_t>(1, kMinParallelValues / std::max<int64_t>(values_per_token, 1));
-}
-
-}  // namespace
 
 void LlamaForward::ComputeRopeAngles(int num_tokens, std::span<const int32_t> positions) {
   const int pairs = config_.rope_dim / 2;
@@ -238,16 +242,25 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     cpu::MatMul(L.wo, attn_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
     rms_all(L.ffn_norm);
-    const cpu::MatMulOut gate_up[] = {{&L.w_gate, gate_.data(), nullptr}, {&L.w_up, up_.data(), nullptr}};
-    cpu::MatMulMany(gate_up, 2, xn_.data(), n, pool_, batch_invariant_);
+    // The MLP runs kMlpChunk tokens at a time, so its scratch (two
+    // intermediate-size rows a token, the largest) stays small for long
+    // prefills; each chunk still has rows enough for the GEMM. Rows are
+    // independent, so the results do not change. The down projection's
+    // output overwrites the chunk's own input rows in xn_, already used.
     const int64_t ff = config_.intermediate_size;
-    pool_.ParallelFor(
-        n,
-        [&](int64_t t0, int64_t t1) {
-          cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
-        },
-        TokenGrain(ff));
-    cpu::MatMul(L.w_down, gate_.data(), n, xn_.data(), nullptr, pool_, batch_invariant_);
+    for (int c0 = 0; c0 < n; c0 += kMlpChunk) {
+      const int c = std::min(n - c0, kMlpChunk);
+      float* xc = &xn_[size_t(c0) * h];
+      const cpu::MatMulOut gate_up[] = {{&L.w_gate, gate_.data(), nullptr}, {&L.w_up, up_.data(), nullptr}};
+      cpu::MatMulMany(gate_up, 2, xc, c, pool_, batch_invariant_);
+      pool_.ParallelFor(
+          c,
+          [&](int64_t t0, int64_t t1) {
+            cpu::SiluMul(&gate_[t0 * ff], &up_[t0 * ff], (t1 - t0) * ff, &gate_[t0 * ff]);
+          },
+          TokenGrain(ff));
+      cpu::MatMul(L.w_down, gate_.data(), c, xc, nullptr, pool_, batch_invariant_);
+    }
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
   }
   const int rows = static_cast<int>(b.logits_indices.size());

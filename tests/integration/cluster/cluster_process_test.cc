@@ -275,9 +275,18 @@ TEST_F(ClusterProcessTest, GreedyCompletionThroughTheSchedulerMatchesTheWorker) 
   }
 }
 
+// stories260K decodes thousands of tokens a second: workers paced to 2 ms a
+// step keep a request running long enough that a kill or a move lands
+// mid-stream whatever the machine's speed.
+ClusterSpec PacedTwoWorkers() {
+  ClusterSpec spec;
+  spec.worker_flags = {"--min-step-ms", "2"};
+  return spec;
+}
+
 TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
-  StartCluster(model, 2);
+  StartCluster(model, PacedTwoWorkers());
   auto w0 = WorkerStub(0);
   StreamRun direct = Generate(*w0, Greedy("ref", 64));
   ASSERT_TRUE(direct.status.ok());
@@ -292,23 +301,28 @@ TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
     GTEST_SKIP() << "the workers do not resume samples yet (GenerateRequest.resume)";
   }
   std::atomic<bool> killed{false};
+  std::atomic<int> workers_killed{0};
   std::thread killer;
   StreamRun via = Generate(*stub_, Greedy("victim", 64), [&](int n) {
     if (killed || n < 8) return;
     killed = true;
-    killer = std::thread([this] {
+    killer = std::thread([this, &workers_killed] {
       grpc::ClientContext ctx;
       v1::ListWorkersResponse list;
       ASSERT_TRUE(stub_->ListWorkers(&ctx, {}, &list).ok());
       for (const auto& w : list.workers()) {
         if (w.num_requests() == 0) continue;
         for (size_t i = 0; i < worker_addresses_.size(); ++i) {
-          if (worker_addresses_[i] == w.address()) workers_[i]->Kill(SIGKILL);
+          if (worker_addresses_[i] == w.address()) {
+            workers_[i]->Kill(SIGKILL);
+            ++workers_killed;
+          }
         }
       }
     });
   });
   killer.join();
+  EXPECT_EQ(workers_killed.load(), 1) << "the stream ended before its worker could be killed";
   ASSERT_TRUE(via.status.ok()) << via.status.error_message();
   EXPECT_EQ(via.tokens, direct.tokens);
   EXPECT_EQ(via.text, direct.text);
@@ -317,14 +331,6 @@ TEST_F(ClusterProcessTest, WorkerKilledMidStreamGivesTheSameTokens) {
 // Long enough that the moves below land mid-stream (stories260K: 512 positions).
 constexpr int kLongTokens = 400;
 
-// stories260K decodes thousands of tokens a second: workers paced to 2 ms a
-// step keep a 400-token request running for about a second, so the moves
-// land mid-stream whatever the machine's speed.
-ClusterSpec PacedTwoWorkers() {
-  ClusterSpec spec;
-  spec.worker_flags = {"--min-step-ms", "2"};
-  return spec;
-}
 
 std::string Joined(const std::vector<std::string>& v) {
   std::string out;

@@ -343,7 +343,11 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   in.params.seed = 5;
   Collector::Result full = RunAlone(in);
 
-  auto src = MakeEngine();
+  // The source is paced (2 ms a step) so the request is still running
+  // when the last stage is taken, however fast the machine decodes.
+  EngineOptions paced;
+  paced.min_step_micros = 2000;
+  auto src = MakeEngine(paced);
   auto dst = MakeEngine();
   Collector c;
   ASSERT_TRUE(src->Submit(in, c.Sink()).ok());
@@ -378,7 +382,7 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
 }
 
 TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
-  auto src = MakeEngine();
+  auto src = MakeEngine(EngineOptions{.min_step_micros = 2000});  // paced: still running below
   auto dst = MakeEngine(EngineOptions{.kv_cache_bytes = 2 * 20480});  // two blocks only
   Collector c;
   ASSERT_TRUE(src->Submit(Greedy("a", "Once upon a time", 200), c.Sink()).ok());
