@@ -2,6 +2,9 @@
 
 #include <cstdio>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+
 namespace ferry::bench {
 
 std::shared_ptr<const Model> LoadModelOrReport(const std::string& path) {
@@ -11,6 +14,20 @@ std::shared_ptr<const Model> LoadModelOrReport(const std::string& path) {
     return nullptr;
   }
   return std::shared_ptr<const Model>(std::move(*loaded));
+}
+
+std::optional<std::vector<int>> ParseLengthsOrReport(const std::string& list, int min_length) {
+  std::vector<int> lengths;
+  for (absl::string_view part : absl::StrSplit(list, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < min_length) {
+      std::fprintf(stderr, "error: bad --lengths '%s' (each a number of tokens, at least %d)\n", list.c_str(),
+                   min_length);
+      return std::nullopt;
+    }
+    lengths.push_back(v);
+  }
+  return lengths;
 }
 
 }  // namespace ferry::bench

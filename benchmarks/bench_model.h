@@ -3,7 +3,9 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "engine/model.h"
 
@@ -12,5 +14,9 @@ namespace ferry::bench {
 // The model at `path` (GGUF file or Hugging Face directory), or null after
 // printing "error: ..." to stderr.
 std::shared_ptr<const Model> LoadModelOrReport(const std::string& path);
+
+// A `--lengths` list ("256,1024,..."), each at least `min_length`; nullopt
+// after printing "error: ..." to stderr.
+std::optional<std::vector<int>> ParseLengthsOrReport(const std::string& list, int min_length);
 
 }  // namespace ferry::bench

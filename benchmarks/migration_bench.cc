@@ -32,9 +32,7 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "benchmarks/bench_model.h"
@@ -193,15 +191,9 @@ int Main(int argc, char** argv) {
   flags.AddInt("tcp-mib", &tcp_mib, "MiB sent to measure loopback TCP bandwidth");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    std::vector<int> lengths;
-    for (absl::string_view part : absl::StrSplit(lengths_list, ',')) {
-      int v = 0;
-      if (!absl::SimpleAtoi(part, &v) || v <= 0) {
-        std::fprintf(stderr, "error: bad --lengths\n");
-        return 2;
-      }
-      lengths.push_back(v);
-    }
+    const std::optional<std::vector<int>> parsed = bench::ParseLengthsOrReport(lengths_list, 1);
+    if (!parsed) return 2;
+    const std::vector<int>& lengths = *parsed;
     const double tcp = LoopbackTcpBytesPerSecond(static_cast<size_t>(tcp_mib) << 20);
     std::printf("loopback TCP, one stream: %.2f GB/s\n", tcp / 1e9);
 

@@ -25,9 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "benchmarks/bench_model.h"
 #include "common/logging.h"
@@ -90,15 +88,9 @@ int Main(int argc, char** argv) {
   flags.AddInt("threads", &threads, "CPU threads per engine");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    std::vector<int> lengths;
-    for (absl::string_view part : absl::StrSplit(lengths_list, ',')) {
-      int v = 0;
-      if (!absl::SimpleAtoi(part, &v) || v < 32) {
-        std::fprintf(stderr, "error: bad --lengths (each at least 32 tokens)\n");
-        return 2;
-      }
-      lengths.push_back(v);
-    }
+    const std::optional<std::vector<int>> parsed = bench::ParseLengthsOrReport(lengths_list, 32);
+    if (!parsed) return 2;
+    const std::vector<int>& lengths = *parsed;
     if (repeats < 1) {
       std::fprintf(stderr, "error: --repeats must be at least 1\n");
       return 2;

@@ -67,21 +67,30 @@ void SimWorker::Schedule(SimSeq& seq, int take) {
   shape_.attention_pairs += int64_t{take} * seq.computed + int64_t{take} * (take + 1) / 2;
 }
 
+bool SimWorker::GrowOrPreempt(std::vector<SimSeq>& seqs, size_t i, int take, StepOutcome* out) {
+  SimSeq& seq = seqs[running_[i]];
+  while (!Grow(seq, seq.computed + take)) {
+    const bool last = running_.size() == i + 1;
+    Preempt(seqs, out);
+    if (last) return false;
+  }
+  return true;
+}
+
+void SimWorker::AdmitFront(SimSeq& seq, int64_t need_all, int grow_to, int take) {
+  Grow(seq, grow_to);
+  waiting_.pop_front();
+  blocks_needed_waiting_ -= need_all;
+  running_.push_back(seq.id);
+  Schedule(seq, take);
+}
+
 void SimWorker::PlanChunked(std::vector<SimSeq>& seqs, StepOutcome* out) {
   int budget = options_.max_num_batched_tokens;
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     SimSeq& seq = seqs[running_[i]];
     const int take = std::min(seq.num_tokens() - seq.computed, budget);
-    bool self_preempted = false;
-    while (!Grow(seq, seq.computed + take)) {
-      const bool last = running_.size() == i + 1;
-      Preempt(seqs, out);
-      if (last) {
-        self_preempted = true;
-        break;
-      }
-    }
-    if (self_preempted) break;
+    if (!GrowOrPreempt(seqs, i, take, out)) break;
     Schedule(seq, take);
     budget -= take;
   }
@@ -92,11 +101,7 @@ void SimWorker::PlanChunked(std::vector<SimSeq>& seqs, StepOutcome* out) {
     const int64_t need_all = BlocksFor(seq.num_tokens() + 1) - seq.blocks;
     if (need_all > blocks_free()) break;
     const int take = std::min(seq.num_tokens() - seq.computed, budget);
-    Grow(seq, seq.computed + take);
-    waiting_.pop_front();
-    blocks_needed_waiting_ -= need_all;
-    running_.push_back(seq.id);
-    Schedule(seq, take);
+    AdmitFront(seq, need_all, seq.computed + take, take);
     budget -= take;
   }
 }
@@ -109,27 +114,14 @@ void SimWorker::PlanSeparate(std::vector<SimSeq>& seqs, StepOutcome* out) {
     if (!batch_.empty() && take > budget) break;  // a lone long prompt still runs
     const int64_t need_all = BlocksFor(seq.num_tokens() + 1) - seq.blocks;
     if (need_all > blocks_free()) break;
-    Grow(seq, seq.num_tokens());
-    waiting_.pop_front();
-    blocks_needed_waiting_ -= need_all;
-    running_.push_back(seq.id);
-    Schedule(seq, take);
+    AdmitFront(seq, need_all, seq.num_tokens(), take);
     budget -= take;
   }
   if (!batch_.empty()) return;  // a prefill step: decodes wait
   for (size_t i = 0; i < running_.size(); ++i) {
     SimSeq& seq = seqs[running_[i]];
     const int take = seq.num_tokens() - seq.computed;
-    bool self_preempted = false;
-    while (!Grow(seq, seq.computed + take)) {
-      const bool last = running_.size() == i + 1;
-      Preempt(seqs, out);
-      if (last) {
-        self_preempted = true;
-        break;
-      }
-    }
-    if (self_preempted) break;
+    if (!GrowOrPreempt(seqs, i, take, out)) break;
     Schedule(seq, take);
   }
 }

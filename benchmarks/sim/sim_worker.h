@@ -92,6 +92,12 @@ class SimWorker {
   void PlanChunked(std::vector<SimSeq>& seqs, StepOutcome* out);
   void PlanSeparate(std::vector<SimSeq>& seqs, StepOutcome* out);
   void Schedule(SimSeq& seq, int take);
+  // Grows running_[i] by `take` tokens, preempting from the back until it
+  // fits; false when it was itself preempted (it was the last one).
+  bool GrowOrPreempt(std::vector<SimSeq>& seqs, size_t i, int take, StepOutcome* out);
+  // Moves `seq`, the front of waiting_ (needing `need_all` blocks in all),
+  // to running_ with blocks for `grow_to` tokens, and schedules `take`.
+  void AdmitFront(SimSeq& seq, int64_t need_all, int grow_to, int take);
   void RecountWaiting(const std::vector<SimSeq>& seqs);
 
   int index_;
