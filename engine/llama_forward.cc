@@ -57,7 +57,6 @@ void LlamaForward::EnsureScratch(int n) {
   token_seq_.resize(c);
 }
 
-
 void LlamaForward::ComputeRopeAngles(int num_tokens, std::span<const int32_t> positions) {
   const int pairs = config_.rope_dim / 2;
   rope_cs_.resize(size_t(num_tokens) * 2 * pairs);
@@ -146,6 +145,14 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
       // Causal: up to and including itself (its local part when remote).
       const int ctx = remote ? std::min(b.positions[t] + 1, LocalLen(b, seq)) : b.positions[t] + 1;
       if (static_cast<int>(scores.size()) < ctx * group) scores.resize(size_t(ctx) * group * 2);
+      // out = Σ_p weights[p] · V[p] over the sequence's KV blocks, a block a call.
+      auto weighted_values = [&](const float* weights, float* out) {
+        std::fill(out, out + hd, 0.0f);
+        for (int p = 0; p < ctx; p += bs) {
+          cpu::AxpyRows(weights + p, kv.Values(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd,
+                        out);
+        }
+      };
       for (int j = 0; j < group; ++j) {
         const float* q = &q_[(size_t(t) * nh + g * group + j) * hd];
         float* sc = scores.data() + size_t(j) * ctx;
@@ -157,19 +164,11 @@ void LlamaForward::Attention(const ForwardBatch& b, const KvCache& kv, int layer
           // Unnormalized: MergeRemote adds the lenders' parts.
           const int64_t e = int64_t{t} * nh + g * group + j;
           WeightsFromScores(sc, ctx, part_local_.max[e], part_local_.sum[e]);
-          float* o = part_local_.values_of(e);
-          std::fill(o, o + hd, 0.0f);
-          for (int p = 0; p < ctx; p += bs) {
-            cpu::AxpyRows(sc + p, kv.Values(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd, o);
-          }
+          weighted_values(sc, part_local_.values_of(e));
           continue;
         }
         cpu::Softmax(sc, ctx);
-        float* out = &attn_[(size_t(t) * nh + g * group + j) * hd];
-        std::fill(out, out + hd, 0.0f);
-        for (int p = 0; p < ctx; p += bs) {
-          cpu::AxpyRows(sc + p, kv.Values(table[p / bs], layer) + g * hd, kv_dim, std::min(bs, ctx - p), hd, out);
-        }
+        weighted_values(sc, &attn_[(size_t(t) * nh + g * group + j) * hd]);
       }
     }
   });

@@ -284,9 +284,15 @@ __m512 Q8Half(const char* block, int half) {
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2 + 16 * half))));
 }
 
-// Σ over one Q8_0 block of q·x, still to be multiplied by the block scale.
+// Σ over one Q8_0 block of q·x from its two widened halves, still to be
+// multiplied by the block scale. Every Q8_0 kernel goes through this, so
+// all keep one arithmetic order.
+__m512 Q8HalvesDot(__m512 lo, __m512 hi, __m512 x0, __m512 x1) {
+  return _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0));
+}
+
 __m512 Q8BlockDot(const char* block, __m512 x0, __m512 x1) {
-  return _mm512_fmadd_ps(Q8Half(block, 1), x1, _mm512_mul_ps(Q8Half(block, 0), x0));
+  return Q8HalvesDot(Q8Half(block, 0), Q8Half(block, 1), x0, x1);
 }
 
 void GemvQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
@@ -360,8 +366,8 @@ void GemvRowsQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, co
       for (int i = 0; i < kM; ++i) {
         const __m512 x0 = _mm512_loadu_ps(x + i * ldx + b * kQ8Block);
         const __m512 x1 = _mm512_loadu_ps(x + i * ldx + b * kQ8Block + 16);
-        a0[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(hi0, x1, _mm512_mul_ps(lo0, x0)), s0, a0[i]);
-        a1[i] = _mm512_fmadd_ps(_mm512_fmadd_ps(hi1, x1, _mm512_mul_ps(lo1, x0)), s1, a1[i]);
+        a0[i] = _mm512_fmadd_ps(Q8HalvesDot(lo0, hi0, x0, x1), s0, a0[i]);
+        a1[i] = _mm512_fmadd_ps(Q8HalvesDot(lo1, hi1, x0, x1), s1, a1[i]);
       }
     }
 #pragma GCC unroll 4
@@ -375,26 +381,25 @@ void GemvRowsQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, co
   }
 }
 
+// GemvRowsTyped for m = 2..4; false for any other m.
+template <class W, bool kPrefetch>
+bool GemvRowsOf(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+                int64_t ldx, int64_t m, float* y, int64_t ldy) {
+  switch (m) {
+    case 4: GemvRowsTyped<W, 4, kPrefetch>(w, row_bytes, rows, cols, x, ldx, y, ldy); return true;
+    case 3: GemvRowsTyped<W, 3, kPrefetch>(w, row_bytes, rows, cols, x, ldx, y, ldy); return true;
+    case 2: GemvRowsTyped<W, 2, kPrefetch>(w, row_bytes, rows, cols, x, ldx, y, ldy); return true;
+    default: return false;
+  }
+}
+
 // m rows of x, 1 <= m <= kGemvRowsMax.
 template <class W>
 void GemvRows(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
               int64_t ldx, int64_t m, float* y, int64_t ldy, bool w_cached) {
-  if (w_cached) {
-    switch (m) {
-      case 4: GemvRowsTyped<W, 4, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      case 3: GemvRowsTyped<W, 3, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      case 2: GemvRowsTyped<W, 2, false>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      default: break;
-    }
-  } else {
-    switch (m) {
-      case 4: GemvRowsTyped<W, 4, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      case 3: GemvRowsTyped<W, 3, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      case 2: GemvRowsTyped<W, 2, true>(w, row_bytes, rows, cols, x, ldx, y, ldy); return;
-      default: break;
-    }
-  }
-  GemvTyped<W>(w, row_bytes, rows, cols, x, y);
+  const bool done = w_cached ? GemvRowsOf<W, false>(w, row_bytes, rows, cols, x, ldx, m, y, ldy)
+                             : GemvRowsOf<W, true>(w, row_bytes, rows, cols, x, ldx, m, y, ldy);
+  if (!done) GemvTyped<W>(w, row_bytes, rows, cols, x, y);
 }
 
 void GemvRowsQ8Any(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
