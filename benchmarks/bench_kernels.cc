@@ -182,7 +182,9 @@ void SmallBatchShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "dtype", "threads", "m", "bi"});
   for (DType dtype : {DType::kF32, DType::kF16}) {
     for (int64_t m : {2, 4, 6, 8, 12, 16, 32}) {
-      for (int64_t bi : {0, 1}) b->Args({2048, 768, static_cast<int64_t>(dtype), 2, m, bi});
+      for (int64_t threads : {1, 2}) {
+        for (int64_t bi : {0, 1}) b->Args({2048, 768, static_cast<int64_t>(dtype), threads, m, bi});
+      }
     }
   }
   b->UseRealTime();

@@ -31,10 +31,13 @@ bool Admission::HasSlot(int key) const {
   return true;
 }
 
+// Every admission is a key's turn, queued or not: a key admitted straight
+// away goes behind the keys already waiting when the next slot frees.
 void Admission::Take(int key) {
   ++running_;
   if (key >= 0) ++running_per_key_[key];
   ++counts_.admitted;
+  last_served_key_ = key;
 }
 
 void Admission::Dispatch() {
@@ -51,7 +54,6 @@ void Admission::Dispatch() {
     if (pick == queues_.end()) return;  // every waiting key is at its own limit
     Waiter* w = pick->second.front();
     pick->second.pop_front();
-    last_served_key_ = pick->first;
     if (pick->second.empty()) queues_.erase(pick);
     --waiting_;
     w->granted = true;

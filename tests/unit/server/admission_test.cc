@@ -124,8 +124,9 @@ TEST(AdmissionTest, KeysTakeTurnsForFreedSlots) {
   first->Release();
   for (std::thread& t : threads) t.join();
   ASSERT_EQ(order.size(), 9u);
-  // Turns alternate while both keys wait: 0 1 0 1 0 1 0 0 0.
-  const std::vector<int> expected = {0, 1, 0, 1, 0, 1, 0, 0, 0};
+  // Key 0 had the first turn (admitted at once), so key 1 goes next; turns
+  // then alternate while both keys wait: 1 0 1 0 1 0 0 0 0.
+  const std::vector<int> expected = {1, 0, 1, 0, 1, 0, 0, 0, 0};
   EXPECT_EQ(order, expected);
   EXPECT_EQ(a.running(), 0);
 }

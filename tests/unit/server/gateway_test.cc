@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "common/logging.h"
 #include "gtest/gtest.h"
@@ -319,6 +320,109 @@ TEST_F(GatewayTest, OverloadGives429AndDisconnectAborts) {
   held = HttpResponse();
   backend_.hold_ = false;
   EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a"})").status, 200);
+}
+
+// The value of an unlabelled sample in the gateway's /metrics text.
+double MetricValue(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  }
+  return -1;
+}
+
+// Requests sent from threads, each blocking until its completion; each one
+// is tagged by its max_tokens so the order the backend saw them in is known.
+class FairnessTest : public GatewayTest {
+ protected:
+  void Send(const std::string& key, int tag) {
+    threads_.emplace_back([this, key, tag] {
+      Json body = {{"prompt", "a"}, {"max_tokens", tag}};
+      statuses_[tag] = Call("POST", "/v1/completions", body.dump(), "Bearer " + key).status;
+    });
+  }
+  void WaitFor(const std::function<bool()>& done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (!done() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+    ASSERT_TRUE(done()) << "timed out";
+  }
+  double Waiting() { return MetricValue(Call("GET", "/metrics").body, "ferry_requests_waiting"); }
+  // Tags in the order the backend received them.
+  std::vector<int> Order() {
+    std::vector<int> tags;
+    for (const v1::GenerateRequest& r : backend_.requests()) tags.push_back(r.params().max_tokens());
+    return tags;
+  }
+  // Finishes the oldest held request (as a client abort would) and waits
+  // for the next one to take its slot, if any waits.
+  void FinishOne(bool expect_next) {
+    const size_t admitted = backend_.requests().size();
+    backend_.Abort(backend_.requests()[admitted - static_cast<size_t>(backend_.num_held())].request_id());
+    if (expect_next) WaitFor([&] { return backend_.requests().size() == admitted + 1; });
+  }
+  void TearDown() override {
+    backend_.hold_ = false;
+    for (const v1::GenerateRequest& r : backend_.requests()) backend_.Abort(r.request_id());
+    for (std::thread& t : threads_) t.join();
+  }
+
+  std::vector<std::thread> threads_;
+  std::map<int, int> statuses_;
+};
+
+TEST_F(FairnessTest, AKeyWithALongQueueDoesNotStarveAnother) {
+  GatewayOptions o;
+  o.api_keys = {"sk-flood", "sk-other"};
+  o.admission.max_running = 1;
+  o.admission.max_waiting = 16;
+  Make(o);
+  backend_.hold_ = true;
+  Send("sk-flood", 10);
+  WaitFor([&] { return backend_.num_held() == 1; });
+  for (int tag = 11; tag <= 14; ++tag) {
+    Send("sk-flood", tag);
+    WaitFor([&, tag] { return Waiting() == tag - 10; });
+  }
+  Send("sk-other", 20);
+  WaitFor([&] { return Waiting() == 5; });
+  // One global FIFO would run 11..14 before 20; per-key turns run 20 next.
+  FinishOne(/*expect_next=*/true);
+  EXPECT_EQ(Order(), (std::vector<int>{10, 20}));
+  for (int i = 0; i < 4; ++i) FinishOne(/*expect_next=*/true);
+  EXPECT_EQ(Order(), (std::vector<int>{10, 20, 11, 12, 13, 14}));
+  FinishOne(/*expect_next=*/false);
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  EXPECT_EQ(Waiting(), 0);
+}
+
+TEST_F(FairnessTest, AKeyAtItsLimitDoesNotBlockOthers) {
+  GatewayOptions o;
+  o.api_keys = {"sk-flood", "sk-other"};
+  o.admission.max_running = 4;
+  o.admission.max_running_per_key = 1;
+  o.admission.max_waiting = 16;
+  o.admission.max_waiting_per_key = 2;
+  Make(o);
+  backend_.hold_ = true;
+  Send("sk-flood", 10);
+  WaitFor([&] { return backend_.num_held() == 1; });
+  Send("sk-flood", 11);
+  Send("sk-flood", 12);
+  WaitFor([&] { return Waiting() == 2; });
+  // The flooding key's queue is full: its next request is refused at once,
+  // while the other key still runs straight away.
+  HttpResponse refused = Call("POST", "/v1/completions", R"({"prompt":"a","max_tokens":13})", "Bearer sk-flood");
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_NE(refused.body.find("rate_limit_error"), std::string::npos) << refused.body;
+  bool has_retry_after = false;
+  for (const auto& [name, value] : refused.headers) has_retry_after |= name == "Retry-After";
+  EXPECT_TRUE(has_retry_after);
+  Send("sk-other", 20);
+  WaitFor([&] { return backend_.num_held() == 2; });
+  EXPECT_EQ(Order(), (std::vector<int>{10, 20}));
+  EXPECT_EQ(Waiting(), 2);
 }
 
 TEST_F(GatewayTest, TokenizeAndDetokenize) {
