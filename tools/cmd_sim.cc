@@ -20,8 +20,10 @@
 #include "benchmarks/loadgen/dataset.h"
 #include "benchmarks/loadgen/metrics.h"
 #include "benchmarks/loadgen/report.h"
+#include "benchmarks/sim/sim_block_hashes.h"
 #include "benchmarks/sim/simulator.h"
 #include "engine/sim_cost_model.h"
+#include "scheduler/policy/dispatch_policy.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
 
@@ -35,8 +37,10 @@ struct SimFlags {
   loadgen::DatasetOptions dataset;
   int64_t workers = 8, prefill_workers = 0;
   int64_t block_size = 16, kv_blocks = 0, max_num_batched_tokens = 2048, max_num_seqs = 256;
-  bool chunked_prefill = true;
+  bool chunked_prefill = true, prefix_caching = true;
   double heartbeat_ms = 50, migration_interval_ms = 100, migration_gap = 16;
+  double prefix_freeness_gap = PrefixAwareOptions{}.max_freeness_gap;
+  int64_t prefix_queue_gap = PrefixAwareOptions{}.max_queue_gap;
   int64_t min_prefill_tokens = 64;
   std::string request_rate = "inf", sweep;
   double burstiness = 1.0, ramp_up_s = 0;
@@ -95,9 +99,15 @@ absl::Status ApplyFlags(SimFlags& f) {
   s.engine.max_num_batched_tokens = static_cast<int>(f.max_num_batched_tokens);
   s.engine.max_num_seqs = static_cast<int>(f.max_num_seqs);
   s.engine.chunked_prefill = f.chunked_prefill;
+  s.engine.prefix_caching = f.prefix_caching;
   s.heartbeat_s = f.heartbeat_ms / 1e3;
   s.migration_interval_s = f.migration_interval_ms / 1e3;
   s.migration_options.freeness_gap_threshold = f.migration_gap;
+  if (!(f.prefix_freeness_gap >= 0) || !in_int(f.prefix_queue_gap, 0, 1 << 20)) {
+    return absl::InvalidArgumentError("--prefix-freeness-gap and --prefix-queue-gap must be >= 0");
+  }
+  s.prefix_aware_options.max_freeness_gap = f.prefix_freeness_gap;
+  s.prefix_aware_options.max_queue_gap = static_cast<int>(f.prefix_queue_gap);
   s.disaggregation_options.min_prompt_tokens = f.min_prefill_tokens;
   loadgen::DatasetOptions& d = f.dataset;
   d.num_prompts = static_cast<int>(f.num_prompts);
@@ -122,6 +132,11 @@ Json StatsJson(const sim::SimStats& s, double wall_s) {
           {"rejected", s.rejected},
           {"simulated_s", s.simulated_s},
           {"mean_worker_busy", s.mean_worker_busy},
+          {"prefix_prompt_tokens", s.prefix_prompt_tokens},
+          {"prefix_hit_tokens", s.prefix_hit_tokens},
+          {"prefix_hit_rate", s.prefix_hit_rate()},
+          {"cached_blocks_evicted", s.cached_blocks_evicted},
+          {"blocks_held_at_end", s.blocks_held_at_end},
           {"wall_s", wall_s}};
 }
 
@@ -141,9 +156,12 @@ Json ConfigJson(const SimFlags& f, size_t num_requests) {
           {"prefill_workers", f.prefill_workers},
           {"profile", f.sim.profile},
           {"dispatch", f.sim.dispatch},
+          {"prefix_freeness_gap", f.prefix_freeness_gap},
+          {"prefix_queue_gap", f.prefix_queue_gap},
           {"migration", f.sim.migration},
           {"disaggregate", f.sim.disaggregation},
           {"chunked_prefill", f.chunked_prefill},
+          {"prefix_caching", f.prefix_caching},
           {"block_size", f.block_size},
           {"kv_blocks", f.kv_blocks},
           {"max_num_batched_tokens", f.max_num_batched_tokens},
@@ -194,6 +212,16 @@ int RunSimMain(SimFlags& f) {
               f.sim.disaggregation ? (" (" + std::to_string(f.prefill_workers) + " prefill)").c_str() : "",
               profile->description.c_str(), f.sim.dispatch.c_str(), f.sim.migration ? " + migration" : "",
               f.chunked_prefill ? "on" : "off");
+  // Lengths and block hashes once; arrivals per rate below.
+  std::vector<sim::SimRequest> requests(dataset->size());
+  bool any_hashes = false;
+  for (size_t k = 0; k < dataset->size(); ++k) {
+    const loadgen::BenchRequest& b = (*dataset)[k];
+    requests[k].input_tokens = std::max(1, b.input_tokens);
+    requests[k].output_tokens = std::max(1, b.output_tokens);
+    requests[k].block_hashes = sim::SimBlockHashes(b, k, static_cast<int>(f.block_size));
+    any_hashes |= !requests[k].block_hashes.empty();
+  }
   std::vector<loadgen::SweepPoint> points;
   Json runs = Json::array();
   for (size_t i = 0; i < rates->size(); ++i) {
@@ -207,11 +235,7 @@ int RunSimMain(SimFlags& f) {
       if (!times.ok()) return Fail(std::string(times.status().message()), 2);
       arrivals = std::move(*times);
     }
-    std::vector<sim::SimRequest> requests;
-    requests.reserve(dataset->size());
-    for (size_t k = 0; k < dataset->size(); ++k) {
-      requests.push_back({arrivals[k], std::max(1, (*dataset)[k].input_tokens), std::max(1, (*dataset)[k].output_tokens)});
-    }
+    for (size_t k = 0; k < requests.size(); ++k) requests[k].arrival_s = arrivals[k];
     const auto wall_start = std::chrono::steady_clock::now();
     absl::StatusOr<sim::SimRun> run = sim::RunSimulation(f.sim, requests);
     const double wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
@@ -227,6 +251,11 @@ int RunSimMain(SimFlags& f) {
                 static_cast<long long>(st.preemptions), static_cast<long long>(st.migrations_done),
                 static_cast<long long>(st.migrations_aborted), static_cast<long long>(st.handoffs),
                 static_cast<long long>(st.rejected), 100 * st.mean_worker_busy, st.simulated_s, wall_s);
+    if (any_hashes) {
+      std::printf("  prefix cache: %.1f %% of prompt tokens cached (%lld of %lld), %lld cached blocks evicted\n",
+                  100 * st.prefix_hit_rate(), static_cast<long long>(st.prefix_hit_tokens),
+                  static_cast<long long>(st.prefix_prompt_tokens), static_cast<long long>(st.cached_blocks_evicted));
+    }
     std::fflush(stdout);
     runs.push_back({{"request_rate", replay ? Json("trace") : std::isinf(rate) ? Json("inf") : Json(rate)},
                     {"summary", loadgen::SummaryJson(point.summary)},
@@ -259,6 +288,11 @@ int RunSim(int argc, char** argv) {
                   "engine cost model: cpu-small or GPU-MODEL, e.g. h100-llama3-8b (--list-profiles)");
   flags.AddBool("list-profiles", &f.list_profiles, "print the cost-model profiles and exit");
   flags.AddString("dispatch", &f.sim.dispatch, "dispatch policy: round-robin, least-loaded or prefix-aware");
+  flags.AddDouble("prefix-freeness-gap", &f.prefix_freeness_gap,
+                  "prefix-aware: skip the worker caching the prompt when its freeness is this far below the "
+                  "least-loaded one's");
+  flags.AddInt("prefix-queue-gap", &f.prefix_queue_gap,
+               "prefix-aware: skip the worker caching the prompt when its queue is this much longer");
   flags.AddBool("migration", &f.sim.migration, "Llumnix-style live migration between workers to balance load");
   flags.AddDouble("migration-gap", &f.migration_gap, "freeness gap (blocks per request) that triggers a migration");
   flags.AddDouble("migration-interval-ms", &f.migration_interval_ms, "how often the migration policy runs");
@@ -268,6 +302,8 @@ int RunSim(int argc, char** argv) {
                "with --disaggregate: shorter prompts stay colocated on a decode worker");
   flags.AddBool("chunked-prefill", &f.chunked_prefill,
                 "mix prefill chunks into decode steps (--chunked-prefill=false: prefill steps stall decodes)");
+  flags.AddBool("prefix-caching", &f.prefix_caching,
+                "reuse cached prompt blocks (prefix and Mooncake trace datasets, which name shared prefixes)");
   flags.AddInt("block-size", &f.block_size, "tokens per KV block");
   flags.AddInt("kv-blocks", &f.kv_blocks, "KV blocks per worker (0: what the profile's memory holds)");
   flags.AddInt("max-num-batched-tokens", &f.max_num_batched_tokens, "token budget of one engine step");

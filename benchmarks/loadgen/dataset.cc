@@ -61,10 +61,16 @@ std::vector<BenchRequest> PrefixSet(const DatasetOptions& o) {
   std::uniform_int_distribution<size_t> pick(0, prefixes.size() - 1);
   std::vector<BenchRequest> out(o.num_prompts);
   for (int i = 0; i < o.num_prompts; ++i) {
+    size_t k = 0;
+    // k is picked inside the call so the two draws keep the order they had
+    // before k was recorded (argument order is the compiler's), and with it
+    // every prompt of a seed.
     out[i].prompt =
-        absl::StrCat(prefixes[pick(rng)], "\nQuestion: ", SyntheticText(o.input_len, rng()));
+        absl::StrCat(prefixes[k = pick(rng)], "\nQuestion: ", SyntheticText(o.input_len, rng()));
     out[i].input_tokens = o.prefix_len + o.input_len;
     out[i].output_tokens = o.output_len;
+    out[i].hash_ids = {k};
+    out[i].hash_block_tokens = o.prefix_len;
   }
   return out;
 }
@@ -79,6 +85,9 @@ bool ParseTimestamp(absl::string_view field, double* seconds) {
   *seconds = absl::ToDoubleSeconds(t - absl::UnixEpoch());
   return true;
 }
+
+// Tokens behind each of a Mooncake trace's hash_ids (its README).
+constexpr int kMooncakeHashBlockTokens = 512;
 
 absl::StatusOr<std::vector<BenchRequest>> ParseMooncake(const std::string& text,
                                                         const std::string& origin,
@@ -100,6 +109,16 @@ absl::StatusOr<std::vector<BenchRequest>> ParseMooncake(const std::string& text,
     r.arrival_s = j["timestamp"].get<double>() / 1e3;
     r.input_tokens = j["input_length"].get<int>();
     r.output_tokens = j["output_length"].get<int>();
+    if (j.contains("hash_ids")) {
+      const Json& ids = j["hash_ids"];
+      if (!ids.is_array() || !std::all_of(ids.begin(), ids.end(),
+                                          [](const Json& id) { return id.is_number_unsigned(); })) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(origin, ":", line_no, ": \"hash_ids\" must be a list of integers >= 0"));
+      }
+      for (const Json& id : ids) r.hash_ids.push_back(id.get<uint64_t>());
+      r.hash_block_tokens = kMooncakeHashBlockTokens;
+    }
     out.push_back(std::move(r));
     if (o.num_prompts > 0 && static_cast<int>(out.size()) >= o.num_prompts) break;
   }

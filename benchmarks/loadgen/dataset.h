@@ -18,6 +18,15 @@ struct BenchRequest {
   int input_tokens = 0;             // intended or declared prompt length (approximate)
   int output_tokens = 0;            // sent as max_tokens
   std::optional<double> arrival_s;  // trace replay: offset from the first request
+  // Which parts of the prompt other requests share, for the simulator's
+  // prefix cache (a real engine hashes the prompt's tokens instead): the
+  // first hash_ids.size() pieces of hash_block_tokens tokens each, where
+  // two prompts have equal ids at piece i exactly when they agree on
+  // everything up to the end of that piece. Mooncake traces carry these
+  // (512-token blocks); the prefix set names its shared system prompt.
+  // Empty: nothing known to be shared.
+  std::vector<uint64_t> hash_ids;
+  int hash_block_tokens = 0;
 };
 
 struct DatasetOptions {

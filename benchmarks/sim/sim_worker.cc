@@ -13,8 +13,9 @@ void SimWorker::Enqueue(SimSeq& seq) {
 bool SimWorker::AdmitMigrated(SimSeq& seq) {
   const int64_t need = BlocksFor(seq.computed);
   if (need > blocks_free()) return false;
-  blocks_free_ -= need;
+  TakeFree(need);
   seq.blocks = need;
+  seq.blocks_committed = 0;  // the next step hashes them here
   seq.worker = index_;
   running_.push_back(seq.id);
   return true;
@@ -38,14 +39,56 @@ bool SimWorker::Grow(SimSeq& seq, int64_t tokens) {
   const int64_t need = BlocksFor(tokens) - seq.blocks;
   if (need <= 0) return true;
   if (need > blocks_free()) return false;
-  blocks_free_ -= need;
+  TakeFree(need);
   seq.blocks += need;
   return true;
 }
 
+void SimWorker::TakeFree(int64_t n) {
+  const int64_t uncached = blocks_free_ - cache_.num_free_cached();
+  if (n > uncached) cache_.Evict(n - uncached);
+  blocks_free_ -= n;
+}
+
 void SimWorker::Free(SimSeq& seq) {
-  blocks_free_ += seq.blocks;
+  const int64_t own = seq.blocks - static_cast<int64_t>(seq.cached_refs.size());
+  blocks_free_ += own + cache_.Release(seq.cached_refs);
+  seq.cached_refs.clear();
   seq.blocks = 0;
+  seq.blocks_committed = 0;
+}
+
+PrefixMatch SimWorker::MatchWaiting(const SimSeq& seq) const {
+  if (!options_.prefix_caching || seq.block_hashes.empty() || seq.computed > 0 || seq.blocks > 0) return {};
+  // All tokens but the last, as the engine matches: it must still compute
+  // the logits of the last one.
+  return cache_.Match(seq.block_hashes, (seq.num_tokens() - 1) / options_.block_size);
+}
+
+void SimWorker::TakeCachedPrefix(SimSeq& seq, const PrefixMatch& hit) {
+  if (options_.prefix_caching && !seq.block_hashes.empty() && seq.generated == 0) {
+    prefix_prompt_tokens_ += seq.prompt_tokens;
+    prefix_hit_tokens_ += hit.blocks * options_.block_size;
+  }
+  if (hit.blocks == 0) return;
+  const std::span<const uint64_t> blocks = seq.block_hashes.first(static_cast<size_t>(hit.blocks));
+  cache_.Acquire(blocks);
+  blocks_free_ -= hit.free_blocks;
+  seq.cached_refs.assign(blocks.begin(), blocks.end());
+  seq.blocks = hit.blocks;
+  seq.blocks_committed = hit.blocks;
+  seq.computed = static_cast<int>(hit.blocks * options_.block_size);
+}
+
+void SimWorker::CommitBlocks(SimSeq& seq) {
+  if (!options_.prefix_caching) return;
+  const int64_t full = std::min<int64_t>(seq.computed / options_.block_size,
+                                         static_cast<int64_t>(seq.block_hashes.size()));
+  for (int64_t j = seq.blocks_committed; j < full; ++j) {
+    // A block some other sequence cached meanwhile stays private here.
+    if (cache_.Register(seq.block_hashes[j])) seq.cached_refs.push_back(seq.block_hashes[j]);
+  }
+  seq.blocks_committed = std::max(seq.blocks_committed, full);
 }
 
 void SimWorker::Preempt(std::vector<SimSeq>& seqs, StepOutcome* out) {
@@ -97,9 +140,12 @@ void SimWorker::PlanChunked(std::vector<SimSeq>& seqs, StepOutcome* out) {
   while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
     SimSeq& seq = seqs[waiting_.front()];
     // Admit only when the whole prompt fits, so admissions do not preempt
-    // each other chunk by chunk.
+    // each other chunk by chunk. Cached blocks it reuses need no new block,
+    // but those nobody references leave the free pool.
     const int64_t need_all = BlocksFor(seq.num_tokens() + 1) - seq.blocks;
-    if (need_all > blocks_free()) break;
+    const PrefixMatch hit = MatchWaiting(seq);
+    if (need_all - hit.blocks + hit.free_blocks > blocks_free()) break;
+    TakeCachedPrefix(seq, hit);
     const int take = std::min(seq.num_tokens() - seq.computed, budget);
     AdmitFront(seq, need_all, seq.computed + take, take);
     budget -= take;
@@ -110,10 +156,12 @@ void SimWorker::PlanSeparate(std::vector<SimSeq>& seqs, StepOutcome* out) {
   int budget = options_.max_num_batched_tokens;
   while (!waiting_.empty() && static_cast<int>(running_.size()) < options_.max_num_seqs) {
     SimSeq& seq = seqs[waiting_.front()];
-    const int take = seq.num_tokens() - seq.computed;
+    const PrefixMatch hit = MatchWaiting(seq);
+    const int take = seq.num_tokens() - seq.computed - static_cast<int>(hit.blocks * options_.block_size);
     if (!batch_.empty() && take > budget) break;  // a lone long prompt still runs
     const int64_t need_all = BlocksFor(seq.num_tokens() + 1) - seq.blocks;
-    if (need_all > blocks_free()) break;
+    if (need_all - hit.blocks + hit.free_blocks > blocks_free()) break;
+    TakeCachedPrefix(seq, hit);
     AdmitFront(seq, need_all, seq.num_tokens(), take);
     budget -= take;
   }
@@ -148,6 +196,7 @@ void SimWorker::FinishStep(std::vector<SimSeq>& seqs, StepOutcome* out) {
   for (const auto& [id, take] : batch_) {
     SimSeq& seq = seqs[id];
     seq.computed += take;
+    if (!seq.block_hashes.empty()) CommitBlocks(seq);
     if (seq.computed < seq.num_tokens()) continue;  // a prefill chunk
     ++seq.generated;
     out->tokens.push_back(id);

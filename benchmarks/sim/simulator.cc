@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "benchmarks/sim/event_queue.h"
 #include "scheduler/policy/dispatch_policy.h"
+#include "scheduler/policy/prefix_index.h"
 
 namespace ferry::sim {
 namespace {
@@ -37,7 +38,8 @@ class Simulation {
         requests_(requests),
         dispatch_(std::move(dispatch)),
         placement_(std::move(placement_dispatch), options.disaggregation_options),
-        migration_(options.migration_options) {}
+        migration_(options.migration_options),
+        prefix_aware_(dispatch_->name() == "prefix-aware") {}
 
   SimRun Run();
 
@@ -51,6 +53,7 @@ class Simulation {
   }
   void SetUp();
   void OnArrival(int64_t i);
+  DispatchRequest MakeDispatchRequest(const SimSeq& seq) const;
   void Kick(int w);
   void OnStepDone(int w);
   void OnHeartbeat();
@@ -70,6 +73,11 @@ class Simulation {
   std::unique_ptr<DispatchPolicy> dispatch_;
   DisaggregationPolicy placement_;
   MigrationPolicy migration_;
+  // Which worker caches which prompt blocks, as the scheduler keeps it:
+  // the prompts it sent there, then what heartbeats report.
+  const bool prefix_aware_;
+  PrefixIndex prefix_index_;
+  std::vector<uint64_t> stored_hashes_, removed_hashes_;
 
   double now_ = 0;
   EventQueue queue_;
@@ -93,6 +101,7 @@ WorkerLoad Simulation::LoadOf(const SimWorker& w) const {
   l.running_requests = w.num_running();
   l.waiting_requests = w.num_waiting();
   l.blocks_needed_waiting = w.blocks_needed_waiting();
+  l.cached_blocks = w.prefix_cache().num_cached();
   return l;
 }
 
@@ -136,6 +145,7 @@ void Simulation::SetUp() {
     s.id = static_cast<int64_t>(i);
     s.prompt_tokens = std::max(1, r.input_tokens);
     s.max_tokens = std::max(1, r.output_tokens);
+    s.block_hashes = r.block_hashes;
     loadgen::RequestResult& res = results_[i];
     res.scheduled_s = r.arrival_s;
     res.start_s = r.arrival_s;
@@ -170,9 +180,7 @@ void Simulation::OnArrival(int64_t i) {
     results_[i].error_detail = "prompt plus max_tokens exceed a worker's KV cache";
     return;
   }
-  DispatchRequest req;
-  req.num_prompt_tokens = seq.prompt_tokens;
-  req.num_prompt_blocks = BlocksFor(seq.prompt_tokens);
+  const DispatchRequest req = MakeDispatchRequest(seq);
   std::string worker_id;
   if (options_.disaggregation) {
     absl::StatusOr<Placement> p = placement_.Place(view_, req, At(now_));
@@ -197,8 +205,23 @@ void Simulation::OnArrival(int64_t i) {
   v.load.pending_requests += 1;
   v.load.pending_blocks += req.num_prompt_blocks;
   v.num_assigned += 1;
+  if (prefix_aware_) prefix_index_.Insert(v.worker_id, seq.block_hashes);
   workers_[w].Enqueue(seq);
   Kick(w);
+}
+
+DispatchRequest Simulation::MakeDispatchRequest(const SimSeq& seq) const {
+  DispatchRequest req;
+  req.num_prompt_tokens = seq.prompt_tokens;
+  req.num_prompt_blocks = BlocksFor(seq.prompt_tokens);
+  if (prefix_aware_ && !seq.block_hashes.empty()) {
+    for (const WorkerView& v : view_.workers) {
+      if (!v.alive) continue;
+      const int64_t match = prefix_index_.MatchBlocks(v.worker_id, seq.block_hashes);
+      if (match > 0) req.cached_prefix_blocks[v.worker_id] = match;
+    }
+  }
+  return req;
 }
 
 void Simulation::Kick(int w) {
@@ -248,6 +271,11 @@ void Simulation::OnHeartbeat() {
     v.load = LoadOf(workers_[i]);
     v.num_assigned = workers_[i].num_running() + workers_[i].num_waiting();
     v.last_heartbeat = At(now_);
+    workers_[i].TakeBlockHashEvents(&stored_hashes_, &removed_hashes_);
+    if (prefix_aware_) {
+      prefix_index_.Insert(v.worker_id, stored_hashes_);
+      prefix_index_.Remove(v.worker_id, removed_hashes_);
+    }
   }
   if (num_finished_ < static_cast<int64_t>(requests_.size())) {
     queue_.Push(now_ + options_.heartbeat_s, EventKind::kHeartbeat);
@@ -387,6 +415,10 @@ SimRun Simulation::Run() {
   for (const SimWorker& w : workers_) {
     stats_.steps += w.steps();
     stats_.preemptions += w.preemptions();
+    stats_.prefix_prompt_tokens += w.prefix_prompt_tokens();
+    stats_.prefix_hit_tokens += w.prefix_hit_tokens();
+    stats_.cached_blocks_evicted += w.prefix_cache().num_evicted();
+    stats_.blocks_held_at_end += w.blocks_total() - w.blocks_free();
     busy += w.busy_s();
   }
   stats_.simulated_s = now_;
@@ -395,6 +427,13 @@ SimRun Simulation::Run() {
   run.stats = stats_;
   run.results = std::move(results_);
   return run;
+}
+
+// The scheduler's policy by name; prefix-aware with the options given (the
+// service runs it with the defaults).
+absl::StatusOr<std::unique_ptr<DispatchPolicy>> MakeDispatch(const SimOptions& options) {
+  if (options.dispatch == "prefix-aware") return std::make_unique<PrefixAwarePolicy>(options.prefix_aware_options);
+  return MakeDispatchPolicy(options.dispatch);
 }
 
 }  // namespace
@@ -418,12 +457,15 @@ absl::StatusOr<SimRun> RunSimulation(const SimOptions& options, const std::vecto
     if (!(r.arrival_s >= 0) || r.input_tokens <= 0 || r.output_tokens <= 0) {
       return absl::InvalidArgumentError("every simulated request needs an arrival >= 0 and lengths >= 1");
     }
+    if (static_cast<int64_t>(r.block_hashes.size()) > r.input_tokens / options.engine.block_size) {
+      return absl::InvalidArgumentError("a simulated request has more block hashes than full prompt blocks");
+    }
   }
   absl::StatusOr<SimProfile> profile = LookupSimProfile(options.profile);
   if (!profile.ok()) return profile.status();
-  absl::StatusOr<std::unique_ptr<DispatchPolicy>> dispatch = MakeDispatchPolicy(options.dispatch);
+  absl::StatusOr<std::unique_ptr<DispatchPolicy>> dispatch = MakeDispatch(options);
   if (!dispatch.ok()) return dispatch.status();
-  absl::StatusOr<std::unique_ptr<DispatchPolicy>> placement = MakeDispatchPolicy(options.dispatch);
+  absl::StatusOr<std::unique_ptr<DispatchPolicy>> placement = MakeDispatch(options);
   if (!placement.ok()) return placement.status();
   SimOptions resolved = options;
   if (resolved.engine.num_blocks == 0) {

@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "benchmarks/loadgen/arrivals.h"
+#include "benchmarks/loadgen/dataset.h"
+#include "benchmarks/loadgen/metrics.h"
+#include "benchmarks/sim/sim_block_hashes.h"
 
 namespace ferry::sim {
 namespace {
@@ -22,6 +25,34 @@ std::vector<SimRequest> Workload(int n, double rate, uint64_t seed) {
                    static_cast<int>(16 + rng() % (long_one ? 600 : 100))});
   }
   return out;
+}
+
+// The prefix set (`groups` system prompts of `prefix_len` tokens, each
+// request's own 64 after it) at `rate`, with its block hashes.
+std::vector<SimRequest> SharedPrefixWorkload(int n, int groups, int prefix_len, double rate) {
+  loadgen::DatasetOptions d;
+  d.name = "prefix";
+  d.num_prompts = n;
+  d.num_prefixes = groups;
+  d.prefix_len = prefix_len;
+  d.input_len = 64;
+  d.output_len = 32;
+  d.seed = 5;
+  absl::StatusOr<std::vector<loadgen::BenchRequest>> set = loadgen::LoadDataset(d);
+  absl::StatusOr<std::vector<double>> times = loadgen::ArrivalTimes({rate, 1.0, 0, 5}, n);
+  EXPECT_TRUE(set.ok() && times.ok());
+  std::vector<SimRequest> out;
+  for (int i = 0; i < n; ++i) {
+    const loadgen::BenchRequest& b = (*set)[i];
+    out.push_back({(*times)[i], b.input_tokens, b.output_tokens, SimBlockHashes(b, i, 16)});
+  }
+  return out;
+}
+
+double MeanTtft(const SimRun& run) {
+  double sum = 0;
+  for (const auto& r : run.results) sum += r.ttft_s;
+  return sum / static_cast<double>(run.results.size());
 }
 
 bool SameResults(const SimRun& a, const SimRun& b) {
@@ -132,6 +163,53 @@ TEST(SimulatorTest, TooLongRequestsAreRejectedNotHung) {
   EXPECT_EQ(run->stats.rejected, 1);
 }
 
+// Every worker caches only some of the 48 system prompts: least-loaded
+// spreads each group over all of them and keeps missing; prefix-aware
+// sends a group where the index says it is cached.
+TEST(SimulatorTest, PrefixAwareDispatchBeatsLeastLoadedOnSharedPrefixes) {
+  const std::vector<SimRequest> reqs = SharedPrefixWorkload(3000, 48, 1024, 60);
+  SimOptions o;
+  o.num_workers = 6;
+  o.engine.num_blocks = 1500;  // 24,000 tokens: a third of the prompts
+  o.dispatch = "least-loaded";
+  absl::StatusOr<SimRun> balanced = RunSimulation(o, reqs);
+  o.dispatch = "prefix-aware";
+  absl::StatusOr<SimRun> aware = RunSimulation(o, reqs);
+  ASSERT_TRUE(balanced.ok() && aware.ok());
+  for (const SimRun* run : {&*balanced, &*aware}) {
+    for (const auto& r : run->results) ASSERT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(run->stats.prefix_prompt_tokens, 3000 * (1024 + 64));
+    EXPECT_EQ(run->stats.blocks_held_at_end, 0);
+    EXPECT_GT(run->stats.cached_blocks_evicted, 0);
+  }
+  EXPECT_GT(aware->stats.prefix_hit_rate(), balanced->stats.prefix_hit_rate() + 0.1);
+  const loadgen::BenchSummary a = loadgen::Summarize(aware->results, aware->duration_s, {});
+  const loadgen::BenchSummary b = loadgen::Summarize(balanced->results, balanced->duration_s, {});
+  EXPECT_LT(a.ttft_ms.mean, 0.8 * b.ttft_ms.mean);
+  EXPECT_LT(a.ttft_ms.median, b.ttft_ms.median);
+  EXPECT_LT(MeanTtft(*aware), MeanTtft(*balanced));
+}
+
+TEST(SimulatorTest, PrefixCachingIsDeterministicAndCutsTtft) {
+  const std::vector<SimRequest> reqs = SharedPrefixWorkload(800, 8, 1024, 40);
+  SimOptions o;
+  o.num_workers = 4;
+  o.dispatch = "prefix-aware";
+  o.migration = true;
+  absl::StatusOr<SimRun> a = RunSimulation(o, reqs);
+  absl::StatusOr<SimRun> b = RunSimulation(o, reqs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(SameResults(*a, *b));
+  EXPECT_EQ(a->stats.prefix_hit_tokens, b->stats.prefix_hit_tokens);
+  EXPECT_GT(a->stats.prefix_hit_rate(), 0.8);
+  EXPECT_EQ(a->stats.blocks_held_at_end, 0);
+  o.engine.prefix_caching = false;
+  absl::StatusOr<SimRun> off = RunSimulation(o, reqs);
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->stats.prefix_hit_tokens, 0);
+  EXPECT_LT(MeanTtft(*a), MeanTtft(*off));
+}
+
 TEST(SimulatorTest, BadOptionsAreErrors) {
   const std::vector<SimRequest> reqs = {SimRequest{0, 10, 10}};
   SimOptions o;
@@ -147,6 +225,9 @@ TEST(SimulatorTest, BadOptionsAreErrors) {
   o.disaggregation = true;  // no prefill workers
   EXPECT_EQ(RunSimulation(o, reqs).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RunSimulation(SimOptions{}, {SimRequest{0, 0, 10}}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // Three hashes for a prompt with two full blocks.
+  EXPECT_EQ(RunSimulation(SimOptions{}, {SimRequest{0, 40, 10, {1, 2, 3}}}).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
