@@ -81,7 +81,12 @@ absl::StatusOr<DispatchDecision> PrefixAwarePolicy::Decide(const ClusterView& vi
   if (match == nullptr || match_blocks < options_.min_match_blocks) return balanced;
   if (match == best) return DispatchDecision{match->worker_id, "prefix-hit"};
 
-  const bool too_loaded = Freeness(match->load) < Freeness(best->load) - options_.max_freeness_gap ||
+  // Short of room: well below the least-loaded worker and little left in
+  // absolute terms. A gap alone is no reason to miss the cache: on a quiet
+  // cluster every worker has plenty and the gaps are large.
+  const double match_free = Freeness(match->load);
+  const bool too_loaded = (match_free < Freeness(best->load) - options_.max_freeness_gap &&
+                           match_free < options_.max_freeness_gap) ||
                           QueueLength(*match) > QueueLength(*best) + options_.max_queue_gap ||
                           (Freeness(match->load) <= 0 && Freeness(best->load) > 0);
   if (too_loaded) return DispatchDecision{best->worker_id, "prefix-overloaded"};

@@ -64,10 +64,11 @@ class LeastLoadedPolicy final : public DispatchPolicy {
 struct PrefixAwareOptions {
   // Shorter cached prefixes are not worth giving up load balance for.
   int64_t min_match_blocks = 1;
-  // The worker with the longest match is skipped when its freeness is more
-  // than this below the least-loaded worker's, or when its queue (waiting
-  // plus pending) is more than `max_queue_gap` longer, so one hot prefix
-  // cannot pile every request onto one worker.
+  // The worker with the longest match is skipped when its freeness (free
+  // blocks per request) is both under `max_freeness_gap` and more than that
+  // below the least-loaded worker's, or when its queue (waiting plus
+  // pending) is more than `max_queue_gap` longer, so one hot prefix cannot
+  // pile every request onto one worker.
   double max_freeness_gap = 64;
   int max_queue_gap = 2;
 };

@@ -116,6 +116,22 @@ TEST(PrefixAwareTest, AvoidsAHotSpot) {
   EXPECT_EQ(p.Decide(v, r, kNow)->worker_id, "hot");
 }
 
+TEST(PrefixAwareTest, AQuietClusterStillUsesTheCache) {
+  // The cache holder runs one request and has 900 blocks for it, the other
+  // is idle with 1000: a gap of 100 blocks, but the holder has plenty.
+  ClusterView v;
+  v.workers = {MakeWorker("idle", 1000, 0), MakeWorker("holder", 900, 1)};
+  DispatchRequest r;
+  r.cached_prefix_blocks = {{"holder", 8}};
+  PrefixAwarePolicy p;
+  auto d = p.Decide(v, r, kNow);
+  EXPECT_EQ(d->worker_id, "holder");
+  EXPECT_EQ(d->reason, "prefix-hit");
+  // Under pressure (40 blocks per request against 1000) it goes elsewhere.
+  v.workers[1].load.blocks_free = 40;
+  EXPECT_EQ(p.Decide(v, r, kNow)->worker_id, "idle");
+}
+
 TEST(PrefixAwareTest, IgnoresMatchesOnDrainingWorkers) {
   ClusterView v;
   v.workers = {MakeWorker("a", 100, 1), MakeWorker("b", 100, 1)};
