@@ -10,8 +10,10 @@
 //                     each longest request are checked against one worker with
 //                     a KV cache big enough for it (greedy), so the figure is
 //                     for correct results. The scheduler's ledger lets a lender
-//                     lend all but a tenth of its blocks, to at most 4 lenders
-//                     per request: that bound is printed next to the result.
+//                     lend all but a tenth of its blocks, to at most
+//                     --max-lenders lenders per request (the scheduler's
+//                     --kv-max-lenders, default 4): that bound is printed
+//                     next to the result.
 //   remote attention  a context of --tpot-context tokens on one worker that
 //                     holds it, then split over 2 and 3 workers (each worker's
 //                     KV cache as small as the split allows; the request sent
@@ -67,6 +69,7 @@ struct BenchConfig {
   int64_t repeats = 3;
   int64_t threads = 1;
   int64_t block_size = 16;
+  int64_t max_lenders = 4;  // the scheduler's --kv-max-lenders
 
   int64_t tpot_context_blocks() const { return (tpot_context + block_size - 1) / block_size; }
 };
@@ -119,9 +122,11 @@ int64_t LenderKeeps(int64_t blocks) {
 }
 
 // The most blocks one request may hold on `workers` workers of `blocks`
-// blocks each: all of the owner's, the rest of the lenders' after their keep.
-int64_t LedgerBoundBlocks(int workers, int64_t blocks) {
-  const int lenders = std::min(workers - 1, KvLedgerOptions{}.max_lenders_per_request);
+// blocks each, borrowing from at most `max_lenders`: all of the owner's, the
+// rest of the lenders' after their keep.
+int64_t LedgerBoundBlocks(int workers, int64_t blocks,
+                          int64_t max_lenders = KvLedgerOptions{}.max_lenders_per_request) {
+  const int lenders = static_cast<int>(std::min<int64_t>(workers - 1, max_lenders));
   return blocks + lenders * (blocks - LenderKeeps(blocks));
 }
 
@@ -211,7 +216,8 @@ absl::StatusOr<LongestRow> MeasureLongest(const BenchConfig& config, const Model
   ProcessClusterOptions o{.ferry = config.ferry, .model = config.model, .temp_dir = config.temp_dir,
                           .num_workers = workers, .kv_cache_bytes = config.kv_blocks * facts.kv_bytes_per_block,
                           .block_size = static_cast<int>(config.block_size),
-                          .threads = static_cast<int>(config.threads)};
+                          .threads = static_cast<int>(config.threads),
+                          .max_lenders = static_cast<int>(config.max_lenders)};
   auto cluster = ProcessCluster::Start(o);
   if (!cluster.ok()) return cluster.status();
   auto longest = FindLongest(**cluster, config, facts.max_context / config.block_size);
@@ -252,7 +258,7 @@ bool RunLongestContext(const BenchConfig& config, const ModelFacts& facts, Proce
     const int64_t context = l.blocks * bs;
     if (n == 1) single = context;
     all_match = all_match && row->same_tokens;
-    const int64_t bound = std::min(LedgerBoundBlocks(n, config.kv_blocks) * bs, facts.max_context);
+    const int64_t bound = std::min(LedgerBoundBlocks(n, config.kv_blocks, config.max_lenders) * bs, facts.max_context);
     const std::string ratio = single > 0 ? absl::StrFormat("%.2fx", static_cast<double>(context) / single) : "-";
     std::printf("| %d | %lld | %lld | %s | %lld | %d | %.1f | %s |\n", n,
                 static_cast<long long>(n * config.kv_blocks * bs), static_cast<long long>(context), ratio.c_str(),
@@ -579,6 +585,7 @@ int Main(int argc, char** argv) {
   flags.AddInt("threads", &config.threads, "CPU threads per worker");
   flags.AddInt("block-size", &config.block_size, "tokens per KV block");
   flags.AddBool("skip-longest", &skip_longest, "only measure the remote attention cost");
+  flags.AddInt("max-lenders", &config.max_lenders, "most lenders per request (the scheduler's --kv-max-lenders)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     const std::optional<std::vector<int>> counts = ParseWorkerCounts(workers);
     if (!counts) {

@@ -95,7 +95,8 @@ absl::Status ProcessCluster::StartScheduler(const ProcessClusterOptions& options
   // long timeout so that a busy 2-core machine does not lose workers.
   scheduler_ = std::make_unique<ChildProcess>(std::vector<std::string>{
       options.ferry, "scheduler", "--listen", "127.0.0.1:0", "--port-file", port_file, "--worker-timeout", "3s",
-      "--migration", "off", "--metrics-port", std::to_string(scheduler_metrics_port_), "--log-level", "error"});
+      "--migration", "off", "--metrics-port", std::to_string(scheduler_metrics_port_), "--log-level", "error",
+      "--kv-max-lenders", std::to_string(options.max_lenders)});
   const int port = WaitForPortFile(port_file, *scheduler_, options.start_timeout);
   if (port == 0) return absl::UnavailableError(absl::StrCat(options.ferry, " scheduler did not start"));
   scheduler_address_ = absl::StrCat("127.0.0.1:", port);

@@ -34,6 +34,7 @@ struct ProcessClusterOptions {
   int block_size = 16;
   int max_num_batched_tokens = 0;  // 0: the worker's default
   int threads = 1;                 // per worker
+  int max_lenders = 4;             // the scheduler's --kv-max-lenders
   absl::Duration start_timeout = absl::Seconds(60);
 };
 

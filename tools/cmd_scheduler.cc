@@ -31,9 +31,12 @@ struct SchedulerFlags {
   double prefix_pull_bandwidth = 1e9;
   double prefix_pull_prefill_rate = 0;
   int64_t prefix_pull_min_blocks = 2;
+  int64_t kv_max_lenders = 4;
+  double kv_lender_keep = 0.1;
   std::string port_file;
   std::string log_level = "info";
   int64_t metrics_port = 0;
+  bool metrics_tls = false;
   MtlsFlags mtls;
 };
 
@@ -58,6 +61,9 @@ absl::StatusOr<SchedulerOptions> ToOptions(const SchedulerFlags& f) {
   if (f.metrics_port < 0 || f.metrics_port > 65535) {
     return absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535");
   }
+  if (f.metrics_tls && (f.metrics_port == 0 || !f.mtls.files.enabled())) {
+    return absl::InvalidArgumentError("--metrics-tls needs --metrics-port and the --mtls-* files");
+  }
   if (f.migration_gap <= 0) return absl::InvalidArgumentError("--migration-gap must be positive");
   o.migration_options.freeness_gap_threshold = f.migration_gap;
   if (f.prefix_pull != "on" && f.prefix_pull != "off") {
@@ -72,6 +78,12 @@ absl::StatusOr<SchedulerOptions> ToOptions(const SchedulerFlags& f) {
   o.prefix_pull.prefill_tokens_per_second_override = f.prefix_pull_prefill_rate;
   if (f.prefix_pull_min_blocks < 1) return absl::InvalidArgumentError("--prefix-pull-min-blocks must be at least 1");
   o.prefix_pull.min_blocks = f.prefix_pull_min_blocks;
+  if (f.kv_max_lenders < 1) return absl::InvalidArgumentError("--kv-max-lenders must be at least 1");
+  if (!(f.kv_lender_keep >= 0 && f.kv_lender_keep < 1)) {
+    return absl::InvalidArgumentError("--kv-lender-keep must be a fraction in [0, 1)");
+  }
+  o.kv_ledger.max_lenders_per_request = static_cast<int>(f.kv_max_lenders);
+  o.kv_ledger.lender_keep_fraction = f.kv_lender_keep;
   // Heartbeats several times within the timeout, at most every 100 ms.
   o.heartbeat_interval = std::min(absl::Milliseconds(100), o.worker_timeout / 5);
   return o;
@@ -105,10 +117,11 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   if (f.metrics_port > 0) {
     Scheduler* s = scheduler->get();
     auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
-                                            [s] { return s->RenderMetrics(); });
+                                            [s] { return s->RenderMetrics(); },
+                                            f.metrics_tls ? &f.mtls.files : nullptr);
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
-    Logger("scheduler")->info("metrics on http port {}/metrics", metrics_server->port());
+    Logger("scheduler")->info("metrics on {} port {}/metrics", metrics_server->scheme(), metrics_server->port());
   }
   if (!f.port_file.empty()) std::ofstream(f.port_file) << port << "\n";
   int sig = WaitForShutdownSignal();
@@ -140,9 +153,16 @@ int RunScheduler(int argc, char** argv) {
                   "prompt tokens per second assumed for recomputing a prefix (0: each worker's measured rate)");
   flags.AddInt("prefix-pull-min-blocks", &f.prefix_pull_min_blocks,
                "pull only when the peer caches at least this many more KV blocks of the prompt");
+  flags.AddInt("kv-max-lenders", &f.kv_max_lenders,
+               "most workers one request may borrow KV blocks from (workers started with --kv-borrowing)");
+  flags.AddDouble("kv-lender-keep", &f.kv_lender_keep,
+                  "fraction of its KV blocks a lender keeps for its own requests");
   flags.AddString("port-file", &f.port_file, "write the port actually bound to this file");
   flags.AddString("log-level", &f.log_level, "trace, debug, info, warn, error or off");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
+  flags.AddBool("metrics-tls", &f.metrics_tls,
+                "serve the metrics over HTTPS with the --mtls-* certificate, to scrapers holding a client "
+                "certificate from the same CA");
   f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunSchedulerMain(f); });
 }

@@ -31,6 +31,7 @@ struct WorkerFlags {
   std::string scheduler;
   std::string advertise;
   int64_t metrics_port = 0;
+  bool metrics_tls = false;
   bool kv_borrowing = false;
   MtlsFlags mtls;
 };
@@ -63,6 +64,9 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (!role.ok()) return Fail(role.status());
   if (f.metrics_port < 0 || f.metrics_port > 65535) {
     return Fail(absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535"));
+  }
+  if (f.metrics_tls && (f.metrics_port == 0 || !f.mtls.files.enabled())) {
+    return Fail(absl::InvalidArgumentError("--metrics-tls needs --metrics-port and the --mtls-* files"));
   }
   auto server_credentials = f.mtls.ServerCredentials();
   if (!server_credentials.ok()) return Fail(server_credentials.status());
@@ -106,10 +110,11 @@ int RunWorkerMain(const WorkerFlags& f) {
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
     auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
-                                            [&metrics, &service] { return metrics.Render() + service.RenderDistAttentionMetrics(); });
+                                            [&metrics, &service] { return metrics.Render() + service.RenderDistAttentionMetrics(); },
+                                            f.metrics_tls ? &f.mtls.files : nullptr);
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
-    Logger("worker")->info("metrics on http port {}/metrics", metrics_server->port());
+    Logger("worker")->info("metrics on {} port {}/metrics", metrics_server->scheme(), metrics_server->port());
   }
   if (!f.port_file.empty()) {
     std::ofstream(f.port_file) << port << "\n";
@@ -143,6 +148,9 @@ int RunWorker(int argc, char** argv) {
   flags.AddString("advertise", &f.advertise,
                   "HOST:PORT the scheduler and other workers reach this worker at (default: listen host, bound port)");
   flags.AddInt("metrics-port", &f.metrics_port, "serve Prometheus metrics on http://HOST:PORT/metrics (0: off)");
+  flags.AddBool("metrics-tls", &f.metrics_tls,
+                "serve the metrics over HTTPS with the --mtls-* certificate, to scrapers holding a client "
+                "certificate from the same CA");
   flags.AddBool("kv-borrowing", &f.kv_borrowing,
                 "serve a request whose context does not fit this worker's KV cache by borrowing blocks on other "
                 "workers through --scheduler (DistAttention, cpu backend; otherwise such a request is refused)");

@@ -9,23 +9,42 @@
 namespace ferry {
 
 struct MetricsHttpServer::Impl {
-  httplib::Server server;
+  std::unique_ptr<httplib::Server> owned;  // an httplib::SSLServer with TLS
+  httplib::Server& server() { return *owned; }
+  bool tls = false;
   std::thread thread;
   std::atomic<bool> returned{false};  // listen_after_bind came back
   int port = 0;
 };
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(const std::string& host, int port,
-                                                                             RenderFn render) {
+                                                                             RenderFn render,
+                                                                             const GrpcTlsFiles* tls) {
   auto impl = std::make_unique<Impl>();
+  if (tls != nullptr) {
+    if (tls->ca_file.empty() || tls->cert_file.empty() || tls->key_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--metrics-tls needs the mutual-TLS files: --mtls-ca, --mtls-cert and --mtls-key");
+    }
+    auto server = std::make_unique<httplib::SSLServer>(tls->cert_file.c_str(), tls->key_file.c_str(),
+                                                       tls->ca_file.c_str());
+    if (!server->is_valid()) {
+      return absl::InvalidArgumentError("cannot load the metrics TLS certificate " + tls->cert_file +
+                                        " with the key " + tls->key_file + " and the CA " + tls->ca_file);
+    }
+    impl->owned = std::move(server);
+    impl->tls = true;
+  } else {
+    impl->owned = std::make_unique<httplib::Server>();
+  }
   // Scrapes are rare and cheap: two threads are plenty.
-  impl->server.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  impl->server.Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
+  impl->server().new_task_queue = [] { return new httplib::ThreadPool(2); };
+  impl->server().Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
     res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
   });
   if (port == 0) {
-    impl->port = impl->server.bind_to_any_port(host);
-  } else if (impl->server.bind_to_port(host, port)) {
+    impl->port = impl->server().bind_to_any_port(host);
+  } else if (impl->server().bind_to_port(host, port)) {
     impl->port = port;
   }
   if (impl->port <= 0) {
@@ -33,7 +52,7 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
   }
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
-    raw->server.listen_after_bind();
+    raw->server().listen_after_bind();
     raw->returned = true;
   });
   return std::unique_ptr<MetricsHttpServer>(new MetricsHttpServer(std::move(impl)));
@@ -43,14 +62,16 @@ MetricsHttpServer::MetricsHttpServer(std::unique_ptr<Impl> impl) : impl_(std::mo
 
 MetricsHttpServer::~MetricsHttpServer() {
   // httplib's stop() does nothing before the listen loop runs: wait for it.
-  while (!impl_->server.is_running() && !impl_->returned) {
+  while (!impl_->server().is_running() && !impl_->returned) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  impl_->server.stop();
+  impl_->server().stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 int MetricsHttpServer::port() const { return impl_->port; }
+
+const char* MetricsHttpServer::scheme() const { return impl_->tls ? "https" : "http"; }
 
 std::string MetricsHttpServer::HostOf(const std::string& listen_address) {
   const size_t colon = listen_address.rfind(':');

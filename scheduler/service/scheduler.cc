@@ -81,6 +81,7 @@ Scheduler::Scheduler(const SchedulerOptions& options, std::unique_ptr<DispatchPo
         return m;
       }()),
       migrations_(MigrationTrackerOptions{.timeout = options.migration_timeout}),
+      kv_ledger_(options.kv_ledger),
       loop_(options.policy_interval, [this] { Tick(); }) {
   poster_ = std::make_shared<LoopPoster>(&loop_);
 }

@@ -51,6 +51,8 @@ struct SchedulerOptions {
   int default_block_size = 16;  // when a worker does not say
   // Telling a worker to pull a cached prefix from a peer (prefix_pull_policy.h).
   PrefixPullPolicyOptions prefix_pull;
+  // Lending KV blocks to requests that do not fit their worker (kv_ledger.h).
+  KvLedgerOptions kv_ledger;
   Clock* clock = Clock::Real();
   // Mutual TLS to the workers (common/grpc_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;

@@ -237,6 +237,58 @@ TEST_F(TlsTest, WorkerRefusesPeersWithoutAValidClientCertificate) {
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
+// Waits up to 10 s for an HTTPS GET /metrics to answer; the response.
+httplib::Result ScrapeTls(int port, const Certs& trust, const Certs* client) {
+  for (int i = 0;; ++i) {
+    std::unique_ptr<httplib::SSLClient> c =
+        client == nullptr ? std::make_unique<httplib::SSLClient>("127.0.0.1", port)
+                          : std::make_unique<httplib::SSLClient>("127.0.0.1", port, client->client_cert(),
+                                                                 client->client_key());
+    c->set_ca_cert_path(trust.ca());
+    c->enable_server_certificate_verification(true);
+    c->set_connection_timeout(2, 0);
+    c->set_read_timeout(5, 0);
+    httplib::Result res = c->Get("/metrics");
+    if (res || res.error() != httplib::Error::Connection || i == 99) return res;
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+TEST_F(TlsTest, MetricsOverTlsAnswerOnlyClusterCertificates) {
+  const int metrics_port = FreePort();
+  Role worker = StartWorker("metrics_tls_worker",
+                            Concat(certs_->ServerFlags(), {"--metrics-port", absl::StrCat(metrics_port),
+                                                           "--metrics-tls"}));
+  ASSERT_GT(worker.port, 0) << "ferry worker did not start";
+  // A scraper with the cluster's client certificate reads the metrics.
+  httplib::Result ok = ScrapeTls(metrics_port, *certs_, certs_);
+  ASSERT_TRUE(ok) << httplib::to_string(ok.error());
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_NE(ok->body.find("ferry_kv_blocks_total"), std::string::npos) << ok->body.substr(0, 400);
+  // No client certificate, or one from another CA: refused in the handshake.
+  EXPECT_FALSE(ScrapeTls(metrics_port, *certs_, nullptr));
+  EXPECT_FALSE(ScrapeTls(metrics_port, *certs_, stranger_));
+  // Plain HTTP gets nothing.
+  httplib::Client plain("127.0.0.1", metrics_port);
+  plain.set_connection_timeout(2, 0);
+  plain.set_read_timeout(2, 0);
+  auto plain_res = plain.Get("/metrics");
+  EXPECT_TRUE(!plain_res || plain_res->status != 200);
+}
+
+TEST_F(TlsTest, MetricsTlsNeedsTheMutualTlsFiles) {
+  const CommandResult r = RunCommand(
+      absl::StrCat(FerryBinary(), " worker --model ", model_,
+                   " --listen 127.0.0.1:0 --metrics-port 1 --metrics-tls"),
+      /*merge_stderr=*/true);
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("--metrics-tls"), std::string::npos) << r.out;
+  const CommandResult s = RunCommand(
+      absl::StrCat(FerryBinary(), " scheduler --listen 127.0.0.1:0 --metrics-tls"), /*merge_stderr=*/true);
+  EXPECT_EQ(s.exit_code, 2) << s.out;
+  EXPECT_NE(s.out.find("--metrics-tls"), std::string::npos) << s.out;
+}
+
 TEST_F(TlsTest, ClusterServesEndToEndOnMutualTls) {
   Role scheduler =
       Start("mtls_sched", Concat({"scheduler", "--listen", "127.0.0.1:0", "--worker-timeout", "1s"},
