@@ -117,7 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   // Ids (any int32, most of them invalid): decode in one go and piece by piece.
   std::vector<int32_t> ids(rest.size() / 4);
-  std::memcpy(ids.data(), rest.data(), ids.size() * 4);
+  if (!ids.empty()) std::memcpy(ids.data(), rest.data(), ids.size() * 4);
   for (int32_t& id : ids) {
     if (mode & 2) id = static_cast<int32_t>(static_cast<uint32_t>(id) % 300u);  // mostly valid
   }
