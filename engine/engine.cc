@@ -233,6 +233,7 @@ void Engine::Loop() {
   }
   paused_.clear();
   reservations_.clear();
+  exports_.clear();
   FailAll("");
   PublishStats();
 }

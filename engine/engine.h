@@ -105,29 +105,66 @@ class Engine {
   KvCacheShape kv_shape() const { return backend_->kv_shape(); }
 
   // ---- Cached prefixes between workers (engine_prefix.cc) ----
-  struct PrefixExport {
-    std::string header;   // EncodeHeader for the exported blocks
-    std::string payload;  // EncodeBlocks of them, blocks [0, num_blocks)
-    int64_t num_blocks = 0;
+  // An open export of cached blocks [first_block(), end_block()) of a prompt
+  // to another worker. The blocks of the prompt up to end_block() stay
+  // referenced, so neither evicted nor written, until the export is
+  // destroyed; destroying it releases them on the engine thread. It must not
+  // outlive the engine.
+  class PrefixExport {
+   public:
+    ~PrefixExport();
+    PrefixExport(const PrefixExport&) = delete;
+    PrefixExport& operator=(const PrefixExport&) = delete;
+
+    // EncodeHeader for blocks [0, end_block()): the chunks' sequence.
+    const std::string& header() const { return header_; }
+    int64_t first_block() const { return first_block_; }
+    int64_t end_block() const { return end_block_; }
+    int64_t num_blocks() const { return end_block_ - first_block_; }
+    int64_t bytes_per_block() const { return bytes_per_block_; }
+    // One chunk (EncodeBlocks) of blocks [first, first + count) of the
+    // prompt, clipped to end_block(). Copies from the calling thread: the
+    // engine never writes a referenced cached block, so this needs no trip
+    // through its loop. One thread at a time. InvalidArgument for a range
+    // outside [first_block(), end_block()).
+    absl::StatusOr<std::string> EncodeChunk(int64_t first, int64_t count) const;
+
+   private:
+    friend class Engine;
+    PrefixExport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
+    Engine* engine_;
+    uint64_t id_;
+    const KvCache* kv_ = nullptr;
+    std::string header_;
+    std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
+    int64_t first_block_ = 0;
+    int64_t end_block_ = 0;
+    int64_t bytes_per_block_ = 0;
   };
-  // Copies the cached blocks (either tier) that hold the longest cached
-  // prefix of `tokens` whose content hashes equal `block_hashes` (at most
-  // that many blocks), holding references to them while copying so they
-  // cannot be evicted meanwhile. Read-only for the cached content. NotFound
-  // when not even the first block is cached here; Unimplemented where KV is
-  // not in host memory.
-  std::future<absl::StatusOr<PrefixExport>> ExportCachedPrefix(std::vector<int32_t> tokens,
-                                                               std::vector<uint64_t> block_hashes);
-  // Writes blocks pulled from another worker (a header and its chunks, each
-  // with the index of its first block) holding the first blocks of `tokens`
-  // into fresh blocks and caches them, so a request with that prompt hits
-  // them. Returns the number of leading blocks of `tokens` cached here
-  // afterwards. Nothing is cached unless every chunk checks out:
-  // InvalidArgument for a layout or chunk that does not fit, DataLoss for a
-  // checksum mismatch, ResourceExhausted when blocks are short, Unimplemented
-  // where KV is not in host memory.
-  std::future<absl::StatusOr<int64_t>> InstallCachedPrefix(
-      std::vector<int32_t> tokens, std::string header, std::vector<std::pair<int64_t, std::string>> chunks);
+  // Opens an export of the cached blocks (either tier) holding the longest
+  // cached prefix of `tokens` whose content hashes, from block 0, equal
+  // `block_hashes` (at most that many blocks), to send blocks
+  // [first_block, end) of it. The whole chain is checked, but only blocks
+  // from first_block on are copied. Read-only for the cached content.
+  // InvalidArgument for first_block outside the hashes given; NotFound when
+  // this engine caches no block past first_block of that chain;
+  // Unimplemented where KV is not in host memory.
+  std::future<absl::StatusOr<std::unique_ptr<PrefixExport>>> OpenPrefixExport(
+      std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes, int64_t first_block = 0);
+  // Writes blocks pulled from another worker into fresh blocks and caches
+  // them: a header for blocks [0, end) of `tokens` and chunks holding
+  // [first_block, end), each with the index of its first block. The
+  // installed blocks chain after this engine's own cached blocks
+  // [0, first_block), which stay referenced meanwhile; blocks a chunk holds
+  // before first_block are skipped. Returns the number of leading blocks of
+  // `tokens` cached here afterwards. Nothing is cached unless every chunk
+  // checks out: InvalidArgument for a layout or chunk that does not fit,
+  // DataLoss for a checksum mismatch or a missing block, FailedPrecondition
+  // when blocks [0, first_block) are no longer cached here, ResourceExhausted
+  // when blocks are short, Unimplemented where KV is not in host memory.
+  std::future<absl::StatusOr<int64_t>> InstallCachedPrefix(std::vector<int32_t> tokens, std::string header,
+                                                           std::vector<std::pair<int64_t, std::string>> chunks,
+                                                           int64_t first_block = 0);
 
   // ---- Borrowed KV blocks, lender side (CPU backend) ----
   // Reserves `num_blocks` blocks of this pool for lease `lease_id` (they
@@ -167,6 +204,13 @@ class Engine {
   absl::Status ValidateRemoteKv(const GenerateInput& input, int64_t total) const;
   // Ends the scheduled sequences whose lender failed during the step.
   void FailBrokenRemoteKv(const StepPlan& plan, std::vector<Sequence*>& finished);
+  // The loop-thread halves of OpenPrefixExport and InstallCachedPrefix.
+  absl::StatusOr<std::unique_ptr<PrefixExport>> OpenPrefixExportOnLoop(const std::vector<int32_t>& tokens,
+                                                                       const std::vector<uint64_t>& block_hashes,
+                                                                       int64_t first_block);
+  absl::StatusOr<int64_t> InstallCachedPrefixOnLoop(const std::vector<int32_t>& tokens, const std::string& header,
+                                                    const std::vector<std::pair<int64_t, std::string>>& chunks,
+                                                    int64_t first_block);
 
   struct Reservation {
     BlockTable table;
@@ -202,6 +246,8 @@ class Engine {
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
   absl::flat_hash_map<std::string, Reservation> reservations_;
   absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
+  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open PrefixExports, by id
+  uint64_t next_export_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;

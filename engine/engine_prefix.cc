@@ -1,113 +1,170 @@
 // Engine: cached prefixes moving between workers. A worker about to run a
 // request whose prefix another worker caches can pull those blocks instead
-// of computing them: the holder exports them (ExportCachedPrefix), the puller
-// installs them as cached blocks (InstallCachedPrefix) and then runs the
-// request, which finds them as an ordinary prefix hit. Both run on the loop
-// thread, through Post().
+// of computing them: the holder opens an export (OpenPrefixExport) and
+// streams it a chunk at a time, the puller installs the blocks as cached
+// (InstallCachedPrefix), chained after the ones it caches itself, and then
+// runs the request, which finds them as an ordinary prefix hit. Opening,
+// closing and installing run on the loop thread, through Post().
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "engine/engine.h"
 
 namespace ferry {
 
-std::future<absl::StatusOr<Engine::PrefixExport>> Engine::ExportCachedPrefix(
-    std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<PrefixExport>>>();
+Engine::PrefixExport::~PrefixExport() {
+  // An engine whose loop has stopped dropped every export already.
+  engine_->Post([engine = engine_, id = id_] { engine->exports_.erase(id); });
+}
+
+absl::StatusOr<std::string> Engine::PrefixExport::EncodeChunk(int64_t first, int64_t count) const {
+  if (first < first_block_ || first >= end_block_ || count < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count,
+                                                   ") are outside the export [", first_block_, ", ",
+                                                   end_block_, ")"));
+  }
+  count = std::min(count, end_block_ - first);
+  const auto ids =
+      std::span<const int32_t>(block_ids_)
+          .subspan(static_cast<size_t>(first - first_block_), static_cast<size_t>(count));
+  return EncodeBlocks(*kv_, ids, first);
+}
+
+std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixExport>>> Engine::OpenPrefixExport(
+    std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes, int64_t first_block) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::unique_ptr<PrefixExport>>>>();
   auto future = promise->get_future();
-  Post([this, tokens = std::move(tokens), block_hashes = std::move(block_hashes), promise] {
-    if (kv_ == nullptr) {
-      return promise->set_value(
-          absl::UnimplementedError("KV blocks of this backend cannot be exported yet (cpu only)"));
-    }
-    const size_t max_blocks =
-        std::min(block_hashes.size(), tokens.size() / static_cast<size_t>(options_.block_size));
-    std::span<const int32_t> prefix(tokens.data(), max_blocks * options_.block_size);
-    // The references taken here keep the blocks from being evicted (or
-    // written) while they are copied; they go when `table` does.
-    BlockTable table = blocks_->NewTable();
-    auto pinned = blocks_->PinCachedPrefix(prefix, table);
-    if (!pinned.ok()) return promise->set_value(pinned.status());
-    int64_t n = 0;
-    while (n < table.num_blocks() && table.block_hashes()[n] == block_hashes[n]) ++n;
-    if (n == 0) {
-      return promise->set_value(absl::NotFoundError("none of the prefix is cached here"));
-    }
-    std::vector<int32_t> ids = table.BlockIds();
-    ids.resize(static_cast<size_t>(n));
-    PrefixExport out;
-    out.num_blocks = n;
-    out.header = EncodeHeader(MakeKvTransferHeader(kv_->shape(), kv_model_key_, n, n * options_.block_size));
-    out.payload = EncodeBlocks(*kv_, ids, 0);
-    counters_.prefix_blocks_exported += n;
-    promise->set_value(std::move(out));
+  Post(
+      [this, tokens = std::move(tokens), block_hashes = std::move(block_hashes), first_block,
+       promise] { promise->set_value(OpenPrefixExportOnLoop(tokens, block_hashes, first_block)); });
+  return future;
+}
+
+absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> Engine::OpenPrefixExportOnLoop(
+    const std::vector<int32_t>& tokens, const std::vector<uint64_t>& block_hashes,
+    int64_t first_block) {
+  if (kv_ == nullptr)
+    return absl::UnimplementedError("KV blocks of this backend cannot be exported yet (cpu only)");
+  const int64_t max_blocks = std::min(static_cast<int64_t>(block_hashes.size()),
+                                      static_cast<int64_t>(tokens.size()) / options_.block_size);
+  if (first_block < 0 || first_block >= max_blocks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("export from block ", first_block, " of a prefix of ", max_blocks, " blocks"));
+  }
+  // Matched from block 0, so the blocks sent follow exactly the ones the
+  // puller named before first_block; all of them stay referenced, so none
+  // can be evicted (or written) while the export is open.
+  BlockTable table = blocks_->NewTable();
+  FERRY_RETURN_IF_ERROR(
+      blocks_
+          ->PinCachedPrefix(
+              std::span<const int32_t>(tokens.data(), max_blocks * options_.block_size), table)
+          .status());
+  int64_t end = 0;
+  while (end < table.num_blocks() && table.block_hashes()[end] == block_hashes[end]) ++end;
+  if (end <= first_block) {
+    return absl::NotFoundError(
+        end == 0
+            ? std::string("none of the prefix is cached here")
+            : absl::StrCat("only ", end, " blocks of the prefix are cached here, none from block ",
+                           first_block));
+  }
+  auto out = std::unique_ptr<PrefixExport>(new PrefixExport(this, next_export_id_++));
+  out->kv_ = kv_;
+  out->header_ = EncodeHeader(
+      MakeKvTransferHeader(kv_->shape(), kv_model_key_, end, end * options_.block_size));
+  const std::vector<int32_t> ids = table.BlockIds();
+  out->block_ids_.assign(ids.begin() + first_block, ids.begin() + end);
+  out->first_block_ = first_block;
+  out->end_block_ = end;
+  out->bytes_per_block_ = kv_->shape().bytes_per_block();
+  counters_.prefix_blocks_exported += end - first_block;
+  exports_.emplace(out->id_, std::move(table));
+  return out;
+}
+
+std::future<absl::StatusOr<int64_t>> Engine::InstallCachedPrefix(
+    std::vector<int32_t> tokens, std::string header,
+    std::vector<std::pair<int64_t, std::string>> chunks, int64_t first_block) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
+  auto future = promise->get_future();
+  Post([this, tokens = std::move(tokens), header = std::move(header), chunks = std::move(chunks),
+        first_block, promise] {
+    promise->set_value(InstallCachedPrefixOnLoop(tokens, header, chunks, first_block));
   });
   return future;
 }
 
-std::future<absl::StatusOr<int64_t>> Engine::InstallCachedPrefix(
-    std::vector<int32_t> tokens, std::string header, std::vector<std::pair<int64_t, std::string>> chunks) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
-  auto future = promise->get_future();
-  Post([this, tokens = std::move(tokens), header = std::move(header), chunks = std::move(chunks), promise] {
-    if (kv_ == nullptr) {
-      return promise->set_value(
-          absl::UnimplementedError("KV blocks of this backend cannot be imported yet (cpu only)"));
-    }
-    auto hdr = DecodeHeader(header);
-    if (!hdr.ok()) return promise->set_value(hdr.status());
-    if (absl::Status s = CheckKvTransferLayout(*hdr, kv_->shape(), kv_model_key_); !s.ok()) {
-      return promise->set_value(s);
-    }
-    const int64_t n = hdr->num_blocks;
-    if (hdr->num_tokens != n * options_.block_size ||
-        n > static_cast<int64_t>(tokens.size()) / options_.block_size) {
-      return promise->set_value(absl::InvalidArgumentError(absl::StrCat(
-          "pulled prefix of ", hdr->num_tokens, " tokens in ", n, " blocks does not fit a prompt of ",
-          tokens.size(), " tokens")));
-    }
-    auto blocks = blocks_->Allocate(n);
-    if (!blocks) {
-      return promise->set_value(absl::ResourceExhaustedError(
-          absl::StrCat("not enough free KV blocks for a pulled prefix of ", n, " blocks")));
-    }
-    BlockTable table = blocks_->NewTable();
-    table.Append(std::move(*blocks));
-    const std::vector<int32_t> ids = table.BlockIds();
-    // Every chunk is checked and written before any block is cached: on an
-    // error the fresh blocks go back to the pool unhashed.
-    std::vector<char> written(static_cast<size_t>(n), 0);
-    for (const auto& [first, payload] : chunks) {
-      if (first < 0 || first >= n) {
-        return promise->set_value(absl::InvalidArgumentError("pulled chunk outside the prefix"));
-      }
-      // One block at a time: each piece carries its own index and checksum.
-      auto pieces = SplitBlocks(payload, 1);
-      if (!pieces.ok()) return promise->set_value(pieces.status());
-      int64_t at = first;
-      for (const std::string& piece : *pieces) {
-        if (at >= n) return promise->set_value(absl::InvalidArgumentError("pulled chunk past the prefix"));
+absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
+    const std::vector<int32_t>& tokens, const std::string& header,
+    const std::vector<std::pair<int64_t, std::string>>& chunks, int64_t first_block) {
+  if (kv_ == nullptr)
+    return absl::UnimplementedError("KV blocks of this backend cannot be imported yet (cpu only)");
+  FERRY_ASSIGN_OR_RETURN(const KvTransferHeader hdr, DecodeHeader(header));
+  FERRY_RETURN_IF_ERROR(CheckKvTransferLayout(hdr, kv_->shape(), kv_model_key_));
+  const int64_t end = hdr.num_blocks;
+  if (hdr.num_tokens != end * options_.block_size ||
+      end > static_cast<int64_t>(tokens.size()) / options_.block_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pulled prefix of ", hdr.num_tokens, " tokens in ", end,
+                     " blocks does not fit a prompt of ", tokens.size(), " tokens"));
+  }
+  if (first_block < 0 || first_block >= end) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pulled blocks from ", first_block, " of a prefix of ", end, " blocks"));
+  }
+  // The pulled blocks are hashed as the continuation of these: they must
+  // still be cached, and stay referenced until the new ones are.
+  BlockTable table = blocks_->NewTable();
+  FERRY_RETURN_IF_ERROR(
+      blocks_
+          ->PinCachedPrefix(
+              std::span<const int32_t>(tokens.data(), first_block * options_.block_size), table)
+          .status());
+  if (table.num_blocks() < first_block) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("blocks [", table.num_blocks(), ", ", first_block,
+                     ") the pulled blocks follow are no longer cached here"));
+  }
+  auto fresh = blocks_->Allocate(end - first_block);
+  if (!fresh) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("not enough free KV blocks for ", end - first_block, " pulled blocks"));
+  }
+  table.Append(std::move(*fresh));
+  const std::vector<int32_t> ids = table.BlockIds();
+  // Every chunk is checked and written before any block is cached: on an
+  // error the fresh blocks go back to the pool unhashed.
+  std::vector<char> written(static_cast<size_t>(end), 0);
+  for (const auto& [chunk_first, payload] : chunks) {
+    if (chunk_first < 0 || chunk_first >= end)
+      return absl::InvalidArgumentError("pulled chunk outside the prefix");
+    // One block at a time: each piece carries its own index and checksum.
+    FERRY_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, SplitBlocks(payload, 1));
+    int64_t at = chunk_first;
+    for (const std::string& piece : pieces) {
+      if (at >= end) return absl::InvalidArgumentError("pulled chunk past the prefix");
+      // An exporter that ignores first_block sends the leading blocks too.
+      if (at >= first_block) {
         std::vector<int32_t> dst = {ids[static_cast<size_t>(at)]};
-        if (absl::Status s = DecodeAndWriteBlocks(piece, *hdr, kv_model_key_, *kv_, dst, at); !s.ok()) {
-          return promise->set_value(s);
-        }
+        FERRY_RETURN_IF_ERROR(DecodeAndWriteBlocks(piece, hdr, kv_model_key_, *kv_, dst, at));
         written[static_cast<size_t>(at)] = 1;
-        ++at;
       }
+      ++at;
     }
-    if (std::find(written.begin(), written.end(), 0) != written.end()) {
-      return promise->set_value(absl::DataLossError("pulled prefix is missing blocks"));
-    }
-    table.set_num_tokens(n * options_.block_size);
-    if (absl::Status s = blocks_->CommitFullBlocks(table, tokens); !s.ok()) return promise->set_value(s);
-    counters_.prefix_blocks_imported += n;
-    // Released here: the blocks stay cached (and free) until a request
-    // takes them, normally the one that asked for the pull, next step.
-    table.Clear();
-    promise->set_value(blocks_->CountCachedPrefixTokens(tokens, 0) / options_.block_size);
-  });
-  return future;
+  }
+  if (std::find(written.begin() + first_block, written.end(), 0) != written.end()) {
+    return absl::DataLossError("pulled prefix is missing blocks");
+  }
+  table.set_num_tokens(end * options_.block_size);
+  FERRY_RETURN_IF_ERROR(blocks_->CommitFullBlocks(table, tokens));
+  counters_.prefix_blocks_imported += end - first_block;
+  // Released here: the blocks stay cached (and free) until a request takes
+  // them, normally the one that asked for the pull, next step.
+  table.Clear();
+  return blocks_->CountCachedPrefixTokens(tokens, 0) / options_.block_size;
 }
 
 }  // namespace ferry

@@ -2,6 +2,9 @@
 //   GET  /admin/cluster                      workers, roles, load, requests
 //   POST /admin/migrate {"request_id", "to"} move a running request
 //   POST /admin/drain   {"worker"}           stop new work on a worker, move its requests out
+//   POST /admin/kill    {"worker"}           fault injection: end a worker's process abruptly
+//                                            (only a worker started with --enable-fault-injection
+//                                            accepts; its requests recover as from a crash)
 // Access: with an admin key (--admin-key / $FERRY_ADMIN_KEY) the caller must
 // present it as "Authorization: Bearer KEY" (401 otherwise; API keys do not
 // open these endpoints). Without one they are open only on a gateway that
@@ -71,6 +74,20 @@ absl::Status AsMigrateError(absl::Status s) {
       return s;
     default:
       return WithErrorCode(WithHttpStatus(std::move(s), 409), "migration_refused");
+  }
+}
+
+// A kill the worker refuses (started without --enable-fault-injection) or
+// that cannot happen (the worker is dead) conflicts with its state (409).
+absl::Status AsKillError(absl::Status s) {
+  switch (s.code()) {
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return s;
+    default:
+      return WithErrorCode(WithHttpStatus(std::move(s), 409), "kill_refused");
   }
 }
 
@@ -172,6 +189,21 @@ absl::StatusOr<HttpResponse> Gateway::AdminDrain(const HttpRequest& request) con
   FERRY_ASSIGN_OR_RETURN(ClusterAdmin * admin, Admin());
   FERRY_RETURN_IF_ERROR(admin->Drain(worker));
   return JsonOk(Json{{"object", "cluster.drain"}, {"worker", worker}, {"draining", true}});
+}
+
+absl::StatusOr<HttpResponse> Gateway::AdminKill(const HttpRequest& request) const {
+  FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+  FERRY_RETURN_IF_ERROR(OnlyFields(body, {"worker"}));
+  JsonFields f(body);
+  FERRY_ASSIGN_OR_RETURN(std::string worker, RequiredString(f, "worker", "a worker id or address"));
+  FERRY_ASSIGN_OR_RETURN(ClusterAdmin * admin, Admin());
+  absl::StatusOr<v1::KillWorkerResponse> killed = admin->KillWorker(worker);
+  if (!killed.ok()) return AsKillError(killed.status());
+  return JsonOk(Json{{"object", "cluster.kill"},
+                     {"worker", worker},
+                     {"id", killed->worker_id()},
+                     {"address", killed->address()},
+                     {"killed", true}});
 }
 
 }  // namespace ferry

@@ -1,5 +1,5 @@
 // What the gateway's admin endpoints (/admin/cluster, /admin/migrate,
-// /admin/drain) ask of the cluster. The scheduler backend implements it over
+// /admin/drain, /admin/kill) ask of the cluster. The scheduler backend implements it over
 // gRPC; a backend that is one worker or one engine has none
 // (GenerateBackend::cluster_admin() returns null) and the endpoints say so.
 #pragma once
@@ -28,6 +28,11 @@ class ClusterAdmin {
   // Marks `worker` (id or address) draining: it gets no new requests and its
   // requests move out. NotFound for an unknown worker, Unavailable.
   virtual absl::Status Drain(const std::string& worker) = 0;
+  // Fault injection: ends the process of `worker` (id or address) abruptly,
+  // as a crash would; the cluster recovers its requests as from any crash.
+  // NotFound for an unknown worker; FailedPrecondition for a dead worker or
+  // one started without --enable-fault-injection; Unavailable.
+  virtual absl::StatusOr<v1::KillWorkerResponse> KillWorker(const std::string& worker) = 0;
 };
 
 }  // namespace ferry

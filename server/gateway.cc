@@ -29,9 +29,10 @@ class InFlightGuard {
 };
 
 std::string EndpointLabel(const std::string& path) {
-  static const char* kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",    "/tokenize",
-                                 "/detokenize",     "/health",              "/ready",         "/metrics",
-                                 "/admin/cluster",  "/admin/migrate",       "/admin/drain"};
+  static const char* kKnown[] = {
+      "/v1/completions", "/v1/chat/completions", "/v1/models",   "/tokenize",
+      "/detokenize",     "/health",              "/ready",        "/metrics",
+      "/admin/cluster",  "/admin/migrate",       "/admin/drain", "/admin/kill"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
@@ -213,8 +214,9 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   if (endpoint == "other") return absl::NotFoundError(absl::StrCat("no such endpoint: ", path));
   const bool is_post = endpoint == "/v1/completions" || endpoint == "/v1/chat/completions" ||
-                       endpoint == "/tokenize" || endpoint == "/detokenize" || endpoint == "/admin/migrate" ||
-                       endpoint == "/admin/drain";
+                       endpoint == "/tokenize" || endpoint == "/detokenize" ||
+                       endpoint == "/admin/migrate" || endpoint == "/admin/drain" ||
+                       endpoint == "/admin/kill";
   const char* allowed = is_post ? "POST" : "GET";
   if (method != allowed) return MethodNotAllowed(request.method, path, allowed);
   if (endpoint == "/health") return JsonResponse(Json{{"status", "ok"}});
@@ -224,6 +226,7 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
     FERRY_RETURN_IF_ERROR(AuthorizeAdmin(request));
     if (endpoint == "/admin/cluster") return AdminCluster();
     if (endpoint == "/admin/migrate") return AdminMigrate(request);
+    if (endpoint == "/admin/kill") return AdminKill(request);
     return AdminDrain(request);
   }
   int key_index = -1;

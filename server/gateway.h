@@ -2,7 +2,8 @@
 // chat, models, tokenize, health and metrics endpoints; checks API keys;
 // validates input; renders chat templates; tokenizes; and hands generations
 // to a GenerateBackend. With a cluster scheduler behind it, it also serves
-// the admin endpoints (/admin/cluster, /admin/migrate, /admin/drain). It
+// the admin endpoints (/admin/cluster, /admin/migrate, /admin/drain,
+// /admin/kill). It
 // knows nothing of the HTTP library (HttpServer feeds it) nor of the engine
 // (the backend hides it). Every error becomes an OpenAI error body in one
 // place (openai_error.h).
@@ -71,6 +72,7 @@ class Gateway {
   absl::StatusOr<HttpResponse> AdminCluster() const;
   absl::StatusOr<HttpResponse> AdminMigrate(const HttpRequest& request) const;
   absl::StatusOr<HttpResponse> AdminDrain(const HttpRequest& request) const;
+  absl::StatusOr<HttpResponse> AdminKill(const HttpRequest& request) const;
 
   std::string NewId(const char* prefix);
 

@@ -214,4 +214,17 @@ absl::Status GrpcBackend::Drain(const std::string& worker) {
   return FromGrpcStatus(scheduler_->DrainWorker(&context, request, &response));
 }
 
+absl::StatusOr<v1::KillWorkerResponse> GrpcBackend::KillWorker(const std::string& worker) {
+  if (scheduler_ == nullptr) {
+    return absl::FailedPreconditionError("the backend is a worker, not a scheduler");
+  }
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.admin_timeout));
+  v1::KillWorkerRequest request;
+  request.set_worker_id(worker);
+  v1::KillWorkerResponse response;
+  FERRY_RETURN_IF_ERROR(FromGrpcStatus(scheduler_->KillWorker(&context, request, &response)));
+  return response;
+}
+
 }  // namespace ferry

@@ -29,7 +29,7 @@ struct GrpcBackendOptions {
   BackendTarget target = BackendTarget::kWorker;
   std::string address;  // host:port
   absl::Duration health_timeout = absl::Seconds(2);
-  // ListWorkers and Drain; Migrate waits for the copy, up to migrate_timeout.
+  // ListWorkers, Drain and KillWorker; Migrate waits for the copy, up to migrate_timeout.
   absl::Duration admin_timeout = absl::Seconds(5);
   absl::Duration migrate_timeout = absl::Seconds(60);
   // Longest wait between attempts to reconnect to a server that went away
@@ -57,6 +57,7 @@ class GrpcBackend final : public GenerateBackend, public ClusterAdmin {
   absl::StatusOr<v1::ListWorkersResponse> ListWorkers() override;
   absl::StatusOr<v1::MigrateResponse> Migrate(const std::string& request_id, const std::string& to) override;
   absl::Status Drain(const std::string& worker) override;
+  absl::StatusOr<v1::KillWorkerResponse> KillWorker(const std::string& worker) override;
 
  private:
   class Call;

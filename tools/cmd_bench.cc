@@ -1,7 +1,10 @@
 // `ferry bench`: load-tests an OpenAI-compatible endpoint (Ferry, vLLM,
 // llama.cpp's server) with streaming requests on a Poisson or Gamma arrival
 // schedule, and reports TTFT, TPOT, ITL, E2E, throughput and goodput as a
-// table, JSON and an SVG plot. The work is in benchmarks/loadgen.
+// table, JSON and an SVG plot; optionally it injects faults through Ferry's
+// admin API (migrations, worker kills) and reports what they cost. The work
+// is in benchmarks/loadgen.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -16,6 +19,7 @@
 #include "benchmarks/loadgen/fault_injector.h"
 #include "benchmarks/loadgen/load_runner.h"
 #include "benchmarks/loadgen/metrics.h"
+#include "benchmarks/loadgen/recovery_check.h"
 #include "benchmarks/loadgen/report.h"
 #include "tools/commands.h"
 #include "tools/flags.h"
@@ -39,6 +43,7 @@ struct BenchFlags {
   int64_t input_len = 256, output_len = 128, num_prefixes = 4, prefix_len = 512;
   int64_t max_input_len = 0, max_output_len = 0;
   std::string slo, sweep, json_path, plot_path;
+  std::string kill_worker_at;
   bool progress = true;
   bool fail_on_error = false;
   loadgen::FaultOptions fault;
@@ -132,18 +137,42 @@ absl::Status Prepare(BenchFlags& f, size_t index, double rate,
   return absl::OkStatus();
 }
 
-void PrintFaults(const loadgen::FaultReport& r) {
-  std::printf(
-      "  migrations: %d of %d attempted succeeded (%d ticks found nothing to move), downtime p50 "
-      "%.2f ms, "
-      "max %.2f ms\n",
-      r.migrations_ok, r.migrations_attempted, r.idle_ticks, r.downtime_ms.median,
-      r.downtime_ms.max);
-  for (const auto& [kind, count] : r.failures) {
-    auto example = r.failure_examples.find(kind);
-    std::printf("    migration failure %-16s %d: %s\n", kind.c_str(), count,
-                example == r.failure_examples.end() ? "" : example->second.substr(0, 160).c_str());
+// The run times of --kill-worker-at ("2" or "1.5,4"), each >= 0.
+absl::StatusOr<std::vector<double>> KillTimes(const std::string& text) {
+  std::vector<double> times;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    double t = 0;
+    if (!absl::SimpleAtod(part, &t) || !(t >= 0) || std::isinf(t)) {
+      return absl::InvalidArgumentError("--kill-worker-at: expected seconds >= 0, got '" +
+                                        std::string(part) + "'");
+    }
+    times.push_back(t);
   }
+  return times;
+}
+
+// Runs the streams that were in flight at a kill again, without faults and
+// a few at a time, and compares their tokens with what the load got.
+void CheckTokens(const loadgen::TargetOptions& target,
+                 const std::vector<loadgen::BenchRequest>& requests,
+                 const std::vector<loadgen::RequestResult>& results, loadgen::KillImpact* impact) {
+  if (impact->to_check.empty()) return;
+  std::fprintf(stderr, "checking %zu streams in flight at a kill against a fault-free rerun\n",
+               impact->to_check.size());
+  std::vector<loadgen::BenchRequest> again;
+  for (int i : impact->to_check) again.push_back(requests[i]);
+  loadgen::LoadOptions options;
+  options.max_concurrency = 8;
+  options.progress = false;
+  options.keep_output = true;
+  absl::StatusOr<loadgen::LoadRun> rerun =
+      loadgen::RunLoad(target, again, std::vector<double>(again.size(), 0.0), options);
+  if (!rerun.ok()) {
+    std::fprintf(stderr, "warning: the fault-free rerun failed: %s\n",
+                 std::string(rerun.status().message()).c_str());
+    return;
+  }
+  loadgen::CompareWithReferences(results, rerun->results, impact);
 }
 
 Json ConfigJson(const BenchFlags& f, size_t num_requests) {
@@ -159,6 +188,7 @@ Json ConfigJson(const BenchFlags& f, size_t num_requests) {
           {"ramp_up_s", f.ramp_up_s},
           {"max_concurrency", f.max_concurrency},
           {"migrate_every_s", f.fault.migrate_every_s},
+          {"kill_worker_at_s", f.fault.kill_worker_at_s},
           {"seed", f.seed},
           {"slo", f.slo}};
 }
@@ -169,6 +199,13 @@ int RunBenchMain(BenchFlags& f) {
   if (!slo.ok()) return Fail(std::string(slo.status().message()), 2);
   absl::StatusOr<std::vector<double>> rates = Rates(f);
   if (!rates.ok()) return Fail(std::string(rates.status().message()), 2);
+  absl::StatusOr<std::vector<double>> kill_times = KillTimes(f.kill_worker_at);
+  if (!kill_times.ok()) return Fail(std::string(kill_times.status().message()), 2);
+  f.fault.kill_worker_at_s = std::move(*kill_times);
+  const bool kills = !f.fault.kill_worker_at_s.empty();
+  // Greedy requests stream the same tokens on every run: what the token
+  // check after a kill compares against.
+  if (kills) f.target.temperature = 0.0;
   std::string base;
   if (absl::Status s = loadgen::EndpointPath(f.target, &base).status(); !s.ok()) {
     return Fail(std::string(s.message()), 2);
@@ -176,6 +213,7 @@ int RunBenchMain(BenchFlags& f) {
   const bool replay = f.dataset.name == "trace";
   loadgen::LoadOptions load{static_cast<int>(f.max_concurrency), static_cast<int>(f.max_threads),
                             f.progress};
+  load.keep_output = kills;
   std::vector<loadgen::BenchRequest> requests;
   std::vector<double> arrivals;
   std::vector<SweepPoint> points;
@@ -186,14 +224,19 @@ int RunBenchMain(BenchFlags& f) {
       return Fail(std::string(s.message()), 2);
     }
     loadgen::FaultInjector faults(base, f.fault);
-    faults.Start();
+    load.start = std::chrono::steady_clock::now();
+    faults.Start(*load.start);
     absl::StatusOr<loadgen::LoadRun> run = loadgen::RunLoad(f.target, requests, arrivals, load);
     loadgen::FaultReport fault_report = faults.Stop();
     if (!run.ok()) return Fail(std::string(run.status().message()), 2);
+    if (fault_report.kills_ok > 0) {
+      fault_report.kill_impact = loadgen::MeasureKills(run->results, fault_report.kills);
+      CheckTokens(f.target, requests, run->results, &fault_report.kill_impact);
+    }
     SweepPoint point{replay ? std::numeric_limits<double>::quiet_NaN() : rate,
                      loadgen::Summarize(run->results, run->duration_s, *slo)};
     loadgen::PrintTable(stdout, point, *slo);
-    if (f.fault.migrate_every_s > 0) PrintFaults(fault_report);
+    loadgen::PrintFaults(stdout, fault_report, f.fault);
     std::fflush(stdout);
     runs.push_back({{"request_rate", replay             ? Json("trace")
                                      : std::isinf(rate) ? Json("inf")
@@ -271,7 +314,15 @@ int RunBench(int argc, char** argv) {
   flags.AddDouble(
       "migrate-every", &f.fault.migrate_every_s,
       "fault injection: move one running request every this many seconds (POST /admin/migrate)");
-  flags.AddString("admin-key", &f.fault.admin_key, "the gateway's admin key for --migrate-every");
+  flags.AddString(
+      "kill-worker-at", &f.kill_worker_at,
+      "fault injection: at each of these run times (seconds, comma-separated) kill the live worker "
+      "running the most requests (POST /admin/kill; workers need --enable-fault-injection), then "
+      "report how long the open streams waited for their next tokens and the tokens lost or "
+      "duplicated against a fault-free rerun of those streams; implies greedy requests "
+      "(temperature 0)");
+  flags.AddString("admin-key", &f.fault.admin_key,
+                  "the gateway's admin key for --migrate-every and --kill-worker-at");
   flags.AddBool("progress", &f.progress, "show a progress bar when stderr is a terminal");
   flags.AddBool("fail-on-error", &f.fail_on_error, "exit 1 when any request failed");
   return RunWithFlags(flags, argc, argv, [&] { return RunBenchMain(f); });

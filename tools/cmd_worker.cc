@@ -33,6 +33,7 @@ struct WorkerFlags {
   int64_t metrics_port = 0;
   bool metrics_tls = false;
   bool kv_borrowing = false;
+  bool enable_fault_injection = false;
   MtlsFlags mtls;
 };
 
@@ -83,6 +84,12 @@ int RunWorkerMain(const WorkerFlags& f) {
 
   WorkerServiceOptions service_options{.role = *role};
   service_options.migration.channel_credentials = *channel_credentials;
+  service_options.enable_fault_injection = f.enable_fault_injection;
+  if (f.enable_fault_injection) {
+    Logger("worker")->warn(
+        "fault injection is on: a Kill call (ferry bench --kill-worker-at, POST /admin/kill) "
+        "ends this process with SIGKILL; do not use this flag in production");
+  }
   WorkerService service(engine->get(), service_options);
   std::atomic<const SchedulerClient*> joined{nullptr};
   if (f.kv_borrowing) {
@@ -154,6 +161,10 @@ int RunWorker(int argc, char** argv) {
   flags.AddBool("kv-borrowing", &f.kv_borrowing,
                 "serve a request whose context does not fit this worker's KV cache by borrowing blocks on other "
                 "workers through --scheduler (DistAttention, cpu backend; otherwise such a request is refused)");
+  flags.AddBool("enable-fault-injection", &f.enable_fault_injection,
+                "accept Worker.Kill (POST /admin/kill through a gateway, ferry bench "
+                "--kill-worker-at), which ends this process abruptly to test the cluster's "
+                "recovery; for testing only");
   f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }

@@ -36,7 +36,7 @@ std::string ClientErrorClass(httplib::Error e) {
 
 // Sends one request on `client` and measures it.
 RequestResult SendOne(httplib::Client& client, const std::string& path, const TargetOptions& target,
-                      const BenchRequest& request, Clock::time_point run_start) {
+                      const BenchRequest& request, Clock::time_point run_start, bool keep_output) {
   RequestResult r;
   httplib::Request req;
   req.method = "POST";
@@ -63,7 +63,9 @@ RequestResult SendOne(httplib::Client& client, const std::string& path, const Ta
     if (!c.error.empty() && stream_error.empty()) stream_error = c.error;
     if (c.completion_tokens >= 0) usage_tokens = c.completion_tokens;
     if (c.prompt_tokens >= 0) r.prompt_tokens = c.prompt_tokens;
+    if (r.response_id.empty() && !c.id.empty()) r.response_id = c.id;
     if (!c.has_output) return;
+    if (keep_output) r.output_chunks.push_back(std::move(c.text));
     if (!got_output) {
       r.ttft_s = Seconds(now - sent);
       got_output = true;
@@ -146,6 +148,7 @@ Json RequestBody(const TargetOptions& target, const BenchRequest& request) {
   body["stream"] = true;
   body["stream_options"] = {{"include_usage", true}};
   if (target.ignore_eos) body["ignore_eos"] = true;
+  if (target.temperature) body["temperature"] = *target.temperature;
   return body;
 }
 
@@ -167,6 +170,7 @@ StreamChunk ParseChunk(std::string_view data) {
                   : e.dump();
     return c;
   }
+  if (j.contains("id") && j["id"].is_string()) c.id = j["id"].get<std::string>();
   if (j.contains("usage") && j["usage"].is_object()) {
     const Json& u = j["usage"];
     if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
@@ -179,14 +183,17 @@ StreamChunk ParseChunk(std::string_view data) {
   if (j.contains("choices") && j["choices"].is_array()) {
     for (const Json& choice : j["choices"]) {
       if (!choice.is_object()) continue;
-      auto non_empty = [](const Json& obj, const char* key) {
-        return obj.is_object() && obj.contains(key) && obj[key].is_string() &&
-               !obj[key].get_ref<const std::string&>().empty();
-      };
-      if (non_empty(choice, "text") ||
-          (choice.contains("delta") && (non_empty(choice["delta"], "content") ||
-                                        non_empty(choice["delta"], "reasoning_content")))) {
+      auto append = [&c](const Json& obj, const char* key) {
+        if (!obj.is_object() || !obj.contains(key) || !obj[key].is_string()) return;
+        const std::string& text = obj[key].get_ref<const std::string&>();
+        if (text.empty()) return;
         c.has_output = true;
+        c.text += text;
+      };
+      append(choice, "text");
+      if (choice.contains("delta")) {
+        append(choice["delta"], "reasoning_content");
+        append(choice["delta"], "content");
       }
     }
   }
@@ -214,7 +221,8 @@ absl::StatusOr<LoadRun> RunLoad(const TargetOptions& target,
   if (options.max_concurrency > 0) num_threads = std::min(num_threads, options.max_concurrency);
   std::atomic<int> next{0};
   std::atomic<int> finished{0};
-  const Clock::time_point start = Clock::now();
+  const Clock::time_point start = options.start.value_or(Clock::now());
+  run.start = start;
   std::vector<std::thread> threads;
   threads.reserve(num_threads);
   for (int t = 0; t < num_threads; ++t) {
@@ -229,7 +237,7 @@ absl::StatusOr<LoadRun> RunLoad(const TargetOptions& target,
       for (int i; (i = next.fetch_add(1)) < n;) {
         std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
                                                   std::chrono::duration<double>(arrivals[i])));
-        RequestResult r = SendOne(client, *path, target, requests[i], start);
+        RequestResult r = SendOne(client, *path, target, requests[i], start, options.keep_output);
         r.scheduled_s = arrivals[i];
         run.results[i] = std::move(r);
         finished.fetch_add(1);

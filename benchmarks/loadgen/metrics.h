@@ -26,6 +26,9 @@ struct RequestResult {
   int output_tokens = 0;            // from the stream's usage, else chunks counted
   int prompt_tokens = 0;            // from the stream's usage; 0 if not reported
   int requested_output_tokens = 0;  // max_tokens sent
+  std::string response_id;          // the "id" of its stream's chunks
+  // Each output chunk's text, in order (LoadOptions::keep_output).
+  std::vector<std::string> output_chunks;
 };
 
 // TPOT = (E2E - TTFT) / (output tokens - 1); none for fewer than 2 tokens.

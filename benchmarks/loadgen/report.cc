@@ -19,11 +19,6 @@ void Row(FILE* out, const char* name, const Distribution& d) {
                d.p99, d.max);
 }
 
-Json DistJson(const Distribution& d) {
-  return {{"count", d.count}, {"mean", d.mean}, {"median", d.median},
-          {"p90", d.p90},     {"p99", d.p99},   {"max", d.max}};
-}
-
 // Rounds up to 1, 2 or 5 times a power of ten, for axis ends.
 double NiceCeil(double v) {
   if (!(v > 0)) return 1;
@@ -158,6 +153,61 @@ void PrintSweepTable(FILE* out, const std::vector<SweepPoint>& points) {
   }
 }
 
+Json DistributionJson(const Distribution& d) {
+  return {{"count", d.count}, {"mean", d.mean}, {"median", d.median},
+          {"p90", d.p90},     {"p99", d.p99},   {"max", d.max}};
+}
+
+void PrintFaults(FILE* out, const FaultReport& r, const FaultOptions& options) {
+  if (options.migrate_every_s > 0) {
+    std::fprintf(out,
+                 "  migrations: %d of %d attempted succeeded (%d ticks found nothing to move), "
+                 "downtime p50 %.2f ms, max %.2f ms\n",
+                 r.migrations_ok, r.migrations_attempted, r.idle_ticks, r.downtime_ms.median,
+                 r.downtime_ms.max);
+    for (const auto& [kind, count] : r.failures) {
+      auto example = r.failure_examples.find(kind);
+      std::fprintf(
+          out, "    migration failure %-16s %d: %s\n", kind.c_str(), count,
+          example == r.failure_examples.end() ? "" : example->second.substr(0, 160).c_str());
+    }
+  }
+  if (options.kill_worker_at_s.empty()) return;
+  std::fprintf(out, "  worker kills: %d of %d attempted succeeded\n", r.kills_ok,
+               r.kills_attempted);
+  for (const KillRecord& k : r.kills) {
+    std::fprintf(out, "    killed %s (%s) at %.3f s, running %zu requests\n", k.worker.id.c_str(),
+                 k.worker.address.c_str(), k.at_s, k.worker.requests.size());
+  }
+  for (const auto& [kind, count] : r.kill_failures) {
+    auto example = r.kill_failure_examples.find(kind);
+    std::fprintf(
+        out, "    kill failure %-16s %d: %s\n", kind.c_str(), count,
+        example == r.kill_failure_examples.end() ? "" : example->second.substr(0, 160).c_str());
+  }
+  if (r.kills_ok == 0) return;
+  const KillImpact& k = r.kill_impact;
+  std::fprintf(out,
+               "  streams in flight at a kill: %d (%d on the killed worker), %d of them failed\n",
+               k.streams_in_flight, k.streams_on_killed_worker, k.streams_failed);
+  std::fprintf(out, "  %-32s %7s %10s %10s %10s\n", "(ms)", "count", "median", "p99", "max");
+  auto row = [out](const char* name, const Distribution& d) {
+    std::fprintf(out, "  %-32s %7d %10.2f %10.2f %10.2f\n", name, d.count, d.median, d.p99, d.max);
+  };
+  row("kill -> next token", k.next_token_ms);
+  row("recovery: longest token wait", k.recovery_ms);
+  row("  streams on the killed worker", k.recovery_on_killed_worker_ms);
+  const std::string reruns_failed =
+      k.references_failed > 0 ? absl::StrFormat("; %d reruns failed", k.references_failed) : "";
+  std::fprintf(
+      out,
+      "  tokens against a fault-free rerun of %d completed streams: %lld lost (%d streams), "
+      "%lld duplicated (%d streams)%s\n",
+      k.streams_checked, static_cast<long long>(k.tokens_lost), k.streams_with_lost_tokens,
+      static_cast<long long>(k.tokens_duplicated), k.streams_with_duplicated_tokens,
+      reruns_failed.c_str());
+}
+
 Json SummaryJson(const BenchSummary& s) {
   Json errors = Json::object();
   for (const auto& [kind, count] : s.errors) errors[kind] = count;
@@ -177,10 +227,10 @@ Json SummaryJson(const BenchSummary& s) {
           {"goodput", s.goodput},
           {"good_requests", s.good_requests},
           {"output_token_mismatches", s.output_token_mismatches},
-          {"ttft_ms", DistJson(s.ttft_ms)},
-          {"tpot_ms", DistJson(s.tpot_ms)},
-          {"itl_ms", DistJson(s.itl_ms)},
-          {"e2e_ms", DistJson(s.e2e_ms)}};
+          {"ttft_ms", DistributionJson(s.ttft_ms)},
+          {"tpot_ms", DistributionJson(s.tpot_ms)},
+          {"itl_ms", DistributionJson(s.itl_ms)},
+          {"e2e_ms", DistributionJson(s.e2e_ms)}};
 }
 
 std::string SvgPlot(const std::vector<SweepPoint>& points) {

@@ -1,6 +1,6 @@
-// How `ferry bench` shows its results: a table for people, JSON for
-// machines, and an SVG with the latency-throughput curve of a sweep and the
-// TTFT CDF of each point.
+// How `ferry bench` shows its results: a table for people (with what the
+// injected faults did), JSON for machines, and an SVG with the
+// latency-throughput curve of a sweep and the TTFT CDF of each point.
 #pragma once
 
 #include <cstdio>
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "benchmarks/loadgen/fault_injector.h"
 #include "benchmarks/loadgen/metrics.h"
 
 namespace ferry::loadgen {
@@ -23,7 +24,12 @@ void PrintTable(FILE* out, const SweepPoint& point, const Slo& slo);
 // A one-line-per-rate table of a sweep.
 void PrintSweepTable(FILE* out, const std::vector<SweepPoint>& points);
 
+// What the migrations and kills of a run did (fault_injector.h), below its
+// table; nothing when the run injected no faults.
+void PrintFaults(FILE* out, const FaultReport& report, const FaultOptions& options);
+
 nlohmann::json SummaryJson(const BenchSummary& summary);
+nlohmann::json DistributionJson(const Distribution& d);
 
 // Writes an SVG: median and P99 TTFT and mean TPOT against output throughput
 // over the sweep (left), and the TTFT CDF of each point (right). Internal

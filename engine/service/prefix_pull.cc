@@ -22,7 +22,11 @@ absl::StatusOr<T> WaitFor(std::future<absl::StatusOr<T>> future, absl::Time dead
   if (future.wait_for(absl::ToChronoMilliseconds(left)) != std::future_status::ready) {
     return absl::DeadlineExceededError(absl::StrCat(what, " did not finish in time"));
   }
-  return future.get();
+  try {
+    return future.get();
+  } catch (const std::future_error&) {  // the engine stopped before running it
+    return absl::UnavailableError(absl::StrCat(what, ": the engine is shutting down"));
+  }
 }
 
 }  // namespace
@@ -41,10 +45,15 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   v1::ExportPrefixRequest request;
   const size_t wanted = std::min<size_t>(static_cast<size_t>(pull.block_hashes_size()),
                                          prompt_ids.size() / static_cast<size_t>(engine.options().block_size));
-  if (wanted == 0) return absl::InvalidArgumentError("the prompt holds none of the blocks to pull");
+  const int64_t first_block = pull.first_block();
+  if (first_block < 0 || first_block >= static_cast<int64_t>(wanted)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt holds none of the blocks to pull (from block ", first_block, ")"));
+  }
   request.mutable_token_ids()->Add(prompt_ids.begin(),
                                    prompt_ids.begin() + static_cast<ptrdiff_t>(wanted * engine.options().block_size));
   for (size_t i = 0; i < wanted; ++i) request.add_block_hashes(pull.block_hashes(static_cast<int>(i)));
+  request.set_first_block(first_block);
   std::unique_ptr<grpc::ClientReader<v1::KvChunk>> reader = stub->ExportPrefix(&ctx, request);
   PrefixPullResult result;
   std::string header;
@@ -62,73 +71,70 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   if (header.empty()) return absl::DataLossError("prefix pull stream without a header");
   auto hdr = DecodeHeader(header);
   if (!hdr.ok()) return hdr.status();
-  result.blocks_received = hdr->num_blocks;
-  auto installed = WaitFor(engine.InstallCachedPrefix(prompt_ids, std::move(header), std::move(chunks)), deadline,
-                           "installing the pulled prefix");
+  auto installed = WaitFor(engine.InstallCachedPrefix(prompt_ids, std::move(header), std::move(chunks), first_block),
+                           deadline, "installing the pulled prefix");
   if (!installed.ok()) return installed.status();
+  result.blocks_received = hdr->num_blocks - first_block;
   result.blocks_cached = *installed;
   return result;
 }
 
 ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixRequest& request,
-                                       PrefixPullStats* stats) {
+                                       PrefixPullStats* stats)
+    : stats_(stats) {
   std::vector<int32_t> tokens(request.token_ids().begin(), request.token_ids().end());
   std::vector<uint64_t> hashes(request.block_hashes().begin(), request.block_hashes().end());
-  absl::StatusOr<Engine::PrefixExport> exported =
+  absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> opened =
       hashes.empty() ? absl::InvalidArgumentError("no blocks asked for")
-                     : WaitFor(engine->ExportCachedPrefix(std::move(tokens), std::move(hashes)),
+                     : WaitFor(engine->OpenPrefixExport(std::move(tokens), std::move(hashes), request.first_block()),
                                absl::Now() + absl::Seconds(10), "exporting the prefix");
-  if (!exported.ok()) {
-    ++stats->export_failures;
-    Finish(ToGrpcStatus(exported.status()));
+  if (!opened.ok()) {
+    ++stats_->export_failures;
+    Finish(ToGrpcStatus(opened.status()));
     return;
   }
-  int64_t per_chunk = request.max_blocks_per_chunk();
-  if (per_chunk <= 0) {
-    const int64_t block_bytes = exported->num_blocks > 0
-                                    ? static_cast<int64_t>(exported->payload.size()) / exported->num_blocks
-                                    : 1;
-    per_chunk = std::max<int64_t>(1, kMaxChunkBytes / std::max<int64_t>(1, block_bytes));
+  export_ = std::move(*opened);
+  blocks_per_chunk_ = request.max_blocks_per_chunk();
+  if (blocks_per_chunk_ <= 0) {
+    blocks_per_chunk_ = std::max<int64_t>(1, kMaxChunkBytes / std::max<int64_t>(1, export_->bytes_per_block()));
   }
-  auto pieces = SplitBlocks(exported->payload, per_chunk);
-  if (!pieces.ok()) {
-    ++stats->export_failures;
-    Finish(ToGrpcStatus(pieces.status()));
-    return;
-  }
-  int64_t first = 0;
-  for (std::string& piece : *pieces) {
-    v1::KvChunk c;
-    if (chunks_.empty()) c.set_header(exported->header);
-    c.set_first_block(first);
-    c.set_num_tokens(static_cast<int32_t>(exported->num_blocks * engine->options().block_size));
-    first += std::min(per_chunk, exported->num_blocks - first);
-    c.set_data(std::move(piece));
-    chunks_.push_back(std::move(c));
-  }
-  if (!chunks_.empty()) chunks_.back().set_last(true);
-  ++stats->exports;
-  stats->export_blocks += exported->num_blocks;
-  stats->export_bytes += static_cast<int64_t>(exported->payload.size());
-  Next();
+  next_block_ = export_->first_block();
+  num_tokens_ = export_->end_block() * engine->options().block_size;
+  WriteNext();
 }
 
-void ExportPrefixStream::Next() {
-  if (chunks_.empty()) {
+void ExportPrefixStream::WriteNext() {
+  if (next_block_ >= export_->end_block()) {
+    ++stats_->exports;
     Finish(grpc::Status::OK);
     return;
   }
-  current_ = std::move(chunks_.front());
-  chunks_.pop_front();
+  absl::StatusOr<std::string> data = export_->EncodeChunk(next_block_, blocks_per_chunk_);
+  if (!data.ok()) {
+    ++stats_->export_failures;
+    Finish(ToGrpcStatus(data.status()));
+    return;
+  }
+  const int64_t count = std::min(blocks_per_chunk_, export_->end_block() - next_block_);
+  current_.Clear();
+  if (next_block_ == export_->first_block()) current_.set_header(export_->header());
+  current_.set_first_block(next_block_);
+  current_.set_num_tokens(static_cast<int32_t>(num_tokens_));
+  next_block_ += count;
+  current_.set_last(next_block_ >= export_->end_block());
+  stats_->export_blocks += count;
+  stats_->export_bytes += static_cast<int64_t>(data->size());
+  current_.set_data(std::move(*data));
   StartWrite(&current_);
 }
 
 void ExportPrefixStream::OnWriteDone(bool ok) {
   if (!ok) {
+    ++stats_->export_failures;
     Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the puller went away"));
     return;
   }
-  Next();
+  WriteNext();
 }
 
 }  // namespace ferry

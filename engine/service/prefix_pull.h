@@ -1,9 +1,9 @@
 // Prefix pull between workers: a worker told by the scheduler that a peer
-// caches a longer prefix of a prompt fetches those blocks with the peer's
-// Worker.ExportPrefix (the kv_transfer chunk format of live migration) and
-// installs them as cached blocks before running the request. Any failure
-// leaves the request to compute the prefix itself: a pull never fails a
-// request.
+// caches a longer prefix of a prompt fetches the blocks it lacks (from the
+// first one it does not cache itself) with the peer's Worker.ExportPrefix
+// (the kv_transfer chunk format of live migration) and installs them as
+// cached blocks before running the request. Any failure leaves the request
+// to compute the prefix itself: a pull never fails a request.
 #pragma once
 
 #include <grpcpp/security/credentials.h>
@@ -11,7 +11,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,9 +29,9 @@ struct PrefixPullStats {
   std::atomic<int64_t> failures{0};       // pulls that failed (the request recomputed)
   std::atomic<int64_t> blocks{0};         // blocks received
   std::atomic<int64_t> bytes{0};          // payload bytes received
-  std::atomic<int64_t> exports{0};        // ExportPrefix calls answered with blocks
-  std::atomic<int64_t> export_failures{0};
-  std::atomic<int64_t> export_blocks{0};
+  std::atomic<int64_t> exports{0};        // ExportPrefix calls that sent every block
+  std::atomic<int64_t> export_failures{0};  // refused, failed or cancelled by the puller
+  std::atomic<int64_t> export_blocks{0};  // blocks sent
   std::atomic<int64_t> export_bytes{0};
 };
 
@@ -45,21 +44,27 @@ struct PrefixPullOptions {
 };
 
 struct PrefixPullResult {
-  int64_t blocks_received = 0;
+  int64_t blocks_received = 0;  // installed: the pull's [first_block, end)
   int64_t bytes_received = 0;
   int64_t blocks_cached = 0;  // leading blocks of the prompt cached here afterwards
 };
 
-// Fetches the blocks `pull` names from its peer and installs them in
-// `engine`. Unavailable/DeadlineExceeded when the peer cannot be reached in
-// time, NotFound when it no longer caches them, DataLoss/InvalidArgument for
-// a corrupt or mismatched stream, ResourceExhausted when blocks are short.
+// Fetches blocks [pull.first_block(), end) of the prefix `pull` names from
+// its peer and installs them in `engine` after its own cached blocks
+// [0, pull.first_block()). Unavailable/DeadlineExceeded when the peer cannot
+// be reached in time, NotFound when it no longer caches them,
+// DataLoss/InvalidArgument for a corrupt or mismatched stream,
+// FailedPrecondition when `engine` no longer caches the blocks before
+// first_block, ResourceExhausted when blocks are short.
 absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull& pull,
                                             const std::vector<int32_t>& prompt_ids,
                                             const PrefixPullOptions& options);
 
-// The server side of Worker.ExportPrefix: copies the blocks (holding
-// references while copying) and streams them as KvChunks.
+// The server side of Worker.ExportPrefix: opens an export on the engine
+// (its blocks stay referenced until the call ends, however it ends) and
+// streams it as KvChunks, copying each chunk's blocks only when the previous
+// chunk has been written, so an export holds about one chunk in memory
+// whatever the prefix length.
 class ExportPrefixStream final : public grpc::ServerWriteReactor<v1::KvChunk> {
  public:
   ExportPrefixStream(Engine* engine, const v1::ExportPrefixRequest& request, PrefixPullStats* stats);
@@ -67,8 +72,13 @@ class ExportPrefixStream final : public grpc::ServerWriteReactor<v1::KvChunk> {
   void OnDone() override { delete this; }
 
  private:
-  void Next();
-  std::deque<v1::KvChunk> chunks_;
+  void WriteNext();
+
+  PrefixPullStats* stats_;
+  std::unique_ptr<Engine::PrefixExport> export_;
+  int64_t blocks_per_chunk_ = 1;
+  int64_t next_block_ = 0;
+  int64_t num_tokens_ = 0;
   v1::KvChunk current_;
 };
 

@@ -3,8 +3,11 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <random>
 
@@ -40,6 +43,21 @@ v1::FinishReason ToProto(FinishReason r) {
 }
 
 std::atomic<uint64_t> g_request_counter{0};
+
+// Answers Kill, then ends the process once gRPC is done with the answer, so
+// the caller hears OK before the process goes: like `kill -9` from outside
+// (no destructor, no drain, no final heartbeat). The short wait lets the
+// answer leave the socket before it closes.
+class KillReactor final : public grpc::ServerUnaryReactor {
+ public:
+  void OnDone() override {
+    delete this;
+    std::thread([] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      ::kill(::getpid(), SIGKILL);
+    }).detach();
+  }
+};
 
 }  // namespace
 
@@ -297,6 +315,26 @@ grpc::ServerUnaryReactor* WorkerService::ReserveKv(grpc::CallbackServerContext* 
   response->set_transfer_id(request->request_id());
   if (!s.ok()) response->set_reason(std::string(s.message()));
   auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* WorkerService::Kill(grpc::CallbackServerContext* context,
+                                              const v1::KillRequest* request,
+                                              v1::KillResponse* response) {
+  if (!options_.enable_fault_injection) {
+    Logger("worker")->warn("refused a Kill from {}: fault injection is off", context->peer());
+    auto* reactor = context->DefaultReactor();
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                     "this worker refuses Kill: fault injection is off (start `ferry worker` with "
+                     "--enable-fault-injection to allow it)"));
+    return reactor;
+  }
+  Logger("worker")->warn("Kill from {} (fault injection): ending the process now, without draining",
+                         context->peer());
+  response->set_incarnation_id(incarnation_id_);
+  auto* reactor = new KillReactor;
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }

@@ -1,8 +1,8 @@
 // The gRPC face of one worker engine: ferry.v1.Worker (Generate as a server
-// stream of token events, Abort, Stats, Health, and the migration RPCs
-// ReserveKv, ReceiveKv, MigrateOut). RPC threads only convert messages and
-// post to the engine; a client that goes away aborts its request, which
-// frees its KV blocks.
+// stream of token events, Abort, Stats, Health, the migration RPCs
+// ReserveKv, ReceiveKv, MigrateOut, and Kill for fault injection). RPC
+// threads only convert messages and post to the engine; a client that goes
+// away aborts its request, which frees its KV blocks.
 #pragma once
 
 #include <atomic>
@@ -29,6 +29,10 @@ struct WorkerServiceOptions {
   absl::Duration attach_timeout = absl::Seconds(30);
   // Prefix pulls the scheduler asks for (channel credentials: migration's).
   PrefixPullOptions prefix_pull;
+  // Fault injection: an accepted Kill SIGKILLs this process about 20 ms
+  // after its answer was sent (no drain, no goodbye to the scheduler). Off,
+  // Kill is refused.
+  bool enable_fault_injection = false;
 };
 
 // The proto's sampling parameters with its "zero means default" rules.
@@ -63,6 +67,11 @@ class WorkerService final : public v1::Worker::CallbackService {
   grpc::ServerUnaryReactor* MigrateOut(grpc::CallbackServerContext* context,
                                        const v1::MigrateOutRequest* request,
                                        v1::MigrateOutResponse* response) override;
+  // FailedPrecondition unless enable_fault_injection; OK, then the process
+  // ends.
+  grpc::ServerUnaryReactor* Kill(grpc::CallbackServerContext* context,
+                                 const v1::KillRequest* request,
+                                 v1::KillResponse* response) override;
   grpc::ServerUnaryReactor* LendKv(grpc::CallbackServerContext* context, const v1::LendKvRequest* request,
                                    v1::LendKvResponse* response) override;
   grpc::ServerUnaryReactor* ReleaseKv(grpc::CallbackServerContext* context, const v1::ReleaseKvRequest* request,

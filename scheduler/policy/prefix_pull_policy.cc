@@ -20,7 +20,8 @@ std::optional<PrefixPullDecision> DecidePrefixPull(const PrefixPullPolicyOptions
     }
   }
   if (best == nullptr) return std::nullopt;
-  const int64_t gained = best_blocks - std::max<int64_t>(0, input.local_blocks);
+  const int64_t first = std::clamp<int64_t>(input.local_blocks, 0, best_blocks);
+  const int64_t gained = best_blocks - first;
   if (gained < std::max<int64_t>(1, options.min_blocks)) return std::nullopt;
   double rate = options.prefill_tokens_per_second_override;
   if (rate <= 0) rate = input.prefill_tokens_per_second;
@@ -28,9 +29,10 @@ std::optional<PrefixPullDecision> DecidePrefixPull(const PrefixPullPolicyOptions
   if (rate <= 0) return std::nullopt;
   PrefixPullDecision d;
   d.peer_id = best->worker_id;
-  d.num_blocks = best_blocks;
+  d.first_block = first;
+  d.num_blocks = gained;
   d.pull_seconds = absl::ToDoubleSeconds(options.fixed_cost) +
-                   static_cast<double>(best_blocks) * static_cast<double>(input.kv_bytes_per_block) /
+                   static_cast<double>(gained) * static_cast<double>(input.kv_bytes_per_block) /
                        options.link_bytes_per_second;
   d.recompute_seconds = static_cast<double>(gained * input.block_size) / rate;
   if (d.pull_seconds >= d.recompute_seconds) return std::nullopt;

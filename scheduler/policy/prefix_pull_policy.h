@@ -2,12 +2,15 @@
 // prefix from a peer instead of computing it. Pure: it reads what the prefix
 // index and the load reports say and returns a decision.
 //
-// Cost model: a pull moves the peer's whole cached prefix, P blocks of B
-// bytes, so it takes about  fixed_cost + P * B / link_bandwidth.  Computing
-// what the destination lacks (P - L blocks of S tokens, L = blocks it caches
-// itself) takes about  (P - L) * S / prefill_rate,  with the destination's
-// measured prompt-token rate (or a configured one). The pull happens when it
-// saves at least `min_blocks` blocks and is estimated cheaper.
+// Cost model: the destination caches the prompt's first L blocks itself and
+// the peer its first P > L, so a pull moves only blocks [L, P), P - L blocks
+// of B bytes, and takes about  fixed_cost + (P - L) * B / link_bandwidth.
+// Computing those blocks (S tokens each) takes about  (P - L) * S /
+// prefill_rate,  with the destination's measured prompt-token rate (or a
+// configured one). The pull happens when it saves at least `min_blocks`
+// blocks and is estimated cheaper. Both sides grow with P - L, so the choice
+// comes down to the fixed cost against the per-block difference between
+// the link and prefill.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +53,10 @@ struct PrefixPullInput {
 
 struct PrefixPullDecision {
   std::string peer_id;
-  int64_t num_blocks = 0;       // leading blocks to pull
+  // Pull blocks [first_block, first_block + num_blocks) of the prompt: the
+  // destination caches those before first_block itself.
+  int64_t first_block = 0;
+  int64_t num_blocks = 0;
   double pull_seconds = 0;      // estimates, for logs and metrics
   double recompute_seconds = 0;
 };

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/grpc_credentials.h"
+#include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/strings.h"
 #include "scheduler/service/prompt_hashes.h"
@@ -214,6 +215,46 @@ void Scheduler::DrainWorker(const v1::DrainWorkerRequest& request, Reply<v1::Dra
     response.set_ok(true);
     reply(std::move(response));
     RunMigrationPolicy();
+  });
+}
+
+void Scheduler::KillWorker(const v1::KillWorkerRequest& request,
+                           Reply<v1::KillWorkerResponse> reply) {
+  poster_->Post([this, request, reply = std::move(reply)] {
+    const WorkerRecord* w = registry_.Find(request.worker_id());
+    if (w == nullptr) w = registry_.FindByAddress(request.worker_id());
+    if (w == nullptr) {
+      return reply(
+          absl::NotFoundError(absl::StrCat("no worker '", request.worker_id(), "' is registered")));
+    }
+    if (!w->alive) {
+      return reply(
+          absl::FailedPreconditionError(absl::StrCat("worker ", w->worker_id, " is not alive")));
+    }
+    struct Pending {
+      grpc::ClientContext context;
+      v1::KillRequest request;
+      v1::KillResponse response;
+      std::shared_ptr<v1::Worker::Stub> stub;
+    };
+    auto* p = new Pending;
+    p->stub = StubFor(w->registration.address);
+    p->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::KillWorkerResponse response;
+    response.set_worker_id(w->worker_id);
+    response.set_address(w->registration.address);
+    Logger("scheduler")->warn("worker={} asked to kill itself (fault injection)", w->worker_id);
+    std::weak_ptr<LoopPoster> poster = poster_;
+    p->stub->async()->Kill(&p->context, &p->request, &p->response,
+                           [p, poster, response, reply](grpc::Status status) {
+                             if (auto post = poster.lock()) {
+                               post->Post([status, response, reply] {
+                                 if (!status.ok()) return reply(FromGrpcStatus(status));
+                                 reply(response);
+                               });
+                             }
+                             delete p;
+                           });
   });
 }
 

@@ -82,6 +82,12 @@ class Scheduler {
   void ListWorkers(Reply<v1::ListWorkersResponse> reply);
   // NotFound for an unknown worker.
   void DrainWorker(const v1::DrainWorkerRequest& request, Reply<v1::DrainWorkerResponse> reply);
+  // Fault injection: forwards Worker.Kill to the worker (id or address) and
+  // answers with its outcome. NotFound for an unknown worker,
+  // FailedPrecondition for a dead one or a worker that refuses (started
+  // without --enable-fault-injection), Unavailable when it cannot be reached.
+  // Nothing is marked here: the worker's death is found as any crash is.
+  void KillWorker(const v1::KillWorkerRequest& request, Reply<v1::KillWorkerResponse> reply);
   // Answers once the source reports the outcome; ok=false with the reason
   // when the request is unknown, not movable (n > 1, finished), already
   // migrating, or the source refused.

@@ -156,12 +156,15 @@ void Scheduler::MaybeAddPrefixPull(const Request& r, const WorkerRecord& w, v1::
   if (peer == nullptr) return;
   v1::PrefixPull* pull = upstream.mutable_prefix_pull();
   pull->set_peer_address(peer->registration.address);
-  for (int64_t i = 0; i < d->num_blocks; ++i) pull->add_block_hashes(hashes[static_cast<size_t>(i)]);
+  // Hashes from block 0: the peer checks the whole chain, sends [first_block, end).
+  pull->set_first_block(d->first_block);
+  for (int64_t i = 0; i < d->first_block + d->num_blocks; ++i) pull->add_block_hashes(hashes[static_cast<size_t>(i)]);
   metrics_.Add("ferry_scheduler_prefix_pull_decisions_total{decision=\"pull\"}");
   metrics_.Add("ferry_scheduler_prefix_pull_blocks_total", d->num_blocks);
-  Logger("scheduler")->debug("req={} worker={} pulls {} blocks from worker={} (est. {:.1f} ms vs {:.1f} ms recompute)",
-                             r.id, w.worker_id, d->num_blocks, d->peer_id, d->pull_seconds * 1e3,
-                             d->recompute_seconds * 1e3);
+  Logger("scheduler")->debug(
+      "req={} worker={} pulls blocks [{}, {}) from worker={} (est. {:.1f} ms vs {:.1f} ms recompute)", r.id,
+      w.worker_id, d->first_block, d->first_block + d->num_blocks, d->peer_id, d->pull_seconds * 1e3,
+      d->recompute_seconds * 1e3);
 }
 
 bool Scheduler::TryPlaceResume(Request& r, Sample& s) {

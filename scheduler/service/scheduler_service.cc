@@ -71,6 +71,14 @@ grpc::ServerUnaryReactor* SchedulerService::DrainWorker(grpc::CallbackServerCont
   return reactor;
 }
 
+grpc::ServerUnaryReactor* SchedulerService::KillWorker(grpc::CallbackServerContext* context,
+                                                       const v1::KillWorkerRequest* request,
+                                                       v1::KillWorkerResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  scheduler_->KillWorker(*request, Answer(reactor, response));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* SchedulerService::Migrate(grpc::CallbackServerContext* context,
                                                     const v1::MigrateRequest* request,
                                                     v1::MigrateResponse* response) {

@@ -29,6 +29,9 @@ class SchedulerService final : public v1::Scheduler::CallbackService {
   grpc::ServerUnaryReactor* DrainWorker(grpc::CallbackServerContext* context,
                                         const v1::DrainWorkerRequest* request,
                                         v1::DrainWorkerResponse* response) override;
+  grpc::ServerUnaryReactor* KillWorker(grpc::CallbackServerContext* context,
+                                       const v1::KillWorkerRequest* request,
+                                       v1::KillWorkerResponse* response) override;
   grpc::ServerUnaryReactor* Migrate(grpc::CallbackServerContext* context, const v1::MigrateRequest* request,
                                     v1::MigrateResponse* response) override;
   grpc::ServerUnaryReactor* BorrowKv(grpc::CallbackServerContext* context, const v1::BorrowKvRequest* request,

@@ -4,7 +4,8 @@
 // cached prefix from the first instead of computing it (seen in both
 // workers' metrics), with exactly the greedy tokens of the first run. When
 // the peer is gone before the pull, the request computes the prefix and
-// still completes with the same tokens.
+// still completes with the same tokens. A worker that caches the start of
+// the prefix pulls only the rest.
 #include <grpcpp/grpcpp.h>
 
 #include <map>
@@ -43,6 +44,13 @@ v1::GenerateRequest Greedy(const std::string& id) {
   r.mutable_params()->set_ignore_eos(true);
   r.mutable_params()->set_seed(1);
   r.set_stream(true);
+  return r;
+}
+
+// Greedy's prompt up to `shared` tokens, then others.
+v1::GenerateRequest Diverging(const std::string& id, int shared) {
+  v1::GenerateRequest r = Greedy(id);
+  for (int i = shared; i < r.prompt_ids_size(); ++i) r.set_prompt_ids(i, 3 + (i * 53 + 7) % 200);
   return r;
 }
 
@@ -172,6 +180,41 @@ TEST_F(PrefixPullTest, SecondWorkerPullsTheCachedPrefixAndGivesTheSameTokens) {
   EXPECT_EQ(MetricValue(mb, "ferry_prefix_cache_hit_blocks_total{tier=\"device\"}"), 9);
   EXPECT_EQ(MetricValue(ma, "ferry_prefix_exports_total{result=\"ok\"}"), 1) << ma;
   EXPECT_EQ(MetricValue(ma, "ferry_prefix_blocks_exported_total"), 9);
+}
+
+// A worker that caches the first blocks of a prompt (another prompt shared
+// them) pulls only the blocks it lacks, and gives the same tokens.
+TEST_F(PrefixPullTest, WorkerCachingPartOfThePrefixPullsOnlyTheRest) {
+  StreamOutcome other = Generate(Diverging("other", 4 * 16));
+  ASSERT_TRUE(other.status.ok()) << other.status.error_message();
+  const int x = WorkerThatRan();
+  ASSERT_GE(x, 0);
+  const int y = 1 - x;
+  LetHeartbeatsCarryTheBlocks();
+  // To y (round-robin): it pulls the four shared blocks from x and computes
+  // the other five.
+  StreamOutcome full = Generate(Greedy("full"));
+  ASSERT_TRUE(full.status.ok()) << full.status.error_message();
+  LetHeartbeatsCarryTheBlocks();
+  // To x: it caches blocks [0, 4) itself and pulls [4, 9) from y.
+  StreamOutcome again = Generate(Greedy("again"));
+  ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.tokens, full.tokens);
+
+  const std::string mx = Scrape(x), my = Scrape(y);
+  EXPECT_EQ(MetricValue(my, "ferry_prefix_pulls_total{result=\"ok\"}"), 1) << my;
+  EXPECT_EQ(MetricValue(my, "ferry_prefix_pull_blocks_total"), 4);
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_blocks_exported_total"), 4);
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_pulls_total{result=\"ok\"}"), 1) << mx;
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_pulls_total{result=\"failed\"}"), 0);
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_pull_blocks_total"), 5);
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_blocks_imported_total"), 5);
+  EXPECT_EQ(MetricValue(my, "ferry_prefix_blocks_exported_total"), 5);
+  // The bytes follow the blocks: the same per block in both pulls.
+  EXPECT_NEAR(MetricValue(mx, "ferry_prefix_pull_bytes_total") / 5, MetricValue(my, "ferry_prefix_pull_bytes_total") / 4,
+              64);
+  // x's last request hit all nine blocks: its own four and the five pulled.
+  EXPECT_EQ(MetricValue(mx, "ferry_prefix_cache_hit_blocks_total{tier=\"device\"}"), 9);
 }
 
 TEST_F(PrefixPullTest, PeerGoneBeforeThePullFallsBackToComputingThePrefix) {

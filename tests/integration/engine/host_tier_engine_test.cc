@@ -8,7 +8,6 @@
 #include "absl/time/clock.h"
 #include "engine/engine.h"
 #include "gtest/gtest.h"
-#include "kvcache/block_pool.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -92,48 +91,6 @@ TEST(HostTierEngineTest, EvictedPrefixComesBackFromTheHostTierWithTheSameTokens)
   EXPECT_GT(after.prefix_hit_blocks_host, before.prefix_hit_blocks_host);
   EXPECT_EQ(after.host_swap_in_bytes, after.host_swap_in_blocks * block_bytes);
   EXPECT_EQ(after.host_blocks_total, 64);
-}
-
-// The engine half of a prefix pull: blocks exported by one engine install in
-// another only when every checksum holds; then a request hits them and gives
-// the tokens the first engine computed.
-TEST(HostTierEngineTest, ExportedPrefixInstallsOnlyWhenIntact) {
-  FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-  auto m = Model::Load(path, LoadOptions{.progress = false});
-  ASSERT_TRUE(m.ok()) << m.status();
-  std::shared_ptr<const Model> model(std::move(*m));
-  EngineOptions o;
-  o.threads = 1;
-  auto holder = Engine::Create(model, o);
-  auto puller = Engine::Create(model, o);
-  ASSERT_TRUE(holder.ok() && puller.ok());
-  const std::vector<int32_t> a = Prompt(100, 3);
-  Outcome computed = RunGreedy(**holder, "h", a);
-  ASSERT_EQ(computed.finish, FinishReason::kLength);
-  // The hashes the scheduler would send: from the holder's own table.
-  std::vector<uint64_t> hashes;
-  uint64_t parent = (*holder)->block_hash_root();
-  for (int b = 0; b < 99 / 16; ++b) {
-    parent = HashBlockTokens(parent, std::span<const int32_t>(a).subspan(static_cast<size_t>(b) * 16, 16), 0);
-    hashes.push_back(parent);
-  }
-  auto exported = (*holder)->ExportCachedPrefix(a, hashes).get();
-  ASSERT_TRUE(exported.ok()) << exported.status();
-  EXPECT_EQ(exported->num_blocks, 6);
-  std::vector<uint64_t> wrong = hashes;
-  wrong[0] ^= 1;
-  EXPECT_EQ((*holder)->ExportCachedPrefix(a, wrong).get().status().code(), absl::StatusCode::kNotFound);
-
-  std::string corrupt = exported->payload;
-  corrupt[corrupt.size() / 2] ^= 0x5a;
-  auto bad = (*puller)->InstallCachedPrefix(a, exported->header, {{0, corrupt}}).get();
-  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss) << bad.status();
-  auto good = (*puller)->InstallCachedPrefix(a, exported->header, {{0, exported->payload}}).get();
-  ASSERT_TRUE(good.ok()) << good.status();
-  EXPECT_EQ(*good, 6);
-  Outcome pulled = RunGreedy(**puller, "p", a);
-  EXPECT_EQ(pulled.tokens, computed.tokens);
-  EXPECT_EQ(pulled.cached_prompt_tokens, 96);
 }
 
 TEST(HostTierEngineTest, HostMemorySmallerThanABlockIsAnError) {

@@ -55,6 +55,15 @@ TEST(ParseChunkTest, ReadsTextDeltasUsageDoneAndErrors) {
   EXPECT_EQ(ParseChunk("not json").error, "malformed chunk");
 }
 
+TEST(ParseChunkTest, KeepsTheDeltaTextAndTheResponseId) {
+  StreamChunk c = ParseChunk(R"({"id":"cmpl-9","choices":[{"index":0,"text":" upon"}]})");
+  EXPECT_EQ(c.text, " upon");
+  EXPECT_EQ(c.id, "cmpl-9");
+  c = ParseChunk(R"({"id":"chatcmpl-1","choices":[{"delta":{"content":"x"}}]})");
+  EXPECT_EQ(c.text, "x");
+  EXPECT_EQ(ParseChunk(R"({"choices":[{"delta":{"role":"assistant"}}]})").text, "");
+}
+
 TEST(RequestBodyTest, StreamsWithUsageForBothEndpoints) {
   TargetOptions t;
   t.model = "m";
@@ -67,6 +76,10 @@ TEST(RequestBodyTest, StreamsWithUsageForBothEndpoints) {
   EXPECT_EQ(c["stream"], true);
   EXPECT_EQ(c["stream_options"]["include_usage"], true);
   EXPECT_EQ(c["model"], "m");
+  EXPECT_FALSE(c.contains("temperature"));  // the server's default unless asked
+  t.temperature = 0.0;
+  EXPECT_EQ(RequestBody(t, r)["temperature"], 0.0);
+  t.temperature.reset();
   t.endpoint = "chat";
   t.model.clear();
   nlohmann::json chat = RequestBody(t, r);

@@ -23,9 +23,45 @@ TEST(PrefixPullPolicyTest, PullsTheLongestPrefixWhenCheaper) {
   auto d = DecidePrefixPull(PrefixPullPolicyOptions{}, in);
   ASSERT_TRUE(d.has_value());
   EXPECT_EQ(d->peer_id, "w2");
-  EXPECT_EQ(d->num_blocks, 30);
-  EXPECT_NEAR(d->pull_seconds, 0.005 + 30 * 0.001, 1e-9);
+  // The destination's own two blocks are not moved.
+  EXPECT_EQ(d->first_block, 2);
+  EXPECT_EQ(d->num_blocks, 28);
+  EXPECT_NEAR(d->pull_seconds, 0.005 + 28 * 0.001, 1e-9);
   EXPECT_NEAR(d->recompute_seconds, 28 * 16 / 1000.0, 1e-9);
+}
+
+TEST(PrefixPullPolicyTest, APartlyCachedPrefixMovesOnlyTheRest) {
+  // 10 ms a block over the link, 16 ms to compute one: the 20 ms fixed cost
+  // is only won back over enough blocks.
+  PrefixPullPolicyOptions o;
+  o.link_bytes_per_second = 100e6;
+  o.fixed_cost = absl::Milliseconds(20);
+  o.min_blocks = 1;
+  PrefixPullInput in = Input();
+  in.peers = {{"w1", 20}};
+  auto whole = DecidePrefixPull(o, in);
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_EQ(whole->first_block, 0);
+  EXPECT_EQ(whole->num_blocks, 20);
+  EXPECT_NEAR(whole->pull_seconds, 0.020 + 20 * 0.010, 1e-9);
+
+  in.local_blocks = 12;
+  auto rest = DecidePrefixPull(o, in);
+  ASSERT_TRUE(rest.has_value());
+  EXPECT_EQ(rest->first_block, 12);
+  EXPECT_EQ(rest->num_blocks, 8);
+  EXPECT_NEAR(rest->pull_seconds, 0.020 + 8 * 0.010, 1e-9);
+  EXPECT_NEAR(rest->recompute_seconds, 8 * 16 / 1000.0, 1e-9);
+  EXPECT_LT(rest->pull_seconds, whole->pull_seconds);
+
+  // Three missing blocks: 50 ms to pull, 48 ms to compute.
+  in.local_blocks = 17;
+  EXPECT_FALSE(DecidePrefixPull(o, in).has_value());
+  // Caching all of it (or more than the peer): nothing to pull.
+  in.local_blocks = 20;
+  EXPECT_FALSE(DecidePrefixPull(o, in).has_value());
+  in.local_blocks = 25;
+  EXPECT_FALSE(DecidePrefixPull(o, in).has_value());
 }
 
 TEST(PrefixPullPolicyTest, NeverPullsPastWhatAHitCanUse) {
@@ -34,6 +70,7 @@ TEST(PrefixPullPolicyTest, NeverPullsPastWhatAHitCanUse) {
   in.peers = {{"w1", 40}};
   auto d = DecidePrefixPull(PrefixPullPolicyOptions{}, in);
   ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->first_block, 0);
   EXPECT_EQ(d->num_blocks, 12);
 }
 

@@ -139,6 +139,51 @@ TEST_F(AdminEndpointsTest, DrainMarksTheWorker) {
   EXPECT_EQ(cluster["workers"][1]["draining"], false);
 }
 
+TEST_F(AdminEndpointsTest, KillEndsTheWorkerByIdOrAddress) {
+  HttpResponse r = Call("POST", "/admin/kill", R"({"worker": "w1"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  Json j = Json::parse(r.body);
+  EXPECT_EQ(j["object"], "cluster.kill");
+  EXPECT_EQ(j["worker"], "w1");
+  EXPECT_EQ(j["id"], "w1");
+  EXPECT_EQ(j["address"], "127.0.0.1:50000");
+  EXPECT_EQ(j["killed"], true);
+  Json cluster = Json::parse(Call("GET", "/admin/cluster").body);
+  EXPECT_EQ(cluster["workers"][0]["alive"], false);
+  EXPECT_EQ(cluster["num_workers_alive"], 1);
+  // By address; a dead worker cannot be killed again.
+  r = Call("POST", "/admin/kill", R"({"worker": "127.0.0.1:50001"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(r.body)["id"], "w2");
+  r = Call("POST", "/admin/kill", R"({"worker": "w2"})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(Error(r)["code"], "kill_refused");
+}
+
+TEST_F(AdminEndpointsTest, KillRefusalsUnknownWorkersAndBadBodies) {
+  HttpResponse r = Call("POST", "/admin/kill", R"({"worker": "w9"})");
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(Error(r)["type"], "not_found_error");
+  EXPECT_NE(Error(r)["message"].get<std::string>().find("w9"), std::string::npos) << r.body;
+  for (const char* body : {"", "{", "[]", "{}", R"({"worker": ""})", R"({"worker": 3})",
+                           R"({"worker": "w1", "signal": 9})"}) {
+    r = Call("POST", "/admin/kill", body);
+    EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+    EXPECT_EQ(Error(r)["type"], "invalid_request_error") << body;
+  }
+  // A worker started without --enable-fault-injection says no; it lives on.
+  cluster_.set_refuse_kill(true);
+  r = Call("POST", "/admin/kill", R"({"worker": "w1"})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(Error(r)["code"], "kill_refused");
+  EXPECT_NE(Error(r)["message"].get<std::string>().find("--enable-fault-injection"),
+            std::string::npos)
+      << r.body;
+  Json cluster = Json::parse(Call("GET", "/admin/cluster").body);
+  EXPECT_EQ(cluster["num_workers_alive"], 2);
+  EXPECT_EQ(Call("GET", "/admin/kill").status, 405);
+}
+
 TEST_F(AdminEndpointsTest, AdminKeyIsRequiredWhenSet) {
   GatewayOptions o;
   o.admin_key = "root-secret";
@@ -152,6 +197,12 @@ TEST_F(AdminEndpointsTest, AdminKeyIsRequiredWhenSet) {
   EXPECT_EQ(Call("POST", "/admin/drain", R"({"worker": "w1"})", "Bearer root-secre").status, 401);
   EXPECT_EQ(Call("GET", "/admin/cluster", "", "Bearer root-secret").status, 200);
   EXPECT_EQ(Call("POST", "/admin/drain", R"({"worker": "w1"})", "Bearer root-secret").status, 200);
+  EXPECT_EQ(Call("POST", "/admin/kill", R"({"worker": "w1"})", "").status, 401);
+  EXPECT_EQ(Call("POST", "/admin/kill", R"({"worker": "w1"})", "Bearer user-key").status, 401);
+  EXPECT_EQ(Json::parse(
+                Call("GET", "/admin/cluster", "", "Bearer root-secret").body)["num_workers_alive"],
+            2);
+  EXPECT_EQ(Call("POST", "/admin/kill", R"({"worker": "w1"})", "Bearer root-secret").status, 200);
   // ... and the admin key is not an API key.
   EXPECT_EQ(Call("GET", "/v1/models", "", "Bearer root-secret").status, 401);
   // Auth comes before the body is looked at.
@@ -172,6 +223,7 @@ TEST_F(AdminEndpointsTest, WithoutAnAdminKeyOnlyAnOpenGatewayAllowsAdmin) {
         << r.body;
   }
   EXPECT_EQ(Call("POST", "/admin/drain", R"({"worker": "w1"})", "Bearer user-key").status, 403);
+  EXPECT_EQ(Call("POST", "/admin/kill", R"({"worker": "w1"})", "Bearer user-key").status, 403);
   EXPECT_EQ(Json::parse(Call("GET", "/v1/models", "", "Bearer user-key").body)["object"], "list");
 }
 
@@ -179,7 +231,8 @@ TEST_F(AdminEndpointsTest, SingleWorkerBackendSaysThereIsNoCluster) {
   backend_.cluster_admin_ = nullptr;
   for (auto [method, path, body] : {std::tuple{"GET", "/admin/cluster", ""},
                                     std::tuple{"POST", "/admin/migrate", R"({"request_id": "x"})"},
-                                    std::tuple{"POST", "/admin/drain", R"({"worker": "w1"})"}}) {
+                                    std::tuple{"POST", "/admin/drain", R"({"worker": "w1"})"},
+                                    std::tuple{"POST", "/admin/kill", R"({"worker": "w1"})"}}) {
     HttpResponse r = Call(method, path, body);
     EXPECT_EQ(r.status, 501) << path << " " << r.body;
     EXPECT_EQ(Error(r)["code"], "not_a_cluster") << path;
@@ -193,6 +246,7 @@ TEST_F(AdminEndpointsTest, UnreachableSchedulerIs503) {
   EXPECT_EQ(Call("GET", "/admin/cluster").status, 503);
   EXPECT_EQ(Call("POST", "/admin/migrate", R"({"request_id": "cmpl-a-0"})").status, 503);
   EXPECT_EQ(Call("POST", "/admin/drain", R"({"worker": "w1"})").status, 503);
+  EXPECT_EQ(Call("POST", "/admin/kill", R"({"worker": "w1"})").status, 503);
 }
 
 }  // namespace

@@ -139,7 +139,8 @@ class FakeBackend : public GenerateBackend {
 };
 
 // A fake cluster behind the admin endpoints: workers by id, each with the
-// requests it runs; Migrate and Drain change it as the scheduler would.
+// requests it runs; Migrate, Drain and KillWorker change it as the
+// scheduler would.
 class FakeClusterAdmin : public ClusterAdmin {
  public:
   void AddWorker(const std::string& id, v1::WorkerRole role, std::vector<std::string> requests) {
@@ -202,9 +203,34 @@ class FakeClusterAdmin : public ClusterAdmin {
     return absl::OkStatus();
   }
 
+  // Marks the worker dead, as its process ending would once noticed.
+  absl::StatusOr<v1::KillWorkerResponse> KillWorker(const std::string& worker) override {
+    absl::MutexLock lock(&mu_);
+    if (!fail_with_.ok()) return fail_with_;
+    v1::WorkerInfo* w = Find(worker);
+    if (w == nullptr) return absl::NotFoundError("no worker '" + worker + "' is registered");
+    if (!w->alive())
+      return absl::FailedPreconditionError("worker " + w->worker_id() + " is not alive");
+    if (refuse_kill_) {
+      return absl::FailedPreconditionError(
+          "this worker refuses Kill: fault injection is off (start `ferry worker` with "
+          "--enable-fault-injection to allow it)");
+    }
+    w->set_alive(false);
+    v1::KillWorkerResponse out;
+    out.set_worker_id(w->worker_id());
+    out.set_address(w->address());
+    return out;
+  }
+
   void set_fail_with(absl::Status s) {
     absl::MutexLock lock(&mu_);
     fail_with_ = std::move(s);
+  }
+  // Workers answer Kill as if started without --enable-fault-injection.
+  void set_refuse_kill(bool refuse) {
+    absl::MutexLock lock(&mu_);
+    refuse_kill_ = refuse;
   }
 
  private:
@@ -219,6 +245,7 @@ class FakeClusterAdmin : public ClusterAdmin {
   std::vector<v1::WorkerInfo> workers_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string> placement_ ABSL_GUARDED_BY(mu_);  // request -> worker
   absl::Status fail_with_ ABSL_GUARDED_BY(mu_);
+  bool refuse_kill_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::testing

@@ -1,0 +1,243 @@
+// Worker.ExportPrefix over real gRPC on loopback (an in-process worker on
+// stories260K) and PullPrefix against it: a long prefix streams in several
+// chunks, each copied when the previous one was written, and installs the
+// same as a whole; a partial pull moves only the blocks the puller lacks;
+// a puller that goes away mid-export leaves no block referenced.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/support/channel_arguments.h>
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "engine/engine.h"
+#include "engine/service/prefix_pull.h"
+#include "engine/service/worker_service.h"
+#include "gtest/gtest.h"
+#include "kvcache/block_pool.h"
+#include "tests/test_support.h"
+
+namespace ferry {
+namespace {
+
+constexpr int kBlock = 16;
+
+std::vector<int32_t> Prompt(int len, int salt) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < len; ++i) ids.push_back(3 + (i * 31 + salt * 17) % 400);
+  return ids;
+}
+
+struct Outcome {
+  std::vector<int32_t> tokens;
+  int cached_prompt_tokens = -1;
+};
+
+Outcome RunGreedy(Engine& engine, const std::string& id, std::vector<int32_t> prompt) {
+  GenerateInput in;
+  in.request_id = id;
+  in.prompt_ids = std::move(prompt);
+  in.params.temperature = 0;
+  in.params.max_tokens = 8;
+  in.params.ignore_eos = true;
+  absl::Mutex mu;
+  Outcome out;
+  bool done = false;
+  EXPECT_TRUE(engine
+                  .Submit(std::move(in),
+                          [&](EngineEvent ev) {
+                            absl::MutexLock lock(&mu);
+                            out.tokens.insert(out.tokens.end(), ev.token_ids.begin(),
+                                              ev.token_ids.end());
+                            if (ev.finish != FinishReason::kNone) {
+                              out.cached_prompt_tokens = ev.cached_prompt_tokens;
+                              done = true;
+                            }
+                          })
+                  .ok());
+  absl::MutexLock lock(&mu);
+  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
+  return out;
+}
+
+bool Eventually(const std::function<bool()>& ok) {
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (!ok()) {
+    if (absl::Now() > end) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+class PrefixPullStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string path = testing::SharedPath("models/stories260K.gguf");
+    if (!std::filesystem::exists(path))
+      GTEST_SKIP() << "shared test file " << path << " is absent; skipping";
+    auto m = Model::Load(path, LoadOptions{.progress = false});
+    ASSERT_TRUE(m.ok()) << m.status();
+    model_ = std::shared_ptr<const Model>(std::move(*m));
+    holder_ = NewEngine();
+    puller_ = NewEngine();
+    ASSERT_TRUE(holder_ && puller_);
+    service_ = std::make_unique<WorkerService>(holder_.get(), WorkerServiceOptions{});
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    address_ = absl::StrCat("127.0.0.1:", port);
+    stub_ = v1::Worker::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    prompt_ = Prompt(300, 9);  // 18 full blocks can be pulled
+    computed_ = RunGreedy(*holder_, "h", prompt_);
+    ASSERT_EQ(computed_.tokens.size(), 8u);
+    uint64_t parent = holder_->block_hash_root();
+    for (int b = 0; b < 18; ++b) {
+      parent = HashBlockTokens(
+          parent,
+          std::span<const int32_t>(prompt_).subspan(static_cast<size_t>(b) * kBlock, kBlock), 0);
+      hashes_.push_back(parent);
+    }
+    block_bytes_ = holder_->kv_shape().bytes_per_block();
+  }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
+
+  std::unique_ptr<Engine> NewEngine() {
+    EngineOptions o;
+    o.threads = 1;
+    auto e = Engine::Create(model_, o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
+
+  v1::ExportPrefixRequest ExportRequest(int max_blocks_per_chunk) const {
+    v1::ExportPrefixRequest r;
+    r.mutable_token_ids()->Add(prompt_.begin(), prompt_.begin() + 18 * kBlock);
+    for (uint64_t h : hashes_) r.add_block_hashes(h);
+    r.set_max_blocks_per_chunk(max_blocks_per_chunk);
+    return r;
+  }
+
+  bool HolderBlocksUsedIs(int64_t n) const {
+    return Eventually([&] { return holder_->Stats().blocks_used == n; });
+  }
+
+  std::shared_ptr<const Model> model_;
+  std::unique_ptr<Engine> holder_, puller_;
+  std::unique_ptr<WorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  std::unique_ptr<v1::Worker::Stub> stub_;
+  std::vector<int32_t> prompt_;
+  std::vector<uint64_t> hashes_;
+  Outcome computed_;
+  int64_t block_bytes_ = 0;
+};
+
+TEST_F(PrefixPullStreamTest, LongPrefixStreamsInSeveralChunksAndInstallsTheSame) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub_->ExportPrefix(&ctx, ExportRequest(4));
+  std::string header;
+  std::vector<std::pair<int64_t, std::string>> chunks;
+  std::vector<int64_t> firsts;
+  int lasts = 0;
+  v1::KvChunk chunk;
+  while (reader->Read(&chunk)) {
+    EXPECT_EQ(!chunk.header().empty(), chunks.empty())
+        << "the header comes with the first chunk only";
+    if (!chunk.header().empty()) header = chunk.header();
+    firsts.push_back(chunk.first_block());
+    lasts += chunk.last() ? 1 : 0;
+    EXPECT_EQ(chunk.num_tokens(), 18 * kBlock);
+    const int64_t blocks = std::min<int64_t>(4, 18 - chunk.first_block());
+    EXPECT_EQ(static_cast<int64_t>(chunk.data().size()), EncodedBlocksSize(block_bytes_, blocks));
+    chunks.emplace_back(chunk.first_block(), std::move(*chunk.mutable_data()));
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(firsts, (std::vector<int64_t>{0, 4, 8, 12, 16}));
+  EXPECT_EQ(lasts, 1);
+  EXPECT_TRUE(chunks.empty() || firsts.back() == 16);
+  EXPECT_TRUE(HolderBlocksUsedIs(0));
+  EXPECT_EQ(service_->prefix_pull_stats().exports.load(), 1);
+  EXPECT_EQ(service_->prefix_pull_stats().export_blocks.load(), 18);
+
+  auto installed = puller_->InstallCachedPrefix(prompt_, header, std::move(chunks)).get();
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(*installed, 18);
+  Outcome pulled = RunGreedy(*puller_, "p", prompt_);
+  EXPECT_EQ(pulled.tokens, computed_.tokens);
+  EXPECT_EQ(pulled.cached_prompt_tokens, 18 * kBlock);
+}
+
+TEST_F(PrefixPullStreamTest, PartialPullMovesOnlyTheBlocksThePullerLacks) {
+  // The puller computes a prompt that shares the first six blocks.
+  std::vector<int32_t> other(prompt_.begin(), prompt_.begin() + 6 * kBlock);
+  for (int i = 6 * kBlock; i < 200; ++i) other.push_back(3 + (i * 53 + 7) % 400);
+  ASSERT_EQ(RunGreedy(*puller_, "b", other).tokens.size(), 8u);
+
+  v1::PrefixPull pull;
+  pull.set_peer_address(address_);
+  for (uint64_t h : hashes_) pull.add_block_hashes(h);
+  pull.set_first_block(6);
+  auto pulled = PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_EQ(pulled->blocks_received, 12);
+  EXPECT_EQ(pulled->bytes_received,
+            EncodedBlocksSize(block_bytes_, 12));  // one chunk of ~2 MiB at most
+  EXPECT_EQ(pulled->blocks_cached, 18);
+  EXPECT_EQ(service_->prefix_pull_stats().export_blocks.load(), 12);
+  EXPECT_TRUE(HolderBlocksUsedIs(0));
+
+  Outcome run = RunGreedy(*puller_, "p", prompt_);
+  EXPECT_EQ(run.tokens, computed_.tokens);
+  EXPECT_EQ(run.cached_prompt_tokens, 18 * kBlock);
+
+  // Past what the prompt holds: refused before any RPC.
+  pull.set_first_block(18);
+  EXPECT_EQ(PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PrefixPullStreamTest, PullerGoneMidExportReleasesEveryBlock) {
+  ASSERT_TRUE(HolderBlocksUsedIs(0));
+  // A fixed 64 KiB stream window: the exporter can run only about three
+  // 20 KB chunks ahead of what this client reads.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 << 10);
+  auto stub = v1::Worker::NewStub(
+      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto reader = stub->ExportPrefix(&ctx, ExportRequest(1));
+  v1::KvChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  EXPECT_EQ(chunk.first_block(), 0);
+  ctx.TryCancel();
+  while (reader->Read(&chunk)) {
+  }
+  const grpc::Status st = reader->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::CANCELLED) << st.error_message();
+  EXPECT_TRUE(HolderBlocksUsedIs(0)) << holder_->Stats().blocks_used;
+  const PrefixPullStats& stats = service_->prefix_pull_stats();
+  EXPECT_TRUE(Eventually([&] { return stats.exports.load() + stats.export_failures.load() == 1; }));
+  // Chunks are copied one at a time as the stream drains, so cancelling
+  // after the first leaves most of them never copied.
+  EXPECT_EQ(stats.export_failures.load(), 1);
+  EXPECT_LT(stats.export_blocks.load(), 18);
+}
+
+}  // namespace
+}  // namespace ferry
