@@ -62,10 +62,12 @@ HttpResponse JsonOk(const Json& j) {
   return r;
 }
 
-// A migration the cluster would not do is a conflict with the request's
-// state (409), not a bad request nor a rate limit; unknown names stay 404,
-// an unreachable scheduler 503.
-absl::Status AsMigrateError(absl::Status s) {
+// A migration or kill the cluster would not do conflicts with the state of
+// the request or worker (409, under `code`): a migration it refuses, a kill
+// a worker started without --enable-fault-injection refuses, or one of a
+// dead worker. Unknown names stay 404, bad input 400, an unreachable
+// scheduler 503.
+absl::Status AsConflictError(absl::Status s, const char* code) {
   switch (s.code()) {
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kInvalidArgument:
@@ -73,21 +75,7 @@ absl::Status AsMigrateError(absl::Status s) {
     case absl::StatusCode::kDeadlineExceeded:
       return s;
     default:
-      return WithErrorCode(WithHttpStatus(std::move(s), 409), "migration_refused");
-  }
-}
-
-// A kill the worker refuses (started without --enable-fault-injection) or
-// that cannot happen (the worker is dead) conflicts with its state (409).
-absl::Status AsKillError(absl::Status s) {
-  switch (s.code()) {
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kUnavailable:
-    case absl::StatusCode::kDeadlineExceeded:
-      return s;
-    default:
-      return WithErrorCode(WithHttpStatus(std::move(s), 409), "kill_refused");
+      return WithErrorCode(WithHttpStatus(std::move(s), 409), code);
   }
 }
 
@@ -173,7 +161,7 @@ absl::StatusOr<HttpResponse> Gateway::AdminMigrate(const HttpRequest& request) c
   FERRY_ASSIGN_OR_RETURN(std::optional<std::string> to, f.String("to"));
   FERRY_ASSIGN_OR_RETURN(ClusterAdmin * admin, Admin());
   absl::StatusOr<v1::MigrateResponse> moved = admin->Migrate(request_id, to.value_or(""));
-  if (!moved.ok()) return AsMigrateError(moved.status());
+  if (!moved.ok()) return AsConflictError(moved.status(), "migration_refused");
   return JsonOk(Json{{"object", "cluster.migration"},
                      {"request_id", request_id},
                      {"from", moved->source_worker_id()},
@@ -198,7 +186,7 @@ absl::StatusOr<HttpResponse> Gateway::AdminKill(const HttpRequest& request) cons
   FERRY_ASSIGN_OR_RETURN(std::string worker, RequiredString(f, "worker", "a worker id or address"));
   FERRY_ASSIGN_OR_RETURN(ClusterAdmin * admin, Admin());
   absl::StatusOr<v1::KillWorkerResponse> killed = admin->KillWorker(worker);
-  if (!killed.ok()) return AsKillError(killed.status());
+  if (!killed.ok()) return AsConflictError(killed.status(), "kill_refused");
   return JsonOk(Json{{"object", "cluster.kill"},
                      {"worker", worker},
                      {"id", killed->worker_id()},
