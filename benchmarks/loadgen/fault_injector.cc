@@ -129,12 +129,25 @@ void FaultInjector::Loop() {
   }
 }
 
-void FaultInjector::MigrateOnce() {
-  httplib::Client client(base_url_);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(30, 0);
+namespace {
+
+// A client of the gateway's admin API, with the admin key when there is one.
+struct AdminClient {
+  AdminClient(const std::string& base_url, const std::string& admin_key) : http(base_url) {
+    http.set_connection_timeout(5, 0);
+    http.set_read_timeout(30, 0);
+    if (!admin_key.empty()) headers.emplace("Authorization", "Bearer " + admin_key);
+  }
+  httplib::Client http;
   httplib::Headers headers;
-  if (!options_.admin_key.empty()) headers.emplace("Authorization", "Bearer " + options_.admin_key);
+};
+
+}  // namespace
+
+void FaultInjector::MigrateOnce() {
+  AdminClient admin(base_url_, options_.admin_key);
+  httplib::Client& client = admin.http;
+  const httplib::Headers& headers = admin.headers;
   auto fail = [&](const std::string& kind, const std::string& detail) {
     ++report_.migrations_attempted;
     if (++report_.failures[kind] == 1) report_.failure_examples[kind] = detail.substr(0, 300);
@@ -161,11 +174,9 @@ void FaultInjector::MigrateOnce() {
 }
 
 void FaultInjector::KillOnce() {
-  httplib::Client client(base_url_);
-  client.set_connection_timeout(5, 0);
-  client.set_read_timeout(30, 0);
-  httplib::Headers headers;
-  if (!options_.admin_key.empty()) headers.emplace("Authorization", "Bearer " + options_.admin_key);
+  AdminClient admin(base_url_, options_.admin_key);
+  httplib::Client& client = admin.http;
+  const httplib::Headers& headers = admin.headers;
   auto fail = [&](const std::string& kind, const std::string& detail) {
     ++report_.kills_attempted;
     if (++report_.kill_failures[kind] == 1)
