@@ -543,16 +543,22 @@ void Engine::PublishStats() {
   BlockHashEvents events = blocks_->DrainEvents();
   absl::MutexLock lock(&mu_);
   stats_ = s;
-  // Keep a bounded backlog for a consumer that stopped draining.
+  // Keep a bounded backlog for a consumer that stopped draining. When events
+  // are lost (here or in the pool), the backlog becomes a snapshot of every
+  // cached hash marked `reset`, so the consumer (the scheduler's prefix
+  // index) rebuilds its view instead of drifting. The bound leaves room for
+  // a snapshot (at most every device and host block) plus as many events.
   constexpr size_t kMaxHashEvents = 1 << 16;
-  hash_events_.overflowed |= events.overflowed;
-  for (const BlockHashEvent& e : events.events) {
-    if (hash_events_.events.size() >= kMaxHashEvents) {
-      hash_events_.overflowed = true;
-      break;
+  const size_t bound = kMaxHashEvents + static_cast<size_t>(b.num_blocks + s.host_blocks_total);
+  if (events.overflowed || hash_events_.events.size() + events.events.size() > bound) {
+    hash_events_.events.clear();
+    for (uint64_t h : blocks_->CachedHashes()) {
+      hash_events_.events.push_back({BlockHashEvent::Kind::kStored, h});
     }
-    hash_events_.events.push_back(e);
+    hash_events_.reset = true;
+    return;
   }
+  hash_events_.events.insert(hash_events_.events.end(), events.events.begin(), events.events.end());
 }
 
 BlockHashEvents Engine::TakeBlockHashEvents() {

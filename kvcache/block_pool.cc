@@ -209,6 +209,18 @@ void BlockPool::RecordEvent(BlockHashEvent::Kind kind, uint64_t hash) {
 
 BlockHashEvents BlockPool::DrainEvents() { return std::exchange(pending_events_, {}); }
 
+void NetBlockHashChanges(std::span<const BlockHashEvent> events, std::vector<uint64_t>* stored,
+                         std::vector<uint64_t>* removed) {
+  // Index of each hash's last event.
+  absl::flat_hash_map<uint64_t, size_t> last;
+  last.reserve(events.size());
+  for (size_t i = 0; i < events.size(); ++i) last[events[i].hash] = i;
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (last[events[i].hash] != i) continue;
+    (events[i].kind == BlockHashEvent::Kind::kStored ? stored : removed)->push_back(events[i].hash);
+  }
+}
+
 std::vector<uint64_t> BlockPool::CachedHashes() const {
   std::vector<uint64_t> out;
   out.reserve(cached_.size());

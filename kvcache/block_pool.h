@@ -60,7 +60,19 @@ struct BlockHashEvents {
   // Events were dropped because nobody drained them; a consumer should rebuild
   // its view from BlockPool::CachedHashes().
   bool overflowed = false;
+  // `events` starts from an empty cache (a snapshot of every cached hash,
+  // then what followed): the consumer forgets what it knew before applying
+  // them. Set by a drainer that turns an overflow into a snapshot.
+  bool reset = false;
 };
+
+// The net change of `events` (in the order they happened): the hashes whose
+// last event stored them and those whose last event removed them, each once,
+// in order of their last event. A hash evicted and cached again between two
+// drains ends up stored, one cached and then evicted removed: applying
+// `stored` and `removed` in either order gives the right set.
+void NetBlockHashChanges(std::span<const BlockHashEvent> events, std::vector<uint64_t>* stored,
+                         std::vector<uint64_t>* removed);
 
 struct BlockPoolStats {
   int64_t num_blocks = 0;

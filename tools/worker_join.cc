@@ -1,5 +1,8 @@
 #include "tools/worker_join.h"
 
+#include <cstdint>
+#include <vector>
+
 namespace ferry {
 
 std::unique_ptr<SchedulerClient> JoinScheduler(
@@ -25,13 +28,12 @@ std::unique_ptr<SchedulerClient> JoinScheduler(
   r.set_block_hash_root(engine->block_hash_root());
   auto client = std::make_unique<SchedulerClient>(std::move(o), [engine, &service] {
     v1::LoadReport load = service.Load();
-    for (const BlockHashEvent& e : engine->TakeBlockHashEvents().events) {
-      if (e.kind == BlockHashEvent::Kind::kStored) {
-        load.add_stored_block_hashes(e.hash);
-      } else {
-        load.add_removed_block_hashes(e.hash);
-      }
-    }
+    const BlockHashEvents events = engine->TakeBlockHashEvents();
+    std::vector<uint64_t> stored, removed;
+    NetBlockHashChanges(events.events, &stored, &removed);
+    load.mutable_stored_block_hashes()->Add(stored.begin(), stored.end());
+    load.mutable_removed_block_hashes()->Add(removed.begin(), removed.end());
+    load.set_block_hashes_reset(events.reset);
     return load;
   });
   client->Start();

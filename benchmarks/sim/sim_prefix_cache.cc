@@ -26,7 +26,7 @@ bool SimPrefixCache::Register(uint64_t hash) {
   auto [it, inserted] = blocks_.try_emplace(hash);
   if (!inserted) return false;
   it->second.refs = 1;
-  stored_.push_back(hash);
+  events_.push_back({BlockHashEvent::Kind::kStored, hash});
   return true;
 }
 
@@ -47,17 +47,17 @@ int64_t SimPrefixCache::Evict(int64_t n) {
     const uint64_t h = free_.front();
     free_.pop_front();
     blocks_.erase(h);
-    removed_.push_back(h);
+    events_.push_back({BlockHashEvent::Kind::kRemoved, h});
   }
   num_evicted_ += evicted;
   return evicted;
 }
 
 void SimPrefixCache::TakeEvents(std::vector<uint64_t>* stored, std::vector<uint64_t>* removed) {
-  stored->swap(stored_);
-  removed->swap(removed_);
-  stored_.clear();
-  removed_.clear();
+  stored->clear();
+  removed->clear();
+  NetBlockHashChanges(events_, stored, removed);
+  events_.clear();
 }
 
 }  // namespace ferry::sim

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "kvcache/block_pool.h"
 
 namespace ferry::sim {
 
@@ -43,8 +44,8 @@ class SimPrefixCache {
   int64_t num_cached() const { return static_cast<int64_t>(blocks_.size()); }
   int64_t num_free_cached() const { return static_cast<int64_t>(free_.size()); }
   int64_t num_evicted() const { return num_evicted_; }
-  // The hashes registered and evicted since the last call, for the
-  // heartbeat's stored/removed lists (as Engine::TakeBlockHashEvents).
+  // The net change since the last call, for the heartbeat's stored/removed
+  // lists (NetBlockHashChanges, as a worker's heartbeat sends them).
   void TakeEvents(std::vector<uint64_t>* stored, std::vector<uint64_t>* removed);
 
  private:
@@ -54,7 +55,7 @@ class SimPrefixCache {
   };
   absl::flat_hash_map<uint64_t, Entry> blocks_;
   std::list<uint64_t> free_;  // eviction order: front first
-  std::vector<uint64_t> stored_, removed_;
+  std::vector<BlockHashEvent> events_;  // since the last TakeEvents
   int64_t num_evicted_ = 0;
 };
 

@@ -169,6 +169,7 @@ void Scheduler::FeedPrefixIndex(const std::string& worker_id, const v1::LoadRepo
   const WorkerRecord* w = registry_.Find(worker_id);
   // Hashes on another chain root than ours could never match a prompt.
   if (w == nullptr || w->registration.block_hash_root == 0) return;
+  if (load.block_hashes_reset()) prefix_index_.DropWorker(worker_id);
   prefix_index_.Insert(worker_id, std::span(load.stored_block_hashes().data(), load.stored_block_hashes_size()));
   prefix_index_.Remove(worker_id,
                        std::span(load.removed_block_hashes().data(), load.removed_block_hashes_size()));

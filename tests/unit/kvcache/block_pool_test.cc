@@ -1,6 +1,7 @@
 #include "kvcache/block_pool.h"
 
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -214,6 +215,66 @@ TEST(BlockPoolTest, EventOverflowIsReported) {
   EXPECT_LE(events.events.size(), 3u);
   EXPECT_EQ(pool->CachedHashes().size(), 5u);
   EXPECT_FALSE(pool->DrainEvents().overflowed);
+}
+
+TEST(BlockPoolTest, NetHashChangesKeepEachHashsLastEvent) {
+  using K = BlockHashEvent::Kind;
+  // 1: evicted, then cached again (ends stored); 2: cached, then evicted
+  // (ends removed); 3: stored, removed, stored; 4: only removed.
+  const std::vector<BlockHashEvent> events = {
+      {K::kRemoved, 1}, {K::kStored, 2}, {K::kStored, 3}, {K::kStored, 1},
+      {K::kRemoved, 3}, {K::kRemoved, 2}, {K::kRemoved, 4}, {K::kStored, 3}};
+  std::vector<uint64_t> stored, removed;
+  NetBlockHashChanges(events, &stored, &removed);
+  EXPECT_EQ(stored, (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(removed, (std::vector<uint64_t>{2, 4}));
+
+  // Applied in either order to what a consumer knew before (2 and 4
+  // cached), the lists give the pool's set: {1, 3}.
+  for (bool stored_first : {true, false}) {
+    std::set<uint64_t> view = {2, 4};
+    auto add = [&] { view.insert(stored.begin(), stored.end()); };
+    auto drop = [&] { for (uint64_t h : removed) view.erase(h); };
+    if (stored_first) {
+      add();
+      drop();
+    } else {
+      drop();
+      add();
+    }
+    EXPECT_EQ(view, (std::set<uint64_t>{1, 3})) << "stored first: " << stored_first;
+  }
+
+  stored.clear();
+  removed.clear();
+  NetBlockHashChanges({}, &stored, &removed);
+  EXPECT_TRUE(stored.empty());
+  EXPECT_TRUE(removed.empty());
+}
+
+TEST(BlockPoolTest, EvictedAndCachedAgainBetweenDrainsStaysCached) {
+  // One block of capacity: caching B evicts A, caching A again evicts B.
+  auto pool = MakePool(1, 1, "model");
+  std::vector<uint64_t> a_hashes;
+  {
+    BlockTable t = pool->NewTable();
+    Fill(*pool, t, {7});
+    a_hashes = t.block_hashes();
+  }
+  {
+    BlockTable t = pool->NewTable();
+    Fill(*pool, t, {8});
+  }
+  {
+    BlockTable t = pool->NewTable();
+    Fill(*pool, t, {7});
+  }
+  std::vector<uint64_t> stored, removed;
+  NetBlockHashChanges(pool->DrainEvents().events, &stored, &removed);
+  EXPECT_EQ(stored, a_hashes);
+  std::vector<uint64_t> cached = pool->CachedHashes();
+  EXPECT_EQ(cached, a_hashes);
+  for (uint64_t h : removed) EXPECT_NE(h, a_hashes[0]);
 }
 
 TEST(BlockPoolTest, HashesDependOnModelAndExtraKey) {
