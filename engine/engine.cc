@@ -547,9 +547,10 @@ void Engine::PublishStats() {
   // are lost (here or in the pool), the backlog becomes a snapshot of every
   // cached hash marked `reset`, so the consumer (the scheduler's prefix
   // index) rebuilds its view instead of drifting. The bound leaves room for
-  // a snapshot (at most every device and host block) plus as many events.
-  constexpr size_t kMaxHashEvents = 1 << 16;
-  const size_t bound = kMaxHashEvents + static_cast<size_t>(b.num_blocks + s.host_blocks_total);
+  // a snapshot (at most every device and host block) plus
+  // max_block_hash_events.
+  const size_t bound = static_cast<size_t>(std::max<int64_t>(options_.max_block_hash_events, 0) +
+                                           b.num_blocks + s.host_blocks_total);
   if (events.overflowed || hash_events_.events.size() + events.events.size() > bound) {
     hash_events_.events.clear();
     for (uint64_t h : blocks_->CachedHashes()) {

@@ -23,6 +23,11 @@ struct EngineOptions {
   int max_num_seqs = 256;          // sequences running at once
   int threads = 0;                 // CPU threads (0: one per core)
   bool enable_prefix_caching = true;
+  // Prefix-cache hash events kept for a consumer (the worker's heartbeat)
+  // between drains. Past it the backlog is replaced by a snapshot of every
+  // cached hash (BlockHashEvents::reset), so the scheduler's index rebuilds
+  // instead of drifting.
+  int64_t max_block_hash_events = 1 << 16;
   int max_model_len = 0;           // 0: the model's max_position_embeddings
   // A request's tokens do not depend on what else is batched with it (same
   // seed, same output); costs prefill speed (no GEMM path).

@@ -5,8 +5,8 @@
 
 #include <chrono>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -186,6 +186,65 @@ TEST_F(EngineTest, SecondRequestWithTheSamePrefixComputesOnlyNewTokens) {
   EXPECT_GT(engine->Stats().prefix_cache_hit_rate, 0);
   // And the output is what a cold engine gives.
   EXPECT_EQ(r.tokens, RunAlone(Greedy("x", prefix + "He liked dogs.", 4)).tokens);
+}
+
+// About three full blocks of tokens, different for each i.
+std::string LongPrompt(int i) {
+  return PromptFor(i) + ". Once upon a time, there was a little girl named Lily. She liked to play "
+                        "in the park with her friends every day.";
+}
+
+TEST_F(EngineTest, HashEventsNameTheCacheAndAnUndrainedBacklogBecomesASnapshot) {
+  // Eight blocks (20480 bytes each for this model), so later requests evict
+  // the earlier ones' blocks.
+  EngineOptions o;
+  o.kv_cache_bytes = 8 * 20480;
+  auto engine = MakeEngine(o);
+  Collector c;
+  auto run = [&](int first, int count) {
+    for (int i = first; i < first + count; ++i) {
+      ASSERT_TRUE(engine->Submit(Greedy(absl::StrCat("r", i), LongPrompt(i), 2), c.Sink()).ok());
+      ASSERT_TRUE(c.Wait(i + 1));
+      Settled(*engine);
+    }
+  };
+  // Drained often: the net changes applied to a view give the cached set.
+  std::set<uint64_t> view;
+  for (int round = 0; round < 3; ++round) {
+    run(round * 3, 3);
+    BlockHashEvents ev = engine->TakeBlockHashEvents();
+    EXPECT_FALSE(ev.reset);
+    std::vector<uint64_t> stored, removed;
+    NetBlockHashChanges(ev.events, &stored, &removed);
+    for (uint64_t h : removed) view.erase(h);
+    view.insert(stored.begin(), stored.end());
+  }
+  EXPECT_FALSE(view.empty());
+  EXPECT_LE(view.size(), 8u);
+
+  // Never drained and over the bound (0 events beyond the 8 blocks): the
+  // backlog is a snapshot of what is cached now, marked reset.
+  o.max_block_hash_events = 0;
+  engine = MakeEngine(o);
+  run(9, 6);
+  BlockHashEvents ev = engine->TakeBlockHashEvents();
+  EXPECT_TRUE(ev.reset);
+  std::set<uint64_t> snapshot;
+  for (const BlockHashEvent& e : ev.events) {
+    EXPECT_EQ(e.kind, BlockHashEvent::Kind::kStored);
+    snapshot.insert(e.hash);
+  }
+  EXPECT_FALSE(snapshot.empty());
+  EXPECT_LE(snapshot.size(), 8u);
+  // The prompt just served stays cached after it finished: its first
+  // block is in the snapshot.
+  const std::vector<int32_t> last = Encode(LongPrompt(14));
+  ASSERT_GE(last.size(), 32u);
+  const uint64_t first_block =
+      HashBlockTokens(engine->block_hash_root(), std::span<const int32_t>(last).first(16), 0);
+  EXPECT_TRUE(snapshot.contains(first_block));
+  // Drained: nothing more until the cache changes.
+  EXPECT_TRUE(engine->TakeBlockHashEvents().events.empty());
 }
 
 TEST_F(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
