@@ -8,8 +8,10 @@
 
 namespace ferry {
 
-LlamaForward::LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant)
+LlamaForward::LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant,
+                           int max_ubatch_tokens)
     : model_(model), config_(model.config()), pool_(pool), batch_invariant_(batch_invariant),
+      max_ubatch_tokens_(std::max(1, max_ubatch_tokens)),
       inv_freq_(model.config().RopeInverseFrequencies()) {}
 
 KvCacheShape LlamaForward::KvShape(int block_size, int64_t num_blocks) const {
@@ -200,6 +202,48 @@ void LlamaForward::MergeRemote(const ForwardBatch& b) {
 absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* logits) {
   FERRY_RETURN_IF_ERROR(Check(b, kv));
   const int n = b.num_tokens();
+  bool increasing = true;
+  for (size_t r = 1; r < b.logits_indices.size(); ++r) increasing &= b.logits_indices[r - 1] < b.logits_indices[r];
+  // Borrowed KV talks to its lenders once per layer for the whole step, and
+  // logits rows out of token order would not come out per micro-batch: such
+  // batches run in one pass.
+  if (n <= max_ubatch_tokens_ || !b.remote.empty() || !increasing) {
+    ForwardPass(b, kv, logits);
+    return absl::OkStatus();
+  }
+  const int vocab = config_.vocab_size;
+  size_t logits_row = 0;
+  for (int u0 = 0; u0 < n; u0 += max_ubatch_tokens_) {
+    const int u1 = std::min(n, u0 + max_ubatch_tokens_);
+    // The sequences with tokens in [u0, u1), each with its tokens there; its
+    // context ends after its last token in the micro-batch.
+    ub_query_start_.assign(1, 0);
+    ub_seq_lens_.clear();
+    ub_block_indptr_.assign(1, 0);
+    ub_block_indices_.clear();
+    for (int seq = 0; seq < b.num_seqs(); ++seq) {
+      const int t0 = std::max(u0, b.query_start[seq]), t1 = std::min(u1, b.query_start[seq + 1]);
+      if (t0 >= t1) continue;
+      ub_query_start_.push_back(ub_query_start_.back() + (t1 - t0));
+      ub_seq_lens_.push_back(t1 == b.query_start[seq + 1] ? b.seq_lens[seq] : b.positions[t1 - 1] + 1);
+      ub_block_indices_.insert(ub_block_indices_.end(), b.block_indices.begin() + b.block_indptr[seq],
+                               b.block_indices.begin() + b.block_indptr[seq + 1]);
+      ub_block_indptr_.push_back(static_cast<int32_t>(ub_block_indices_.size()));
+    }
+    ub_logits_.clear();
+    const size_t first_row = logits_row;
+    while (logits_row < b.logits_indices.size() && b.logits_indices[logits_row] < u1) {
+      ub_logits_.push_back(b.logits_indices[logits_row++] - u0);
+    }
+    ForwardBatch ub{b.tokens.subspan(u0, u1 - u0), b.positions.subspan(u0, u1 - u0), ub_query_start_,
+                    ub_seq_lens_, ub_block_indptr_, ub_block_indices_, ub_logits_};
+    ForwardPass(ub, kv, logits + first_row * vocab);
+  }
+  return absl::OkStatus();
+}
+
+void LlamaForward::ForwardPass(const ForwardBatch& b, KvCache& kv, float* logits) {
+  const int n = b.num_tokens();
   const int h = config_.hidden_size;
   const ModelWeights& w = model_.weights();
   EnsureScratch(n);
@@ -263,13 +307,12 @@ absl::Status LlamaForward::Forward(const ForwardBatch& b, KvCache& kv, float* lo
     for (size_t i = 0; i < size_t(n) * h; ++i) x_[i] += xn_[i];
   }
   const int rows = static_cast<int>(b.logits_indices.size());
-  if (rows == 0) return absl::OkStatus();
+  if (rows == 0) return;
   for (int r = 0; r < rows; ++r) {
     cpu::RmsNorm(&x_[size_t(b.logits_indices[r]) * h], w.final_norm, h, config_.rms_norm_eps,
                  &logits_in_[size_t(r) * h]);
   }
   cpu::MatMul(w.output, logits_in_.data(), rows, logits, nullptr, pool_, batch_invariant_);
-  return absl::OkStatus();
 }
 
 }  // namespace ferry

@@ -16,9 +16,17 @@ namespace ferry {
 
 class LlamaForward {
  public:
+  // Tokens one pass of the layers takes at most: a larger step runs as
+  // consecutive micro-batches (a sequence's later tokens attend to the KV its
+  // earlier ones wrote), so the activation scratch stays at this many tokens
+  // whatever the step's token budget.
+  static constexpr int kDefaultMaxUbatchTokens = 512;
+
   // `model` and `pool` must outlive this object. With `batch_invariant`, a
-  // token's logits do not depend on the rest of the batch (bit for bit).
-  LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant = false);
+  // token's logits do not depend on the rest of the batch (bit for bit), nor
+  // on how a step is cut into micro-batches.
+  LlamaForward(const Model& model, ThreadPool& pool, bool batch_invariant = false,
+               int max_ubatch_tokens = kDefaultMaxUbatchTokens);
 
   // Runs one step: writes the keys and values of the batch's tokens into
   // `kv` at their positions, and fills `logits` with
@@ -32,6 +40,9 @@ class LlamaForward {
 
  private:
   absl::Status Check(const ForwardBatch& batch, const KvCache& kv) const;
+  // One pass over at most max_ubatch_tokens_ tokens (or a batch that cannot
+  // be cut: borrowed KV), the batch already checked.
+  void ForwardPass(const ForwardBatch& batch, KvCache& kv, float* logits);
   void EnsureScratch(int num_tokens);
   // cos/sin of every token's angles, once per forward (rope_cs_).
   void ComputeRopeAngles(int num_tokens, std::span<const int32_t> positions);
@@ -52,12 +63,15 @@ class LlamaForward {
   const ModelConfig& config_;
   ThreadPool& pool_;
   bool batch_invariant_;
+  int max_ubatch_tokens_;
   std::vector<float> inv_freq_;
   // Scratch, grown to the largest batch seen.
   int capacity_ = 0;
   std::vector<float> x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_in_;
   std::vector<float> rope_cs_;  // [token][pair] cos, sin
   std::vector<int32_t> token_seq_;  // sequence index of each token
+  // One micro-batch's CSR and per-sequence arrays.
+  std::vector<int32_t> ub_query_start_, ub_seq_lens_, ub_block_indptr_, ub_block_indices_, ub_logits_;
   // Local partials of remote sequences' queries [token * num_heads + head],
   // and one sequence's remote partials.
   AttentionPartials part_local_, part_remote_;

@@ -4,6 +4,7 @@
 #include "engine/engine.h"
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <set>
@@ -13,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/thread_pool.h"
+#include "engine/llama_forward.h"
 #include "gtest/gtest.h"
 #include "tests/test_support.h"
 
@@ -245,6 +248,47 @@ TEST_F(EngineTest, HashEventsNameTheCacheAndAnUndrainedBacklogBecomesASnapshot) 
   EXPECT_TRUE(snapshot.contains(first_block));
   // Drained: nothing more until the cache changes.
   EXPECT_TRUE(engine->TakeBlockHashEvents().events.empty());
+}
+
+TEST_F(EngineTest, MicroBatchesGiveTheSameLogitsAndKvAsOnePass) {
+  // Two prompts in one step, 40 and 30 tokens: with 16-token micro-batches
+  // the first is cut twice and the third micro-batch mixes both.
+  const std::vector<int32_t> a = Encode(LongPrompt(1) + " " + LongPrompt(2));
+  const std::vector<int32_t> b = Encode(LongPrompt(3));
+  ASSERT_GE(a.size(), 40u);
+  ASSERT_GE(b.size(), 30u);
+  std::vector<int32_t> tokens(a.begin(), a.begin() + 40);
+  tokens.insert(tokens.end(), b.begin(), b.begin() + 30);
+  std::vector<int32_t> positions;
+  for (int i = 0; i < 40; ++i) positions.push_back(i);
+  for (int i = 0; i < 30; ++i) positions.push_back(i);
+  const int32_t query_start[] = {0, 40, 70};
+  const int32_t seq_lens[] = {40, 30};
+  const int32_t indptr[] = {0, 3, 5};
+  const int32_t blocks[] = {4, 0, 2, 1, 3};  // out of order on purpose
+  const int32_t rows[] = {5, 16, 39, 45, 69};  // some mid-prompt rows too
+  ForwardBatch batch{tokens, positions, query_start, seq_lens, indptr, blocks, rows};
+  const int vocab = model_->config().vocab_size;
+
+  ThreadPool pool(2);
+  auto run = [&](int max_ubatch, std::vector<float>& logits) {
+    LlamaForward forward(*model_, pool, /*batch_invariant=*/true, max_ubatch);
+    auto kv = KvCache::Create(forward.KvShape(16, 5));
+    EXPECT_TRUE(kv.ok());
+    std::memset((*kv)->Block(0), 0, 5 * (*kv)->shape().bytes_per_block());
+    logits.assign(std::size(rows) * vocab, 0.0f);
+    absl::Status s = forward.Forward(batch, **kv, logits.data());
+    EXPECT_TRUE(s.ok()) << s;
+    return std::move(*kv);
+  };
+  std::vector<float> whole, cut;
+  auto kv_whole = run(1024, whole);
+  for (int ubatch : {16, 7, 1}) {
+    auto kv_cut = run(ubatch, cut);
+    EXPECT_EQ(cut, whole) << "micro-batches of " << ubatch;
+    EXPECT_EQ(std::memcmp(kv_whole->Block(0), kv_cut->Block(0), 5 * kv_whole->shape().bytes_per_block()), 0)
+        << "micro-batches of " << ubatch;
+  }
 }
 
 TEST_F(EngineTest, ParallelSamplesShareThePromptAndAreReproducible) {
