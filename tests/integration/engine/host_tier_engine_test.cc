@@ -8,43 +8,14 @@
 #include "absl/time/clock.h"
 #include "engine/engine.h"
 #include "gtest/gtest.h"
+#include "tests/integration/engine/greedy_run.h"
 #include "tests/test_support.h"
 
 namespace ferry {
 namespace {
 
-struct Outcome {
-  std::vector<int32_t> tokens;
-  int cached_prompt_tokens = -1;
-  FinishReason finish = FinishReason::kNone;
-};
-
-Outcome RunGreedy(Engine& engine, const std::string& id, std::vector<int32_t> prompt) {
-  GenerateInput in;
-  in.request_id = id;
-  in.prompt_ids = std::move(prompt);
-  in.params.temperature = 0;
-  in.params.max_tokens = 16;
-  in.params.ignore_eos = true;
-  absl::Mutex mu;
-  Outcome out;
-  bool done = false;
-  EXPECT_TRUE(engine
-                  .Submit(std::move(in),
-                          [&](EngineEvent ev) {
-                            absl::MutexLock lock(&mu);
-                            out.tokens.insert(out.tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
-                            if (ev.finish != FinishReason::kNone) {
-                              out.finish = ev.finish;
-                              out.cached_prompt_tokens = ev.cached_prompt_tokens;
-                              done = true;
-                            }
-                          })
-                  .ok());
-  absl::MutexLock lock(&mu);
-  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
-  return out;
-}
+using Outcome = testing::GreedyOutcome;
+using testing::RunGreedy;
 
 std::vector<int32_t> Prompt(int len, int salt) {
   std::vector<int32_t> ids;

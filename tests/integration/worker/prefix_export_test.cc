@@ -22,6 +22,7 @@
 #include "engine/service/worker_service.h"
 #include "gtest/gtest.h"
 #include "kvcache/block_pool.h"
+#include "tests/integration/engine/greedy_run.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -35,36 +36,10 @@ std::vector<int32_t> Prompt(int len, int salt) {
   return ids;
 }
 
-struct Outcome {
-  std::vector<int32_t> tokens;
-  int cached_prompt_tokens = -1;
-};
+using Outcome = testing::GreedyOutcome;
 
 Outcome RunGreedy(Engine& engine, const std::string& id, std::vector<int32_t> prompt) {
-  GenerateInput in;
-  in.request_id = id;
-  in.prompt_ids = std::move(prompt);
-  in.params.temperature = 0;
-  in.params.max_tokens = 8;
-  in.params.ignore_eos = true;
-  absl::Mutex mu;
-  Outcome out;
-  bool done = false;
-  EXPECT_TRUE(engine
-                  .Submit(std::move(in),
-                          [&](EngineEvent ev) {
-                            absl::MutexLock lock(&mu);
-                            out.tokens.insert(out.tokens.end(), ev.token_ids.begin(),
-                                              ev.token_ids.end());
-                            if (ev.finish != FinishReason::kNone) {
-                              out.cached_prompt_tokens = ev.cached_prompt_tokens;
-                              done = true;
-                            }
-                          })
-                  .ok());
-  absl::MutexLock lock(&mu);
-  mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
-  return out;
+  return testing::RunGreedy(engine, id, std::move(prompt), 8);
 }
 
 bool Eventually(const std::function<bool()>& ok) {
