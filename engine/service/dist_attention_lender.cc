@@ -12,7 +12,9 @@ namespace {
 
 std::vector<float> Floats(const std::string& bytes) {
   std::vector<float> out(bytes.size() / sizeof(float));
-  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
+  // An empty field (a layer with no new tokens' keys) leaves out.data() null,
+  // which memcpy must not get even for 0 bytes.
+  if (!out.empty()) std::memcpy(out.data(), bytes.data(), out.size() * sizeof(float));
   return out;
 }
 
