@@ -22,6 +22,7 @@
 #include "benchmarks/loadgen/recovery_check.h"
 #include "benchmarks/loadgen/report.h"
 #include "tools/commands.h"
+#include "tools/dataset_flags.h"
 #include "tools/flags.h"
 
 namespace ferry {
@@ -39,9 +40,7 @@ struct BenchFlags {
   int64_t max_concurrency = 0;
   int64_t max_threads = 1024;
   int64_t seed = 0;
-  int64_t num_prompts = 100;
-  int64_t input_len = 256, output_len = 128, num_prefixes = 4, prefix_len = 512;
-  int64_t max_input_len = 0, max_output_len = 0;
+  DatasetFlagValues dataset_values;
   std::string slo, sweep, json_path, plot_path;
   std::string kill_worker_at;
   bool progress = true;
@@ -79,17 +78,7 @@ Json RequestsJson(const std::vector<loadgen::RequestResult>& results) {
   return out;
 }
 
-void ApplyDatasetFlags(BenchFlags& f) {
-  loadgen::DatasetOptions& d = f.dataset;
-  d.num_prompts = static_cast<int>(f.num_prompts);
-  d.input_len = static_cast<int>(f.input_len);
-  d.output_len = static_cast<int>(f.output_len);
-  d.num_prefixes = static_cast<int>(f.num_prefixes);
-  d.prefix_len = static_cast<int>(f.prefix_len);
-  d.max_input_len = static_cast<int>(f.max_input_len);
-  d.max_output_len = static_cast<int>(f.max_output_len);
-  d.seed = static_cast<uint64_t>(f.seed);
-}
+void ApplyDatasetFlags(BenchFlags& f) { ferry::ApplyDatasetFlags(f.dataset_values, f.seed, &f.dataset); }
 
 // The rates of --sweep, or the one of --request-rate.
 absl::StatusOr<std::vector<double>> Rates(const BenchFlags& f) {
@@ -287,25 +276,7 @@ int RunBench(int argc, char** argv) {
   flags.AddInt("max-concurrency", &f.max_concurrency, "requests in flight at most (0: no limit)");
   flags.AddInt("max-threads", &f.max_threads, "client threads, one per concurrent stream");
   flags.AddInt("seed", &f.seed, "seed for arrivals and datasets");
-  flags.AddString("dataset", &f.dataset.name, "random, sharegpt, prefix or trace");
-  flags.AddString("dataset-path", &f.dataset.path,
-                  "ShareGPT JSON, or a trace (Azure CSV, Mooncake JSONL, or "
-                  "seconds,input,output CSV)");
-  flags.AddInt("num-prompts", &f.num_prompts,
-               "requests to send (trace: at most this many rows, 0 all)");
-  flags.AddInt("input-len", &f.input_len,
-               "random: prompt tokens; prefix: tokens after the shared prefix");
-  flags.AddInt("output-len", &f.output_len, "output tokens (max_tokens) for random and prefix");
-  flags.AddDouble("range-ratio", &f.dataset.range_ratio,
-                  "random: lengths uniform in len*(1 +- ratio)");
-  flags.AddInt("num-prefixes", &f.num_prefixes, "prefix: distinct shared system prompts");
-  flags.AddInt("prefix-len", &f.prefix_len, "prefix: tokens in each shared system prompt");
-  flags.AddDouble("trace-time-scale", &f.dataset.trace_time_scale,
-                  "trace: multiply arrival times by this");
-  flags.AddInt("max-input-len", &f.max_input_len,
-               "trace, sharegpt: clip prompt lengths (0: no clip)");
-  flags.AddInt("max-output-len", &f.max_output_len,
-               "trace, sharegpt: clip output lengths (0: no clip)");
+  AddDatasetFlags(flags, "requests to send (trace: at most this many rows, 0 all)", &f.dataset_values, &f.dataset);
   flags.AddString("slo", &f.slo, "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)");
   flags.AddString("sweep", &f.sweep, "comma-separated request rates to run one after another");
   flags.AddString("json", &f.json_path, "write the results as JSON to this file");

@@ -25,6 +25,7 @@
 #include "engine/sim_cost_model.h"
 #include "scheduler/policy/dispatch_policy.h"
 #include "tools/commands.h"
+#include "tools/dataset_flags.h"
 #include "tools/flags.h"
 
 namespace ferry {
@@ -44,8 +45,8 @@ struct SimFlags {
   int64_t min_prefill_tokens = 64;
   std::string request_rate = "inf", sweep;
   double burstiness = 1.0, ramp_up_s = 0;
-  int64_t seed = 0, num_prompts = 1000, input_len = 256, output_len = 128;
-  int64_t num_prefixes = 4, prefix_len = 512, max_input_len = 0, max_output_len = 0;
+  int64_t seed = 0;
+  DatasetFlagValues dataset_values{.num_prompts = 1000};
   std::string slo, json_path, plot_path;
   bool progress = true, list_profiles = false;
 };
@@ -86,7 +87,7 @@ absl::Status ApplyFlags(SimFlags& f) {
   if (!(f.heartbeat_ms > 0) || !(f.migration_interval_ms > 0)) {
     return absl::InvalidArgumentError("--heartbeat-ms and --migration-interval-ms must be positive");
   }
-  if (!in_int(f.num_prompts, 0, 10000000)) return absl::InvalidArgumentError("--num-prompts must be in [0, 1e7]");
+  if (!in_int(f.dataset_values.num_prompts, 0, 10000000)) return absl::InvalidArgumentError("--num-prompts must be in [0, 1e7]");
   if (f.sim.disaggregation && (f.prefill_workers <= 0 || f.prefill_workers >= f.workers)) {
     return absl::InvalidArgumentError(
         "--disaggregate needs --prefill-workers between 1 and --workers - 1 (the rest decode)");
@@ -109,15 +110,7 @@ absl::Status ApplyFlags(SimFlags& f) {
   s.prefix_aware_options.max_freeness_gap = f.prefix_freeness_gap;
   s.prefix_aware_options.max_queue_gap = static_cast<int>(f.prefix_queue_gap);
   s.disaggregation_options.min_prompt_tokens = f.min_prefill_tokens;
-  loadgen::DatasetOptions& d = f.dataset;
-  d.num_prompts = static_cast<int>(f.num_prompts);
-  d.input_len = static_cast<int>(f.input_len);
-  d.output_len = static_cast<int>(f.output_len);
-  d.num_prefixes = static_cast<int>(f.num_prefixes);
-  d.prefix_len = static_cast<int>(f.prefix_len);
-  d.max_input_len = static_cast<int>(f.max_input_len);
-  d.max_output_len = static_cast<int>(f.max_output_len);
-  d.seed = static_cast<uint64_t>(f.seed);
+  ApplyDatasetFlags(f.dataset_values, f.seed, &f.dataset);
   return absl::OkStatus();
 }
 
@@ -314,18 +307,8 @@ int RunSim(int argc, char** argv) {
   flags.AddDouble("ramp-up", &f.ramp_up_s, "seconds over which the rate grows linearly from 0");
   flags.AddString("sweep", &f.sweep, "comma-separated request rates, one simulation each");
   flags.AddInt("seed", &f.seed, "seed for arrivals and datasets (the simulation itself has no randomness)");
-  flags.AddString("dataset", &f.dataset.name, "random, sharegpt, prefix or trace");
-  flags.AddString("dataset-path", &f.dataset.path,
-                  "ShareGPT JSON, or a trace (Azure CSV, Mooncake JSONL, or seconds,input,output CSV)");
-  flags.AddInt("num-prompts", &f.num_prompts, "requests to simulate (trace: at most this many rows, 0 all)");
-  flags.AddInt("input-len", &f.input_len, "random: prompt tokens; prefix: tokens after the shared prefix");
-  flags.AddInt("output-len", &f.output_len, "output tokens for random and prefix");
-  flags.AddDouble("range-ratio", &f.dataset.range_ratio, "random: lengths uniform in len*(1 +- ratio)");
-  flags.AddInt("num-prefixes", &f.num_prefixes, "prefix: distinct shared system prompts");
-  flags.AddInt("prefix-len", &f.prefix_len, "prefix: tokens in each shared system prompt");
-  flags.AddDouble("trace-time-scale", &f.dataset.trace_time_scale, "trace: multiply arrival times by this");
-  flags.AddInt("max-input-len", &f.max_input_len, "trace, sharegpt: clip prompt lengths (0: no clip)");
-  flags.AddInt("max-output-len", &f.max_output_len, "trace, sharegpt: clip output lengths (0: no clip)");
+  AddDatasetFlags(flags, "requests to simulate (trace: at most this many rows, 0 all)", &f.dataset_values,
+                  &f.dataset);
   flags.AddString("slo", &f.slo, "goodput SLO, e.g. ttft:500,tpot:50 (milliseconds)");
   flags.AddString("json", &f.json_path, "write the results as JSON to this file");
   flags.AddString("plot", &f.plot_path, "write a plot (latency vs throughput, TTFT CDF): .svg, or .png with gnuplot");
