@@ -1,9 +1,10 @@
-// Runs one greedy request on an in-process Engine and waits for its end: the
-// helper of the engine-level tests of the prefix cache (pull, host tier,
-// export), where each request's tokens are compared with a recompute.
+// Helpers of the engine-level tests of the prefix cache (pull, host tier,
+// export): one greedy request run to its end, whose tokens are compared with
+// a recompute, and the block hashes a scheduler would name for a prompt.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "absl/time/time.h"
 #include "engine/engine.h"
 #include "gtest/gtest.h"
+#include "kvcache/block_pool.h"
 
 namespace ferry::testing {
 
@@ -48,6 +50,20 @@ inline GreedyOutcome RunGreedy(Engine& engine, const std::string& id, std::vecto
   absl::MutexLock lock(&mu);
   mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60));
   return out;
+}
+
+// The hash chain of the first `blocks` full blocks of `prompt` on `engine`
+// (blocks of `block_size` tokens), as the scheduler sends it.
+inline std::vector<uint64_t> ChainHashes(const Engine& engine, const std::vector<int32_t>& prompt, int blocks,
+                                         int block_size = 16) {
+  std::vector<uint64_t> hashes;
+  uint64_t parent = engine.block_hash_root();
+  for (int b = 0; b < blocks; ++b) {
+    parent = HashBlockTokens(
+        parent, std::span<const int32_t>(prompt).subspan(static_cast<size_t>(b) * block_size, block_size), 0);
+    hashes.push_back(parent);
+  }
+  return hashes;
 }
 
 }  // namespace ferry::testing

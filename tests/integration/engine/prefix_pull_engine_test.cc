@@ -37,19 +37,7 @@ std::vector<int32_t> Diverging(const std::vector<int32_t>& prompt, int shared, i
   return ids;
 }
 
-// The hashes the scheduler would send: the chain of `blocks` full blocks.
-std::vector<uint64_t> ChainHashes(const Engine& engine, const std::vector<int32_t>& prompt,
-                                  int blocks) {
-  std::vector<uint64_t> hashes;
-  uint64_t parent = engine.block_hash_root();
-  for (int b = 0; b < blocks; ++b) {
-    parent = HashBlockTokens(
-        parent, std::span<const int32_t>(prompt).subspan(static_cast<size_t>(b) * kBlock, kBlock),
-        0);
-    hashes.push_back(parent);
-  }
-  return hashes;
-}
+using testing::ChainHashes;
 
 // Statistics are published after each loop iteration, a moment after a
 // call's future is ready: waits (up to 5 s) until they satisfy `ok`.
@@ -82,9 +70,7 @@ std::vector<std::pair<int64_t, std::string>> AllChunks(const Engine::PrefixExpor
 class PrefixPullEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string path = testing::SharedPath("models/stories260K.gguf");
-    if (!std::filesystem::exists(path))
-      GTEST_SKIP() << "shared test file " << path << " is absent; skipping";
+    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
     auto m = Model::Load(path, LoadOptions{.progress = false});
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::shared_ptr<const Model>(std::move(*m));

@@ -54,9 +54,7 @@ bool Eventually(const std::function<bool()>& ok) {
 class PrefixPullStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string path = testing::SharedPath("models/stories260K.gguf");
-    if (!std::filesystem::exists(path))
-      GTEST_SKIP() << "shared test file " << path << " is absent; skipping";
+    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
     auto m = Model::Load(path, LoadOptions{.progress = false});
     ASSERT_TRUE(m.ok()) << m.status();
     model_ = std::shared_ptr<const Model>(std::move(*m));
@@ -74,13 +72,7 @@ class PrefixPullStreamTest : public ::testing::Test {
     prompt_ = Prompt(300, 9);  // 18 full blocks can be pulled
     computed_ = RunGreedy(*holder_, "h", prompt_);
     ASSERT_EQ(computed_.tokens.size(), 8u);
-    uint64_t parent = holder_->block_hash_root();
-    for (int b = 0; b < 18; ++b) {
-      parent = HashBlockTokens(
-          parent,
-          std::span<const int32_t>(prompt_).subspan(static_cast<size_t>(b) * kBlock, kBlock), 0);
-      hashes_.push_back(parent);
-    }
+    hashes_ = testing::ChainHashes(*holder_, prompt_, 18, kBlock);
     block_bytes_ = holder_->kv_shape().bytes_per_block();
   }
 
