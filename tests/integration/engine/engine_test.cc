@@ -17,6 +17,7 @@
 #include "common/thread_pool.h"
 #include "engine/llama_forward.h"
 #include "gtest/gtest.h"
+#include "tests/integration/engine/greedy_run.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -243,9 +244,7 @@ TEST_F(EngineTest, HashEventsNameTheCacheAndAnUndrainedBacklogBecomesASnapshot) 
   // block is in the snapshot.
   const std::vector<int32_t> last = Encode(LongPrompt(14));
   ASSERT_GE(last.size(), 32u);
-  const uint64_t first_block =
-      HashBlockTokens(engine->block_hash_root(), std::span<const int32_t>(last).first(16), 0);
-  EXPECT_TRUE(snapshot.contains(first_block));
+  EXPECT_TRUE(snapshot.contains(testing::ChainHashes(*engine, last, 1)[0]));
   // Drained: nothing more until the cache changes.
   EXPECT_TRUE(engine->TakeBlockHashEvents().events.empty());
 }
@@ -371,6 +370,10 @@ TEST_F(EngineTest, BadRequestsAreRejectedWithAClearError) {
 TEST_F(EngineTest, HigherPriorityIsServedFirstUnderPressure) {
   EngineOptions o;
   o.max_num_seqs = 1;
+  // Paced, so "busy" (30 steps) is certainly still running when both others
+  // arrive: unpaced, it could finish between the two submissions and let
+  // "low" start first.
+  o.min_step_micros = 5000;
   auto engine = MakeEngine(o);
   Collector c;
   std::vector<std::string> order;
