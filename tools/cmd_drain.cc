@@ -65,6 +65,7 @@ int RunDrainMain(const DrainFlags& f) {
     return 0;
   }
   const std::string id = info->worker_id();
+  int placed = 0;
   {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -73,16 +74,16 @@ int RunDrainMain(const DrainFlags& f) {
     v1::DrainWorkerResponse response;
     status = stub->DrainWorker(&ctx, request, &response);
     if (!status.ok()) return Fail("DrainWorker " + id + ": " + status.error_message());
+    placed = response.num_requests();
   }
   if (!f.quiet) {
-    std::printf("draining worker %s (%s): %d requests running\n", id.c_str(), info->address().c_str(),
-                info->num_requests());
+    std::printf("draining worker %s (%s): %d requests running\n", id.c_str(), info->address().c_str(), placed);
     std::fflush(stdout);
   }
   if (timeout == absl::ZeroDuration()) return 0;
   const absl::Time start = absl::Now();
   const absl::Time end = start + timeout;
-  int last_reported = info->num_requests();
+  int last_reported = placed;
   while (true) {
     info = FindWorker(*stub, id, &status);
     if (status.ok() && (!info || info->num_requests() == 0)) break;

@@ -214,6 +214,13 @@ void Scheduler::DrainWorker(const v1::DrainWorkerRequest& request, Reply<v1::Dra
     Logger("scheduler")->info("worker={} draining", worker_id);
     v1::DrainWorkerResponse response;
     response.set_ok(true);
+    int placed = 0;
+    for (const auto& [id, r] : requests_) {
+      for (const Sample& smp : r->samples) {
+        if (!smp.finished && smp.call_id != 0 && smp.worker_id == worker_id) ++placed;
+      }
+    }
+    response.set_num_requests(placed);
     reply(std::move(response));
     RunMigrationPolicy();
   });

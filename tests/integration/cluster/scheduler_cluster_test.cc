@@ -267,6 +267,7 @@ TEST(SchedulerClusterTest, DrainMovesRequestsOut) {
         v1::DrainWorkerResponse resp;
         EXPECT_TRUE(c.stub().DrainWorker(&ctx, d, &resp).ok());
         EXPECT_TRUE(resp.ok());
+        EXPECT_EQ(resp.num_requests(), 1);  // the one it now migrates
       });
     }
   });
@@ -340,6 +341,7 @@ TEST(SchedulerClusterTest, AdminCallsListRequestsNameWorkersByAddressAndSayWhy) 
   d.set_worker_id(b->fake->address());
   v1::DrainWorkerResponse resp;
   ASSERT_TRUE(c.stub().DrainWorker(&ctx, d, &resp).ok());
+  EXPECT_EQ(resp.num_requests(), 0);  // the request finished before
   const v1::ListWorkersResponse list = c.List();
   for (const auto& w : list.workers()) EXPECT_EQ(w.draining(), w.address() == b->fake->address());
   grpc::ClientContext ctx2;

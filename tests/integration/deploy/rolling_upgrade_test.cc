@@ -67,6 +67,20 @@ class RollingUpgradeTest : public ::testing::Test {
     return false;
   }
 
+  // Waits (bounded) until the scheduler has a request placed on the worker at
+  // `address`, so its drain has something to move.
+  bool WaitForRequestsOn(const std::string& address) {
+    const absl::Time end = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < end) {
+      const v1::ListWorkersResponse list = List();
+      for (const auto& w : list.workers()) {
+        if (w.address() == address && w.alive() && w.num_requests() > 0) return true;
+      }
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return false;
+  }
+
   std::string IncarnationOf(const std::string& address) {
     const v1::ListWorkersResponse list = List();
     for (const auto& w : list.workers()) {
@@ -155,6 +169,7 @@ TEST_F(RollingUpgradeTest, DrainingEachWorkerUnderLoadFailsNoRequest) {
   for (int i = 0; i < kWorkers; ++i) {
     absl::SleepFor(absl::Milliseconds(400));
     const std::string old_incarnation = IncarnationOf(worker_addresses_[i]);
+    EXPECT_TRUE(WaitForRequestsOn(worker_addresses_[i])) << "no request was ever placed on worker " << i;
     testing::CommandResult drain = testing::RunCommand(testing::FerryBinary() + " drain --scheduler " + scheduler_ +
                                                            " --worker " + worker_addresses_[i] + " --timeout 60s",
                                                        true);
@@ -175,7 +190,9 @@ TEST_F(RollingUpgradeTest, DrainingEachWorkerUnderLoadFailsNoRequest) {
 
   EXPECT_TRUE(failures.empty()) << failures.size() << " failed, first: " << failures.front();
   EXPECT_GE(completed, kClients * 2);
-  // Under load the drains had requests to move, and they moved by migration.
+  // Under load the drains had requests to move (each drain starts while its
+  // worker runs some; a request may still finish in between), and they moved
+  // by migration.
   EXPECT_GT(drained_requests, 0);
   httplib::Client metrics("127.0.0.1", metrics_port);
   auto res = metrics.Get("/metrics");
