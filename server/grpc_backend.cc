@@ -70,8 +70,13 @@ class GrpcBackend::Call final : public grpc::ClientReadReactor<v1::TokenEvent> {
       }
       on_event_(ev);
     }
-    owner_->Remove(request_.request_id(), this);
+    // Out of the map first (no Abort may reach it any more), then gone,
+    // then counted out: the backend's destructor waits for that, so the
+    // call (its context holds the channel) ends before the backend does.
+    GrpcBackend* owner = owner_;
+    owner->Remove(request_.request_id(), this);
     delete this;
+    owner->Ended();
   }
 
  private:
@@ -126,8 +131,8 @@ GrpcBackend::~GrpcBackend() {
     for (auto& [id, call] : calls_) call->Cancel();
   }
   absl::MutexLock lock(&mu_);
-  auto empty = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_.empty(); };
-  mu_.Await(absl::Condition(&empty));
+  auto ended = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_calls_ == 0; };
+  mu_.Await(absl::Condition(&ended));
 }
 
 absl::Status GrpcBackend::Generate(const v1::GenerateRequest& request, EventCallback on_event) {
@@ -135,6 +140,7 @@ absl::Status GrpcBackend::Generate(const v1::GenerateRequest& request, EventCall
   {
     absl::MutexLock lock(&mu_);
     calls_.emplace(request.request_id(), call);
+    ++live_calls_;
   }
   call->Start();
   return absl::OkStatus();
@@ -155,6 +161,11 @@ void GrpcBackend::Remove(const std::string& request_id, Call* call) {
       return;
     }
   }
+}
+
+void GrpcBackend::Ended() {
+  absl::MutexLock lock(&mu_);
+  --live_calls_;
 }
 
 bool GrpcBackend::Ready() {

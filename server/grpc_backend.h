@@ -63,6 +63,8 @@ class GrpcBackend final : public GenerateBackend, public ClusterAdmin {
   class Call;
   explicit GrpcBackend(const GrpcBackendOptions& options);
   void Remove(const std::string& request_id, Call* call);
+  // A call's object is gone (after Remove).
+  void Ended();
 
   GrpcBackendOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -70,6 +72,7 @@ class GrpcBackend final : public GenerateBackend, public ClusterAdmin {
   std::unique_ptr<v1::Scheduler::Stub> scheduler_;
   absl::Mutex mu_;
   std::multimap<std::string, Call*> calls_ ABSL_GUARDED_BY(mu_);
+  int live_calls_ ABSL_GUARDED_BY(mu_) = 0;  // started and not yet deleted
 };
 
 }  // namespace ferry
