@@ -33,11 +33,30 @@ class ForwardBackend {
   // Copy-on-write copies planned by the block pool.
   virtual void CopyBlocks(std::span<const BlockCopy> copies) = 0;
   // The KV cache in host memory where the backend keeps it there (cpu), for
-  // export and import of blocks; null otherwise.
+  // DistAttention, which computes on lent blocks in place; null otherwise.
   virtual KvCache* host_kv() = 0;
+  // One block's keys and values as fp32 in the canonical block layout
+  // [layer][k|v][slot][kv_head][head_dim] (kv_shape().floats_per_block()
+  // floats), whatever the backend's own dtype and memory: the form KV blocks
+  // move between workers in (kvcache/kv_transfer.h), so any two backends can
+  // hand sequences and cached prefixes to each other.
+  // ReadKvBlockF32 may be called from any thread, also during a step, for a
+  // block no step writes meanwhile (a referenced cached block); a prefix
+  // export copies from the RPC thread. WriteKvBlockF32 runs on the step
+  // loop's thread between steps. Converting to a narrower dtype rounds to
+  // nearest even. InvalidArgument for a block out of range or a span of the
+  // wrong size; Internal for a failed device copy; Unimplemented where the
+  // backend keeps no KV (sim).
+  virtual absl::Status ReadKvBlockF32(int32_t block, std::span<float> out) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": KV blocks cannot be copied out"));
+  }
+  virtual absl::Status WriteKvBlockF32(int32_t block, std::span<const float> in) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": KV blocks cannot be copied in"));
+  }
   // Whole-block copies between the backend's KV storage and host memory
-  // (kv_bytes_per_block() bytes), for the host tier of the prefix cache.
-  // Unimplemented where the backend has none yet (the host tier is then off).
+  // (kv_bytes_per_block() bytes in the backend's own dtype), for the host
+  // tier of the prefix cache; on the step loop's thread between steps.
+  // Unimplemented where the backend has none (the host tier is then off).
   virtual absl::Status ReadKvBlock(int32_t block, std::span<std::byte> out) {
     return absl::UnimplementedError(absl::StrCat(Describe(), ": no KV block copies to host memory"));
   }

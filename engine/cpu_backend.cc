@@ -1,5 +1,6 @@
 // The CPU backend: LlamaForward over an fp32 KV cache in host memory.
 #include <cstring>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -34,6 +35,14 @@ class CpuBackend final : public ForwardBackend {
   }
   void CopyBlocks(std::span<const BlockCopy> copies) override { ::ferry::CopyBlocks(*kv_, copies); }
   KvCache* host_kv() override { return kv_.get(); }
+  // The host cache is fp32 in the canonical layout already: both kinds of
+  // block copy are plain copies.
+  absl::Status ReadKvBlockF32(int32_t block, std::span<float> out) override {
+    return ReadKvBlock(block, std::as_writable_bytes(out));
+  }
+  absl::Status WriteKvBlockF32(int32_t block, std::span<const float> in) override {
+    return WriteKvBlock(block, std::as_bytes(in));
+  }
   absl::Status ReadKvBlock(int32_t block, std::span<std::byte> out) override {
     FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, out.size()));
     std::memcpy(out.data(), kv_->Block(block), out.size());

@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/strings.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -45,8 +46,10 @@ class CudaBackend final : public ForwardBackend {
 
   ~CudaBackend() override {
     if (stream_ != nullptr) cuda::StreamSynchronize(stream_);
+    if (copy_stream_ != nullptr) cuda::StreamSynchronize(copy_stream_);
     gemm_.reset();
     for (void* p : allocations_) cuda::Free(p);
+    cuda::StreamDestroy(copy_stream_);
     cuda::StreamDestroy(stream_);
   }
 
@@ -58,6 +61,7 @@ class CudaBackend final : public ForwardBackend {
       return absl::UnimplementedError(absl::StrCat("the cuda backend has no kernels for head_dim ", c_.head_dim));
     }
     FERRY_RETURN_IF_ERROR(Check(cuda::StreamCreate(&stream_), "stream"));
+    FERRY_RETURN_IF_ERROR(Check(cuda::StreamCreate(&copy_stream_), "copy stream"));
     FERRY_RETURN_IF_ERROR(Check(cuda::Gemm::Create(&gemm_), "cuBLASLt"));
     FERRY_RETURN_IF_ERROR(UploadWeights());
 
@@ -89,6 +93,7 @@ class CudaBackend final : public ForwardBackend {
     kv_.num_kv_heads = c_.num_kv_heads;
     kv_.head_dim = c_.head_dim;
     kv_.block_size = o.block_size;
+    copy_staging_.resize(static_cast<size_t>(block_bytes_));
     return absl::OkStatus();
   }
 
@@ -100,14 +105,58 @@ class CudaBackend final : public ForwardBackend {
   KvCache* host_kv() override { return nullptr; }
 
   void CopyBlocks(std::span<const BlockCopy> copies) override {
+    if (copies.empty()) return;
     for (const BlockCopy& c : copies) {
       char* base = static_cast<char*>(kv_.base);
       cuda::CopyOnDevice(base + int64_t{c.dst} * block_bytes_, base + int64_t{c.src} * block_bytes_, block_bytes_,
                          stream_);
     }
+    // Done before returning, like Forward: host copies of blocks (below) run
+    // on their own stream and rely on nothing being pending on stream_.
+    cuda::StreamSynchronize(stream_);
+  }
+
+  // The device cache uses the canonical block layout (cuda::KvLayout: the
+  // RoPE/KV-write kernel and the attention kernels address a block as
+  // [layer][k|v][slot][kv_head][head_dim]), so a block converts element by
+  // element; only the dtype differs.
+  absl::Status ReadKvBlockF32(int32_t block, std::span<float> out) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, out.size_bytes(), shape_.bytes_per_block()));
+    absl::MutexLock lock(&copy_mu_);
+    FERRY_RETURN_IF_ERROR(CopyBlockToStaging(block));
+    cuda::ConvertToF32(dt_, copy_staging_.data(), out.size(), out.data());
+    return absl::OkStatus();
+  }
+  absl::Status WriteKvBlockF32(int32_t block, std::span<const float> in) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, in.size_bytes(), shape_.bytes_per_block()));
+    absl::MutexLock lock(&copy_mu_);
+    cuda::ConvertFromF32(dt_, in.data(), in.size(), copy_staging_.data());
+    return CopyStagingToBlock(block);
+  }
+  absl::Status ReadKvBlock(int32_t block, std::span<std::byte> out) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, out.size(), block_bytes_));
+    absl::MutexLock lock(&copy_mu_);
+    FERRY_RETURN_IF_ERROR(CopyBlockToStaging(block));
+    std::memcpy(out.data(), copy_staging_.data(), out.size());
+    return absl::OkStatus();
+  }
+  absl::Status WriteKvBlock(int32_t block, std::span<const std::byte> in) override {
+    FERRY_RETURN_IF_ERROR(CheckBlockCopy(block, in.size(), block_bytes_));
+    absl::MutexLock lock(&copy_mu_);
+    std::memcpy(copy_staging_.data(), in.data(), in.size());
+    return CopyStagingToBlock(block);
   }
 
   absl::Status Forward(const ForwardBatch& b, float* logits) override {
+    absl::Status s = ForwardOnStream(b, logits);
+    // A step that failed half way may have left kernels queued; host copies
+    // of blocks rely on nothing being pending on stream_ between steps.
+    if (!s.ok()) cuda::StreamSynchronize(stream_);
+    return s;
+  }
+
+ private:
+  absl::Status ForwardOnStream(const ForwardBatch& b, float* logits) {
     FERRY_RETURN_IF_ERROR(ValidateForwardBatch(b, c_, shape_));
     const int n = b.num_tokens();
     const int rows = static_cast<int>(b.logits_indices.size());
@@ -128,7 +177,38 @@ class CudaBackend final : public ForwardBackend {
     return Check(cuda::StreamSynchronize(stream_), "step");
   }
 
- private:
+  absl::Status CheckBlockCopy(int32_t block, size_t bytes, int64_t want) const {
+    if (block < 0 || block >= shape_.num_blocks) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block ", block, " out of range"));
+    }
+    if (static_cast<int64_t>(bytes) != want) {
+      return absl::InvalidArgumentError(absl::StrCat("KV block copy of ", bytes, " bytes, blocks are ", want));
+    }
+    return absl::OkStatus();
+  }
+
+  // Block copies go through copy_stream_, not stream_, so that a read from
+  // another thread never queues behind (or into a graph capture of) a step.
+  // Nothing needs ordering against stream_: a block read was written by a
+  // step that has finished (Forward and CopyBlocks synchronize before they
+  // return), and a block written is read by a later step only. The caller
+  // holds copy_mu_; the calling thread's current device is set first, as it
+  // may be an RPC thread.
+  absl::Status CopyBlockToStaging(int32_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(copy_mu_) {
+    FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
+    const char* src = static_cast<const char*>(kv_.base) + int64_t{block} * block_bytes_;
+    FERRY_RETURN_IF_ERROR(
+        Check(cuda::CopyToHost(copy_staging_.data(), src, block_bytes_, copy_stream_), "KV block copy out"));
+    return Check(cuda::StreamSynchronize(copy_stream_), "KV block copy out");
+  }
+  absl::Status CopyStagingToBlock(int32_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(copy_mu_) {
+    FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
+    char* dst = static_cast<char*>(kv_.base) + int64_t{block} * block_bytes_;
+    FERRY_RETURN_IF_ERROR(
+        Check(cuda::CopyToDevice(dst, copy_staging_.data(), block_bytes_, copy_stream_), "KV block copy in"));
+    return Check(cuda::StreamSynchronize(copy_stream_), "KV block copy in");
+  }
+
   // Decode steps of one shape replay one captured graph: a shape seen once
   // runs eagerly (plans and kernel attributes get set up), the second time
   // it is captured. Everything a graph reads sits at fixed device addresses
@@ -418,6 +498,10 @@ class CudaBackend final : public ForwardBackend {
   int device_;
   cuda::DeviceProps props_;
   void* stream_ = nullptr;
+  void* copy_stream_ = nullptr;  // host copies of KV blocks
+  absl::Mutex copy_mu_;
+  // One block in the device dtype, on its way to or from host memory.
+  std::vector<char> copy_staging_ ABSL_GUARDED_BY(copy_mu_);
   std::unique_ptr<cuda::Gemm> gemm_;
   std::vector<void*> allocations_;
   absl::Status init_status_;

@@ -74,6 +74,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   }
   e->kv_ = e->backend_->host_kv();
   const KvCacheShape& shape = e->backend_->kv_shape();
+  // Migration and prefix pulls move blocks as fp32 through the backend; one
+  // probe tells whether it can (and why not, for the errors they return).
+  std::vector<float> probe_f32(static_cast<size_t>(shape.floats_per_block()));
+  e->kv_io_status_ = e->backend_->ReadKvBlockF32(0, probe_f32);
   BlockPoolOptions bp;
   bp.num_blocks = shape.num_blocks;
   bp.block_size = options.block_size;

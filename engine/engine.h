@@ -77,7 +77,9 @@ class Engine {
   // Copies the sample's full blocks from `from_block` on while it keeps
   // running; with `final`, pauses it and copies every remaining block and its
   // state. FailedPrecondition when the request is not running here (finished,
-  // aborted, waiting, preempted since `from_block` was copied) or has n > 1.
+  // aborted, waiting, preempted since `from_block` was copied), has n > 1 or
+  // runs on a backend that cannot copy KV blocks (sim); Internal when a
+  // device copy fails.
   std::future<absl::StatusOr<MigrationSnapshot>> SnapshotForMigration(const std::string& id,
                                                                       int64_t from_block, bool final);
   // The destination took the paused sample: it ends here with kMigrated and
@@ -89,8 +91,9 @@ class Engine {
   // ---- Live migration, destination side ----
   // Reserves blocks for `num_tokens` tokens of a sample arriving with the
   // given layout. InvalidArgument for a layout this engine cannot take,
-  // ResourceExhausted when blocks are short, AlreadyExists for an id in use.
-  // An unused reservation is dropped after `ttl`.
+  // ResourceExhausted when blocks are short, AlreadyExists for an id in use,
+  // Unimplemented where the backend cannot copy KV blocks (sim). An unused
+  // reservation is dropped after `ttl`.
   std::future<absl::Status> ReserveForMigration(const std::string& id, const KvTransferHeader& layout,
                                                 int64_t num_tokens, absl::Duration ttl);
   // Writes one chunk of blocks into the reservation (growing it if needed).
@@ -134,7 +137,8 @@ class Engine {
     PrefixExport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
     Engine* engine_;
     uint64_t id_;
-    const KvCache* kv_ = nullptr;
+    ForwardBackend* backend_ = nullptr;  // read from the calling thread (ReadKvBlockF32)
+    KvCacheShape shape_;
     std::string header_;
     std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
     int64_t first_block_ = 0;
@@ -148,7 +152,7 @@ class Engine {
   // from first_block on are copied. Read-only for the cached content.
   // InvalidArgument for first_block outside the hashes given; NotFound when
   // this engine caches no block past first_block of that chain;
-  // Unimplemented where KV is not in host memory.
+  // Unimplemented where the backend cannot copy KV blocks (sim).
   std::future<absl::StatusOr<std::unique_ptr<PrefixExport>>> OpenPrefixExport(
       std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes, int64_t first_block = 0);
   // Writes blocks pulled from another worker into fresh blocks and caches
@@ -161,7 +165,8 @@ class Engine {
   // checks out: InvalidArgument for a layout or chunk that does not fit,
   // DataLoss for a checksum mismatch or a missing block, FailedPrecondition
   // when blocks [0, first_block) are no longer cached here, ResourceExhausted
-  // when blocks are short, Unimplemented where KV is not in host memory.
+  // when blocks are short, Unimplemented where the backend cannot copy KV
+  // blocks (sim).
   std::future<absl::StatusOr<int64_t>> InstallCachedPrefix(std::vector<int32_t> tokens, std::string header,
                                                            std::vector<std::pair<int64_t, std::string>> chunks,
                                                            int64_t first_block = 0);
@@ -223,6 +228,9 @@ class Engine {
   ThreadPool pool_;
   std::unique_ptr<ForwardBackend> backend_;
   KvCache* kv_ = nullptr;  // the backend's host cache, null where KV lives on a device
+  // OK where the backend copies KV blocks in and out as fp32
+  // (ReadKvBlockF32), which migration and prefix pulls need; else why not.
+  absl::Status kv_io_status_;
   // Host tier of the prefix cache (null when off); used by blocks_.
   std::unique_ptr<KvBlockIo> host_io_;
   std::unique_ptr<HostTier> host_tier_;

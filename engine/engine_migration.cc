@@ -66,7 +66,9 @@ std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigrat
     const int64_t full_blocks = kv_tokens / bs;
     if (!is_running || kv_tokens == 0) return fail("not running (waiting or preempted)");
     if (from_block > full_blocks) return fail("preempted while being copied");
-    if (kv_ == nullptr) return fail("KV blocks of this backend do not migrate yet (cpu only)");
+    if (!kv_io_status_.ok()) {
+      return fail(absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message()));
+    }
     MigrationSnapshot snap;
     snap.first_block = from_block;
     const int64_t end_block = final ? NumBlocksForTokens(kv_tokens, bs) : full_blocks;
@@ -75,9 +77,15 @@ std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigrat
     snap.num_kv_tokens = final ? kv_tokens : end_block * bs;
     std::vector<int32_t> ids = seq.table.BlockIds();
     ids.assign(ids.begin() + from_block, ids.begin() + end_block);
-    snap.header = EncodeHeader(MakeKvTransferHeader(kv_->shape(), kv_model_key_, end_block,
-                                                    snap.num_kv_tokens));
-    snap.payload = EncodeBlocks(*kv_, ids, from_block);
+    const KvCacheShape& shape = backend_->kv_shape();
+    snap.header =
+        EncodeHeader(MakeKvTransferHeader(shape, kv_model_key_, end_block, snap.num_kv_tokens));
+    auto read = [this](int32_t block, std::span<float> out) {
+      return backend_->ReadKvBlockF32(block, out);
+    };
+    absl::StatusOr<std::string> payload = EncodeBlocks(shape, read, ids, from_block);
+    if (!payload.ok()) return promise->set_value(payload.status());
+    snap.payload = std::move(*payload);
     if (final) {
       GenerateInput state;
       state.request_id = id;
@@ -130,10 +138,11 @@ std::future<absl::Status> Engine::ReserveForMigration(const std::string& id,
   auto promise = std::make_shared<std::promise<absl::Status>>();
   auto future = promise->get_future();
   Post([this, id, layout, num_tokens, ttl, promise] {
-    if (kv_ == nullptr) {
-      return promise->set_value(absl::UnimplementedError("KV blocks of this backend do not migrate yet (cpu only)"));
+    if (!kv_io_status_.ok()) {
+      return promise->set_value(absl::UnimplementedError(
+          absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message())));
     }
-    absl::Status s = CheckKvTransferLayout(layout, kv_->shape(), kv_model_key_);
+    absl::Status s = CheckKvTransferLayout(layout, backend_->kv_shape(), kv_model_key_);
     if (!s.ok()) return promise->set_value(s);
     if (num_tokens <= 0 || num_tokens > max_model_len_) {
       return promise->set_value(absl::InvalidArgumentError("bad token count to reserve"));
@@ -179,10 +188,15 @@ std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, s
     }
     std::vector<int32_t> ids = table.BlockIds();
     std::vector<int32_t> dst(ids.begin() + first_block, ids.begin() + hdr->num_blocks);
-    if (kv_ == nullptr) {
-      return promise->set_value(absl::UnimplementedError("KV blocks of this backend do not migrate yet (cpu only)"));
+    if (!kv_io_status_.ok()) {
+      return promise->set_value(absl::UnimplementedError(
+          absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message())));
     }
-    promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, *kv_, dst, first_block));
+    auto write = [this](int32_t block, std::span<const float> in) {
+      return backend_->WriteKvBlockF32(block, in);
+    };
+    promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, backend_->kv_shape(),
+                                            write, dst, first_block));
   });
   return future;
 }

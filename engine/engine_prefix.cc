@@ -29,7 +29,12 @@ absl::StatusOr<std::string> Engine::PrefixExport::EncodeChunk(int64_t first, int
   const auto ids =
       std::span<const int32_t>(block_ids_)
           .subspan(static_cast<size_t>(first - first_block_), static_cast<size_t>(count));
-  return EncodeBlocks(*kv_, ids, first);
+  // Straight from the calling thread: the backend's fp32 reads allow it for
+  // blocks no step writes, which a referenced cached block is.
+  auto read = [this](int32_t block, std::span<float> out) {
+    return backend_->ReadKvBlockF32(block, out);
+  };
+  return EncodeBlocks(shape_, read, ids, first);
 }
 
 std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixExport>>> Engine::OpenPrefixExport(
@@ -45,8 +50,10 @@ std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixExport>>> Engine::OpenP
 absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> Engine::OpenPrefixExportOnLoop(
     const std::vector<int32_t>& tokens, const std::vector<uint64_t>& block_hashes,
     int64_t first_block) {
-  if (kv_ == nullptr)
-    return absl::UnimplementedError("KV blocks of this backend cannot be exported yet (cpu only)");
+  if (!kv_io_status_.ok()) {
+    return absl::UnimplementedError(
+        absl::StrCat("KV blocks cannot be exported: ", kv_io_status_.message()));
+  }
   const int64_t max_blocks = std::min(static_cast<int64_t>(block_hashes.size()),
                                       static_cast<int64_t>(tokens.size()) / options_.block_size);
   if (first_block < 0 || first_block >= max_blocks) {
@@ -72,14 +79,15 @@ absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> Engine::OpenPrefixExportOn
                            first_block));
   }
   auto out = std::unique_ptr<PrefixExport>(new PrefixExport(this, next_export_id_++));
-  out->kv_ = kv_;
+  out->backend_ = backend_.get();
+  out->shape_ = backend_->kv_shape();
   out->header_ = EncodeHeader(
-      MakeKvTransferHeader(kv_->shape(), kv_model_key_, end, end * options_.block_size));
+      MakeKvTransferHeader(out->shape_, kv_model_key_, end, end * options_.block_size));
   const std::vector<int32_t> ids = table.BlockIds();
   out->block_ids_.assign(ids.begin() + first_block, ids.begin() + end);
   out->first_block_ = first_block;
   out->end_block_ = end;
-  out->bytes_per_block_ = kv_->shape().bytes_per_block();
+  out->bytes_per_block_ = out->shape_.bytes_per_block();
   counters_.prefix_blocks_exported += end - first_block;
   exports_.emplace(out->id_, std::move(table));
   return out;
@@ -100,10 +108,13 @@ std::future<absl::StatusOr<int64_t>> Engine::InstallCachedPrefix(
 absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
     const std::vector<int32_t>& tokens, const std::string& header,
     const std::vector<std::pair<int64_t, std::string>>& chunks, int64_t first_block) {
-  if (kv_ == nullptr)
-    return absl::UnimplementedError("KV blocks of this backend cannot be imported yet (cpu only)");
+  if (!kv_io_status_.ok()) {
+    return absl::UnimplementedError(
+        absl::StrCat("KV blocks cannot be imported: ", kv_io_status_.message()));
+  }
+  const KvCacheShape& shape = backend_->kv_shape();
   FERRY_ASSIGN_OR_RETURN(const KvTransferHeader hdr, DecodeHeader(header));
-  FERRY_RETURN_IF_ERROR(CheckKvTransferLayout(hdr, kv_->shape(), kv_model_key_));
+  FERRY_RETURN_IF_ERROR(CheckKvTransferLayout(hdr, shape, kv_model_key_));
   const int64_t end = hdr.num_blocks;
   if (hdr.num_tokens != end * options_.block_size ||
       end > static_cast<int64_t>(tokens.size()) / options_.block_size) {
@@ -138,6 +149,9 @@ absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
   // Every chunk is checked and written before any block is cached: on an
   // error the fresh blocks go back to the pool unhashed.
   std::vector<char> written(static_cast<size_t>(end), 0);
+  auto write = [this](int32_t block, std::span<const float> in) {
+    return backend_->WriteKvBlockF32(block, in);
+  };
   for (const auto& [chunk_first, payload] : chunks) {
     if (chunk_first < 0 || chunk_first >= end)
       return absl::InvalidArgumentError("pulled chunk outside the prefix");
@@ -149,7 +163,8 @@ absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
       // An exporter that ignores first_block sends the leading blocks too.
       if (at >= first_block) {
         std::vector<int32_t> dst = {ids[static_cast<size_t>(at)]};
-        FERRY_RETURN_IF_ERROR(DecodeAndWriteBlocks(piece, hdr, kv_model_key_, *kv_, dst, at));
+        FERRY_RETURN_IF_ERROR(
+            DecodeAndWriteBlocks(piece, hdr, kv_model_key_, shape, write, dst, at));
         written[static_cast<size_t>(at)] = 1;
       }
       ++at;

@@ -207,9 +207,10 @@ int64_t EncodedBlocksSize(int64_t bytes_per_block, int64_t num_blocks) {
   return kChunkHeaderBytes + num_blocks * (kBlockChecksumBytes + bytes_per_block);
 }
 
-std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
-                         int64_t first_block_index) {
-  const int64_t bytes_per_block = cache.shape().bytes_per_block();
+absl::StatusOr<std::string> EncodeBlocks(const KvCacheShape& shape, KvBlockReader read,
+                                         std::span<const int32_t> blocks,
+                                         int64_t first_block_index) {
+  const int64_t bytes_per_block = shape.bytes_per_block();
   std::string out;
   out.reserve(static_cast<size_t>(EncodedBlocksSize(bytes_per_block, blocks.size())));
   out.append(kChunkMagic, sizeof(kChunkMagic));
@@ -219,13 +220,25 @@ std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
   PutU32(out, static_cast<uint32_t>(blocks.size()));
   PutU32(out, 0);
   PutU64(out, static_cast<uint64_t>(bytes_per_block));
+  std::vector<float> block(static_cast<size_t>(shape.floats_per_block()));
   for (size_t i = 0; i < blocks.size(); ++i) {
-    const auto* data = reinterpret_cast<const char*>(cache.Block(blocks[i]));
+    if (absl::Status s = read(blocks[i], block); !s.ok()) return s;
+    const auto* data = reinterpret_cast<const char*>(block.data());
     PutU64(out, BlockChecksum(data, static_cast<size_t>(bytes_per_block),
                               first_block_index + static_cast<int64_t>(i)));
     out.append(data, static_cast<size_t>(bytes_per_block));
   }
   return out;
+}
+
+std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
+                         int64_t first_block_index) {
+  auto read = [&cache](int32_t block, std::span<float> out) {
+    std::memcpy(out.data(), cache.Block(block), out.size_bytes());
+    return absl::OkStatus();
+  };
+  // Reading a host cache cannot fail.
+  return *EncodeBlocks(cache.shape(), read, blocks, first_block_index);
 }
 
 absl::StatusOr<std::vector<std::string>> SplitBlocks(std::string_view chunk, int64_t max_blocks) {
@@ -268,13 +281,24 @@ absl::StatusOr<std::vector<std::string>> SplitBlocks(std::string_view chunk, int
 absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
                                   std::string_view model_id, KvCache& cache,
                                   std::span<const int32_t> dst_blocks, int64_t first_block_index) {
-  const KvCacheShape& shape = cache.shape();
+  auto write = [&cache](int32_t block, std::span<const float> in) {
+    std::memcpy(cache.Block(block), in.data(), in.size_bytes());
+    return absl::OkStatus();
+  };
+  return DecodeAndWriteBlocks(payload, header, model_id, cache.shape(), write, dst_blocks,
+                              first_block_index);
+}
+
+absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
+                                  std::string_view model_id, const KvCacheShape& shape,
+                                  KvBlockWriter write, std::span<const int32_t> dst_blocks,
+                                  int64_t first_block_index) {
   if (absl::Status s = CheckKvTransferLayout(header, shape, model_id); !s.ok()) return s;
   absl::flat_hash_set<int32_t> seen;
   for (int32_t b : dst_blocks) {
-    if (b < 0 || b >= cache.num_blocks()) {
+    if (b < 0 || b >= shape.num_blocks) {
       return absl::InvalidArgumentError(absl::StrCat("KV transfer: destination block ", b,
-                                                     " is outside the cache (", cache.num_blocks(),
+                                                     " is outside the cache (", shape.num_blocks,
                                                      " blocks)"));
     }
     if (!seen.insert(b).second) {
@@ -339,8 +363,12 @@ absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHead
     }
     sources[i] = data.data();
   }
+  // The payload need not be aligned for floats: each block goes through an
+  // aligned copy.
+  std::vector<float> block(block_bytes / sizeof(float));
   for (uint32_t i = 0; i < count; ++i) {
-    std::memcpy(cache.Block(dst_blocks[i]), sources[i], block_bytes);
+    std::memcpy(block.data(), sources[i], block_bytes);
+    if (absl::Status s = write(dst_blocks[i], block); !s.ok()) return s;
   }
   return absl::OkStatus();
 }

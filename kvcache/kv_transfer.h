@@ -8,7 +8,9 @@
 //           and tokens, then a checksum of the header bytes.
 //   chunk:  magic "FKVB", format version, index of its first block in the
 //           sequence, block count, bytes per block; then per block a 64-bit
-//           checksum and the block's bytes (KvCache::Block layout).
+//           checksum and the block's bytes: fp32 in the canonical block
+//           layout [layer][k|v][slot][kv_head][head_dim] (KvCache::Block),
+//           whatever dtype and memory the sending backend keeps KV in.
 //
 // All integers are little-endian. Decoding treats the bytes as untrusted: it
 // never reads out of bounds and checks everything before writing anything.
@@ -20,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kvcache/kv_cache.h"
@@ -62,9 +65,20 @@ absl::Status CheckKvTransferLayout(const KvTransferHeader& header, const KvCache
 // sizing messages).
 int64_t EncodedBlocksSize(int64_t bytes_per_block, int64_t num_blocks);
 
-// One chunk holding `blocks` of `cache`, which are blocks
-// [first_block_index, first_block_index + blocks.size()) of the sequence.
-// Block ids must be valid in `cache`.
+// Where encoding reads blocks from and decoding writes them to: one block
+// (shape.floats_per_block() floats, canonical layout) at a time, so a backend
+// that keeps KV on a device or in another dtype converts one block per call.
+// An error ends the encode or decode with it.
+using KvBlockReader = absl::FunctionRef<absl::Status(int32_t block, std::span<float> out)>;
+using KvBlockWriter = absl::FunctionRef<absl::Status(int32_t block, std::span<const float> in)>;
+
+// One chunk holding `blocks` of a cache of `shape`, which are blocks
+// [first_block_index, first_block_index + blocks.size()) of the sequence,
+// read through `read`. Fails with the first error `read` returns.
+absl::StatusOr<std::string> EncodeBlocks(const KvCacheShape& shape, KvBlockReader read,
+                                         std::span<const int32_t> blocks,
+                                         int64_t first_block_index = 0);
+// The same from a host cache. Block ids must be valid in `cache`.
 std::string EncodeBlocks(const KvCache& cache, std::span<const int32_t> blocks,
                          int64_t first_block_index = 0);
 
@@ -84,6 +98,14 @@ absl::StatusOr<std::vector<std::string>> SplitBlocks(std::string_view chunk, int
 absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
                                   std::string_view model_id, KvCache& cache,
                                   std::span<const int32_t> dst_blocks,
+                                  int64_t first_block_index = 0);
+// The same into a cache of `shape` (its num_blocks bounds `dst_blocks`)
+// through `write`, called once per block in order after every check passed.
+// An error from `write` is returned as is; blocks written before it stay
+// written.
+absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
+                                  std::string_view model_id, const KvCacheShape& shape,
+                                  KvBlockWriter write, std::span<const int32_t> dst_blocks,
                                   int64_t first_block_index = 0);
 
 }  // namespace ferry

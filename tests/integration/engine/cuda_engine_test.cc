@@ -6,9 +6,11 @@
 #include <memory>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "cuda/api.h"
 #include "engine/backend.h"
 #include "engine/engine.h"
@@ -157,6 +159,93 @@ TEST_F(CudaEngineTest, EngineOnTheGpuServesConcurrentRequestsLikeTheCpu) {
   for (int i = 0; i < 12; ++i) {
     EXPECT_EQ(cpu[i].size(), 40u);
     EXPECT_EQ(gpu[i], cpu[i]) << "request " << i;
+  }
+}
+
+// Live migration between a GPU worker and a CPU worker, both ways: the KV
+// blocks cross as fp32 in the canonical layout, and the destination carries
+// on with exactly the greedy tokens of an uninterrupted run (fp32 on both
+// sides, whose greedy tokens agree; see above).
+TEST_F(CudaEngineTest, MigrationBetweenCudaAndCpuEnginesKeepsTheGreedyStream) {
+  auto make = [&](const std::string& device, int64_t min_step_micros) {
+    EngineOptions o;
+    o.device = device;
+    o.dtype = "float32";
+    o.threads = 2;
+    o.kv_cache_bytes = device == "cpu" ? 0 : int64_t{256} << 20;
+    o.min_step_micros = min_step_micros;  // the source keeps the request running while it is copied
+    auto engine = Engine::Create(model_, o);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return engine.ok() ? std::move(*engine) : nullptr;
+  };
+  struct Run {
+    absl::Mutex mu;
+    std::vector<int32_t> tokens ABSL_GUARDED_BY(mu);
+    FinishReason finish ABSL_GUARDED_BY(mu) = FinishReason::kNone;
+    EventSink Sink() {
+      return [this](EngineEvent ev) {
+        absl::MutexLock lock(&mu);
+        tokens.insert(tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
+        if (ev.finish != FinishReason::kNone) finish = ev.finish;
+      };
+    }
+    bool Wait() {
+      absl::MutexLock lock(&mu);
+      auto ended = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finish != FinishReason::kNone; };
+      return mu.AwaitWithTimeout(absl::Condition(&ended), absl::Seconds(60));
+    }
+  };
+  GenerateInput in;
+  in.request_id = "m";
+  in.prompt_ids =
+      model_->tokenizer().Encode("Once upon a time, there was a little girl", true, false);
+  in.params.temperature = 0;
+  in.params.max_tokens = 120;
+  in.params.ignore_eos = true;
+
+  std::vector<int32_t> want;
+  {
+    Run full;  // outlives the engine that calls it
+    auto cpu = make("cpu", 0);
+    ASSERT_TRUE(cpu);
+    ASSERT_TRUE(cpu->Submit(in, full.Sink()).ok());
+    ASSERT_TRUE(full.Wait());
+    absl::MutexLock lock(&full.mu);
+    want = full.tokens;
+  }
+  ASSERT_EQ(want.size(), 120u);
+
+  for (const auto& [from, to] :
+       {std::pair<std::string, std::string>{"cuda:0", "cpu"}, {"cpu", "cuda:0"}}) {
+    SCOPED_TRACE(from + " -> " + to);
+    Run before, after;
+    auto src = make(from, 2000);
+    auto dst = make(to, 0);
+    ASSERT_TRUE(src && dst);
+    ASSERT_TRUE(src->Submit(in, before.Sink()).ok());
+    for (int i = 0; i < 5000 && src->Stats().generated_tokens < 40; ++i)
+      absl::SleepFor(absl::Milliseconds(1));
+    auto snap = src->SnapshotForMigration("m", 0, true).get();
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    ASSERT_TRUE(snap->state.has_value());
+    auto header = DecodeHeader(snap->header);
+    ASSERT_TRUE(header.ok()) << header.status();
+    ASSERT_TRUE(
+        dst->ReserveForMigration("m", *header, snap->num_kv_tokens, absl::Seconds(10)).get().ok());
+    absl::Status received = dst->ReceiveMigratedBlocks("m", snap->header, snap->payload, 0).get();
+    ASSERT_TRUE(received.ok()) << received;
+    ASSERT_TRUE(dst->ResumeMigrated(*snap->state, snap->num_kv_tokens, after.Sink()).get().ok());
+    src->CommitMigration("m", "dst");
+    ASSERT_TRUE(before.Wait());
+    ASSERT_TRUE(after.Wait());
+    absl::MutexLock lock_before(&before.mu);
+    absl::MutexLock lock_after(&after.mu);
+    EXPECT_EQ(before.finish, FinishReason::kMigrated);
+    EXPECT_EQ(after.finish, FinishReason::kLength);
+    std::vector<int32_t> all = before.tokens;
+    all.insert(all.end(), after.tokens.begin(), after.tokens.end());
+    EXPECT_EQ(all, want);
   }
 }
 

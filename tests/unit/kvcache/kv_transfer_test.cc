@@ -1,6 +1,8 @@
 #include "kvcache/kv_transfer.h"
 
+#include <algorithm>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -248,6 +250,105 @@ TEST_F(KvTransferTest, ChunkFromAnotherLayoutIsRejected) {
   const std::string foreign = EncodeBlocks(*other, src_blocks_, 0);
   const std::string before = Snapshot(*dst_);
   ExpectRejected(DecodeAndWriteBlocks(foreign, header_, kModel, *dst_, dst_blocks_, 0), before);
+}
+
+// Blocks kept outside a KvCache, one vector per block id, as a backend with
+// its own storage would: encoding and decoding through callbacks must give
+// and take exactly the bytes the KvCache overloads do.
+class BlockStore {
+ public:
+  BlockStore(const KvCacheShape& shape, float base)
+      : blocks_(static_cast<size_t>(shape.num_blocks)) {
+    for (int64_t b = 0; b < shape.num_blocks; ++b) {
+      for (int64_t i = 0; i < shape.floats_per_block(); ++i) {
+        blocks_[static_cast<size_t>(b)].push_back(base + static_cast<float>(b * 1000 + i));
+      }
+    }
+  }
+  absl::Status Read(int32_t block, std::span<float> out) {
+    ++reads;
+    const std::vector<float>& src = blocks_.at(static_cast<size_t>(block));
+    if (out.size() != src.size()) return absl::InternalError("read of the wrong size");
+    std::copy(src.begin(), src.end(), out.begin());
+    return absl::OkStatus();
+  }
+  absl::Status Write(int32_t block, std::span<const float> in) {
+    ++writes;
+    std::vector<float>& dst = blocks_.at(static_cast<size_t>(block));
+    if (in.size() != dst.size()) return absl::InternalError("write of the wrong size");
+    std::copy(in.begin(), in.end(), dst.begin());
+    return absl::OkStatus();
+  }
+  const std::vector<float>& block(int32_t b) const { return blocks_.at(static_cast<size_t>(b)); }
+
+  int reads = 0;
+  int writes = 0;
+
+ private:
+  std::vector<std::vector<float>> blocks_;
+};
+
+TEST_F(KvTransferTest, CallbackEncodingMatchesCacheEncoding) {
+  BlockStore store(SmallShape(), 0.5f);  // the same content as src_
+  auto read = [&](int32_t b, std::span<float> out) { return store.Read(b, out); };
+  auto chunk = EncodeBlocks(SmallShape(), read, src_blocks_, 0);
+  ASSERT_TRUE(chunk.ok()) << chunk.status();
+  EXPECT_TRUE(*chunk == chunk_);
+  EXPECT_EQ(store.reads, 3);
+  auto later = EncodeBlocks(SmallShape(), read, std::span(src_blocks_).subspan(1), 4);
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_TRUE(*later == EncodeBlocks(*src_, std::span(src_blocks_).subspan(1), 4));
+}
+
+TEST_F(KvTransferTest, CallbackEncodingStopsAtAReadError) {
+  int reads = 0;
+  auto read = [&](int32_t b, std::span<float>) {
+    ++reads;
+    return b == 2 ? absl::InternalError("device copy failed") : absl::OkStatus();
+  };
+  auto chunk = EncodeBlocks(SmallShape(), read, src_blocks_, 0);  // 5, then 2 fails
+  EXPECT_EQ(chunk.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(reads, 2);
+}
+
+TEST_F(KvTransferTest, CallbackDecodingWritesWhatTheCacheDecodingWrites) {
+  BlockStore store(SmallShape(), -7.0f);  // the same content as dst_
+  auto write = [&](int32_t b, std::span<const float> in) { return store.Write(b, in); };
+  // An odd offset: the payload need not be aligned for floats.
+  const std::string shifted = "x" + chunk_;
+  ASSERT_TRUE(DecodeAndWriteBlocks(std::string_view(shifted).substr(1), header_, kModel,
+                                   SmallShape(), write, dst_blocks_, 0)
+                  .ok());
+  ASSERT_TRUE(DecodeAndWriteBlocks(chunk_, header_, kModel, *dst_, dst_blocks_, 0).ok());
+  EXPECT_EQ(store.writes, 3);
+  for (int32_t b = 0; b < SmallShape().num_blocks; ++b) {
+    EXPECT_EQ(std::memcmp(store.block(b).data(), dst_->Block(b), SmallShape().bytes_per_block()), 0)
+        << b;
+  }
+}
+
+TEST_F(KvTransferTest, CallbackDecodingWritesNothingFromABadChunk) {
+  BlockStore store(SmallShape(), -7.0f);
+  auto write = [&](int32_t b, std::span<const float> in) { return store.Write(b, in); };
+  std::string bad = chunk_;
+  bad[bad.size() - 1] ^= 1;  // the last block's payload: only its checksum catches it
+  EXPECT_EQ(DecodeAndWriteBlocks(bad, header_, kModel, SmallShape(), write, dst_blocks_, 0).code(),
+            absl::StatusCode::kDataLoss);
+  std::vector<int32_t> outside = {0, 3, 8};  // 8 is past the shape's blocks
+  EXPECT_EQ(DecodeAndWriteBlocks(chunk_, header_, kModel, SmallShape(), write, outside, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.writes, 0);
+}
+
+TEST_F(KvTransferTest, CallbackDecodingReturnsAWriteError) {
+  int writes = 0;
+  auto write = [&](int32_t, std::span<const float>) {
+    return ++writes == 2 ? absl::InternalError("device copy failed") : absl::OkStatus();
+  };
+  EXPECT_EQ(
+      DecodeAndWriteBlocks(chunk_, header_, kModel, SmallShape(), write, dst_blocks_, 0).code(),
+      absl::StatusCode::kInternal);
+  EXPECT_EQ(writes, 2);
 }
 
 }  // namespace
