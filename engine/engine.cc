@@ -1,4 +1,5 @@
 #include "engine/engine.h"
+#include "engine/input_validation.h"
 
 #include <algorithm>
 #include <chrono>
@@ -134,43 +135,14 @@ Engine::~Engine() {
 }
 
 absl::Status Engine::ValidateInput(const GenerateInput& input) const {
-  const ModelConfig& c = model_->config();
-  const int n = static_cast<int>(input.prompt_ids.size());
-  if (input.request_id.empty()) return absl::InvalidArgumentError("request id is empty");
-  if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
-  auto check_ids = [&](const std::vector<int32_t>& ids, const char* what) -> absl::Status {
-    for (int32_t id : ids) {
-      if (id < 0 || id >= c.vocab_size) {
-        return absl::InvalidArgumentError(absl::StrCat(what, " token id ", id,
-                                                       " is outside the vocabulary (0..",
-                                                       c.vocab_size - 1, ")"));
-      }
-    }
-    return absl::OkStatus();
-  };
-  FERRY_RETURN_IF_ERROR(check_ids(input.prompt_ids, "prompt"));
-  FERRY_RETURN_IF_ERROR(input.params.Validate(c.vocab_size));
-  if (input.resume) {
-    FERRY_RETURN_IF_ERROR(check_ids(input.resume->output_ids, "output"));
-    if (static_cast<int>(input.resume->output_ids.size()) >= input.params.max_tokens) {
-      return absl::InvalidArgumentError("the resumed sample has already reached max_tokens");
-    }
-    if (input.resume->sample_index < 0 || input.resume->emitted_text_bytes < 0) {
-      return absl::InvalidArgumentError("bad resume state");
-    }
-  }
-  const int64_t total = int64_t{n} + input.params.max_tokens;
-  if (total > max_model_len_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "this model's maximum context length is ", max_model_len_, " tokens, but ", total,
-        " were requested (", n, " in the prompt, ", input.params.max_tokens,
-        " for the completion)"));
-  }
-  if (input.remote_kv != nullptr) return ValidateRemoteKv(input, total);
-  if (NumBlocksForTokens(total, options_.block_size) > backend_->kv_shape().num_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the request needs ", NumBlocksForTokens(total, options_.block_size), " KV blocks (", total,
-        " tokens) but this worker's KV cache holds ", backend_->kv_shape().num_blocks));
+  InputLimits limits;
+  limits.vocab_size = model_->config().vocab_size;
+  limits.max_model_len = max_model_len_;
+  limits.block_size = options_.block_size;
+  limits.num_kv_blocks = backend_->kv_shape().num_blocks;
+  FERRY_RETURN_IF_ERROR(ValidateGenerateInput(input, limits));
+  if (input.remote_kv != nullptr) {
+    return ValidateRemoteKv(input, static_cast<int64_t>(input.prompt_ids.size()) + input.params.max_tokens);
   }
   return absl::OkStatus();
 }

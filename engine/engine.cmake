@@ -1,5 +1,6 @@
 add_library(ferry_engine
   ${CMAKE_CURRENT_SOURCE_DIR}/engine.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/input_validation.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/engine_migration.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/engine_lending.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/dist_attention.cc

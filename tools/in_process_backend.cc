@@ -5,7 +5,7 @@
 namespace ferry {
 
 absl::Status InProcessBackend::Generate(const v1::GenerateRequest& request, EventCallback on_event) {
-  absl::StatusOr<GenerateInput> input = ToGenerateInput(request, engine_->model());
+  absl::StatusOr<GenerateInput> input = ToGenerateInput(request, &engine_->model().tokenizer());
   if (!input.ok()) return input.status();
   return engine_->Submit(std::move(*input),
                          [cb = std::move(on_event)](EngineEvent ev) { cb(ToTokenEvent(ev)); });

@@ -36,56 +36,6 @@ v1::KvChunk ToChunk(const std::string& id, const Engine::MigrationSnapshot& snap
 
 }  // namespace
 
-v1::RequestState ToRequestState(const GenerateInput& in) {
-  v1::RequestState s;
-  s.set_request_id(in.request_id);
-  for (int32_t id : in.prompt_ids) s.add_prompt_ids(id);
-  const SamplingParams& p = in.params;
-  v1::SamplingParams* q = s.mutable_params();
-  q->set_temperature(p.temperature);
-  q->set_top_p(p.top_p);
-  q->set_top_k(p.top_k);
-  q->set_min_p(p.min_p);
-  q->set_repetition_penalty(p.repetition_penalty);
-  q->set_frequency_penalty(p.frequency_penalty);
-  q->set_presence_penalty(p.presence_penalty);
-  if (p.seed) q->set_seed(*p.seed);
-  for (const auto& [id, bias] : p.logit_bias) (*q->mutable_logit_bias())[id] = bias;
-  q->set_max_tokens(p.max_tokens);
-  q->set_min_tokens(p.min_tokens);
-  for (const auto& st : p.stop) q->add_stop(st);
-  for (int32_t id : p.stop_token_ids) q->add_stop_token_ids(id);
-  q->set_ignore_eos(p.ignore_eos);
-  if (p.logprobs >= 0) q->set_logprobs(p.logprobs);
-  q->set_n(1);
-  s.set_priority(in.priority);
-  if (in.resume) {
-    for (int32_t id : in.resume->output_ids) s.add_output_ids(id);
-    s.set_sampler_rng_state(in.resume->rng_state);
-    s.set_emitted_text_bytes(in.resume->emitted_text_bytes);
-    s.set_sample_index(in.resume->sample_index);
-    s.set_cached_prompt_tokens(in.resume->cached_prompt_tokens);
-  }
-  return s;
-}
-
-GenerateInput FromRequestState(const v1::RequestState& s) {
-  GenerateInput in;
-  in.request_id = s.request_id();
-  in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
-  in.params = ToSamplingParams(s.params());
-  in.params.n = 1;
-  in.priority = s.priority();
-  ResumeState rs;
-  rs.output_ids.assign(s.output_ids().begin(), s.output_ids().end());
-  rs.rng_state = s.sampler_rng_state();
-  rs.emitted_text_bytes = s.emitted_text_bytes();
-  rs.sample_index = s.sample_index();
-  rs.cached_prompt_tokens = s.cached_prompt_tokens();
-  in.resume = std::move(rs);
-  return in;
-}
-
 namespace {
 
 // Drops whatever the destination holds of `id` (a reservation, or a request

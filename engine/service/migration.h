@@ -76,9 +76,6 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
                                            const LiveMigrationOptions& options = {},
                                            OutboundMigrations* outbound = nullptr);
 
-// Converts a paused sample's state to and from its wire form.
-v1::RequestState ToRequestState(const GenerateInput& input);
-GenerateInput FromRequestState(const v1::RequestState& state);
 
 // The destination's ReceiveKv stream.
 // ReceiveKv metadata: the id of the request whose blocks the stream carries.

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/random_hex.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_credentials.h"
@@ -22,13 +23,6 @@
 
 namespace ferry {
 namespace {
-
-std::string RandomHex(int bytes) {
-  std::random_device rd;
-  std::string out;
-  for (int i = 0; i < bytes; ++i) absl::StrAppendFormat(&out, "%02x", rd() & 0xff);
-  return out;
-}
 
 v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
@@ -41,8 +35,6 @@ v1::FinishReason ToProto(FinishReason r) {
   }
   return v1::FINISH_REASON_UNSPECIFIED;
 }
-
-std::atomic<uint64_t> g_request_counter{0};
 
 // Answers Kill, then ends the process once gRPC is done with the answer, so
 // the caller hears OK before the process goes: like `kill -9` from outside
@@ -60,54 +52,6 @@ class KillReactor final : public grpc::ServerUnaryReactor {
 };
 
 }  // namespace
-
-absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& r, const Model& model) {
-  GenerateInput in;
-  in.request_id = r.request_id().empty()
-                      ? absl::StrCat("req-", RandomHex(6), "-", g_request_counter.fetch_add(1))
-                      : r.request_id();
-  in.prompt_ids.assign(r.prompt_ids().begin(), r.prompt_ids().end());
-  if (in.prompt_ids.empty() && !r.prompt().empty()) {
-    in.prompt_ids = model.tokenizer().Encode(r.prompt(), model.tokenizer().add_bos(), true);
-  }
-  in.params = ToSamplingParams(r.params());
-  in.priority = r.priority();
-  if (r.has_resume()) {
-    // The state may leave the prompt and parameters to the request itself.
-    GenerateInput resumed = FromRequestState(r.resume());
-    resumed.request_id = in.request_id;
-    if (resumed.prompt_ids.empty()) resumed.prompt_ids = in.prompt_ids;
-    if (!r.resume().has_params()) {
-      resumed.params = in.params;
-      resumed.params.n = 1;
-    }
-    if (resumed.priority == 0) resumed.priority = in.priority;
-    return resumed;
-  }
-  return in;
-}
-
-SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
-  SamplingParams s;
-  s.temperature = p.temperature();
-  s.top_p = p.top_p() == 0 ? 1.0f : p.top_p();
-  s.top_k = p.top_k() < 0 ? 0 : p.top_k();
-  s.min_p = p.min_p();
-  s.repetition_penalty = p.repetition_penalty() == 0 ? 1.0f : p.repetition_penalty();
-  s.frequency_penalty = p.frequency_penalty();
-  s.presence_penalty = p.presence_penalty();
-  if (p.has_seed()) s.seed = p.seed();
-  for (const auto& [id, bias] : p.logit_bias()) s.logit_bias.emplace_back(id, bias);
-  std::sort(s.logit_bias.begin(), s.logit_bias.end());
-  s.max_tokens = p.max_tokens() == 0 ? 16 : p.max_tokens();
-  s.min_tokens = p.min_tokens();
-  s.stop.assign(p.stop().begin(), p.stop().end());
-  s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
-  s.ignore_eos = p.ignore_eos();
-  s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
-  s.n = p.n() == 0 ? 1 : p.n();
-  return s;
-}
 
 v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
   v1::TokenEvent out;
@@ -194,7 +138,7 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
     if (!s.ok()) stream->Fail(ToGrpcStatus(s));
     return stream;
   }
-  auto input = ToGenerateInput(*request, engine_->model());
+  auto input = ToGenerateInput(*request, &engine_->model().tokenizer());
   if (!input.ok()) {
     auto* s = new GenerateStream(engine_, request->request_id(), 0);
     s->Fail(ToGrpcStatus(input.status()));

@@ -18,6 +18,7 @@
 #include "engine/service/migration.h"
 #include "engine/service/outbound_migrations.h"
 #include "engine/service/prefix_pull.h"
+#include "engine/service/request_convert.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -35,11 +36,6 @@ struct WorkerServiceOptions {
   bool enable_fault_injection = false;
 };
 
-// The proto's sampling parameters with its "zero means default" rules.
-SamplingParams ToSamplingParams(const v1::SamplingParams& p);
-// Converts a Generate request (fresh or resumed) for the engine. Tokenizes
-// `prompt` when there are no ids.
-absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& request, const Model& model);
 v1::TokenEvent ToTokenEvent(const EngineEvent& event);
 
 class WorkerService final : public v1::Worker::CallbackService {

@@ -1,0 +1,118 @@
+#include "engine/service/request_convert.h"
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/random_hex.h"
+
+namespace ferry {
+namespace {
+
+std::atomic<uint64_t> g_request_counter{0};
+
+}  // namespace
+
+absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& r, const Tokenizer* tokenizer) {
+  GenerateInput in;
+  in.request_id = r.request_id().empty()
+                      ? absl::StrCat("req-", RandomHex(6), "-", g_request_counter.fetch_add(1))
+                      : r.request_id();
+  in.prompt_ids.assign(r.prompt_ids().begin(), r.prompt_ids().end());
+  if (in.prompt_ids.empty() && !r.prompt().empty()) {
+    if (tokenizer == nullptr) return absl::InvalidArgumentError("a text prompt needs a tokenizer here: send prompt_ids");
+    in.prompt_ids = tokenizer->Encode(r.prompt(), tokenizer->add_bos(), true);
+  }
+  in.params = ToSamplingParams(r.params());
+  in.priority = r.priority();
+  if (r.has_resume()) {
+    // The state may leave the prompt and parameters to the request itself.
+    GenerateInput resumed = FromRequestState(r.resume());
+    resumed.request_id = in.request_id;
+    if (resumed.prompt_ids.empty()) resumed.prompt_ids = in.prompt_ids;
+    if (!r.resume().has_params()) {
+      resumed.params = in.params;
+      resumed.params.n = 1;
+    }
+    if (resumed.priority == 0) resumed.priority = in.priority;
+    return resumed;
+  }
+  return in;
+}
+
+SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
+  SamplingParams s;
+  s.temperature = p.temperature();
+  s.top_p = p.top_p() == 0 ? 1.0f : p.top_p();
+  s.top_k = p.top_k() < 0 ? 0 : p.top_k();
+  s.min_p = p.min_p();
+  s.repetition_penalty = p.repetition_penalty() == 0 ? 1.0f : p.repetition_penalty();
+  s.frequency_penalty = p.frequency_penalty();
+  s.presence_penalty = p.presence_penalty();
+  if (p.has_seed()) s.seed = p.seed();
+  for (const auto& [id, bias] : p.logit_bias()) s.logit_bias.emplace_back(id, bias);
+  std::sort(s.logit_bias.begin(), s.logit_bias.end());
+  s.max_tokens = p.max_tokens() == 0 ? 16 : p.max_tokens();
+  s.min_tokens = p.min_tokens();
+  s.stop.assign(p.stop().begin(), p.stop().end());
+  s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
+  s.ignore_eos = p.ignore_eos();
+  s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
+  s.n = p.n() == 0 ? 1 : p.n();
+  return s;
+}
+
+
+v1::RequestState ToRequestState(const GenerateInput& in) {
+  v1::RequestState s;
+  s.set_request_id(in.request_id);
+  for (int32_t id : in.prompt_ids) s.add_prompt_ids(id);
+  const SamplingParams& p = in.params;
+  v1::SamplingParams* q = s.mutable_params();
+  q->set_temperature(p.temperature);
+  q->set_top_p(p.top_p);
+  q->set_top_k(p.top_k);
+  q->set_min_p(p.min_p);
+  q->set_repetition_penalty(p.repetition_penalty);
+  q->set_frequency_penalty(p.frequency_penalty);
+  q->set_presence_penalty(p.presence_penalty);
+  if (p.seed) q->set_seed(*p.seed);
+  for (const auto& [id, bias] : p.logit_bias) (*q->mutable_logit_bias())[id] = bias;
+  q->set_max_tokens(p.max_tokens);
+  q->set_min_tokens(p.min_tokens);
+  for (const auto& st : p.stop) q->add_stop(st);
+  for (int32_t id : p.stop_token_ids) q->add_stop_token_ids(id);
+  q->set_ignore_eos(p.ignore_eos);
+  if (p.logprobs >= 0) q->set_logprobs(p.logprobs);
+  q->set_n(1);
+  s.set_priority(in.priority);
+  if (in.resume) {
+    for (int32_t id : in.resume->output_ids) s.add_output_ids(id);
+    s.set_sampler_rng_state(in.resume->rng_state);
+    s.set_emitted_text_bytes(in.resume->emitted_text_bytes);
+    s.set_sample_index(in.resume->sample_index);
+    s.set_cached_prompt_tokens(in.resume->cached_prompt_tokens);
+  }
+  return s;
+}
+
+GenerateInput FromRequestState(const v1::RequestState& s) {
+  GenerateInput in;
+  in.request_id = s.request_id();
+  in.prompt_ids.assign(s.prompt_ids().begin(), s.prompt_ids().end());
+  in.params = ToSamplingParams(s.params());
+  in.params.n = 1;
+  in.priority = s.priority();
+  ResumeState rs;
+  rs.output_ids.assign(s.output_ids().begin(), s.output_ids().end());
+  rs.rng_state = s.sampler_rng_state();
+  rs.emitted_text_bytes = s.emitted_text_bytes();
+  rs.sample_index = s.sample_index();
+  rs.cached_prompt_tokens = s.cached_prompt_tokens();
+  in.resume = std::move(rs);
+  return in;
+}
+
+}  // namespace ferry

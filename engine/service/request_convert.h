@@ -1,0 +1,25 @@
+// The worker's wire forms of a generation: a Generate request (fresh, or
+// resuming a sample) and a paused sample's state as it moves between
+// workers, converted to the engine's GenerateInput. Conversion applies the
+// proto's "zero means default" rules and nothing else; the engine's
+// ValidateGenerateInput (engine/input_validation.h) then checks the result.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "engine/engine_types.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "ferry/v1/worker.pb.h"
+
+namespace ferry {
+
+// The proto's sampling parameters with its "zero means default" rules.
+SamplingParams ToSamplingParams(const v1::SamplingParams& p);
+// Converts a Generate request (fresh or resumed) for the engine. Tokenizes
+// `prompt` when there are no ids (InvalidArgument without a tokenizer).
+// An empty request id gets a fresh one.
+absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& request, const Tokenizer* tokenizer);
+// A paused sample's state to and from its wire form.
+v1::RequestState ToRequestState(const GenerateInput& input);
+GenerateInput FromRequestState(const v1::RequestState& state);
+
+}  // namespace ferry
