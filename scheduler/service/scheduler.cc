@@ -8,41 +8,11 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/strings.h"
+#include "scheduler/service/peer_messages.h"
 #include "scheduler/service/prompt_hashes.h"
 #include "scheduler/service/scheduler_internal.h"
 
 namespace ferry {
-
-WorkerRoleKind RoleKindFromProto(v1::WorkerRole role) {
-  switch (role) {
-    case v1::WORKER_ROLE_PREFILL: return WorkerRoleKind::kPrefill;
-    case v1::WORKER_ROLE_DECODE: return WorkerRoleKind::kDecode;
-    default: return WorkerRoleKind::kMixed;
-  }
-}
-
-v1::WorkerRole RoleToProto(WorkerRoleKind role) {
-  switch (role) {
-    case WorkerRoleKind::kPrefill: return v1::WORKER_ROLE_PREFILL;
-    case WorkerRoleKind::kDecode: return v1::WORKER_ROLE_DECODE;
-    case WorkerRoleKind::kMixed: return v1::WORKER_ROLE_MIXED;
-  }
-  return v1::WORKER_ROLE_MIXED;
-}
-
-WorkerLoad LoadFromProto(const v1::LoadReport& r) {
-  WorkerLoad l;
-  l.blocks_free = r.blocks_free();
-  l.blocks_total = r.blocks_total();
-  l.running_requests = r.running_requests();
-  l.waiting_requests = r.waiting_requests();
-  l.blocks_needed_waiting = r.blocks_needed_waiting();
-  l.tokens_per_second = r.tokens_per_second();
-  l.kv_bytes_per_block = r.kv_bytes_per_block();
-  l.prefill_tokens_per_second = r.prefill_tokens_per_second();
-  l.cached_blocks = r.cached_blocks();
-  return l;
-}
 
 namespace {
 
@@ -131,13 +101,7 @@ void Scheduler::SendWorkerAbort(const std::string& address, const std::string& r
 
 void Scheduler::RegisterWorker(const v1::RegisterWorkerRequest& request, Reply<v1::RegisterWorkerResponse> reply) {
   poster_->Post([this, request, reply = std::move(reply)] {
-    WorkerRegistration reg;
-    reg.address = request.address();
-    reg.role = RoleKindFromProto(request.role());
-    reg.model_id = request.model_id();
-    reg.incarnation_id = request.incarnation_id();
-    reg.block_size = request.kv_layout().block_size();
-    reg.block_hash_root = request.block_hash_root();
+    const WorkerRegistration reg = RegistrationFromProto(request);
     auto result = registry_.Register(reg, options_.clock->Now());
     if (!result.ok()) return reply(result.status());
     if (!result->replaced.empty()) OnWorkersLost(result->replaced, "restarted with a new incarnation");
@@ -159,20 +123,10 @@ void Scheduler::Heartbeat(const v1::HeartbeatRequest& request, Reply<v1::Heartbe
     response.set_known(w.ok());
     if (w.ok()) {
       response.set_drain((*w)->draining);
-      FeedPrefixIndex(request.worker_id(), request.load());
+      ApplyBlockHashes(**w, request.load(), prefix_index_);
     }
     reply(std::move(response));
   });
-}
-
-void Scheduler::FeedPrefixIndex(const std::string& worker_id, const v1::LoadReport& load) {
-  const WorkerRecord* w = registry_.Find(worker_id);
-  // Hashes on another chain root than ours could never match a prompt.
-  if (w == nullptr || w->registration.block_hash_root == 0) return;
-  if (load.block_hashes_reset()) prefix_index_.DropWorker(worker_id);
-  prefix_index_.Insert(worker_id, std::span(load.stored_block_hashes().data(), load.stored_block_hashes_size()));
-  prefix_index_.Remove(worker_id,
-                       std::span(load.removed_block_hashes().data(), load.removed_block_hashes_size()));
 }
 
 void Scheduler::ListWorkers(Reply<v1::ListWorkersResponse> reply) {
@@ -323,20 +277,7 @@ ClusterView Scheduler::BuildView() const {
       view.requests.push_back(ViewOf(*r, s));
     }
   }
-  for (const WorkerRecord* w : registry_.All()) {
-    if (!w->alive || w->suspect) continue;
-    WorkerView v;
-    v.worker_id = w->worker_id;
-    v.address = w->registration.address;
-    v.role = w->registration.role;
-    v.load = w->load;
-    v.alive = w->alive;
-    v.draining = w->draining;
-    v.last_heartbeat = w->last_heartbeat;
-    auto it = assigned.find(w->worker_id);
-    v.num_assigned = it == assigned.end() ? 0 : it->second;
-    view.workers.push_back(std::move(v));
-  }
+  AddWorkerViews(registry_, assigned, view);
   return view;
 }
 

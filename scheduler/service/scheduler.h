@@ -117,7 +117,6 @@ class Scheduler {
   ClusterView BuildView() const;
   std::shared_ptr<v1::Worker::Stub> StubFor(const std::string& address);
   int BlockSizeOf(const std::string& worker_id) const;
-  void FeedPrefixIndex(const std::string& worker_id, const v1::LoadReport& load);
   // Fire and forget: the worker drops `request_id` if it still holds it.
   void SendWorkerAbort(const std::string& address, const std::string& request_id);
   std::vector<uint64_t> PromptHashesFor(const Request& r, const std::string& worker_id) const;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "scheduler/service/peer_messages.h"
 #include "scheduler/service/scheduler.h"
 
 namespace ferry {
@@ -48,8 +49,5 @@ struct Scheduler::Call {
   std::map<int, int64_t> next_pos;  // per sample: position of its next token
 };
 
-WorkerRoleKind RoleKindFromProto(v1::WorkerRole role);
-v1::WorkerRole RoleToProto(WorkerRoleKind role);
-WorkerLoad LoadFromProto(const v1::LoadReport& report);
 
 }  // namespace ferry
