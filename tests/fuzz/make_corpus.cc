@@ -12,6 +12,8 @@
 
 #include "engine/formats/gguf_writer.h"
 #include "engine/formats/safetensors_writer.h"
+#include "ferry/v1/scheduler.pb.h"
+#include "ferry/v1/worker.pb.h"
 
 namespace {
 
@@ -141,6 +143,124 @@ void MakeSafetensors(const fs::path& dir) {
   fs::remove(tmp);
 }
 
+// [selector byte][message bytes]
+Bytes Tagged(uint8_t tag, const google::protobuf::MessageLite& m) {
+  const std::string body = m.SerializeAsString();
+  Bytes b = {tag};
+  b.insert(b.end(), body.begin(), body.end());
+  return b;
+}
+
+void MakeWorkerRequest(const fs::path& dir) {
+  v1::GenerateRequest plain;
+  plain.set_request_id("seed");
+  for (int i = 1; i <= 8; ++i) plain.add_prompt_ids(i);
+  plain.mutable_params()->set_max_tokens(16);
+  plain.mutable_params()->set_seed(3);
+  Write(dir / "plain", Tagged(0, plain));
+
+  v1::GenerateRequest sampled = plain;
+  v1::SamplingParams* p = sampled.mutable_params();
+  p->set_temperature(0.8f);
+  p->set_top_k(40);
+  p->set_top_p(0.9f);
+  p->set_n(3);
+  p->add_stop("\n\n");
+  p->add_stop_token_ids(2);
+  (*p->mutable_logit_bias())[7] = -5;
+  p->set_logprobs(2);
+  Write(dir / "sampled", Tagged(0, sampled));
+
+  v1::GenerateRequest text;
+  text.set_prompt("Once upon a time");
+  Write(dir / "text_prompt", Tagged(0, text));
+
+  v1::RequestState state;
+  state.set_request_id("moved");
+  for (int i = 1; i <= 20; ++i) state.add_prompt_ids(i);
+  state.mutable_params()->set_max_tokens(32);
+  state.mutable_params()->set_temperature(1.0f);
+  state.mutable_params()->set_seed(11);
+  for (int i = 0; i < 5; ++i) state.add_output_ids(30 + i);
+  std::string rng(32, '\0');
+  for (size_t i = 0; i < rng.size(); ++i) rng[i] = static_cast<char>(i * 37 + 1);
+  state.set_sampler_rng_state(rng);
+  state.set_emitted_text_bytes(9);
+  state.set_cached_prompt_tokens(16);
+  Write(dir / "state", Tagged(1, state));
+
+  v1::GenerateRequest resumed = plain;
+  *resumed.mutable_resume() = state;
+  resumed.mutable_resume()->clear_params();
+  Write(dir / "resumed", Tagged(0, resumed));
+
+  v1::RequestState bad = state;
+  bad.set_cached_prompt_tokens(21);
+  Write(dir / "state_cached_past_prompt", Tagged(1, bad));
+  bad = state;
+  bad.set_sampler_rng_state(std::string(32, '\0'));
+  Write(dir / "state_zero_rng", Tagged(1, bad));
+  bad = state;
+  bad.add_output_ids(-4);
+  Write(dir / "state_bad_output", Tagged(1, bad));
+}
+
+// [op][u16 length][bytes] records.
+void Record(Bytes& b, uint8_t op, const std::string& body) {
+  b.push_back(op);
+  b.push_back(static_cast<uint8_t>(body.size() & 0xff));
+  b.push_back(static_cast<uint8_t>(body.size() >> 8));
+  b.insert(b.end(), body.begin(), body.end());
+}
+
+void MakeSchedulerPeer(const fs::path& dir) {
+  auto reg = [](const std::string& address, v1::WorkerRole role, uint64_t root) {
+    v1::RegisterWorkerRequest r;
+    r.set_address(address);
+    r.set_role(role);
+    r.set_model_id("m");
+    r.set_incarnation_id(address + "-1");
+    r.mutable_kv_layout()->set_block_size(16);
+    r.set_block_hash_root(root);
+    return r.SerializeAsString();
+  };
+  auto beat = [](const std::string& id, const std::string& incarnation, int64_t free, double rate) {
+    v1::HeartbeatRequest h;
+    h.set_worker_id(id);
+    h.set_incarnation_id(incarnation);
+    v1::LoadReport* l = h.mutable_load();
+    l->set_blocks_total(100);
+    l->set_blocks_free(free);
+    l->set_running_requests(2);
+    l->set_tokens_per_second(rate);
+    l->set_prefill_tokens_per_second(rate * 10);
+    l->set_kv_bytes_per_block(4096);
+    for (uint64_t hash = 1; hash <= 4; ++hash) l->add_stored_block_hashes(hash * 0x9E3779B97F4A7C15ULL);
+    l->add_removed_block_hashes(3 * 0x9E3779B97F4A7C15ULL);
+    return h.SerializeAsString();
+  };
+  const std::string prompt(100, 'a');
+  Bytes mixed;
+  Record(mixed, 0, reg("127.0.0.1:1", v1::WORKER_ROLE_MIXED, 77));
+  Record(mixed, 0, reg("127.0.0.1:2", v1::WORKER_ROLE_MIXED, 77));
+  Record(mixed, 1, beat("w0", "127.0.0.1:1-1", 50, 100));
+  Record(mixed, 1, beat("w1", "127.0.0.1:2-1", 90, 200));
+  Record(mixed, 4, prompt);
+  Record(mixed, 3, std::string(1, '\1'));
+  Record(mixed, 4, prompt);
+  Write(dir / "two_mixed", mixed);
+
+  Bytes pd;
+  Record(pd, 0, reg("127.0.0.1:3", v1::WORKER_ROLE_PREFILL, 5));
+  Record(pd, 0, reg("127.0.0.1:4", v1::WORKER_ROLE_DECODE, 5));
+  Record(pd, 1, beat("w0", "127.0.0.1:3-1", -7, std::nan("")));
+  Record(pd, 1, beat("w1", "127.0.0.1:4-1", 500, -1));
+  Record(pd, 4, prompt);
+  Record(pd, 2, std::string("\x0f\xff", 2));
+  Record(pd, 4, prompt);
+  Write(dir / "prefill_decode_bad_loads", pd);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -153,5 +273,9 @@ int main(int argc, char** argv) {
   fs::create_directories(root / "safetensors");
   MakeGguf(root / "gguf");
   MakeSafetensors(root / "safetensors");
+  fs::create_directories(root / "worker_request");
+  fs::create_directories(root / "scheduler_peer");
+  MakeWorkerRequest(root / "worker_request");
+  MakeSchedulerPeer(root / "scheduler_peer");
   return 0;
 }
