@@ -1,5 +1,9 @@
 #include "common/grpc_credentials.h"
 
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -31,6 +35,9 @@ absl::StatusOr<Pems> ReadAll(const GrpcTlsFiles& f) {
     return absl::InvalidArgumentError(
         "mutual TLS needs all of --mtls-ca, --mtls-cert and --mtls-key (or none of them)");
   }
+  if (f.reload_interval < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("the mutual-TLS reload interval must be at least 1s");
+  }
   Pems p;
   auto ca = ReadPem(f.ca_file, "CA");
   if (!ca.ok()) return ca.status();
@@ -44,18 +51,27 @@ absl::StatusOr<Pems> ReadAll(const GrpcTlsFiles& f) {
   return p;
 }
 
+// gRPC's file watcher: it reads the three files now and again every
+// interval, keeping the last good set when a read fails.
+std::shared_ptr<grpc::experimental::CertificateProviderInterface> Watcher(const GrpcTlsFiles& f) {
+  return std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      f.key_file, f.cert_file, f.ca_file, static_cast<unsigned>(absl::ToInt64Seconds(f.reload_interval)));
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const GrpcTlsFiles& files) {
   if (!files.enabled()) return grpc::InsecureServerCredentials();
+  // Read once here so that a bad file is an error at start, not a refused
+  // handshake later.
   auto pems = ReadAll(files);
   if (!pems.ok()) return pems.status();
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_root_certs = pems->ca;
-  options.pem_key_cert_pairs.push_back({pems->key, pems->cert});
-  return grpc::SslServerCredentials(options);
+  grpc::experimental::TlsServerCredentialsOptions options(Watcher(files));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(
@@ -63,11 +79,13 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials
   if (!files.enabled()) return grpc::InsecureChannelCredentials();
   auto pems = ReadAll(files);
   if (!pems.ok()) return pems.status();
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = pems->ca;
-  options.pem_private_key = pems->key;
-  options.pem_cert_chain = pems->cert;
-  return grpc::SslCredentials(options);
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(Watcher(files));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+  return grpc::experimental::TlsCredentials(options);
 }
 
 std::shared_ptr<grpc::ChannelCredentials> ChannelCredentialsOrInsecure(

@@ -11,22 +11,28 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace ferry {
 
 // PEM files. All empty: plaintext. All set: mutual TLS, where the server asks
 // for and verifies a client certificate signed by `ca_file`, and a channel
-// presents `cert_file` and checks the server against `ca_file`.
+// presents `cert_file` and checks the server (certificate and host name)
+// against `ca_file`. The files are read again every `reload_interval`: a
+// rotated certificate, key or CA (replace the files atomically, as a
+// Kubernetes secret volume does) is used for new connections from then on,
+// without a restart.
 struct GrpcTlsFiles {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  absl::Duration reload_interval = absl::Seconds(60);
 
   bool enabled() const { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
 };
 
-// InvalidArgument when only some of the files are given; NotFound when one
-// cannot be read.
+// InvalidArgument when only some of the files are given or the interval is
+// under a second; NotFound when one cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const GrpcTlsFiles& files);
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeChannelCredentials(

@@ -10,6 +10,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "httplib.h"
+#include "server/tls_reload.h"
 
 namespace ferry {
 namespace {
@@ -59,20 +60,29 @@ void Apply(HttpResponse&& from, httplib::Response& to) {
       [stream](bool /*success*/) { *stream = nullptr; });
 }
 
-absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const HttpServerOptions& options) {
+// `identity` is set for HTTPS; it must outlive the server.
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const HttpServerOptions& options,
+                                                            std::shared_ptr<ReloadingTlsIdentity>* identity) {
   if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
     return std::make_unique<httplib::Server>();
   }
   if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
     return absl::InvalidArgumentError("HTTPS needs both --tls-cert and --tls-key");
   }
-  auto server = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
-                                                     options.tls_key_file.c_str());
-  if (!server->is_valid()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot load the TLS certificate ", options.tls_cert_file, " with the key ",
-                     options.tls_key_file, " (missing, not PEM, or not a matching pair)"));
+  TlsFiles files;
+  files.cert_file = options.tls_cert_file;
+  files.key_file = options.tls_key_file;
+  files.reload_interval = options.tls_reload_interval;
+  auto loaded = ReloadingTlsIdentity::Load(files);
+  if (!loaded.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot load the TLS certificate ", options.tls_cert_file,
+                                                   " with the key ", options.tls_key_file, ": ",
+                                                   loaded.status().message()));
   }
+  *identity = *loaded;
+  ReloadingTlsIdentity* id = identity->get();
+  auto server = std::make_unique<httplib::SSLServer>([id](SSL_CTX& ctx) { return id->SetUp(ctx); });
+  if (!server->is_valid()) return absl::InternalError("cannot set up the TLS context");
   return std::unique_ptr<httplib::Server>(std::move(server));
 }
 
@@ -84,7 +94,8 @@ struct HttpServer::Impl {
   HttpServerOptions options;
   Handler handler;
   ErrorPage error_page;
-  std::unique_ptr<httplib::Server> server;  // an httplib::SSLServer for HTTPS
+  std::shared_ptr<ReloadingTlsIdentity> tls;  // HTTPS: the certificate, kept fresh
+  std::unique_ptr<httplib::Server> server;    // an httplib::SSLServer for HTTPS
   std::thread thread;
   std::atomic<int> listen_fd{-1};
   int port = 0;
@@ -102,7 +113,7 @@ HttpServer::~HttpServer() { Shutdown(); }
 
 absl::Status HttpServer::Start() {
   Impl& s = *impl_;
-  FERRY_ASSIGN_OR_RETURN(s.server, MakeServer(s.options));
+  FERRY_ASSIGN_OR_RETURN(s.server, MakeServer(s.options, &s.tls));
   const int threads = std::max(1, s.options.num_threads);
   s.server->new_task_queue = [threads] {
     return new httplib::ThreadPool(static_cast<size_t>(threads));

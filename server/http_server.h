@@ -25,8 +25,11 @@ struct HttpServerOptions {
   absl::Duration keep_alive_timeout = absl::Seconds(5);
   int listen_backlog = 4096;
   // HTTPS when both are set (PEM files); plain HTTP when both are empty.
+  // The files are checked for a rotation at most every tls_reload_interval
+  // (server/tls_reload.h).
   std::string tls_cert_file;
   std::string tls_key_file;
+  absl::Duration tls_reload_interval = absl::Seconds(60);
 };
 
 class HttpServer {

@@ -113,12 +113,15 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   const char* transport = f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC";
   Logger("scheduler")->info("scheduler serving on port {} (policy {}, migration {}, worker timeout {}, {})",
                             port, f.policy, f.migration, f.worker_timeout, transport);
+  // The mutual-TLS files (checked with the credentials above), for --metrics-tls.
+  const absl::StatusOr<GrpcTlsFiles> metrics_tls_files = f.mtls.Files();
+  if (!metrics_tls_files.ok()) return Fail(metrics_tls_files.status());
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
     Scheduler* s = scheduler->get();
     auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
                                             [s] { return s->RenderMetrics(); },
-                                            f.metrics_tls ? &f.mtls.files : nullptr);
+                                            f.metrics_tls ? &*metrics_tls_files : nullptr);
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
     Logger("scheduler")->info("metrics on {} port {}/metrics", metrics_server->scheme(), metrics_server->port());

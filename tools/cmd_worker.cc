@@ -114,11 +114,14 @@ int RunWorkerMain(const WorkerFlags& f) {
                          (*engine)->model().id(), port, f.role, service.incarnation_id(),
                          f.mtls.files.enabled() ? "mutual TLS" : "plaintext gRPC");
   WorkerMetrics metrics(engine->get(), &service.prefix_pull_stats());
+  // The mutual-TLS files (checked with the credentials above), for --metrics-tls.
+  const absl::StatusOr<GrpcTlsFiles> metrics_tls_files = f.mtls.Files();
+  if (!metrics_tls_files.ok()) return Fail(metrics_tls_files.status());
   std::unique_ptr<MetricsHttpServer> metrics_server;
   if (f.metrics_port > 0) {
     auto started = MetricsHttpServer::Start(MetricsHttpServer::HostOf(f.listen), static_cast<int>(f.metrics_port),
                                             [&metrics, &service] { return metrics.Render() + service.RenderDistAttentionMetrics(); },
-                                            f.metrics_tls ? &f.mtls.files : nullptr);
+                                            f.metrics_tls ? &*metrics_tls_files : nullptr);
     if (!started.ok()) return Fail(started.status());
     metrics_server = std::move(*started);
     Logger("worker")->info("metrics on {} port {}/metrics", metrics_server->scheme(), metrics_server->port());

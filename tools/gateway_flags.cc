@@ -38,6 +38,9 @@ void GatewayFlags::Register(FlagParser& flags) {
   flags.AddString("tls-cert", &tls_cert,
                   "PEM certificate (chain) to serve HTTPS with (needs --tls-key)");
   flags.AddString("tls-key", &tls_key, "PEM private key of --tls-cert");
+  flags.AddString("tls-reload-interval", &tls_reload_interval,
+                  "how often --tls-cert and --tls-key are checked for a rotation (at a handshake); a rotated "
+                  "certificate is served without a restart");
   flags.AddString("port-file", &port_file, "write the HTTP port actually bound to this file");
   flags.AddString("log-level", &log_level, "trace, debug, info, warn, error or off");
 }
@@ -48,6 +51,11 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
     return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive"));
   };
   FERRY_RETURN_IF_ERROR(positive("max-running-requests", static_cast<double>(max_running)));
+  absl::Duration reload;
+  if (!absl::ParseDuration(tls_reload_interval, &reload) || reload < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls-reload-interval must be a duration like 60s, got '", tls_reload_interval, "'"));
+  }
   FERRY_RETURN_IF_ERROR(positive("queue-timeout", queue_timeout));
   FERRY_RETURN_IF_ERROR(positive("request-timeout", request_timeout));
   FERRY_RETURN_IF_ERROR(positive("drain-timeout", drain_timeout));
@@ -88,6 +96,10 @@ HttpServerOptions GatewayFlags::ToHttpOptions(const std::string& host, int port)
   h.max_body_bytes = max_body_bytes;
   h.tls_cert_file = tls_cert;
   h.tls_key_file = tls_key;
+  absl::Duration reload;
+  if (absl::ParseDuration(tls_reload_interval, &reload) && reload >= absl::ZeroDuration()) {
+    h.tls_reload_interval = reload;  // checked by ToGatewayOptions
+  }
   return h;
 }
 

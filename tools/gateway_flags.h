@@ -28,6 +28,7 @@ struct GatewayFlags {
   int64_t http_threads = 512;
   std::string tls_cert;  // HTTPS with --tls-key
   std::string tls_key;
+  std::string tls_reload_interval = "60s";
   std::string port_file;
   std::string log_level = "info";
 

@@ -5,11 +5,13 @@
 #include <thread>
 
 #include "httplib.h"
+#include "server/tls_reload.h"
 
 namespace ferry {
 
 struct MetricsHttpServer::Impl {
-  std::unique_ptr<httplib::Server> owned;  // an httplib::SSLServer with TLS
+  std::shared_ptr<ReloadingTlsIdentity> identity;  // with TLS: the certificate, kept fresh
+  std::unique_ptr<httplib::Server> owned;          // an httplib::SSLServer with TLS
   httplib::Server& server() { return *owned; }
   bool tls = false;
   std::thread thread;
@@ -26,12 +28,21 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
       return absl::InvalidArgumentError(
           "--metrics-tls needs the mutual-TLS files: --mtls-ca, --mtls-cert and --mtls-key");
     }
-    auto server = std::make_unique<httplib::SSLServer>(tls->cert_file.c_str(), tls->key_file.c_str(),
-                                                       tls->ca_file.c_str());
-    if (!server->is_valid()) {
+    TlsFiles files;
+    files.cert_file = tls->cert_file;
+    files.key_file = tls->key_file;
+    files.client_ca_file = tls->ca_file;
+    files.reload_interval = tls->reload_interval;
+    auto identity = ReloadingTlsIdentity::Load(files);
+    if (!identity.ok()) {
       return absl::InvalidArgumentError("cannot load the metrics TLS certificate " + tls->cert_file +
-                                        " with the key " + tls->key_file + " and the CA " + tls->ca_file);
+                                        " with the key " + tls->key_file + " and the CA " + tls->ca_file + ": " +
+                                        std::string(identity.status().message()));
     }
+    impl->identity = std::move(*identity);
+    ReloadingTlsIdentity* id = impl->identity.get();
+    auto server = std::make_unique<httplib::SSLServer>([id](SSL_CTX& ctx) { return id->SetUp(ctx); });
+    if (!server->is_valid()) return absl::InternalError("cannot set up the metrics TLS context");
     impl->owned = std::move(server);
     impl->tls = true;
   } else {

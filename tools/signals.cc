@@ -1,6 +1,7 @@
 #include "tools/signals.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -39,6 +40,15 @@ int WaitForShutdownSignal() {
   if (g_pipe[0] < 0) BlockShutdownSignals();
   unsigned char b = 0;
   while (true) {
+    // Wait in poll(), not in read(): ThreadSanitizer runs a signal handler
+    // only inside calls it knows may block (poll, yes; read, no, in clang
+    // 14), deferring it otherwise until the call returns, and with
+    // SA_RESTART a read of the empty pipe never returns.
+    pollfd p = {g_pipe[0], POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) {
+      if (errno == EINTR) continue;
+      return SIGTERM;
+    }
     ssize_t n = read(g_pipe[0], &b, 1);
     if (n == 1) return b;
     if (n < 0 && errno != EINTR) return SIGTERM;
