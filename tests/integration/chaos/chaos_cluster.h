@@ -161,11 +161,19 @@ class ChaosCluster {
     gateways_[i].process = std::make_unique<Process>(std::vector<std::string>{
         FerryBinary(), "gateway", "--scheduler", sched_address(), "--model", model_, "--listen", listen,
         "--port-file", pf, "--log-level", "warn"});
-    gateways_[i].port = WaitForPort(pf);
-    return gateways_[i].port > 0;
+    const int port = WaitForPort(pf);
+    {
+      // The load threads read the port while a gateway restarts under them.
+      std::lock_guard<std::mutex> lock(mu_);
+      gateways_[i].port = port;
+    }
+    return port > 0;
   }
   void KillGateway(int i) { gateways_[i].process->Kill(SIGKILL); }
-  int gateway_port(int i) const { return gateways_[i].port; }
+  int gateway_port(int i) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return gateways_[i].port;
+  }
 
   std::string sched_address() const { return absl::StrCat("127.0.0.1:", sched_port_); }
   int sched_port() const { return sched_port_; }
@@ -403,7 +411,7 @@ class ChaosCluster {
 
   std::atomic<bool> stop_load_{false};
   std::vector<std::thread> load_;
-  std::mutex mu_;
+  mutable std::mutex mu_;  // guards outcomes_ and each Gateway::port
   std::vector<ChaosOutcome> outcomes_;
 };
 

@@ -246,6 +246,9 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
       if (w.address() == a_address && w.request_ids_size() > 0) request_id = w.request_ids(0);
     }
     if (request_id.empty()) return;
+    // The mover only notes when the answer came: cut_at belongs to this
+    // thread, which may set it while the call is in flight.
+    absl::Time answered_at = absl::InfiniteFuture();
     std::thread mover([&] {
       v1::MigrateRequest req;
       req.set_request_id(request_id);
@@ -254,7 +257,7 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
       grpc::Status st = stub->Migrate(&ctx, req, &migrate_answer);
       if (!st.ok()) migrate_rpc_error = st.error_message();
-      if (cut_at != absl::InfiniteFuture()) migrate_answered_after = absl::Now() - cut_at;
+      answered_at = absl::Now();
       migrate_done = true;
     });
     const bool reserved =
@@ -264,6 +267,7 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
       cut_mid_transfer = net.Cut();
     }
     mover.join();
+    if (cut_at != absl::InfiniteFuture()) migrate_answered_after = answered_at - cut_at;
   });
   StreamResult streamed =
       PostStream(gw_port, "/v1/completions", Completion(kMaxTokens, true), [&](const std::string&, size_t index) {
