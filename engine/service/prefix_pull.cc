@@ -55,6 +55,11 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   for (size_t i = 0; i < wanted; ++i) request.add_block_hashes(pull.block_hashes(static_cast<int>(i)));
   request.set_first_block(first_block);
   std::unique_ptr<grpc::ClientReader<v1::KvChunk>> reader = stub->ExportPrefix(&ctx, request);
+  // What an honest peer can send: the prefix's blocks (the leading ones too,
+  // should it ignore first_block), in any number of chunks. A peer that sends
+  // more is cut off before the buffer grows past twice that.
+  const int64_t max_bytes = 2 * EncodedBlocksSize(engine.kv_shape().bytes_per_block(), static_cast<int64_t>(wanted)) +
+                            (int64_t{1} << 20);
   PrefixPullResult result;
   std::string header;
   std::vector<std::pair<int64_t, std::string>> chunks;
@@ -63,6 +68,12 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
     if (!chunk.header().empty()) header = chunk.header();
     if (!chunk.data().empty()) {
       result.bytes_received += static_cast<int64_t>(chunk.data().size());
+      if (result.bytes_received > max_bytes) {
+        ctx.TryCancel();
+        reader->Finish();
+        return absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " sent more than ", max_bytes,
+                                                " bytes for a prefix of ", wanted, " blocks"));
+      }
       chunks.emplace_back(chunk.first_block(), std::move(*chunk.mutable_data()));
     }
   }

@@ -51,6 +51,42 @@ bool Eventually(const std::function<bool()>& ok) {
   return true;
 }
 
+// A peer that answers ExportPrefix with 1 MiB chunks until it has sent
+// `limit` of them or the call ends.
+class FloodingExporter final : public v1::Worker::CallbackService {
+ public:
+  explicit FloodingExporter(int limit) : limit_(limit) {}
+  grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* /*context*/,
+                                                      const v1::ExportPrefixRequest* /*request*/) override {
+    class Flood final : public grpc::ServerWriteReactor<v1::KvChunk> {
+     public:
+      explicit Flood(int limit) : left_(limit) {
+        chunk_.set_header("not a header");
+        chunk_.set_data(std::string(1 << 20, 'x'));
+        StartWrite(&chunk_);
+      }
+      void OnWriteDone(bool ok) override {
+        if (!ok || --left_ <= 0) {
+          Finish(grpc::Status::OK);
+          return;
+        }
+        chunk_.clear_header();
+        chunk_.set_first_block(chunk_.first_block() + 1);
+        StartWrite(&chunk_);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      v1::KvChunk chunk_;
+      int left_;
+    };
+    return new Flood(limit_);
+  }
+
+ private:
+  int limit_;
+};
+
 class PrefixPullStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -175,6 +211,27 @@ TEST_F(PrefixPullStreamTest, PartialPullMovesOnlyTheBlocksThePullerLacks) {
   pull.set_first_block(18);
   EXPECT_EQ(PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{}).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// A peer that sends far more than the prefix it was asked for is cut off:
+// the puller buffers at most about twice the prefix's encoded size (18
+// blocks of stories260K here: well under a few MiB), not the 256 MiB sent.
+TEST_F(PrefixPullStreamTest, APeerThatSendsTooMuchIsCutOff) {
+  FloodingExporter flood(256);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&flood);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_GT(port, 0);
+  v1::PrefixPull pull;
+  pull.set_peer_address(absl::StrCat("127.0.0.1:", port));
+  for (uint64_t h : hashes_) pull.add_block_hashes(h);
+  auto pulled = PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{});
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+  EXPECT_NE(pulled.status().message().find("sent more than"), std::string::npos) << pulled.status();
+  EXPECT_EQ(puller_->Stats().blocks_used, 0);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 TEST_F(PrefixPullStreamTest, PullerGoneMidExportReleasesEveryBlock) {
