@@ -27,6 +27,7 @@
 #include <cstdlib>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 
 namespace {
@@ -63,6 +64,13 @@ constexpr const char* kNs = FERRY_STR(ABSL_OPTION_INLINE_NAMESPACE_NAME);
 const char* Mangle(const char* rest) {
   static thread_local char buf[256];
   std::snprintf(buf, sizeof buf, "_ZN4absl%zu%s%s", __builtin_strlen(kNs), kNs, rest);
+  return buf;
+}
+
+// The same for a const member function: "_ZNK4absl<len><ns>" + rest.
+const char* MangleConst(const char* rest) {
+  static thread_local char buf[256];
+  std::snprintf(buf, sizeof buf, "_ZNK4absl%zu%s%s", __builtin_strlen(kNs), kNs, rest);
   return buf;
 }
 
@@ -215,6 +223,38 @@ bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
   const bool timed_out = real(this, mu, deadline);
   Acquire(mu);
   return timed_out;
+}
+
+// Notification: Notify publishes through an atomic inside the library, and a
+// waiter that finds it already set returns without touching the mutex, so
+// the mutex's edges above do not cover it. Release on Notify, acquire once a
+// wait has seen it.
+void Notification::Notify() {
+  static auto real = Real<void (*)(Notification*)>(Mangle("12Notification6NotifyEv"));
+  Release(this);
+  real(this);
+}
+
+void Notification::WaitForNotification() const {
+  static auto real = Real<void (*)(const Notification*)>(MangleConst("12Notification19WaitForNotificationEv"));
+  real(this);
+  Acquire(this);
+}
+
+bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const {
+  static auto real = Real<bool (*)(const Notification*, absl::Duration)>(
+      MangleConst("12Notification30WaitForNotificationWithTimeoutENS0_8DurationE"));
+  const bool notified = real(this, timeout);
+  if (notified) Acquire(this);
+  return notified;
+}
+
+bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
+  static auto real = Real<bool (*)(const Notification*, absl::Time)>(
+      MangleConst("12Notification31WaitForNotificationWithDeadlineENS0_4TimeE"));
+  const bool notified = real(this, deadline);
+  if (notified) Acquire(this);
+  return notified;
 }
 
 ABSL_NAMESPACE_END
