@@ -1,5 +1,4 @@
 #include "engine/engine.h"
-#include "engine/input_validation.h"
 
 #include <algorithm>
 #include <chrono>
@@ -8,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "engine/input_validation.h"
 
 namespace ferry {
 namespace {

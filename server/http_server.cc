@@ -73,17 +73,13 @@ absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const HttpServerOpti
   files.cert_file = options.tls_cert_file;
   files.key_file = options.tls_key_file;
   files.reload_interval = options.tls_reload_interval;
-  auto loaded = ReloadingTlsIdentity::Load(files);
-  if (!loaded.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot load the TLS certificate ", options.tls_cert_file,
-                                                   " with the key ", options.tls_key_file, ": ",
-                                                   loaded.status().message()));
+  absl::StatusOr<std::unique_ptr<httplib::Server>> server = MakeReloadingHttpsServer(files, identity);
+  if (!server.ok()) {
+    return absl::Status(server.status().code(),
+                        absl::StrCat("cannot load the TLS certificate ", options.tls_cert_file, " with the key ",
+                                     options.tls_key_file, ": ", server.status().message()));
   }
-  *identity = *loaded;
-  ReloadingTlsIdentity* id = identity->get();
-  auto server = std::make_unique<httplib::SSLServer>([id](SSL_CTX& ctx) { return id->SetUp(ctx); });
-  if (!server->is_valid()) return absl::InternalError("cannot set up the TLS context");
-  return std::unique_ptr<httplib::Server>(std::move(server));
+  return server;
 }
 
 time_t Seconds(absl::Duration d) { return static_cast<time_t>(absl::ToInt64Seconds(d)); }

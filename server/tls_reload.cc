@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/logging.h"
+#include "httplib.h"
 
 namespace ferry {
 namespace {
@@ -183,6 +184,17 @@ int ReloadingTlsIdentity::Install(SSL* ssl) {
   }
   if (id.client_ca != nullptr && SSL_set1_verify_cert_store(ssl, id.client_ca) != 1) return 0;
   return 1;
+}
+
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeReloadingHttpsServer(
+    const TlsFiles& files, std::shared_ptr<ReloadingTlsIdentity>* identity) {
+  absl::StatusOr<std::shared_ptr<ReloadingTlsIdentity>> loaded = ReloadingTlsIdentity::Load(files);
+  if (!loaded.ok()) return loaded.status();
+  *identity = std::move(*loaded);
+  ReloadingTlsIdentity* id = identity->get();
+  auto server = std::make_unique<httplib::SSLServer>([id](SSL_CTX& ctx) { return id->SetUp(ctx); });
+  if (!server->is_valid()) return absl::InternalError("cannot set up the TLS context");
+  return std::unique_ptr<httplib::Server>(std::move(server));
 }
 
 }  // namespace ferry

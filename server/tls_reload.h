@@ -17,6 +17,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+namespace httplib {
+class Server;
+}  // namespace httplib
+
 namespace ferry {
 
 struct TlsFiles {
@@ -51,5 +55,12 @@ class ReloadingTlsIdentity {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// An httplib HTTPS server with the identity of `files` (ReloadingTlsIdentity
+// below), which is stored in `identity` and must outlive the server. Load's
+// InvalidArgument when the files do not load; Internal when the TLS context
+// cannot be set up.
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeReloadingHttpsServer(
+    const TlsFiles& files, std::shared_ptr<ReloadingTlsIdentity>* identity);
 
 }  // namespace ferry

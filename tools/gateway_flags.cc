@@ -51,11 +51,7 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
     return absl::InvalidArgumentError(absl::StrCat("--", name, " must be positive"));
   };
   FERRY_RETURN_IF_ERROR(positive("max-running-requests", static_cast<double>(max_running)));
-  absl::Duration reload;
-  if (!absl::ParseDuration(tls_reload_interval, &reload) || reload < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--tls-reload-interval must be a duration like 60s, got '", tls_reload_interval, "'"));
-  }
+  FERRY_RETURN_IF_ERROR(TlsReloadInterval().status());
   FERRY_RETURN_IF_ERROR(positive("queue-timeout", queue_timeout));
   FERRY_RETURN_IF_ERROR(positive("request-timeout", request_timeout));
   FERRY_RETURN_IF_ERROR(positive("drain-timeout", drain_timeout));
@@ -88,6 +84,15 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
   return o;
 }
 
+absl::StatusOr<absl::Duration> GatewayFlags::TlsReloadInterval() const {
+  absl::Duration reload;
+  if (!absl::ParseDuration(tls_reload_interval, &reload) || reload < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls-reload-interval must be a duration like 60s, got '", tls_reload_interval, "'"));
+  }
+  return reload;
+}
+
 HttpServerOptions GatewayFlags::ToHttpOptions(const std::string& host, int port) const {
   HttpServerOptions h;
   h.host = host;
@@ -96,10 +101,8 @@ HttpServerOptions GatewayFlags::ToHttpOptions(const std::string& host, int port)
   h.max_body_bytes = max_body_bytes;
   h.tls_cert_file = tls_cert;
   h.tls_key_file = tls_key;
-  absl::Duration reload;
-  if (absl::ParseDuration(tls_reload_interval, &reload) && reload >= absl::ZeroDuration()) {
-    h.tls_reload_interval = reload;  // checked by ToGatewayOptions
-  }
+  // Checked by ToGatewayOptions; a bad value leaves the default.
+  h.tls_reload_interval = TlsReloadInterval().value_or(h.tls_reload_interval);
   return h;
 }
 

@@ -38,6 +38,8 @@ struct GatewayFlags {
   // InvalidArgument for out-of-range values; NotFound for a missing key file.
   absl::StatusOr<GatewayOptions> ToGatewayOptions(int max_model_len) const;
   HttpServerOptions ToHttpOptions(const std::string& host, int port) const;
+  // --tls-reload-interval parsed; InvalidArgument for a bad one.
+  absl::StatusOr<absl::Duration> TlsReloadInterval() const;
 };
 
 // Splits "HOST:PORT" (InvalidArgument otherwise).

@@ -33,17 +33,13 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
     files.key_file = tls->key_file;
     files.client_ca_file = tls->ca_file;
     files.reload_interval = tls->reload_interval;
-    auto identity = ReloadingTlsIdentity::Load(files);
-    if (!identity.ok()) {
-      return absl::InvalidArgumentError("cannot load the metrics TLS certificate " + tls->cert_file +
-                                        " with the key " + tls->key_file + " and the CA " + tls->ca_file + ": " +
-                                        std::string(identity.status().message()));
+    auto server = MakeReloadingHttpsServer(files, &impl->identity);
+    if (!server.ok()) {
+      return absl::Status(server.status().code(), "cannot load the metrics TLS certificate " + tls->cert_file +
+                                                      " with the key " + tls->key_file + " and the CA " +
+                                                      tls->ca_file + ": " + std::string(server.status().message()));
     }
-    impl->identity = std::move(*identity);
-    ReloadingTlsIdentity* id = impl->identity.get();
-    auto server = std::make_unique<httplib::SSLServer>([id](SSL_CTX& ctx) { return id->SetUp(ctx); });
-    if (!server->is_valid()) return absl::InternalError("cannot set up the metrics TLS context");
-    impl->owned = std::move(server);
+    impl->owned = std::move(*server);
     impl->tls = true;
   } else {
     impl->owned = std::make_unique<httplib::Server>();

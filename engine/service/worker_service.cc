@@ -9,16 +9,15 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "common/random_hex.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "common/grpc_credentials.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/random_hex.h"
 #include "engine/service/generate_stream.h"
 
 namespace ferry {
