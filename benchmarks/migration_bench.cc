@@ -222,6 +222,7 @@ int Main(int argc, char** argv) {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&dest_service);
     builder.SetMaxReceiveMessageSize(256 << 20);
+    AllowMigrationKeepalive(builder);  // the server arguments of `ferry worker`
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     const std::string dest = absl::StrCat("127.0.0.1:", port);
     auto dest_stub =

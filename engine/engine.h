@@ -63,10 +63,53 @@ class Engine {
   // Parent hash of every sequence's first block (hash chains start here).
   uint64_t block_hash_root() const { return block_hash_root_; }
 
+  // ---- KV blocks out to other workers (engine_prefix.cc) ----
+  // An open export of blocks [first_block(), end_block()) of a sequence or a
+  // cached prompt, for a migration or a prefix pull. The blocks stay
+  // referenced, so neither freed, evicted nor written, until the export is
+  // destroyed (a sample that ends or is preempted meanwhile leaves them
+  // here); destroying it releases them on the engine thread. It must not
+  // outlive the engine.
+  class KvExport {
+   public:
+    ~KvExport();
+    KvExport(const KvExport&) = delete;
+    KvExport& operator=(const KvExport&) = delete;
+
+    // EncodeHeader for blocks [0, end_block()): the chunks' sequence.
+    const std::string& header() const { return header_; }
+    int64_t first_block() const { return first_block_; }
+    int64_t end_block() const { return end_block_; }
+    int64_t num_blocks() const { return end_block_ - first_block_; }
+    int64_t bytes_per_block() const { return bytes_per_block_; }
+    // One chunk (EncodeBlocks) of blocks [first, first + count), clipped to
+    // end_block(). Copies from the calling thread: the engine never writes
+    // a block an export references, so this needs no trip through its loop.
+    // One thread at a time. A count of 0 at end_block() gives a chunk of no
+    // blocks; InvalidArgument for any other range outside
+    // [first_block(), end_block()).
+    absl::StatusOr<std::string> EncodeChunk(int64_t first, int64_t count) const;
+
+   private:
+    friend class Engine;
+    KvExport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
+    Engine* engine_;
+    uint64_t id_;
+    ForwardBackend* backend_ = nullptr;  // read from the calling thread (ReadKvBlockF32)
+    KvCacheShape shape_;
+    std::string header_;
+    std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
+    int64_t first_block_ = 0;
+    int64_t end_block_ = 0;
+    int64_t bytes_per_block_ = 0;
+  };
+
   // ---- Live migration, source side (one n=1 request at a time per id) ----
   struct MigrationSnapshot {
     std::string header;          // EncodeHeader for blocks [0, first_block + num_blocks)
-    std::string payload;         // EncodeBlocks of [first_block, first_block + num_blocks)
+    // Blocks [first_block, first_block + num_blocks), held until the
+    // snapshot is dropped; encoded chunk by chunk by the sender.
+    std::unique_ptr<KvExport> blocks;
     int64_t first_block = 0;
     int64_t num_blocks = 0;      // in this payload
     int64_t total_blocks = 0;    // blocks the sample holds now
@@ -74,9 +117,10 @@ class Engine {
     // Final stage only: the paused sample's state.
     std::optional<GenerateInput> state;
   };
-  // Copies the sample's full blocks from `from_block` on while it keeps
-  // running; with `final`, pauses it and copies every remaining block and its
-  // state. FailedPrecondition when the request is not running here (finished,
+  // Holds the sample's full blocks from `from_block` on while it keeps
+  // running; with `final`, pauses it and holds every remaining block and
+  // takes its state. The snapshot holds its blocks until it is dropped (a
+  // sample that resumes meanwhile copies a held block before writing it). FailedPrecondition when the request is not running here (finished,
   // aborted, waiting, preempted since `from_block` was copied), has n > 1 or
   // runs on a backend that cannot copy KV blocks (sim); Internal when a
   // device copy fails.
@@ -108,43 +152,6 @@ class Engine {
   KvCacheShape kv_shape() const { return backend_->kv_shape(); }
 
   // ---- Cached prefixes between workers (engine_prefix.cc) ----
-  // An open export of cached blocks [first_block(), end_block()) of a prompt
-  // to another worker. The blocks of the prompt up to end_block() stay
-  // referenced, so neither evicted nor written, until the export is
-  // destroyed; destroying it releases them on the engine thread. It must not
-  // outlive the engine.
-  class PrefixExport {
-   public:
-    ~PrefixExport();
-    PrefixExport(const PrefixExport&) = delete;
-    PrefixExport& operator=(const PrefixExport&) = delete;
-
-    // EncodeHeader for blocks [0, end_block()): the chunks' sequence.
-    const std::string& header() const { return header_; }
-    int64_t first_block() const { return first_block_; }
-    int64_t end_block() const { return end_block_; }
-    int64_t num_blocks() const { return end_block_ - first_block_; }
-    int64_t bytes_per_block() const { return bytes_per_block_; }
-    // One chunk (EncodeBlocks) of blocks [first, first + count) of the
-    // prompt, clipped to end_block(). Copies from the calling thread: the
-    // engine never writes a referenced cached block, so this needs no trip
-    // through its loop. One thread at a time. InvalidArgument for a range
-    // outside [first_block(), end_block()).
-    absl::StatusOr<std::string> EncodeChunk(int64_t first, int64_t count) const;
-
-   private:
-    friend class Engine;
-    PrefixExport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
-    Engine* engine_;
-    uint64_t id_;
-    ForwardBackend* backend_ = nullptr;  // read from the calling thread (ReadKvBlockF32)
-    KvCacheShape shape_;
-    std::string header_;
-    std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
-    int64_t first_block_ = 0;
-    int64_t end_block_ = 0;
-    int64_t bytes_per_block_ = 0;
-  };
   // Opens an export of the cached blocks (either tier) holding the longest
   // cached prefix of `tokens` whose content hashes, from block 0, equal
   // `block_hashes` (at most that many blocks), to send blocks
@@ -153,7 +160,7 @@ class Engine {
   // InvalidArgument for first_block outside the hashes given; NotFound when
   // this engine caches no block past first_block of that chain;
   // Unimplemented where the backend cannot copy KV blocks (sim).
-  std::future<absl::StatusOr<std::unique_ptr<PrefixExport>>> OpenPrefixExport(
+  std::future<absl::StatusOr<std::unique_ptr<KvExport>>> OpenPrefixExport(
       std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes, int64_t first_block = 0);
   // Writes blocks pulled from another worker into fresh blocks and caches
   // them: a header for blocks [0, end) of `tokens` and chunks holding
@@ -209,8 +216,12 @@ class Engine {
   absl::Status ValidateRemoteKv(const GenerateInput& input, int64_t total) const;
   // Ends the scheduled sequences whose lender failed during the step.
   void FailBrokenRemoteKv(const StepPlan& plan, std::vector<Sequence*>& finished);
+  // An export of blocks [first_block, end_block) of `pinned` (which holds a
+  // reference to each), whose header says `num_tokens` tokens.
+  std::unique_ptr<KvExport> MakeExportOnLoop(BlockTable pinned, int64_t first_block, int64_t end_block,
+                                             int64_t num_tokens);
   // The loop-thread halves of OpenPrefixExport and InstallCachedPrefix.
-  absl::StatusOr<std::unique_ptr<PrefixExport>> OpenPrefixExportOnLoop(const std::vector<int32_t>& tokens,
+  absl::StatusOr<std::unique_ptr<KvExport>> OpenPrefixExportOnLoop(const std::vector<int32_t>& tokens,
                                                                        const std::vector<uint64_t>& block_hashes,
                                                                        int64_t first_block);
   absl::StatusOr<int64_t> InstallCachedPrefixOnLoop(const std::vector<int32_t>& tokens, const std::string& header,
@@ -254,7 +265,7 @@ class Engine {
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
   absl::flat_hash_map<std::string, Reservation> reservations_;
   absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
-  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open PrefixExports, by id
+  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open KvExports, by id
   uint64_t next_export_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;

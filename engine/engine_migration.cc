@@ -75,17 +75,13 @@ std::future<absl::StatusOr<Engine::MigrationSnapshot>> Engine::SnapshotForMigrat
     snap.num_blocks = end_block - from_block;
     snap.total_blocks = seq.table.num_blocks();
     snap.num_kv_tokens = final ? kv_tokens : end_block * bs;
-    std::vector<int32_t> ids = seq.table.BlockIds();
-    ids.assign(ids.begin() + from_block, ids.begin() + end_block);
-    const KvCacheShape& shape = backend_->kv_shape();
-    snap.header =
-        EncodeHeader(MakeKvTransferHeader(shape, kv_model_key_, end_block, snap.num_kv_tokens));
-    auto read = [this](int32_t block, std::span<float> out) {
-      return backend_->ReadKvBlockF32(block, out);
-    };
-    absl::StatusOr<std::string> payload = EncodeBlocks(shape, read, ids, from_block);
-    if (!payload.ok()) return promise->set_value(payload.status());
-    snap.payload = std::move(*payload);
+    // Referenced until the sender drops the snapshot: it encodes them off
+    // this thread, and a step that writes into a shared block copies it
+    // first, so they stay as they are now.
+    BlockTable pinned = blocks_->NewTable();
+    for (int64_t b = 0; b < end_block; ++b) pinned.Append(seq.table.blocks()[b].Share());
+    snap.blocks = MakeExportOnLoop(std::move(pinned), from_block, end_block, snap.num_kv_tokens);
+    snap.header = snap.blocks->header();
     if (final) {
       GenerateInput state;
       state.request_id = id;

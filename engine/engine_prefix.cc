@@ -14,12 +14,16 @@
 
 namespace ferry {
 
-Engine::PrefixExport::~PrefixExport() {
+Engine::KvExport::~KvExport() {
   // An engine whose loop has stopped dropped every export already.
   engine_->Post([engine = engine_, id = id_] { engine->exports_.erase(id); });
 }
 
-absl::StatusOr<std::string> Engine::PrefixExport::EncodeChunk(int64_t first, int64_t count) const {
+absl::StatusOr<std::string> Engine::KvExport::EncodeChunk(int64_t first, int64_t count) const {
+  if (count == 0 && first == end_block_) {
+    auto none = [](int32_t, std::span<float>) { return absl::OkStatus(); };  // never called
+    return EncodeBlocks(shape_, none, {}, first);
+  }
   if (first < first_block_ || first >= end_block_ || count < 1) {
     return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count,
                                                    ") are outside the export [", first_block_, ", ",
@@ -30,16 +34,32 @@ absl::StatusOr<std::string> Engine::PrefixExport::EncodeChunk(int64_t first, int
       std::span<const int32_t>(block_ids_)
           .subspan(static_cast<size_t>(first - first_block_), static_cast<size_t>(count));
   // Straight from the calling thread: the backend's fp32 reads allow it for
-  // blocks no step writes, which a referenced cached block is.
+  // blocks no step writes, which a referenced block is (a step copies a
+  // shared block before writing into it).
   auto read = [this](int32_t block, std::span<float> out) {
     return backend_->ReadKvBlockF32(block, out);
   };
   return EncodeBlocks(shape_, read, ids, first);
 }
 
-std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixExport>>> Engine::OpenPrefixExport(
+std::unique_ptr<Engine::KvExport> Engine::MakeExportOnLoop(BlockTable pinned, int64_t first_block,
+                                                          int64_t end_block, int64_t num_tokens) {
+  auto out = std::unique_ptr<KvExport>(new KvExport(this, next_export_id_++));
+  out->backend_ = backend_.get();
+  out->shape_ = backend_->kv_shape();
+  out->header_ = EncodeHeader(MakeKvTransferHeader(out->shape_, kv_model_key_, end_block, num_tokens));
+  const std::vector<int32_t> ids = pinned.BlockIds();
+  out->block_ids_.assign(ids.begin() + first_block, ids.begin() + end_block);
+  out->first_block_ = first_block;
+  out->end_block_ = end_block;
+  out->bytes_per_block_ = out->shape_.bytes_per_block();
+  exports_.emplace(out->id_, std::move(pinned));
+  return out;
+}
+
+std::future<absl::StatusOr<std::unique_ptr<Engine::KvExport>>> Engine::OpenPrefixExport(
     std::vector<int32_t> tokens, std::vector<uint64_t> block_hashes, int64_t first_block) {
-  auto promise = std::make_shared<std::promise<absl::StatusOr<std::unique_ptr<PrefixExport>>>>();
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::unique_ptr<KvExport>>>>();
   auto future = promise->get_future();
   Post(
       [this, tokens = std::move(tokens), block_hashes = std::move(block_hashes), first_block,
@@ -47,7 +67,7 @@ std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixExport>>> Engine::OpenP
   return future;
 }
 
-absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> Engine::OpenPrefixExportOnLoop(
+absl::StatusOr<std::unique_ptr<Engine::KvExport>> Engine::OpenPrefixExportOnLoop(
     const std::vector<int32_t>& tokens, const std::vector<uint64_t>& block_hashes,
     int64_t first_block) {
   if (!kv_io_status_.ok()) {
@@ -78,19 +98,8 @@ absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> Engine::OpenPrefixExportOn
             : absl::StrCat("only ", end, " blocks of the prefix are cached here, none from block ",
                            first_block));
   }
-  auto out = std::unique_ptr<PrefixExport>(new PrefixExport(this, next_export_id_++));
-  out->backend_ = backend_.get();
-  out->shape_ = backend_->kv_shape();
-  out->header_ = EncodeHeader(
-      MakeKvTransferHeader(out->shape_, kv_model_key_, end, end * options_.block_size));
-  const std::vector<int32_t> ids = table.BlockIds();
-  out->block_ids_.assign(ids.begin() + first_block, ids.begin() + end);
-  out->first_block_ = first_block;
-  out->end_block_ = end;
-  out->bytes_per_block_ = out->shape_.bytes_per_block();
   counters_.prefix_blocks_exported += end - first_block;
-  exports_.emplace(out->id_, std::move(table));
-  return out;
+  return MakeExportOnLoop(std::move(table), first_block, end, end * options_.block_size);
 }
 
 std::future<absl::StatusOr<int64_t>> Engine::InstallCachedPrefix(

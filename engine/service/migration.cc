@@ -22,15 +22,14 @@ std::chrono::system_clock::time_point Deadline(absl::Duration d) {
   return std::chrono::system_clock::now() + absl::ToChronoMicroseconds(d);
 }
 
-v1::KvChunk ToChunk(const std::string& id, const Engine::MigrationSnapshot& snap, bool last) {
+v1::KvChunk ToChunk(const std::string& id, std::string header, std::string data, int64_t first_block,
+                    int64_t num_kv_tokens) {
   v1::KvChunk c;
   c.set_request_id(id);
-  c.set_header(snap.header);
-  c.set_data(snap.payload);
-  c.set_first_block(snap.first_block);
-  c.set_num_tokens(static_cast<int32_t>(snap.num_kv_tokens));
-  c.set_last(last);
-  if (last && snap.state) *c.mutable_state() = ToRequestState(*snap.state);
+  c.set_header(std::move(header));
+  c.set_data(std::move(data));
+  c.set_first_block(first_block);
+  c.set_num_tokens(static_cast<int32_t>(num_kv_tokens));
   return c;
 }
 
@@ -103,40 +102,54 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
     return s.ok() ? absl::UnavailableError(absl::StrCat("destination stream broke during ", what)) : s;
   };
   int64_t sent = 0;
-  const int64_t bytes_per_block = snap.num_blocks > 0 ? static_cast<int64_t>(snap.payload.size()) / snap.num_blocks
-                                                    : options.max_message_bytes;
-  const int64_t max_blocks = std::max<int64_t>(1, options.max_message_bytes / std::max<int64_t>(bytes_per_block, 1));
-  auto send = [&](const Engine::MigrationSnapshot& s, bool last) {
-    result.blocks_sent += s.num_blocks;
-    result.bytes_sent += static_cast<int64_t>(s.payload.size());
-    if (s.num_blocks <= max_blocks) return writer->Write(ToChunk(id, s, last));
-    absl::StatusOr<std::vector<std::string>> pieces = SplitBlocks(s.payload, max_blocks);
-    if (!pieces.ok()) return false;
-    for (size_t i = 0; i < pieces->size(); ++i) {
-      // Every piece but the final one stands for the sequence up to its end.
-      const bool final_piece = i + 1 == pieces->size();
-      Engine::MigrationSnapshot piece;
-      piece.first_block = s.first_block + static_cast<int64_t>(i) * max_blocks;
-      piece.num_blocks = std::min(max_blocks, s.first_block + s.num_blocks - piece.first_block);
-      piece.payload = std::move((*pieces)[i]);
-      if (final_piece) {
-        piece.header = s.header;
-        piece.num_kv_tokens = s.num_kv_tokens;
-        piece.state = s.state;
-      } else {
+  const int64_t bytes_per_block = std::max<int64_t>(snap.blocks->bytes_per_block(), 1);
+  const int64_t max_blocks = std::max<int64_t>(1, options.max_message_bytes / bytes_per_block);
+  // Sends a snapshot's blocks as messages of at most max_blocks blocks,
+  // each encoded just before it goes out (so the sender holds one message,
+  // not the snapshot), and the state with the last one when `last`. Every
+  // message but the snapshot's final one stands for the sequence up to its
+  // own end.
+  auto send = [&](Engine::MigrationSnapshot& s, bool last) {
+    const int64_t end = s.first_block + s.num_blocks;
+    int64_t first = s.first_block;
+    do {
+      const int64_t n = std::min(max_blocks, end - first);
+      absl::StatusOr<std::string> data = s.blocks->EncodeChunk(first, n);
+      if (!data.ok()) return data.status();
+      const bool final_piece = first + n == end;
+      std::string header = s.header;
+      int64_t num_kv_tokens = s.num_kv_tokens;
+      if (!final_piece) {
         KvTransferHeader h = layout;
-        h.num_blocks = piece.first_block + piece.num_blocks;
+        h.num_blocks = first + n;
         h.num_tokens = h.num_blocks * layout.block_size;
-        piece.header = EncodeHeader(h);
-        piece.num_kv_tokens = h.num_tokens;
+        header = EncodeHeader(h);
+        num_kv_tokens = h.num_tokens;
       }
-      if (!writer->Write(ToChunk(id, piece, last && final_piece))) return false;
-    }
-    return true;
+      v1::KvChunk chunk = ToChunk(id, std::move(header), std::move(*data), first, num_kv_tokens);
+      if (last && final_piece) {
+        chunk.set_last(true);
+        if (s.state) *chunk.mutable_state() = ToRequestState(*s.state);
+      }
+      result.blocks_sent += n;
+      result.bytes_sent += static_cast<int64_t>(chunk.data().size());
+      if (!writer->Write(chunk)) return absl::UnavailableError("the stream to the destination broke");
+      first += n;
+    } while (first < end);
+    return absl::OkStatus();
   };
   while (!options.stop_and_copy) {
     if (snap.num_blocks > 0) {
-      if (!send(snap, false)) return broken("a copy round");
+      absl::Status round = send(snap, false);
+      if (!round.ok()) {
+        if (!absl::IsUnavailable(round)) {
+          writer->WritesDone();
+          ctx.TryCancel();
+          writer->Finish();
+          return round;
+        }
+        return broken("a copy round");
+      }
       sent = snap.first_block + snap.num_blocks;
     }
     ++result.rounds;
@@ -161,11 +174,16 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
     return last.status();
   }
   if (options.on_last_stage) options.on_last_stage(id);
-  bool wrote = send(*last, true);
+  absl::Status wrote = send(*last, true);
+  // The blocks go back before the sample can run here again.
+  last->blocks.reset();
+  snap.blocks.reset();
+  if (!wrote.ok() && !absl::IsUnavailable(wrote)) ctx.TryCancel();
   writer->WritesDone();
   absl::Status status = FromGrpcStatus(writer->Finish());
-  if (!wrote || !status.ok() || !received.accepted()) {
+  if (!wrote.ok() || !status.ok() || !received.accepted()) {
     engine.AbortMigration(id);
+    if (!wrote.ok() && !absl::IsUnavailable(wrote)) return wrote;
     if (status.ok()) status = absl::UnavailableError(absl::StrCat("destination did not take the request: ",
                                                                    received.error()));
     return status;
@@ -225,6 +243,12 @@ void ReceiveKvReactor::Fail(const absl::Status& status) {
 
 void ReceiveKvReactor::OnReadDone(bool ok) {
   if (finished_) return;
+  // The previous chunk was written while this one was read.
+  if (pending_write_.valid()) {
+    absl::Status s = pending_write_.get();
+    if (!s.ok()) return Fail(s);
+    response_->set_blocks_written(response_->blocks_written() + 1);
+  }
   if (!ok) {
     // The sender is done writing (or gone).
     if (!resumed_) return Fail(absl::AbortedError("the transfer ended before its last chunk"));
@@ -236,23 +260,30 @@ void ReceiveKvReactor::OnReadDone(bool ok) {
   if (chunk_.request_id() != request_id_ || resumed_) {
     return Fail(absl::InvalidArgumentError("chunks of one transfer must name one request"));
   }
-  // Blocking on the engine here is brief: it runs the write between steps.
-  absl::Status s = engine_->ReceiveMigratedBlocks(request_id_, chunk_.header(), chunk_.data(),
-                                                  chunk_.first_block()).get();
+  // The engine writes the blocks between steps. A chunk before the last
+  // one is not waited for here: the next read starts at once, so the
+  // network and the engine work side by side, with at most one chunk in
+  // each.
+  std::future<absl::Status> write = engine_->ReceiveMigratedBlocks(
+      request_id_, std::move(*chunk_.mutable_header()), std::move(*chunk_.mutable_data()), chunk_.first_block());
+  if (!chunk_.last()) {
+    pending_write_ = std::move(write);
+    StartRead(&chunk_);
+    return;
+  }
+  absl::Status s = write.get();
   if (!s.ok()) return Fail(s);
   response_->set_blocks_written(response_->blocks_written() + 1);
-  if (chunk_.last()) {
-    GenerateInput input = FromRequestState(chunk_.state());
-    input.request_id = request_id_;
-    EventSink sink = attach_->Create(request_id_);
-    s = engine_->ResumeMigrated(std::move(input), chunk_.num_tokens(), std::move(sink)).get();
-    if (!s.ok()) {
-      attach_->DropUnattached(request_id_);
-      return Fail(s);
-    }
-    resumed_ = true;
-    response_->set_accepted(true);
+  GenerateInput input = FromRequestState(chunk_.state());
+  input.request_id = request_id_;
+  EventSink sink = attach_->Create(request_id_);
+  s = engine_->ResumeMigrated(std::move(input), chunk_.num_tokens(), std::move(sink)).get();
+  if (!s.ok()) {
+    attach_->DropUnattached(request_id_);
+    return Fail(s);
   }
+  resumed_ = true;
+  response_->set_accepted(true);
   StartRead(&chunk_);
 }
 

@@ -13,6 +13,7 @@
 #include <grpcpp/server_builder.h>
 
 #include <functional>
+#include <future>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -99,6 +100,7 @@ class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
   AttachRegistry* attach_;
   v1::ReceiveKvResponse* response_;
   v1::KvChunk chunk_;
+  std::future<absl::Status> pending_write_;  // of the chunk before chunk_
   std::string request_id_;
   bool resumed_ = false;
   bool finished_ = false;

@@ -95,7 +95,7 @@ ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixReq
     : stats_(stats) {
   std::vector<int32_t> tokens(request.token_ids().begin(), request.token_ids().end());
   std::vector<uint64_t> hashes(request.block_hashes().begin(), request.block_hashes().end());
-  absl::StatusOr<std::unique_ptr<Engine::PrefixExport>> opened =
+  absl::StatusOr<std::unique_ptr<Engine::KvExport>> opened =
       hashes.empty() ? absl::InvalidArgumentError("no blocks asked for")
                      : WaitFor(engine->OpenPrefixExport(std::move(tokens), std::move(hashes), request.first_block()),
                                absl::Now() + absl::Seconds(10), "exporting the prefix");

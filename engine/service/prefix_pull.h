@@ -75,7 +75,7 @@ class ExportPrefixStream final : public grpc::ServerWriteReactor<v1::KvChunk> {
   void WriteNext();
 
   PrefixPullStats* stats_;
-  std::unique_ptr<Engine::PrefixExport> export_;
+  std::unique_ptr<Engine::KvExport> export_;
   int64_t blocks_per_chunk_ = 1;
   int64_t next_block_ = 0;
   int64_t num_tokens_ = 0;

@@ -20,6 +20,13 @@
 namespace ferry {
 namespace {
 
+// The snapshot's blocks as one chunk, as a sender would send them.
+std::string Payload(const Engine::MigrationSnapshot& snap) {
+  absl::StatusOr<std::string> chunk = snap.blocks->EncodeChunk(snap.first_block, snap.num_blocks);
+  EXPECT_TRUE(chunk.ok()) << chunk.status();
+  return chunk.ok() ? *chunk : std::string();
+}
+
 class CudaEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -233,7 +240,7 @@ TEST_F(CudaEngineTest, MigrationBetweenCudaAndCpuEnginesKeepsTheGreedyStream) {
     ASSERT_TRUE(header.ok()) << header.status();
     ASSERT_TRUE(
         dst->ReserveForMigration("m", *header, snap->num_kv_tokens, absl::Seconds(10)).get().ok());
-    absl::Status received = dst->ReceiveMigratedBlocks("m", snap->header, snap->payload, 0).get();
+    absl::Status received = dst->ReceiveMigratedBlocks("m", snap->header, Payload(*snap), 0).get();
     ASSERT_TRUE(received.ok()) << received;
     ASSERT_TRUE(dst->ResumeMigrated(*snap->state, snap->num_kv_tokens, after.Sink()).get().ok());
     src->CommitMigration("m", "dst");

@@ -106,6 +106,13 @@ class EngineTest : public ::testing::Test {
 
 // Statistics are published after each step, a moment after the step's last
 // events: wait for the engine to settle before reading them.
+// The snapshot's blocks as one chunk, as a sender would send them.
+std::string Payload(const Engine::MigrationSnapshot& snap) {
+  absl::StatusOr<std::string> chunk = snap.blocks->EncodeChunk(snap.first_block, snap.num_blocks);
+  EXPECT_TRUE(chunk.ok()) << chunk.status();
+  return chunk.ok() ? *chunk : std::string();
+}
+
 EngineStats Settled(Engine& engine) {
   EngineStats s = engine.Stats();
   for (int i = 0; i < 2000 && (s.running + s.waiting > 0 || s.blocks_used > 0); ++i) {
@@ -465,11 +472,11 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   ASSERT_TRUE(hdr.ok());
   ASSERT_TRUE(dst->ReserveForMigration("m", *hdr, std::max<int64_t>(first->num_kv_tokens, 1),
                                        absl::Seconds(10)).get().ok());
-  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, first->payload, 0).get().ok());
+  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, Payload(*first), 0).get().ok());
   auto last = src->SnapshotForMigration("m", first->first_block + first->num_blocks, true).get();
   ASSERT_TRUE(last.ok()) << last.status();
   ASSERT_TRUE(last->state.has_value());
-  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, last->payload, last->first_block).get().ok());
+  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, Payload(*last), last->first_block).get().ok());
   Collector d;
   ASSERT_TRUE(dst->ResumeMigrated(*last->state, last->num_kv_tokens, d.Sink()).get().ok());
   src->CommitMigration("m", "dst:1");
@@ -483,6 +490,8 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   EXPECT_EQ(all, full.tokens);
   EXPECT_EQ(before.text + after.text, full.text);
   EXPECT_EQ(after.finish, FinishReason::kLength);
+  first->blocks.reset();
+  last->blocks.reset();
   EXPECT_EQ(Settled(*src).blocks_used, 0);
   EXPECT_EQ(Settled(*dst).blocks_used, 0);
 }
@@ -506,6 +515,11 @@ TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
   ASSERT_TRUE(c.Wait(1));
   EXPECT_EQ(c.Get("a").finish, FinishReason::kLength);
   EXPECT_EQ(c.Get("a").tokens.size(), 200u);
+  // The snapshots still hold the blocks they name, after the request ended.
+  EXPECT_EQ(Settled(*src).blocks_used, last->num_blocks);
+  snap->blocks.reset();
+  last->blocks.reset();
+  EXPECT_EQ(Settled(*src).blocks_used, 0);
   // Unknown or finished requests cannot be snapshotted.
   EXPECT_EQ(src->SnapshotForMigration("a", 0, false).get().status().code(),
             absl::StatusCode::kFailedPrecondition);

@@ -56,7 +56,7 @@ int64_t BlocksUsedSettling(const Engine& engine, int64_t blocks_used) {
 }
 
 // Every chunk of an export, `per_chunk` blocks each, as the puller collects them.
-std::vector<std::pair<int64_t, std::string>> AllChunks(const Engine::PrefixExport& e,
+std::vector<std::pair<int64_t, std::string>> AllChunks(const Engine::KvExport& e,
                                                        int64_t per_chunk) {
   std::vector<std::pair<int64_t, std::string>> chunks;
   for (int64_t b = e.first_block(); b < e.end_block(); b += per_chunk) {
