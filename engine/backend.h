@@ -40,13 +40,13 @@ class ForwardBackend {
   // floats), whatever the backend's own dtype and memory: the form KV blocks
   // move between workers in (kvcache/kv_transfer.h), so any two backends can
   // hand sequences and cached prefixes to each other.
-  // ReadKvBlockF32 may be called from any thread, also during a step, for a
-  // block no step writes meanwhile (a referenced cached block); a prefix
-  // export copies from the RPC thread. WriteKvBlockF32 runs on the step
-  // loop's thread between steps. Converting to a narrower dtype rounds to
-  // nearest even. InvalidArgument for a block out of range or a span of the
-  // wrong size; Internal for a failed device copy; Unimplemented where the
-  // backend keeps no KV (sim).
+  // Both may be called from any thread, also during a step: ReadKvBlockF32
+  // for a block no step writes meanwhile (a referenced block: prefix and
+  // migration exports copy from the RPC thread), WriteKvBlockF32 for a block
+  // no step reads or writes (a block reserved for an incoming migration).
+  // Converting to a narrower dtype rounds to nearest even. InvalidArgument
+  // for a block out of range or a span of the wrong size; Internal for a
+  // failed device copy; Unimplemented where the backend keeps no KV (sim).
   virtual absl::Status ReadKvBlockF32(int32_t block, std::span<float> out) {
     return absl::UnimplementedError(absl::StrCat(Describe(), ": KV blocks cannot be copied out"));
   }

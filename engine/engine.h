@@ -143,6 +143,42 @@ class Engine {
   // Writes one chunk of blocks into the reservation (growing it if needed).
   std::future<absl::Status> ReceiveMigratedBlocks(const std::string& id, std::string header,
                                                   std::string payload, int64_t first_block);
+  // The blocks a reservation holds now, open for writes from the calling
+  // thread, so that chunks need no trip through the loop (which waits for
+  // the step in flight): each stays referenced, so never handed to another
+  // sequence, until the import is destroyed, which releases them on the
+  // engine thread. Destroy it before ResumeMigrated (a resumed sample would
+  // copy a block still held before writing into it). It must not outlive
+  // the engine.
+  class KvImport {
+   public:
+    ~KvImport();
+    KvImport(const KvImport&) = delete;
+    KvImport& operator=(const KvImport&) = delete;
+
+    // Blocks [0, num_blocks()) of the sequence can be written here.
+    int64_t num_blocks() const { return static_cast<int64_t>(block_ids_.size()); }
+    // What ReceiveMigratedBlocks does, for a chunk whose blocks all lie in
+    // [0, num_blocks()) (the header's num_blocks at most num_blocks()):
+    // checks the header, the layout and every block, then writes. One
+    // thread at a time. OutOfRange for a chunk reaching past the blocks held
+    // (send it through ReceiveMigratedBlocks, which grows the reservation);
+    // the errors of DecodeAndWriteBlocks otherwise.
+    absl::Status WriteChunk(std::string_view header, std::string_view payload, int64_t first_block) const;
+
+   private:
+    friend class Engine;
+    KvImport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
+    Engine* engine_;
+    uint64_t id_;
+    ForwardBackend* backend_ = nullptr;  // written from the calling thread (WriteKvBlockF32)
+    KvCacheShape shape_;
+    std::string model_key_;
+    std::vector<int32_t> block_ids_;
+  };
+  // NotFound when `id` has no reservation; Unimplemented where the backend
+  // cannot copy KV blocks (sim).
+  std::future<absl::StatusOr<std::unique_ptr<KvImport>>> OpenMigrationImport(const std::string& id);
   // Starts the sample on its received blocks (`num_kv_tokens` of its tokens
   // have K/V there); events then flow to `sink`.
   std::future<absl::Status> ResumeMigrated(GenerateInput input, int64_t num_kv_tokens, EventSink sink);
@@ -265,7 +301,7 @@ class Engine {
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
   absl::flat_hash_map<std::string, Reservation> reservations_;
   absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
-  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open KvExports, by id
+  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open KvExports and KvImports, by id
   uint64_t next_export_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;

@@ -197,6 +197,54 @@ std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, s
   return future;
 }
 
+Engine::KvImport::~KvImport() {
+  // An engine whose loop has stopped dropped every import already.
+  engine_->Post([engine = engine_, id = id_] { engine->exports_.erase(id); });
+}
+
+absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_view payload,
+                                          int64_t first_block) const {
+  FERRY_ASSIGN_OR_RETURN(KvTransferHeader hdr, DecodeHeader(header));
+  if (first_block < 0 || first_block > hdr.num_blocks) {
+    return absl::InvalidArgumentError("chunk outside the sequence");
+  }
+  if (hdr.num_blocks > num_blocks()) {
+    return absl::OutOfRangeError(absl::StrCat("chunk reaches block ", hdr.num_blocks, "; ", num_blocks(),
+                                              " are open here"));
+  }
+  const auto dst = std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(first_block),
+                                                                 static_cast<size_t>(hdr.num_blocks - first_block));
+  // From the calling thread: the backend's fp32 writes allow it for blocks
+  // no step reads or writes, which a reserved block is.
+  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
+  return DecodeAndWriteBlocks(payload, hdr, model_key_, shape_, write, dst, first_block);
+}
+
+std::future<absl::StatusOr<std::unique_ptr<Engine::KvImport>>> Engine::OpenMigrationImport(const std::string& id) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::unique_ptr<KvImport>>>>();
+  auto future = promise->get_future();
+  Post([this, id, promise] {
+    if (!kv_io_status_.ok()) {
+      return promise->set_value(absl::UnimplementedError(
+          absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message())));
+    }
+    auto it = reservations_.find(id);
+    if (it == reservations_.end()) {
+      return promise->set_value(absl::NotFoundError(absl::StrCat("no KV reservation for ", id)));
+    }
+    BlockTable pinned = blocks_->NewTable();
+    for (const BlockRef& b : it->second.table.blocks()) pinned.Append(b.Share());
+    auto out = std::unique_ptr<KvImport>(new KvImport(this, next_export_id_++));
+    out->backend_ = backend_.get();
+    out->shape_ = backend_->kv_shape();
+    out->model_key_ = kv_model_key_;
+    out->block_ids_ = pinned.BlockIds();
+    exports_.emplace(out->id_, std::move(pinned));
+    promise->set_value(std::move(out));
+  });
+  return future;
+}
+
 std::future<absl::Status> Engine::ResumeMigrated(GenerateInput input, int64_t num_kv_tokens,
                                                  EventSink sink) {
   auto promise = std::make_shared<std::promise<absl::Status>>();

@@ -101,6 +101,8 @@ class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
   v1::ReceiveKvResponse* response_;
   v1::KvChunk chunk_;
   std::future<absl::Status> pending_write_;  // of the chunk before chunk_
+  std::unique_ptr<Engine::KvImport> import_;  // the reservation's blocks, once the transfer began
+  bool import_tried_ = false;
   std::string request_id_;
   bool resumed_ = false;
   bool finished_ = false;

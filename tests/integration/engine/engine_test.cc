@@ -101,6 +101,8 @@ class EngineTest : public ::testing::Test {
     return c.Get(id);
   }
 
+  void MigrateBetweenEngines(bool through_import);
+
   std::shared_ptr<const Model> model_;
 };
 
@@ -450,7 +452,10 @@ TEST_F(EngineTest, ResumedSampleContinuesTheSameStream) {
 // The engine's half of live migration, driven by hand between two engines:
 // rounds of full blocks while the request keeps decoding, then the final
 // stage; the destination continues with exactly the tokens of a plain run.
-TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
+// With `through_import`, blocks inside the reservation are written from this
+// thread (KvImport) while the destination runs another request, and the
+// final chunk, which reaches past the reservation, goes through the loop.
+void EngineTest::MigrateBetweenEngines(bool through_import) {
   GenerateInput in = Greedy("m", "Once upon a time", 120);
   in.params.temperature = 0.8f;
   in.params.seed = 5;
@@ -461,9 +466,10 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   EngineOptions paced;
   paced.min_step_micros = 2000;
   auto src = MakeEngine(paced);
-  auto dst = MakeEngine();
-  Collector c;
+  auto dst = MakeEngine(paced);
+  Collector c, busy;
   ASSERT_TRUE(src->Submit(in, c.Sink()).ok());
+  if (through_import) ASSERT_TRUE(dst->Submit(Greedy("busy", "One day", 200), busy.Sink()).ok());
   // Let it produce a few blocks' worth of tokens first.
   for (int i = 0; i < 5000 && src->Stats().generated_tokens < 40; ++i) absl::SleepFor(absl::Milliseconds(1));
   auto first = src->SnapshotForMigration("m", 0, false).get();
@@ -472,10 +478,28 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   ASSERT_TRUE(hdr.ok());
   ASSERT_TRUE(dst->ReserveForMigration("m", *hdr, std::max<int64_t>(first->num_kv_tokens, 1),
                                        absl::Seconds(10)).get().ok());
-  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, Payload(*first), 0).get().ok());
+  std::unique_ptr<Engine::KvImport> import;
+  if (through_import) {
+    auto opened = dst->OpenMigrationImport("m").get();
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    import = std::move(*opened);
+    ASSERT_EQ(import->num_blocks(), hdr->num_blocks);
+    std::string corrupt = Payload(*first);
+    corrupt[corrupt.size() / 2] ^= 1;
+    EXPECT_EQ(import->WriteChunk(first->header, corrupt, 0).code(), absl::StatusCode::kDataLoss);
+    ASSERT_TRUE(import->WriteChunk(first->header, Payload(*first), 0).ok());
+  } else {
+    ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, Payload(*first), 0).get().ok());
+  }
   auto last = src->SnapshotForMigration("m", first->first_block + first->num_blocks, true).get();
   ASSERT_TRUE(last.ok()) << last.status();
   ASSERT_TRUE(last->state.has_value());
+  if (through_import) {
+    ASSERT_GT(DecodeHeader(last->header)->num_blocks, import->num_blocks());
+    EXPECT_EQ(import->WriteChunk(last->header, Payload(*last), last->first_block).code(),
+              absl::StatusCode::kOutOfRange);
+    import.reset();
+  }
   ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, Payload(*last), last->first_block).get().ok());
   Collector d;
   ASSERT_TRUE(dst->ResumeMigrated(*last->state, last->num_kv_tokens, d.Sink()).get().ok());
@@ -492,8 +516,15 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) {
   EXPECT_EQ(after.finish, FinishReason::kLength);
   first->blocks.reset();
   last->blocks.reset();
+  if (through_import) ASSERT_TRUE(busy.Wait(1));
   EXPECT_EQ(Settled(*src).blocks_used, 0);
   EXPECT_EQ(Settled(*dst).blocks_used, 0);
+}
+
+TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) { MigrateBetweenEngines(false); }
+
+TEST_F(EngineTest, LiveMigrationWritingBlocksOffTheDestinationsLoopKeepsTheStream) {
+  MigrateBetweenEngines(true);
 }
 
 TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
