@@ -30,6 +30,25 @@ class ForwardBackend {
   // One step: writes the batch's keys and values into their blocks and
   // fills `logits` (host memory) with [logits_indices.size(), vocab] rows.
   virtual absl::Status Forward(const ForwardBatch& batch, float* logits) = 0;
+  // Sampling in the backend (on the device), so that a step returns a token
+  // id per logits row instead of the rows themselves. One row's parameters:
+  // greedy when temperature <= 0; else softmax(logits / temperature) over the
+  // top_k (<= 0: all) most likely tokens, cut to the smallest set whose mass
+  // reaches top_p, drawn with `uniform` in [0, 1) (the engine draws it from
+  // the request's own generator, so its state moves with the request).
+  struct RowSampling {
+    float temperature = 0;
+    int32_t top_k = 0;
+    float top_p = 1;
+    float uniform = 0;
+  };
+  virtual bool samples_on_device() const { return false; }
+  // Forward, then sampling as `rows` say (one per logits index): `tokens`
+  // gets one id per row. Unimplemented where samples_on_device() is false.
+  virtual absl::Status ForwardAndSample(const ForwardBatch& batch, std::span<const RowSampling> rows,
+                                        std::span<int32_t> tokens) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": no sampling in the backend"));
+  }
   // Copy-on-write copies planned by the block pool.
   virtual void CopyBlocks(std::span<const BlockCopy> copies) = 0;
   // The KV cache in host memory where the backend keeps it there (cpu), for

@@ -155,8 +155,17 @@ class CudaBackend final : public ForwardBackend {
     return s;
   }
 
+  bool samples_on_device() const override { return true; }
+  absl::Status ForwardAndSample(const ForwardBatch& b, std::span<const RowSampling> rows,
+                                std::span<int32_t> tokens) override {
+    absl::Status s = SampleOnStream(b, rows, tokens);
+    if (!s.ok()) cuda::StreamSynchronize(stream_);
+    return s;
+  }
+
  private:
-  absl::Status ForwardOnStream(const ForwardBatch& b, float* logits) {
+  // Queues the step's kernels up to the logits (fp32 rows in logits_).
+  absl::Status EnqueueStep(const ForwardBatch& b) {
     FERRY_RETURN_IF_ERROR(ValidateForwardBatch(b, c_, shape_));
     const int n = b.num_tokens();
     const int rows = static_cast<int>(b.logits_indices.size());
@@ -165,15 +174,52 @@ class CudaBackend final : public ForwardBackend {
                                                      max_tokens_, " (--max-num-batched-tokens)"));
     }
     FERRY_RETURN_IF_ERROR(UploadBatch(b));
-    if (graphs_enabled_ && num_tiles_ == 0) {
-      FERRY_RETURN_IF_ERROR(RunAsGraph(n, rows, b.num_seqs()));
-    } else {
-      FERRY_RETURN_IF_ERROR(Enqueue(n, rows));
-    }
+    if (graphs_enabled_ && num_tiles_ == 0) return RunAsGraph(n, rows, b.num_seqs());
+    return Enqueue(n, rows);
+  }
+
+  absl::Status ForwardOnStream(const ForwardBatch& b, float* logits) {
+    FERRY_RETURN_IF_ERROR(EnqueueStep(b));
+    const int rows = static_cast<int>(b.logits_indices.size());
     if (rows > 0) {
       FERRY_RETURN_IF_ERROR(Check(
           cuda::CopyToHost(logits, logits_, size_t(rows) * c_.vocab_size * sizeof(float), stream_), "logits copy"));
     }
+    return Check(cuda::StreamSynchronize(stream_), "step");
+  }
+
+  // The step, then one sampling kernel over its logits rows; only the token
+  // ids come back (4 bytes a row instead of the vocabulary's fp32 logits).
+  absl::Status SampleOnStream(const ForwardBatch& b, std::span<const RowSampling> rows,
+                              std::span<int32_t> tokens) {
+    const size_t n = b.logits_indices.size();
+    if (rows.size() != n || tokens.size() != n) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling ", rows.size(), " rows into ", tokens.size(),
+                                                     " tokens for a batch of ", n, " logits rows"));
+    }
+    FERRY_RETURN_IF_ERROR(EnqueueStep(b));
+    if (n == 0) return Check(cuda::StreamSynchronize(stream_), "step");
+    // Parameters in one upload: [temperature][top_k][top_p][uniform], n each.
+    sample_host_.resize(4 * n);
+    for (size_t i = 0; i < n; ++i) {
+      std::memcpy(&sample_host_[i], &rows[i].temperature, sizeof(float));
+      std::memcpy(&sample_host_[n + i], &rows[i].top_k, sizeof(int32_t));
+      std::memcpy(&sample_host_[2 * n + i], &rows[i].top_p, sizeof(float));
+      std::memcpy(&sample_host_[3 * n + i], &rows[i].uniform, sizeof(float));
+    }
+    FERRY_RETURN_IF_ERROR(Check(
+        cuda::CopyToDevice(sample_dev_, sample_host_.data(), sample_host_.size() * sizeof(int32_t), stream_),
+        "sampling parameters"));
+    cuda::SampleParams p;
+    p.temperature = reinterpret_cast<const float*>(sample_dev_);
+    p.top_k = sample_dev_ + n;
+    p.top_p = reinterpret_cast<const float*>(sample_dev_ + 2 * n);
+    p.uniform = reinterpret_cast<const float*>(sample_dev_ + 3 * n);
+    int32_t* out = sample_dev_ + 4 * size_t(max_rows_);
+    FERRY_RETURN_IF_ERROR(
+        Check(cuda::LaunchSample(logits_, static_cast<int>(n), c_.vocab_size, p, out, stream_), "sampling"));
+    FERRY_RETURN_IF_ERROR(
+        Check(cuda::CopyToHost(tokens.data(), out, n * sizeof(int32_t), stream_), "sampled tokens copy"));
     return Check(cuda::StreamSynchronize(stream_), "step");
   }
 
@@ -398,6 +444,8 @@ class CudaBackend final : public ForwardBackend {
     gu_ = Alloc(n * 2 * c_.intermediate_size * es, &st);
     act_ = Alloc(n * c_.intermediate_size * es, &st);
     logits_ = static_cast<float*>(Alloc(size_t(max_rows_) * c_.vocab_size * sizeof(float), &st));
+    // Sampling on the device: four parameters and the token of every row.
+    sample_dev_ = static_cast<int32_t*>(Alloc(size_t(max_rows_) * 5 * sizeof(int32_t), &st));
     // Integer metadata: tokens, positions, token_seq, logits rows, decode rows
     // (n each), tiles (3 per 64 tokens plus one per sequence), indptr
     // (rows + 1) and block indices (up to every block of every sequence).
@@ -521,6 +569,8 @@ class CudaBackend final : public ForwardBackend {
   void *xn_ = nullptr, *qkv_ = nullptr, *q_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
        *act_ = nullptr;
   float* logits_ = nullptr;
+  int32_t* sample_dev_ = nullptr;
+  std::vector<int32_t> sample_host_;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   int32_t* meta_ = nullptr;

@@ -320,15 +320,23 @@ void Engine::Step() {
     return;
   }
   const int vocab = model_->config().vocab_size;
-  logits_.resize(logits_rows_.size() * size_t(vocab));
   ForwardBatch batch{batch_tokens_, batch_positions_, query_start_, seq_lens_,
                      csr->indptr, csr->indices, logits_rows_};
   if (any_remote) {
     batch.local_lens = local_lens;
     batch.remote = remotes;
   }
-  if (absl::Status s = backend_->Forward(batch, logits_.data()); !s.ok()) {
-    FailAll(absl::StrCat("forward pass failed: ", s.message()));
+  const bool backend_samples = PlanBackendSampling(plan, row_sampling_);
+  absl::Status forward;
+  if (backend_samples) {
+    sampled_.resize(logits_rows_.size());
+    forward = backend_->ForwardAndSample(batch, row_sampling_, sampled_);
+  } else {
+    logits_.resize(logits_rows_.size() * size_t(vocab));
+    forward = backend_->Forward(batch, logits_.data());
+  }
+  if (!forward.ok()) {
+    FailAll(absl::StrCat("forward pass failed: ", forward.message()));
     return;
   }
   scheduler_->Commit(plan);
@@ -339,8 +347,18 @@ void Engine::Step() {
   int generated = 0;
   for (const ScheduledSequence& s : plan.scheduled) {
     if (!s.samples) continue;
-    std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
     Sequence& seq = *s.seq;
+    if (backend_samples) {
+      const int32_t token = sampled_[size_t(row++)];
+      if (seq.finished) continue;
+      SampledToken t;
+      t.id = token >= 0 && token < vocab ? token : 0;
+      ProcessToken(seq, std::move(t), finished);
+      ++generated;
+      ++counters_.device_sampled_tokens;
+      continue;
+    }
+    std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
     if (seq.finished) continue;  // its lender failed
     if (seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0) {
       ForkSamples(seq, logits, finished);
@@ -393,10 +411,39 @@ void Engine::ForkSamples(Sequence& parent, std::span<const float> logits,
   }
 }
 
+bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBackend::RowSampling>& rows) {
+  if (!options_.device_sampling || !backend_->samples_on_device()) return false;
+  for (const ScheduledSequence& s : plan.scheduled) {
+    if (!s.samples) continue;
+    const Sequence& seq = *s.seq;
+    // The first token of an n > 1 request forks the samples from one row.
+    const bool forks = seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0;
+    if (forks || seq.remote_kv() != nullptr || !seq.sampler.PicksOnly(seq.num_output_tokens())) return false;
+  }
+  rows.clear();
+  for (const ScheduledSequence& s : plan.scheduled) {
+    if (!s.samples) continue;
+    Sequence& seq = *s.seq;
+    const SamplingParams& p = seq.group->input.params;
+    ForwardBackend::RowSampling r;
+    r.uniform = seq.sampler.DrawForBackend();
+    const bool greedy = p.temperature <= 0.0f || p.top_k == 1;
+    r.temperature = greedy ? 0.0f : p.temperature;
+    r.top_k = p.top_k;
+    r.top_p = p.top_p;
+    rows.push_back(r);
+  }
+  return true;
+}
+
 void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished) {
+  const std::vector<int32_t>& eos = model_->eos_ids();
+  ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos), finished);
+}
+
+void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>& finished) {
   const SamplingParams& p = seq.group->input.params;
   const std::vector<int32_t>& eos = model_->eos_ids();
-  SampledToken t = seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos);
   seq.tokens.push_back(t.id);
   EngineEvent ev;
   ev.token_ids.push_back(t.id);

@@ -240,6 +240,12 @@ class Engine {
   void DrainInbox();
   void Step();
   void ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished);
+  // The rest of ProcessSample once the token is picked: stop checks, text,
+  // the event.
+  void ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>& finished);
+  // For a step whose every sampled row the backend can pick itself: their
+  // parameters and draws (in `rows`); false (nothing drawn) otherwise.
+  bool PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBackend::RowSampling>& rows);
   void ForkSamples(Sequence& parent, std::span<const float> logits, std::vector<Sequence*>& finished);
   void Finish(Sequence& seq, FinishReason reason, EngineEvent& event);
   void FailAll(const std::string& error);
@@ -305,6 +311,8 @@ class Engine {
   uint64_t next_export_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;
+  std::vector<ForwardBackend::RowSampling> row_sampling_;
+  std::vector<int32_t> sampled_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;
   double tokens_per_second_ = 0;
   double prefill_tokens_per_second_ = 0;

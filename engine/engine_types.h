@@ -42,6 +42,10 @@ struct EngineOptions {
   double kv_cache_fraction = 0;
   // On a GPU, replay decode steps as CUDA graphs (one per batch shape).
   bool cuda_graphs = true;
+  // Where the backend can (cuda), sample on the device in steps whose every
+  // row needs only greedy or temperature / top-k / top-p sampling, so that
+  // token ids come back instead of logits rows.
+  bool device_sampling = true;
   // With device "sim": the cost-model profile of the simulated backend
   // (engine/sim_cost_model.h), e.g. "h100-llama3-8b".
   std::string sim_profile;
@@ -117,6 +121,7 @@ struct EngineStats {
   int64_t prompt_tokens_computed = 0;  // prompt tokens run through the model
   int64_t prompt_tokens_cached = 0;    // prompt tokens served from the prefix cache
   int64_t generated_tokens = 0;
+  int64_t device_sampled_tokens = 0;  // of them, picked by the backend (device sampling)
   int64_t preemptions = 0;
   int64_t requests_finished = 0;
   int64_t kv_cache_bytes = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 
 namespace ferry {
@@ -171,6 +172,71 @@ SampledToken Sampler::Sample(std::span<float> logits, std::span<const int32_t> p
   result.id = Draw(logits);
   if (params_.logprobs >= 0) result.logprob = raw[result.id] - chosen_raw_base;
   return result;
+}
+
+int32_t SampleByThresholds(std::span<const float> logits, float temperature, int32_t top_k, float top_p,
+                           float uniform) {
+  const int32_t best = Sampler::Argmax(logits);
+  if (temperature <= 0.0f || logits.empty()) return best;
+  const float max = logits[static_cast<size_t>(best)];
+  const int vocab = static_cast<int>(logits.size());
+  float threshold = -std::numeric_limits<float>::infinity();
+  if (top_k > 0 && top_k < vocab) {
+    std::vector<float> values(logits.begin(), logits.end());
+    std::nth_element(values.begin(), values.begin() + (top_k - 1), values.end(), std::greater<float>());
+    threshold = values[static_cast<size_t>(top_k - 1)];
+  }
+  const float inv_t = 1.0f / temperature;
+  auto weight = [&](float x) { return std::exp((static_cast<double>(x) - max) * inv_t); };
+  auto mass_from = [&](float t) {
+    double m = 0;
+    for (float x : logits) {
+      if (x >= t) m += weight(x);
+    }
+    return m;
+  };
+  double z = mass_from(threshold);
+  if (top_p < 1.0f) {
+    // Walk down the kept logits: the first value whose tokens at or above
+    // it reach the mass is the threshold (all its ties are kept).
+    std::vector<float> kept;
+    for (float x : logits) {
+      if (x >= threshold) kept.push_back(x);
+    }
+    std::sort(kept.begin(), kept.end(), std::greater<float>());
+    double mass = 0;
+    for (size_t i = 0; i < kept.size(); ++i) {
+      mass += weight(kept[i]);
+      const bool last_of_value = i + 1 == kept.size() || kept[i + 1] != kept[i];
+      if (last_of_value && mass >= top_p * z) {
+        threshold = std::max(threshold, kept[i]);
+        break;
+      }
+    }
+    z = mass_from(threshold);
+  }
+  const double target = static_cast<double>(uniform) * z;
+  double acc = 0;
+  int32_t pick = best;
+  for (int i = 0; i < vocab; ++i) {
+    if (!(logits[static_cast<size_t>(i)] >= threshold)) continue;
+    acc += weight(logits[static_cast<size_t>(i)]);
+    pick = i;
+    if (acc > target) break;
+  }
+  return pick;
+}
+
+bool Sampler::PicksOnly(int num_output_tokens) const {
+  const SamplingParams& p = params_;
+  return p.logprobs < 0 && p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f &&
+         p.presence_penalty == 0.0f && p.logit_bias.empty() && p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
+}
+
+float Sampler::DrawForBackend() {
+  if (params_.temperature <= 0.0f || params_.top_k == 1) return 0;
+  // Below 1 also after rounding to float.
+  return std::min(static_cast<float>(rng_.Uniform()), 0x1.fffffep-1f);
 }
 
 int32_t Sampler::Draw(std::span<const float> logits) {

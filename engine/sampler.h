@@ -40,6 +40,17 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top;  // most likely alternatives
 };
 
+// Sampling as a backend does it on the device (the cuda backend's kernel),
+// on the host: greedy (lowest index among equal maxima) when temperature
+// <= 0; else the tokens at or above two thresholds (the top_k-th largest
+// logit, ties kept, for 0 < top_k < vocabulary; then the largest logit whose
+// tokens at or above it hold at least top_p of the mass) and the pick by
+// inverse CDF of softmax(logits / temperature) over them in index order at
+// `uniform` in [0, 1). No sort of the vocabulary on the device; the
+// distribution equals Sampler's, the token for a given draw may differ.
+int32_t SampleByThresholds(std::span<const float> logits, float temperature, int32_t top_k, float top_p,
+                           float uniform);
+
 class Sampler {
  public:
   // `seed` starts the random generator (callers derive it from params.seed).
@@ -50,6 +61,15 @@ class Sampler {
   // penalties and min_tokens); `eos_ids` are masked until min_tokens.
   SampledToken Sample(std::span<float> logits, std::span<const int32_t> prompt,
                       std::span<const int32_t> output, std::span<const int32_t> eos_ids);
+
+  // True when Sample would only pick a token from the logits as they come
+  // (greedy, or temperature / top-k / top-p) with no penalty, bias, min-p,
+  // masking (min_tokens, given the tokens generated so far) or logprobs: a
+  // backend can then sample the row itself, with DrawForBackend's number.
+  bool PicksOnly(int num_output_tokens) const;
+  // The one uniform draw Sample takes for a non-greedy pick (0 without a
+  // draw when greedy), so the generator moves as if Sample had run.
+  float DrawForBackend();
 
   Rng& rng() { return rng_; }
   const SamplingParams& params() const { return params_; }

@@ -42,6 +42,38 @@ class SimBackend final : public ForwardBackend {
 
   absl::Status Forward(const ForwardBatch& batch, float* logits) override {
     const auto start = std::chrono::steady_clock::now();
+    FillLogits(batch, logits);
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(StepSeconds(profile_, Shape(batch))));
+    return absl::OkStatus();
+  }
+
+  // Sampling in the backend, as the cuda backend does it on the device, so
+  // that the engine's path for it runs (and is simulated) without a GPU.
+  bool samples_on_device() const override { return true; }
+  absl::Status ForwardAndSample(const ForwardBatch& batch, std::span<const RowSampling> rows,
+                                std::span<int32_t> tokens) override {
+    const auto start = std::chrono::steady_clock::now();
+    const size_t n = batch.logits_indices.size();
+    if (rows.size() != n || tokens.size() != n) {
+      return absl::InvalidArgumentError(absl::StrCat("sampling ", rows.size(), " rows into ", tokens.size(),
+                                                     " tokens for a batch of ", n, " logits rows"));
+    }
+    logits_.resize(n * static_cast<size_t>(vocab_size_));
+    FillLogits(batch, logits_.data());
+    for (size_t r = 0; r < n; ++r) {
+      std::span<const float> row(logits_.data() + r * static_cast<size_t>(vocab_size_),
+                                 static_cast<size_t>(vocab_size_));
+      tokens[r] = SampleByThresholds(row, rows[r].temperature, rows[r].top_k, rows[r].top_p, rows[r].uniform);
+    }
+    std::this_thread::sleep_until(start + std::chrono::duration<double>(StepSeconds(profile_, Shape(batch))));
+    return absl::OkStatus();
+  }
+
+  void CopyBlocks(std::span<const BlockCopy>) override {}
+  KvCache* host_kv() override { return nullptr; }
+
+ private:
+  static StepShape Shape(const ForwardBatch& batch) {
     StepShape step;
     step.batch_tokens = batch.num_tokens();
     step.num_seqs = batch.num_seqs();
@@ -51,21 +83,19 @@ class SimBackend final : public ForwardBackend {
       step.kv_tokens += ctx;
       step.attention_pairs += q * std::max<int64_t>(0, ctx - q) + q * (q + 1) / 2;
     }
+    return step;
+  }
+
+  // One row per logits index: 40 at the row's next token, 0 elsewhere.
+  void FillLogits(const ForwardBatch& batch, float* logits) const {
     for (size_t r = 0; r < batch.logits_indices.size(); ++r) {
       const int32_t t = batch.logits_indices[r];
       float* row = logits + r * static_cast<size_t>(vocab_size_);
       std::fill(row, row + vocab_size_, 0.0f);
       row[NextToken(batch.tokens[t], batch.positions[t])] = 40.0f;
     }
-    const auto due = start + std::chrono::duration<double>(StepSeconds(profile_, step));
-    std::this_thread::sleep_until(due);
-    return absl::OkStatus();
   }
 
-  void CopyBlocks(std::span<const BlockCopy>) override {}
-  KvCache* host_kv() override { return nullptr; }
-
- private:
   // A fixed function of (previous token, position) that is never an EOS.
   int32_t NextToken(int32_t prev, int32_t position) const {
     uint64_t x = static_cast<uint64_t>(static_cast<uint32_t>(prev)) * 0x9E3779B97F4A7C15ull ^
@@ -82,6 +112,7 @@ class SimBackend final : public ForwardBackend {
   int vocab_size_;
   KvCacheShape shape_;
   std::vector<int32_t> avoid_;
+  std::vector<float> logits_;
 };
 
 }  // namespace

@@ -35,6 +35,8 @@ void EngineFlags::Register(FlagParser& flags) {
                   "pace the engine: each step that runs work takes at least this many ms (0: off; for "
                   "demos and tests of migration on small models)");
   flags.AddBool("no-cuda-graphs", &no_cuda_graphs, "launch decode steps kernel by kernel instead of as CUDA graphs");
+  flags.AddBool("no-device-sampling", &no_device_sampling,
+                "on a GPU, copy every logits row to the host and sample there instead of sampling on the device");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
                   "copied there and copied back on a prefix hit instead of being recomputed; bytes "
@@ -53,6 +55,7 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.device = device;
   o.dtype = dtype;
   o.cuda_graphs = !no_cuda_graphs;
+  o.device_sampling = !no_device_sampling;
   if (!(min_step_ms >= 0 && min_step_ms <= 60'000)) {
     return absl::InvalidArgumentError("--min-step-ms must be between 0 and 60000");
   }

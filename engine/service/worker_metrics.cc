@@ -12,6 +12,8 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
   Gauge* waiting = registry_.AddGauge("ferry_requests_waiting", "sequences waiting for KV blocks")->Get();
   Counter* preemptions = registry_.AddCounter("ferry_preemptions_total", "sequences preempted")->Get();
   Counter* generated = registry_.AddCounter("ferry_generated_tokens_total", "tokens generated")->Get();
+  Counter* device_sampled = registry_.AddCounter("ferry_device_sampled_tokens_total",
+                                                 "generated tokens picked by the backend on the device")->Get();
   Counter* prompt = registry_.AddCounter("ferry_prompt_tokens_total",
                                          "prompt tokens processed (computed or served from the prefix cache)")
                         ->Get();
@@ -63,6 +65,7 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
     waiting->Set(s.waiting);
     preemptions->Set(static_cast<double>(s.preemptions));
     generated->Set(static_cast<double>(s.generated_tokens));
+    device_sampled->Set(static_cast<double>(s.device_sampled_tokens));
     prompt->Set(static_cast<double>(s.prompt_tokens_computed + s.prompt_tokens_cached));
     hit_rate->Set(s.prefix_cache_hit_rate);
     tokens_per_second->Set(s.tokens_per_second);

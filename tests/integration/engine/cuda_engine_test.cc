@@ -125,10 +125,14 @@ TEST_F(CudaEngineTest, HalfPrecisionLogitsStayWithinTolerance) {
   }
 }
 
+// With device sampling (the default) and without it: the steps are greedy,
+// so every token is picked on the device in the first GPU run.
 TEST_F(CudaEngineTest, EngineOnTheGpuServesConcurrentRequestsLikeTheCpu) {
-  auto run = [&](const std::string& device) {
+  int64_t device_sampled = -1;
+  auto run = [&](const std::string& device, bool device_sampling = true) {
     EngineOptions o;
     o.device = device;
+    o.device_sampling = device_sampling;
     o.dtype = "float32";
     o.threads = 2;
     o.kv_cache_bytes = device == "cpu" ? 0 : int64_t{256} << 20;
@@ -159,14 +163,64 @@ TEST_F(CudaEngineTest, EngineOnTheGpuServesConcurrentRequestsLikeTheCpu) {
     absl::MutexLock lock(&mu);
     auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return done == 12; };
     EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(120)));
+    // Statistics are published after each step's events.
+    for (int i = 0; i < 200 && (*engine)->Stats().generated_tokens < 12 * 40; ++i) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    device_sampled = (*engine)->Stats().device_sampled_tokens;
     return tokens;
   };
   std::vector<std::vector<int32_t>> cpu = run("cpu");
+  EXPECT_EQ(device_sampled, 0);
   std::vector<std::vector<int32_t>> gpu = run("cuda:0");
+  EXPECT_EQ(device_sampled, 12 * 40);
+  std::vector<std::vector<int32_t>> host_sampled = run("cuda:0", false);
+  EXPECT_EQ(device_sampled, 0);
   for (int i = 0; i < 12; ++i) {
     EXPECT_EQ(cpu[i].size(), 40u);
     EXPECT_EQ(gpu[i], cpu[i]) << "request " << i;
+    EXPECT_EQ(host_sampled[i], cpu[i]) << "request " << i;
   }
+}
+
+// Seeded temperature / top-k / top-p sampling on the device: the same seed
+// gives the same tokens run to run (the draws come from the request's own
+// generator).
+TEST_F(CudaEngineTest, DeviceSamplingIsReproducibleForASeed) {
+  EngineOptions o;
+  o.device = "cuda:0";
+  o.dtype = "float32";
+  o.kv_cache_bytes = int64_t{64} << 20;
+  auto run = [&] {
+    auto engine = Engine::Create(model_, o);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    absl::Mutex mu;
+    std::vector<int32_t> tokens;
+    bool done = false;
+    GenerateInput in;
+    in.request_id = "s";
+    in.prompt_ids = model_->tokenizer().Encode("Once upon a time", true, false);
+    in.params.temperature = 0.9f;
+    in.params.top_k = 20;
+    in.params.top_p = 0.9f;
+    in.params.seed = 42;
+    in.params.max_tokens = 48;
+    in.params.ignore_eos = true;
+    EXPECT_TRUE((*engine)
+                    ->Submit(std::move(in),
+                             [&](EngineEvent ev) {
+                               absl::MutexLock lock(&mu);
+                               tokens.insert(tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
+                               if (ev.finish != FinishReason::kNone) done = true;
+                             })
+                    .ok());
+    absl::MutexLock lock(&mu);
+    EXPECT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(60)));
+    return tokens;
+  };
+  std::vector<int32_t> a = run(), b = run();
+  EXPECT_EQ(a.size(), 48u);
+  EXPECT_EQ(a, b);
 }
 
 // Live migration between a GPU worker and a CPU worker, both ways: the KV

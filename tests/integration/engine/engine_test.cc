@@ -527,6 +527,55 @@ TEST_F(EngineTest, LiveMigrationWritingBlocksOffTheDestinationsLoopKeepsTheStrea
   MigrateBetweenEngines(true);
 }
 
+// Sampling in the backend (the sim backend does it as the cuda backend does
+// on the device): steps whose every row needs only greedy or temperature /
+// top-k / top-p sampling get token ids back instead of logits, and give the
+// tokens host sampling gives; a row that needs the logits (logprobs here)
+// sends its whole step through host sampling.
+TEST_F(EngineTest, BackendSamplingGivesTheHostsTokensAndStepsAsideForLogprobs) {
+  EngineOptions o;
+  o.device = "sim";
+  o.sim_profile = "cpu-small";
+  o.device_sampling = true;
+  auto on = MakeEngine(o);
+  o.device_sampling = false;
+  auto off = MakeEngine(o);
+  auto requests = [&] {
+    std::vector<GenerateInput> in;
+    for (int i = 0; i < 4; ++i) {
+      in.push_back(Greedy(absl::StrCat("r", i), PromptFor(i), 12 + i));
+      if (i % 2 == 1) {
+        in.back().params.temperature = 0.9f;
+        in.back().params.top_p = 0.9f;
+        in.back().params.seed = 100 + i;
+      }
+    }
+    return in;
+  };
+  Collector a, b;
+  for (GenerateInput& in : requests()) ASSERT_TRUE(on->Submit(in, a.Sink()).ok());
+  for (GenerateInput& in : requests()) ASSERT_TRUE(off->Submit(in, b.Sink()).ok());
+  ASSERT_TRUE(a.Wait(4));
+  ASSERT_TRUE(b.Wait(4));
+  int64_t total = 0;
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = absl::StrCat("r", i);
+    EXPECT_EQ(a.Get(id).tokens, b.Get(id).tokens) << id;
+    EXPECT_EQ(a.Get(id).text, b.Get(id).text) << id;
+    total += static_cast<int64_t>(a.Get(id).tokens.size());
+  }
+  EXPECT_EQ(Settled(*on).device_sampled_tokens, total);
+  EXPECT_EQ(Settled(*off).device_sampled_tokens, 0);
+
+  GenerateInput with_logprobs = Greedy("lp", PromptFor(7), 6);
+  with_logprobs.params.logprobs = 2;
+  Collector c;
+  ASSERT_TRUE(on->Submit(with_logprobs, c.Sink()).ok());
+  ASSERT_TRUE(c.Wait(1));
+  EXPECT_EQ(c.Get("lp").tokens.size(), 6u);
+  EXPECT_EQ(Settled(*on).device_sampled_tokens, total);  // all six through the host
+}
+
 TEST_F(EngineTest, MigrationAbortPathsLeaveTheRequestRunning) {
   auto src = MakeEngine(EngineOptions{.min_step_micros = 2000});  // paced: still running below
   auto dst = MakeEngine(EngineOptions{.kv_cache_bytes = 2 * 20480});  // two blocks only

@@ -96,6 +96,81 @@ TEST(SamplerTest, TopKAndTopPAndMinPRestrictTheSupport) {
   }
 }
 
+// The backend's way of sampling (thresholds, inverse CDF in index order)
+// picks tokens with the probabilities Sampler's sorted way gives.
+TEST(SampleByThresholdsTest, FollowsTheSamplersDistribution) {
+  const std::vector<float> logits = {1.0f, 2.0f, 0.5f, -1.0f, 2.0f, 0.0f};
+  struct Case {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+  };
+  for (const Case& c : {Case{0.7f, 0, 1.0f}, Case{1.0f, 3, 1.0f}, Case{1.3f, 0, 0.8f}, Case{0.9f, 4, 0.9f}}) {
+    Sampler s(Params(.temperature = c.temperature, .top_k = c.top_k, .top_p = c.top_p, .seed = 7), 0);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    const int n = 40000;
+    std::vector<int> host(logits.size()), backend(logits.size());
+    for (int i = 0; i < n; ++i) {
+      host[static_cast<size_t>(Draw(s, logits))]++;
+      backend[static_cast<size_t>(SampleByThresholds(logits, c.temperature, c.top_k, c.top_p, uniform(rng)))]++;
+    }
+    for (size_t i = 0; i < logits.size(); ++i) {
+      const double p = static_cast<double>(host[i]) / n;
+      const double sd = std::sqrt(n * std::max(p, 1e-3) * (1 - p));
+      EXPECT_NEAR(backend[i], host[i], 6 * sd + 2) << "token " << i << " t=" << c.temperature << " k=" << c.top_k
+                                                   << " p=" << c.top_p;
+      if (host[i] == 0) EXPECT_EQ(backend[i], 0) << "token " << i << " is outside the support";
+    }
+  }
+}
+
+TEST(SampleByThresholdsTest, GreedyTiesAndTheNucleusEdges) {
+  const std::vector<float> logits = {3.0f, 5.0f, 5.0f, 1.0f};
+  // Greedy: the first maximum, whatever the draw.
+  EXPECT_EQ(SampleByThresholds(logits, 0.0f, 0, 1.0f, 0.99f), 1);
+  // top_k = 1 keeps both tied maxima (ties at a threshold are kept).
+  EXPECT_EQ(SampleByThresholds(logits, 1.0f, 1, 1.0f, 0.0f), 1);
+  EXPECT_EQ(SampleByThresholds(logits, 1.0f, 1, 1.0f, 0.99f), 2);
+  // A tiny top_p still keeps the top value (and its tie), never the rest.
+  for (float u : {0.0f, 0.3f, 0.6f, 0.999f}) {
+    const int32_t t = SampleByThresholds(logits, 1.0f, 0, 0.01f, u);
+    EXPECT_TRUE(t == 1 || t == 2) << u;
+  }
+  // The lowest draw picks the first kept token in index order, the highest
+  // the last.
+  EXPECT_EQ(SampleByThresholds(logits, 1.0f, 0, 1.0f, 0.0f), 0);
+  EXPECT_EQ(SampleByThresholds(logits, 1.0f, 0, 1.0f, 0.99999f), 3);
+}
+
+TEST(SamplerTest, PicksOnlyAndTheDrawForABackend) {
+  EXPECT_TRUE(Sampler(Params(.temperature = 0.0f), 0).PicksOnly(0));
+  EXPECT_TRUE(Sampler(Params(.temperature = 0.8f, .top_k = 5, .top_p = 0.9f), 0).PicksOnly(0));
+  EXPECT_FALSE(Sampler(Params(.repetition_penalty = 1.1f), 0).PicksOnly(0));
+  EXPECT_FALSE(Sampler(Params(.frequency_penalty = 0.5f), 0).PicksOnly(0));
+  EXPECT_FALSE(Sampler(Params(.min_p = 0.1f), 0).PicksOnly(0));
+  EXPECT_FALSE(Sampler(Params(.logprobs = 0), 0).PicksOnly(0));
+  SamplingParams bias;
+  bias.logit_bias.emplace_back(3, 1.0f);
+  EXPECT_FALSE(Sampler(bias, 0).PicksOnly(0));
+  // min_tokens masks end tokens until that many were generated.
+  Sampler min_tokens(Params(.min_tokens = 2), 0);
+  EXPECT_FALSE(min_tokens.PicksOnly(1));
+  EXPECT_TRUE(min_tokens.PicksOnly(2));
+  // A non-greedy pick moves the generator exactly as Sample does; greedy
+  // does not move it.
+  Sampler a(Params(.temperature = 1.0f, .seed = 4), 9), b(Params(.temperature = 1.0f, .seed = 4), 9);
+  const float u = a.DrawForBackend();
+  EXPECT_GE(u, 0.0f);
+  EXPECT_LT(u, 1.0f);
+  Draw(b, {0.0f, 1.0f});
+  EXPECT_EQ(a.rng().SaveState(), b.rng().SaveState());
+  Sampler g(Params(.temperature = 0.0f), 9);
+  const std::string before = g.rng().SaveState();
+  EXPECT_EQ(g.DrawForBackend(), 0.0f);
+  EXPECT_EQ(g.rng().SaveState(), before);
+}
+
 TEST(SamplerTest, MaskedLogitsAreNeverSampled) {
   const float inf = std::numeric_limits<float>::infinity();
   std::vector<float> logits = {-inf, 0.0f, -inf, 0.0f};
