@@ -210,6 +210,7 @@ void Engine::Loop() {
   paused_.clear();
   reservations_.clear();
   exports_.clear();
+  installs_.clear();
   FailAll("");
   PublishStats();
 }

@@ -213,6 +213,52 @@ class Engine {
   std::future<absl::StatusOr<int64_t>> InstallCachedPrefix(std::vector<int32_t> tokens, std::string header,
                                                            std::vector<std::pair<int64_t, std::string>> chunks,
                                                            int64_t first_block = 0);
+  // InstallCachedPrefix a chunk at a time, as the chunks arrive: fresh
+  // blocks for [first_block(), end_block()) are taken when it opens (and the
+  // engine's own cached blocks before first_block pinned), each chunk is
+  // checked and written from the calling thread (no step reads or writes
+  // the fresh blocks, so this needs no trip through the loop and holds no
+  // more than the chunk in hand), and Commit caches them once every block
+  // is there. Destroyed without a commit, it gives the fresh blocks back
+  // unhashed. One thread at a time; it must not outlive the engine.
+  class PrefixInstall {
+   public:
+    ~PrefixInstall();
+    PrefixInstall(const PrefixInstall&) = delete;
+    PrefixInstall& operator=(const PrefixInstall&) = delete;
+
+    int64_t first_block() const { return first_block_; }
+    int64_t end_block() const { return end_block_; }
+    // Checks one chunk holding blocks from `chunk_first` on (each block with
+    // its own index and checksum) and writes those from first_block() on;
+    // blocks before it are skipped. InvalidArgument for a chunk outside the
+    // prefix or that does not fit, DataLoss for a checksum mismatch.
+    absl::Status WriteChunk(int64_t chunk_first, std::string_view payload);
+    // Caches the blocks: DataLoss when one was never written. Returns the
+    // number of leading blocks of the prompt cached afterwards.
+    std::future<absl::StatusOr<int64_t>> Commit();
+
+   private:
+    friend class Engine;
+    PrefixInstall(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
+    Engine* engine_;
+    uint64_t id_;
+    ForwardBackend* backend_ = nullptr;  // written from the calling thread (WriteKvBlockF32)
+    KvCacheShape shape_;
+    std::string model_key_;
+    KvTransferHeader header_;
+    std::vector<int32_t> block_ids_;  // of blocks [0, end_block_): the pinned ones, then the fresh ones
+    std::vector<char> written_;
+    int64_t first_block_ = 0;
+    int64_t end_block_ = 0;
+  };
+  // InvalidArgument for a header or range that does not fit `tokens`,
+  // FailedPrecondition when blocks [0, first_block) are no longer cached
+  // here, ResourceExhausted when blocks are short, Unimplemented where the
+  // backend cannot copy KV blocks (sim).
+  std::future<absl::StatusOr<std::unique_ptr<PrefixInstall>>> OpenPrefixInstall(std::vector<int32_t> tokens,
+                                                                                 std::string header,
+                                                                                 int64_t first_block = 0);
 
   // ---- Borrowed KV blocks, lender side (CPU backend) ----
   // Reserves `num_blocks` blocks of this pool for lease `lease_id` (they
@@ -269,6 +315,10 @@ class Engine {
   absl::StatusOr<int64_t> InstallCachedPrefixOnLoop(const std::vector<int32_t>& tokens, const std::string& header,
                                                     const std::vector<std::pair<int64_t, std::string>>& chunks,
                                                     int64_t first_block);
+  absl::StatusOr<std::unique_ptr<PrefixInstall>> OpenPrefixInstallOnLoop(const std::vector<int32_t>& tokens,
+                                                                         const std::string& header,
+                                                                         int64_t first_block);
+  absl::StatusOr<int64_t> CommitPrefixInstallOnLoop(uint64_t id);
 
   struct Reservation {
     BlockTable table;
@@ -308,6 +358,12 @@ class Engine {
   absl::flat_hash_map<std::string, Reservation> reservations_;
   absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
   absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open KvExports and KvImports, by id
+  struct OpenInstall {
+    BlockTable table;  // the pinned cached blocks, then the fresh ones
+    std::vector<int32_t> tokens;
+    int64_t first_block = 0;
+  };
+  absl::flat_hash_map<uint64_t, OpenInstall> installs_;  // open PrefixInstalls, by id
   uint64_t next_export_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;

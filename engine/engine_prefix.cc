@@ -7,6 +7,7 @@
 // closing and installing run on the loop thread, through Post().
 #include <algorithm>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
@@ -117,6 +118,29 @@ std::future<absl::StatusOr<int64_t>> Engine::InstallCachedPrefix(
 absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
     const std::vector<int32_t>& tokens, const std::string& header,
     const std::vector<std::pair<int64_t, std::string>>& chunks, int64_t first_block) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<PrefixInstall> install, OpenPrefixInstallOnLoop(tokens, header, first_block));
+  // On this thread the blocks can go back at once on an error (the
+  // install's own release would wait for the next loop iteration).
+  auto release = absl::MakeCleanup([&] { installs_.erase(install->id_); });
+  for (const auto& [chunk_first, payload] : chunks) FERRY_RETURN_IF_ERROR(install->WriteChunk(chunk_first, payload));
+  if (std::find(install->written_.begin() + first_block, install->written_.end(), 0) != install->written_.end()) {
+    return absl::DataLossError("pulled prefix is missing blocks");
+  }
+  return CommitPrefixInstallOnLoop(install->id_);
+}
+
+std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixInstall>>> Engine::OpenPrefixInstall(
+    std::vector<int32_t> tokens, std::string header, int64_t first_block) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<std::unique_ptr<PrefixInstall>>>>();
+  auto future = promise->get_future();
+  Post([this, tokens = std::move(tokens), header = std::move(header), first_block, promise] {
+    promise->set_value(OpenPrefixInstallOnLoop(tokens, header, first_block));
+  });
+  return future;
+}
+
+absl::StatusOr<std::unique_ptr<Engine::PrefixInstall>> Engine::OpenPrefixInstallOnLoop(
+    const std::vector<int32_t>& tokens, const std::string& header, int64_t first_block) {
   if (!kv_io_status_.ok()) {
     return absl::UnimplementedError(
         absl::StrCat("KV blocks cannot be imported: ", kv_io_status_.message()));
@@ -154,41 +178,73 @@ absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
         absl::StrCat("not enough free KV blocks for ", end - first_block, " pulled blocks"));
   }
   table.Append(std::move(*fresh));
-  const std::vector<int32_t> ids = table.BlockIds();
-  // Every chunk is checked and written before any block is cached: on an
-  // error the fresh blocks go back to the pool unhashed.
-  std::vector<char> written(static_cast<size_t>(end), 0);
-  auto write = [this](int32_t block, std::span<const float> in) {
-    return backend_->WriteKvBlockF32(block, in);
-  };
-  for (const auto& [chunk_first, payload] : chunks) {
-    if (chunk_first < 0 || chunk_first >= end)
-      return absl::InvalidArgumentError("pulled chunk outside the prefix");
-    // One block at a time: each piece carries its own index and checksum.
-    FERRY_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, SplitBlocks(payload, 1));
-    int64_t at = chunk_first;
-    for (const std::string& piece : pieces) {
-      if (at >= end) return absl::InvalidArgumentError("pulled chunk past the prefix");
-      // An exporter that ignores first_block sends the leading blocks too.
-      if (at >= first_block) {
-        std::vector<int32_t> dst = {ids[static_cast<size_t>(at)]};
-        FERRY_RETURN_IF_ERROR(
-            DecodeAndWriteBlocks(piece, hdr, kv_model_key_, shape, write, dst, at));
-        written[static_cast<size_t>(at)] = 1;
-      }
-      ++at;
-    }
-  }
-  if (std::find(written.begin() + first_block, written.end(), 0) != written.end()) {
-    return absl::DataLossError("pulled prefix is missing blocks");
-  }
+  auto out = std::unique_ptr<PrefixInstall>(new PrefixInstall(this, next_export_id_++));
+  out->backend_ = backend_.get();
+  out->shape_ = shape;
+  out->model_key_ = kv_model_key_;
+  out->header_ = hdr;
+  out->block_ids_ = table.BlockIds();
+  out->written_.assign(static_cast<size_t>(end), 0);
+  out->first_block_ = first_block;
+  out->end_block_ = end;
+  installs_.emplace(out->id_, OpenInstall{std::move(table), tokens, first_block});
+  return out;
+}
+
+absl::StatusOr<int64_t> Engine::CommitPrefixInstallOnLoop(uint64_t id) {
+  auto it = installs_.find(id);
+  if (it == installs_.end()) return absl::FailedPreconditionError("the prefix install was already closed");
+  OpenInstall install = std::move(it->second);
+  installs_.erase(it);
+  BlockTable& table = install.table;
+  const int64_t end = table.num_blocks();
+  const int64_t first_block = install.first_block;
   table.set_num_tokens(end * options_.block_size);
-  FERRY_RETURN_IF_ERROR(blocks_->CommitFullBlocks(table, tokens));
+  FERRY_RETURN_IF_ERROR(blocks_->CommitFullBlocks(table, install.tokens));
   counters_.prefix_blocks_imported += end - first_block;
   // Released here: the blocks stay cached (and free) until a request takes
   // them, normally the one that asked for the pull, next step.
   table.Clear();
-  return blocks_->CountCachedPrefixTokens(tokens, 0) / options_.block_size;
+  return blocks_->CountCachedPrefixTokens(install.tokens, 0) / options_.block_size;
+}
+
+Engine::PrefixInstall::~PrefixInstall() {
+  // An engine whose loop has stopped dropped every install already.
+  engine_->Post([engine = engine_, id = id_] { engine->installs_.erase(id); });
+}
+
+absl::Status Engine::PrefixInstall::WriteChunk(int64_t chunk_first, std::string_view payload) {
+  const int64_t end = end_block_;
+  if (chunk_first < 0 || chunk_first >= end) return absl::InvalidArgumentError("pulled chunk outside the prefix");
+  // From the calling thread: the backend's fp32 writes allow it for blocks
+  // no step reads or writes, which a fresh, unhashed block held here is.
+  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
+  // One block at a time: each piece carries its own index and checksum.
+  FERRY_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, SplitBlocks(payload, 1));
+  int64_t at = chunk_first;
+  for (const std::string& piece : pieces) {
+    if (at >= end) return absl::InvalidArgumentError("pulled chunk past the prefix");
+    // An exporter that ignores first_block sends the leading blocks too.
+    if (at >= first_block_) {
+      std::vector<int32_t> dst = {block_ids_[static_cast<size_t>(at)]};
+      FERRY_RETURN_IF_ERROR(DecodeAndWriteBlocks(piece, header_, model_key_, shape_, write, dst, at));
+      written_[static_cast<size_t>(at)] = 1;
+    }
+    ++at;
+  }
+  return absl::OkStatus();
+}
+
+std::future<absl::StatusOr<int64_t>> Engine::PrefixInstall::Commit() {
+  if (std::find(written_.begin() + first_block_, written_.end(), 0) != written_.end()) {
+    std::promise<absl::StatusOr<int64_t>> missing;
+    missing.set_value(absl::DataLossError("pulled prefix is missing blocks"));
+    return missing.get_future();
+  }
+  auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
+  auto future = promise->get_future();
+  engine_->Post([engine = engine_, id = id_, promise] { promise->set_value(engine->CommitPrefixInstallOnLoop(id)); });
+  return future;
 }
 
 }  // namespace ferry

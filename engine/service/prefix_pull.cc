@@ -57,35 +57,42 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   std::unique_ptr<grpc::ClientReader<v1::KvChunk>> reader = stub->ExportPrefix(&ctx, request);
   // What an honest peer can send: the prefix's blocks (the leading ones too,
   // should it ignore first_block), in any number of chunks. A peer that sends
-  // more is cut off before the buffer grows past twice that.
+  // more is cut off once it passes twice that.
   const int64_t max_bytes = 2 * EncodedBlocksSize(engine.kv_shape().bytes_per_block(), static_cast<int64_t>(wanted)) +
                             (int64_t{1} << 20);
   PrefixPullResult result;
-  std::string header;
-  std::vector<std::pair<int64_t, std::string>> chunks;
+  // Each chunk is written into the install as it arrives (the engine's loop
+  // is not involved and no more than one chunk is held here); the blocks
+  // are cached only when every one of them has come.
+  std::unique_ptr<Engine::PrefixInstall> install;
+  auto stop = [&](absl::Status why) {
+    ctx.TryCancel();
+    reader->Finish();
+    return why;
+  };
   v1::KvChunk chunk;
   while (reader->Read(&chunk)) {
-    if (!chunk.header().empty()) header = chunk.header();
-    if (!chunk.data().empty()) {
-      result.bytes_received += static_cast<int64_t>(chunk.data().size());
-      if (result.bytes_received > max_bytes) {
-        ctx.TryCancel();
-        reader->Finish();
-        return absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " sent more than ", max_bytes,
-                                                " bytes for a prefix of ", wanted, " blocks"));
-      }
-      chunks.emplace_back(chunk.first_block(), std::move(*chunk.mutable_data()));
+    if (install == nullptr && !chunk.header().empty()) {
+      auto opened = WaitFor(engine.OpenPrefixInstall(prompt_ids, chunk.header(), first_block), deadline,
+                            "opening the prefix install");
+      if (!opened.ok()) return stop(opened.status());
+      install = std::move(*opened);
     }
+    if (chunk.data().empty()) continue;
+    result.bytes_received += static_cast<int64_t>(chunk.data().size());
+    if (result.bytes_received > max_bytes) {
+      return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " sent more than ", max_bytes,
+                                                   " bytes for a prefix of ", wanted, " blocks")));
+    }
+    if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
+    if (absl::Status s = install->WriteChunk(chunk.first_block(), chunk.data()); !s.ok()) return stop(s);
   }
   grpc::Status st = reader->Finish();
   if (!st.ok()) return FromGrpcStatus(st);
-  if (header.empty()) return absl::DataLossError("prefix pull stream without a header");
-  auto hdr = DecodeHeader(header);
-  if (!hdr.ok()) return hdr.status();
-  auto installed = WaitFor(engine.InstallCachedPrefix(prompt_ids, std::move(header), std::move(chunks), first_block),
-                           deadline, "installing the pulled prefix");
+  if (install == nullptr) return absl::DataLossError("prefix pull stream without a header");
+  auto installed = WaitFor(install->Commit(), deadline, "installing the pulled prefix");
   if (!installed.ok()) return installed.status();
-  result.blocks_received = hdr->num_blocks - first_block;
+  result.blocks_received = install->end_block() - first_block;
   result.blocks_cached = *installed;
   return result;
 }

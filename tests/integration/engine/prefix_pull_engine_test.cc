@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -223,6 +224,58 @@ TEST_F(PrefixPullEngineTest, ExportInSmallChunksInstallsTheSameAndReleasesItsBlo
   EXPECT_EQ(*installed, 18);
   exported->reset();
   EXPECT_EQ(BlocksUsedSettling(*holder, 0), 0);
+  Outcome pulled = RunGreedy(*puller, "p", a);
+  EXPECT_EQ(pulled.tokens, computed.tokens);
+  EXPECT_EQ(pulled.cached_prompt_tokens, 18 * kBlock);
+}
+
+// A streamed install: blocks written chunk by chunk from this thread while
+// the puller serves another request, held (and uncached) until the commit;
+// an install abandoned or committed with a block missing caches nothing and
+// gives its blocks back.
+TEST_F(PrefixPullEngineTest, StreamedInstallCachesOnlyOnACompleteCommit) {
+  auto holder = NewEngine();
+  auto puller = NewEngine();
+  const std::vector<int32_t> a = Prompt(300, 5);
+  Outcome computed = RunGreedy(*holder, "h", a);
+  ASSERT_EQ(computed.finish, FinishReason::kLength);
+  const std::vector<uint64_t> hashes = ChainHashes(*holder, a, 299 / kBlock);
+  auto exported = holder->OpenPrefixExport(a, hashes).get();
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  const auto chunks = AllChunks(**exported, 4);
+  ASSERT_EQ(chunks.size(), 5u);  // 18 blocks: 4 + 4 + 4 + 4 + 2
+
+  {
+    auto abandoned = puller->OpenPrefixInstall(a, (*exported)->header()).get();
+    ASSERT_TRUE(abandoned.ok()) << abandoned.status();
+    EXPECT_EQ(BlocksUsedSettling(*puller, 18), 18);  // taken when it opens
+    ASSERT_TRUE((*abandoned)->WriteChunk(chunks[0].first, chunks[0].second).ok());
+  }
+  EXPECT_EQ(BlocksUsedSettling(*puller, 0), 0);
+  auto missing = puller->OpenPrefixInstall(a, (*exported)->header()).get();
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  for (size_t i = 0; i + 1 < chunks.size(); ++i) {
+    ASSERT_TRUE((*missing)->WriteChunk(chunks[i].first, chunks[i].second).ok());
+  }
+  EXPECT_EQ((*missing)->Commit().get().status().code(), absl::StatusCode::kDataLoss);
+  missing->reset();
+  EXPECT_EQ(BlocksUsedSettling(*puller, 0), 0);
+  EXPECT_EQ(puller->Stats().prefix_blocks_imported, 0);
+
+  std::thread busy([&] { EXPECT_EQ(RunGreedy(*puller, "busy", Prompt(40, 9), 64).tokens.size(), 64u); });
+  auto install = puller->OpenPrefixInstall(a, (*exported)->header()).get();
+  ASSERT_TRUE(install.ok()) << install.status();
+  std::string corrupt = chunks[2].second;
+  corrupt[corrupt.size() / 2] ^= 0x5a;
+  EXPECT_EQ((*install)->WriteChunk(chunks[2].first, corrupt).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ((*install)->WriteChunk(18, chunks[0].second).code(), absl::StatusCode::kInvalidArgument);
+  for (const auto& [first, payload] : chunks) ASSERT_TRUE((*install)->WriteChunk(first, payload).ok());
+  auto committed = (*install)->Commit().get();
+  ASSERT_TRUE(committed.ok()) << committed.status();
+  EXPECT_EQ(*committed, 18);
+  install->reset();
+  exported->reset();
+  busy.join();
   Outcome pulled = RunGreedy(*puller, "p", a);
   EXPECT_EQ(pulled.tokens, computed.tokens);
   EXPECT_EQ(pulled.cached_prompt_tokens, 18 * kBlock);

@@ -53,16 +53,19 @@ bool Eventually(const std::function<bool()>& ok) {
 
 // A peer that answers ExportPrefix with 1 MiB chunks until it has sent
 // `limit` of them or the call ends.
+// An exporter that sends `limit` copies of one chunk (with `header` on the
+// first): more than any prefix holds.
 class FloodingExporter final : public v1::Worker::CallbackService {
  public:
-  explicit FloodingExporter(int limit) : limit_(limit) {}
+  FloodingExporter(int limit, std::string header, std::string chunk)
+      : limit_(limit), header_(std::move(header)), chunk_(std::move(chunk)) {}
   grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* /*context*/,
                                                       const v1::ExportPrefixRequest* /*request*/) override {
     class Flood final : public grpc::ServerWriteReactor<v1::KvChunk> {
      public:
-      explicit Flood(int limit) : left_(limit) {
-        chunk_.set_header("not a header");
-        chunk_.set_data(std::string(1 << 20, 'x'));
+      Flood(int limit, const std::string& header, const std::string& data) : left_(limit) {
+        chunk_.set_header(header);
+        chunk_.set_data(data);
         StartWrite(&chunk_);
       }
       void OnWriteDone(bool ok) override {
@@ -71,7 +74,6 @@ class FloodingExporter final : public v1::Worker::CallbackService {
           return;
         }
         chunk_.clear_header();
-        chunk_.set_first_block(chunk_.first_block() + 1);
         StartWrite(&chunk_);
       }
       void OnDone() override { delete this; }
@@ -80,11 +82,13 @@ class FloodingExporter final : public v1::Worker::CallbackService {
       v1::KvChunk chunk_;
       int left_;
     };
-    return new Flood(limit_);
+    return new Flood(limit_, header_, chunk_);
   }
 
  private:
   int limit_;
+  std::string header_;
+  std::string chunk_;
 };
 
 class PrefixPullStreamTest : public ::testing::Test {
@@ -216,22 +220,39 @@ TEST_F(PrefixPullStreamTest, PartialPullMovesOnlyTheBlocksThePullerLacks) {
 // A peer that sends far more than the prefix it was asked for is cut off:
 // the puller buffers at most about twice the prefix's encoded size (18
 // blocks of stories260K here: well under a few MiB), not the 256 MiB sent.
+// Chunks are installed as they come, so a peer that sends too much is cut
+// off by the byte count (its chunks check out: the same valid block again
+// and again), and one that sends garbage at its first chunk.
 TEST_F(PrefixPullStreamTest, APeerThatSendsTooMuchIsCutOff) {
-  FloodingExporter flood(256);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&flood);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_GT(port, 0);
-  v1::PrefixPull pull;
-  pull.set_peer_address(absl::StrCat("127.0.0.1:", port));
-  for (uint64_t h : hashes_) pull.add_block_hashes(h);
-  auto pulled = PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{});
-  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
-  EXPECT_NE(pulled.status().message().find("sent more than"), std::string::npos) << pulled.status();
-  EXPECT_EQ(puller_->Stats().blocks_used, 0);
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  auto exported = holder_->OpenPrefixExport(std::vector<int32_t>(prompt_.begin(), prompt_.begin() + 18 * kBlock),
+                                            hashes_).get();
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  auto block0 = (*exported)->EncodeChunk(0, 1);
+  ASSERT_TRUE(block0.ok()) << block0.status();
+  const std::string header = (*exported)->header();
+  exported->reset();
+  for (bool garbage : {false, true}) {
+    // 4096 copies of a block: far past the bound (twice the prefix plus 1 MiB).
+    FloodingExporter flood(4096, garbage ? "not a header" : header, *block0);
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&flood);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_GT(port, 0);
+    v1::PrefixPull pull;
+    pull.set_peer_address(absl::StrCat("127.0.0.1:", port));
+    for (uint64_t h : hashes_) pull.add_block_hashes(h);
+    auto pulled = PullPrefix(*puller_, pull, prompt_, PrefixPullOptions{});
+    if (garbage) {
+      EXPECT_EQ(pulled.status().code(), absl::StatusCode::kInvalidArgument) << pulled.status();
+    } else {
+      EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+      EXPECT_NE(pulled.status().message().find("sent more than"), std::string::npos) << pulled.status();
+    }
+    EXPECT_TRUE(Eventually([&] { return puller_->Stats().blocks_used == 0; })) << puller_->Stats().blocks_used;
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  }
 }
 
 TEST_F(PrefixPullStreamTest, PullerGoneMidExportReleasesEveryBlock) {
