@@ -209,8 +209,7 @@ void Engine::Loop() {
   }
   paused_.clear();
   reservations_.clear();
-  exports_.clear();
-  installs_.clear();
+  held_.clear();
   FailAll("");
   PublishStats();
 }

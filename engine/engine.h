@@ -63,6 +63,24 @@ class Engine {
   // Parent hash of every sequence's first block (hash chains start here).
   uint64_t block_hash_root() const { return block_hash_root_; }
 
+  // What the block handles below (KvExport, KvImport, PrefixInstall) share:
+  // the blocks they hold stay referenced in the engine (under id_) until the
+  // handle is destroyed, which releases them on the engine thread; blocks
+  // are copied through the backend from the handle's own thread.
+  class BlockHold {
+   public:
+    BlockHold(const BlockHold&) = delete;
+    BlockHold& operator=(const BlockHold&) = delete;
+
+   protected:
+    BlockHold(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
+    ~BlockHold();
+    Engine* engine_;
+    uint64_t id_;
+    ForwardBackend* backend_ = nullptr;
+    KvCacheShape shape_;
+  };
+
   // ---- KV blocks out to other workers (engine_prefix.cc) ----
   // An open export of blocks [first_block(), end_block()) of a sequence or a
   // cached prompt, for a migration or a prefix pull. The blocks stay
@@ -70,12 +88,8 @@ class Engine {
   // destroyed (a sample that ends or is preempted meanwhile leaves them
   // here); destroying it releases them on the engine thread. It must not
   // outlive the engine.
-  class KvExport {
+  class KvExport : private BlockHold {
    public:
-    ~KvExport();
-    KvExport(const KvExport&) = delete;
-    KvExport& operator=(const KvExport&) = delete;
-
     // EncodeHeader for blocks [0, end_block()): the chunks' sequence.
     const std::string& header() const { return header_; }
     int64_t first_block() const { return first_block_; }
@@ -92,11 +106,7 @@ class Engine {
 
    private:
     friend class Engine;
-    KvExport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
-    Engine* engine_;
-    uint64_t id_;
-    ForwardBackend* backend_ = nullptr;  // read from the calling thread (ReadKvBlockF32)
-    KvCacheShape shape_;
+    KvExport(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
     std::string header_;
     std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
     int64_t first_block_ = 0;
@@ -150,12 +160,8 @@ class Engine {
   // engine thread. Destroy it before ResumeMigrated (a resumed sample would
   // copy a block still held before writing into it). It must not outlive
   // the engine.
-  class KvImport {
+  class KvImport : private BlockHold {
    public:
-    ~KvImport();
-    KvImport(const KvImport&) = delete;
-    KvImport& operator=(const KvImport&) = delete;
-
     // Blocks [0, num_blocks()) of the sequence can be written here.
     int64_t num_blocks() const { return static_cast<int64_t>(block_ids_.size()); }
     // What ReceiveMigratedBlocks does, for a chunk whose blocks all lie in
@@ -168,11 +174,7 @@ class Engine {
 
    private:
     friend class Engine;
-    KvImport(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
-    Engine* engine_;
-    uint64_t id_;
-    ForwardBackend* backend_ = nullptr;  // written from the calling thread (WriteKvBlockF32)
-    KvCacheShape shape_;
+    KvImport(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
     std::string model_key_;
     std::vector<int32_t> block_ids_;
   };
@@ -221,12 +223,8 @@ class Engine {
   // more than the chunk in hand), and Commit caches them once every block
   // is there. Destroyed without a commit, it gives the fresh blocks back
   // unhashed. One thread at a time; it must not outlive the engine.
-  class PrefixInstall {
+  class PrefixInstall : private BlockHold {
    public:
-    ~PrefixInstall();
-    PrefixInstall(const PrefixInstall&) = delete;
-    PrefixInstall& operator=(const PrefixInstall&) = delete;
-
     int64_t first_block() const { return first_block_; }
     int64_t end_block() const { return end_block_; }
     // Checks one chunk holding blocks from `chunk_first` on (each block with
@@ -240,12 +238,9 @@ class Engine {
 
    private:
     friend class Engine;
-    PrefixInstall(Engine* engine, uint64_t id) : engine_(engine), id_(id) {}
-    Engine* engine_;
-    uint64_t id_;
-    ForwardBackend* backend_ = nullptr;  // written from the calling thread (WriteKvBlockF32)
-    KvCacheShape shape_;
+    PrefixInstall(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
     std::string model_key_;
+    std::vector<int32_t> tokens_;  // the prompt, for the commit's hashes
     KvTransferHeader header_;
     std::vector<int32_t> block_ids_;  // of blocks [0, end_block_): the pinned ones, then the fresh ones
     std::vector<char> written_;
@@ -318,7 +313,8 @@ class Engine {
   absl::StatusOr<std::unique_ptr<PrefixInstall>> OpenPrefixInstallOnLoop(const std::vector<int32_t>& tokens,
                                                                          const std::string& header,
                                                                          int64_t first_block);
-  absl::StatusOr<int64_t> CommitPrefixInstallOnLoop(uint64_t id);
+  absl::StatusOr<int64_t> CommitPrefixInstallOnLoop(uint64_t id, const std::vector<int32_t>& tokens,
+                                                    int64_t first_block);
 
   struct Reservation {
     BlockTable table;
@@ -357,14 +353,9 @@ class Engine {
   absl::flat_hash_map<std::string, std::unique_ptr<Sequence>> paused_;  // mid-migration
   absl::flat_hash_map<std::string, Reservation> reservations_;
   absl::flat_hash_map<std::string, std::vector<BlockRef>> lent_;  // by lease id
-  absl::flat_hash_map<uint64_t, BlockTable> exports_;  // open KvExports and KvImports, by id
-  struct OpenInstall {
-    BlockTable table;  // the pinned cached blocks, then the fresh ones
-    std::vector<int32_t> tokens;
-    int64_t first_block = 0;
-  };
-  absl::flat_hash_map<uint64_t, OpenInstall> installs_;  // open PrefixInstalls, by id
-  uint64_t next_export_id_ = 0;
+  // The blocks of every open BlockHold (KvExport, KvImport, PrefixInstall), by id.
+  absl::flat_hash_map<uint64_t, BlockTable> held_;
+  uint64_t next_hold_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;
   std::vector<ForwardBackend::RowSampling> row_sampling_;

@@ -197,11 +197,6 @@ std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, s
   return future;
 }
 
-Engine::KvImport::~KvImport() {
-  // An engine whose loop has stopped dropped every import already.
-  engine_->Post([engine = engine_, id = id_] { engine->exports_.erase(id); });
-}
-
 absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_view payload,
                                           int64_t first_block) const {
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader hdr, DecodeHeader(header));
@@ -234,12 +229,12 @@ std::future<absl::StatusOr<std::unique_ptr<Engine::KvImport>>> Engine::OpenMigra
     }
     BlockTable pinned = blocks_->NewTable();
     for (const BlockRef& b : it->second.table.blocks()) pinned.Append(b.Share());
-    auto out = std::unique_ptr<KvImport>(new KvImport(this, next_export_id_++));
+    auto out = std::unique_ptr<KvImport>(new KvImport(this, next_hold_id_++));
     out->backend_ = backend_.get();
     out->shape_ = backend_->kv_shape();
     out->model_key_ = kv_model_key_;
     out->block_ids_ = pinned.BlockIds();
-    exports_.emplace(out->id_, std::move(pinned));
+    held_.emplace(out->id_, std::move(pinned));
     promise->set_value(std::move(out));
   });
   return future;

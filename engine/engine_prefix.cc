@@ -15,9 +15,9 @@
 
 namespace ferry {
 
-Engine::KvExport::~KvExport() {
-  // An engine whose loop has stopped dropped every export already.
-  engine_->Post([engine = engine_, id = id_] { engine->exports_.erase(id); });
+Engine::BlockHold::~BlockHold() {
+  // An engine whose loop has stopped dropped every hold already.
+  engine_->Post([engine = engine_, id = id_] { engine->held_.erase(id); });
 }
 
 absl::StatusOr<std::string> Engine::KvExport::EncodeChunk(int64_t first, int64_t count) const {
@@ -45,7 +45,7 @@ absl::StatusOr<std::string> Engine::KvExport::EncodeChunk(int64_t first, int64_t
 
 std::unique_ptr<Engine::KvExport> Engine::MakeExportOnLoop(BlockTable pinned, int64_t first_block,
                                                           int64_t end_block, int64_t num_tokens) {
-  auto out = std::unique_ptr<KvExport>(new KvExport(this, next_export_id_++));
+  auto out = std::unique_ptr<KvExport>(new KvExport(this, next_hold_id_++));
   out->backend_ = backend_.get();
   out->shape_ = backend_->kv_shape();
   out->header_ = EncodeHeader(MakeKvTransferHeader(out->shape_, kv_model_key_, end_block, num_tokens));
@@ -54,7 +54,7 @@ std::unique_ptr<Engine::KvExport> Engine::MakeExportOnLoop(BlockTable pinned, in
   out->first_block_ = first_block;
   out->end_block_ = end_block;
   out->bytes_per_block_ = out->shape_.bytes_per_block();
-  exports_.emplace(out->id_, std::move(pinned));
+  held_.emplace(out->id_, std::move(pinned));
   return out;
 }
 
@@ -121,12 +121,12 @@ absl::StatusOr<int64_t> Engine::InstallCachedPrefixOnLoop(
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<PrefixInstall> install, OpenPrefixInstallOnLoop(tokens, header, first_block));
   // On this thread the blocks can go back at once on an error (the
   // install's own release would wait for the next loop iteration).
-  auto release = absl::MakeCleanup([&] { installs_.erase(install->id_); });
+  auto release = absl::MakeCleanup([&] { held_.erase(install->id_); });
   for (const auto& [chunk_first, payload] : chunks) FERRY_RETURN_IF_ERROR(install->WriteChunk(chunk_first, payload));
   if (std::find(install->written_.begin() + first_block, install->written_.end(), 0) != install->written_.end()) {
     return absl::DataLossError("pulled prefix is missing blocks");
   }
-  return CommitPrefixInstallOnLoop(install->id_);
+  return CommitPrefixInstallOnLoop(install->id_, tokens, first_block);
 }
 
 std::future<absl::StatusOr<std::unique_ptr<Engine::PrefixInstall>>> Engine::OpenPrefixInstall(
@@ -178,39 +178,34 @@ absl::StatusOr<std::unique_ptr<Engine::PrefixInstall>> Engine::OpenPrefixInstall
         absl::StrCat("not enough free KV blocks for ", end - first_block, " pulled blocks"));
   }
   table.Append(std::move(*fresh));
-  auto out = std::unique_ptr<PrefixInstall>(new PrefixInstall(this, next_export_id_++));
+  auto out = std::unique_ptr<PrefixInstall>(new PrefixInstall(this, next_hold_id_++));
   out->backend_ = backend_.get();
   out->shape_ = shape;
   out->model_key_ = kv_model_key_;
+  out->tokens_ = tokens;
   out->header_ = hdr;
   out->block_ids_ = table.BlockIds();
   out->written_.assign(static_cast<size_t>(end), 0);
   out->first_block_ = first_block;
   out->end_block_ = end;
-  installs_.emplace(out->id_, OpenInstall{std::move(table), tokens, first_block});
+  held_.emplace(out->id_, std::move(table));
   return out;
 }
 
-absl::StatusOr<int64_t> Engine::CommitPrefixInstallOnLoop(uint64_t id) {
-  auto it = installs_.find(id);
-  if (it == installs_.end()) return absl::FailedPreconditionError("the prefix install was already closed");
-  OpenInstall install = std::move(it->second);
-  installs_.erase(it);
-  BlockTable& table = install.table;
+absl::StatusOr<int64_t> Engine::CommitPrefixInstallOnLoop(uint64_t id, const std::vector<int32_t>& tokens,
+                                                          int64_t first_block) {
+  auto it = held_.find(id);
+  if (it == held_.end()) return absl::FailedPreconditionError("the prefix install was already closed");
+  BlockTable table = std::move(it->second);
+  held_.erase(it);
   const int64_t end = table.num_blocks();
-  const int64_t first_block = install.first_block;
   table.set_num_tokens(end * options_.block_size);
-  FERRY_RETURN_IF_ERROR(blocks_->CommitFullBlocks(table, install.tokens));
+  FERRY_RETURN_IF_ERROR(blocks_->CommitFullBlocks(table, tokens));
   counters_.prefix_blocks_imported += end - first_block;
   // Released here: the blocks stay cached (and free) until a request takes
   // them, normally the one that asked for the pull, next step.
   table.Clear();
-  return blocks_->CountCachedPrefixTokens(install.tokens, 0) / options_.block_size;
-}
-
-Engine::PrefixInstall::~PrefixInstall() {
-  // An engine whose loop has stopped dropped every install already.
-  engine_->Post([engine = engine_, id = id_] { engine->installs_.erase(id); });
+  return blocks_->CountCachedPrefixTokens(tokens, 0) / options_.block_size;
 }
 
 absl::Status Engine::PrefixInstall::WriteChunk(int64_t chunk_first, std::string_view payload) {
@@ -243,7 +238,9 @@ std::future<absl::StatusOr<int64_t>> Engine::PrefixInstall::Commit() {
   }
   auto promise = std::make_shared<std::promise<absl::StatusOr<int64_t>>>();
   auto future = promise->get_future();
-  engine_->Post([engine = engine_, id = id_, promise] { promise->set_value(engine->CommitPrefixInstallOnLoop(id)); });
+  engine_->Post([engine = engine_, id = id_, tokens = tokens_, first = first_block_, promise] {
+    promise->set_value(engine->CommitPrefixInstallOnLoop(id, tokens, first));
+  });
   return future;
 }
 
