@@ -56,6 +56,20 @@ WorkerLoad LoadFromProto(const v1::LoadReport& r) {
   return l;
 }
 
+v1::LoadReport LoadToProto(const WorkerLoad& load) {
+  v1::LoadReport r;
+  r.set_blocks_free(load.blocks_free);
+  r.set_blocks_total(load.blocks_total);
+  r.set_running_requests(load.running_requests);
+  r.set_waiting_requests(load.waiting_requests);
+  r.set_blocks_needed_waiting(load.blocks_needed_waiting);
+  r.set_tokens_per_second(load.tokens_per_second);
+  r.set_kv_bytes_per_block(load.kv_bytes_per_block);
+  r.set_prefill_tokens_per_second(load.prefill_tokens_per_second);
+  r.set_cached_blocks(load.cached_blocks);
+  return r;
+}
+
 void ApplyBlockHashes(const WorkerRecord& worker, const v1::LoadReport& load, PrefixIndex& index) {
   // Hashes on another chain root than ours could never match a prompt.
   if (worker.registration.block_hash_root == 0) return;

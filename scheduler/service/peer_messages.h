@@ -25,6 +25,9 @@ WorkerRegistration RegistrationFromProto(const v1::RegisterWorkerRequest& reques
 // total is known); a rate that is negative, NaN or infinite reads as 0 (not
 // measured), so no policy ever compares a NaN.
 WorkerLoad LoadFromProto(const v1::LoadReport& report);
+// A worker's load as ListWorkers reports it: every figure LoadFromProto
+// reads (no block hashes, nothing dispatched since the report).
+v1::LoadReport LoadToProto(const WorkerLoad& load);
 
 // The prefix-cache changes a heartbeat of `worker` reports, into `index`:
 // a reset first drops what the index held for it; stored hashes are added,

@@ -14,22 +14,6 @@
 
 namespace ferry {
 
-namespace {
-
-v1::LoadReport LoadToProto(const WorkerLoad& l) {
-  v1::LoadReport r;
-  r.set_blocks_free(l.blocks_free);
-  r.set_blocks_total(l.blocks_total);
-  r.set_running_requests(l.running_requests);
-  r.set_waiting_requests(l.waiting_requests);
-  r.set_blocks_needed_waiting(l.blocks_needed_waiting);
-  r.set_tokens_per_second(l.tokens_per_second);
-  r.set_cached_blocks(l.cached_blocks);
-  return r;
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(const SchedulerOptions& options) {
   auto dispatch = MakeDispatchPolicy(options.dispatch_policy);
   if (!dispatch.ok()) return dispatch.status();
