@@ -219,6 +219,13 @@ TEST_F(PrefixPullEngineTest, ExportInSmallChunksInstallsTheSameAndReleasesItsBlo
   ASSERT_TRUE(exported.ok()) << exported.status();
   auto chunks = AllChunks(**exported, 1);
   EXPECT_EQ(chunks.size(), 18u);
+  // At the end, a chunk of no blocks (what a migration's last stage sends
+  // when no block is left); past it, or a count beyond it from there, nothing.
+  auto empty = (*exported)->EncodeChunk(18, 0);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->size(), static_cast<size_t>(EncodedBlocksSize((*exported)->bytes_per_block(), 0)));
+  EXPECT_EQ((*exported)->EncodeChunk(18, 1).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*exported)->EncodeChunk(19, 0).status().code(), absl::StatusCode::kInvalidArgument);
   auto installed = puller->InstallCachedPrefix(a, (*exported)->header(), chunks).get();
   ASSERT_TRUE(installed.ok()) << installed.status();
   EXPECT_EQ(*installed, 18);
