@@ -14,8 +14,14 @@
 // the blocking copy's bytes over its downtime, against the loopback TCP
 // bandwidth of this machine (measured first).
 //
+// --busy-destination keeps another request decoding on the destination
+// throughout, as a decode worker of a PD cluster is; --writes-on-loop makes
+// the destination write every chunk on its engine loop between steps (the
+// baseline the receiving thread's writes replaced).
+//
 //   ferry-migration-bench --model PATH [--lengths 256,1024,4096,8192]
-//                         [--repeats 3] [--threads 1]
+//                         [--repeats 3] [--threads 1] [--busy-destination]
+//                         [--writes-on-loop]
 #include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -182,6 +188,7 @@ double Median(std::vector<double> v) {
 int Main(int argc, char** argv) {
   std::string model_path, lengths_list = "256,1024,4096,8192";
   int64_t repeats = 3, threads = 1, tcp_mib = 2048;
+  bool busy_destination = false, writes_on_loop = false;
   FlagParser flags("migration-bench",
                    "Live migration downtime vs blocking copy vs recompute, by sequence length.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
@@ -189,6 +196,9 @@ int Main(int argc, char** argv) {
   flags.AddInt("repeats", &repeats, "runs per length and method (the median is reported)");
   flags.AddInt("threads", &threads, "CPU threads per engine");
   flags.AddInt("tcp-mib", &tcp_mib, "MiB sent to measure loopback TCP bandwidth");
+  flags.AddBool("busy-destination", &busy_destination, "keep another request decoding on the destination");
+  flags.AddBool("writes-on-loop", &writes_on_loop,
+                "the destination writes every chunk on its engine loop between steps (baseline)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     const std::optional<std::vector<int>> parsed = bench::ParseLengthsOrReport(lengths_list, 1);
@@ -216,7 +226,9 @@ int Main(int argc, char** argv) {
                    (*source)->max_model_len(), max_len);
       return 1;
     }
-    WorkerService dest_service(dest_engine->get(), WorkerServiceOptions{});
+    WorkerServiceOptions wo;
+    wo.migration.writes_on_loop = writes_on_loop;
+    WorkerService dest_service(dest_engine->get(), wo);
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -233,6 +245,17 @@ int Main(int argc, char** argv) {
         "blocking downtime ms | recompute downtime ms | blocking copy GB/s | vs loopback TCP |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     int salt = 1;
+    std::unique_ptr<Running> busy;
+    if (busy_destination) {
+      GenerateInput in;
+      in.request_id = "busy";
+      in.prompt_ids = Prompt(64, 0, vocab);
+      in.params.temperature = 0;
+      in.params.ignore_eos = true;
+      in.params.max_tokens = (*dest_engine)->max_model_len() - 65;
+      busy = std::make_unique<Running>(**dest_engine, std::move(in));
+      busy->WaitForTokens(2);
+    }
     for (int len : lengths) {
       std::map<std::string, std::vector<Sample>> samples;
       for (int rep = 0; rep < repeats; ++rep) {
@@ -282,7 +305,7 @@ int Main(int argc, char** argv) {
             (void)dest_stub->Abort(&ctx, abort, &resp);
           }
           WaitForNoBlocks(**source);
-          WaitForNoBlocks(**dest_engine);
+          if (!busy_destination) WaitForNoBlocks(**dest_engine);
           samples[method].push_back(s);
         }
       }
@@ -305,6 +328,10 @@ int Main(int argc, char** argv) {
                   med("recompute", &Sample::downtime) * 1e3, copy_gbs,
                   100.0 * copy_gbs * 1e9 / tcp);
       std::fflush(stdout);
+    }
+    if (busy) {
+      (*dest_engine)->Abort("busy");
+      busy->WaitFinished();
     }
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     return 0;

@@ -224,8 +224,8 @@ void AllowMigrationKeepalive(grpc::ServerBuilder& builder) {
 }
 
 ReceiveKvReactor::ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
-                                   v1::ReceiveKvResponse* response)
-    : engine_(engine), attach_(attach), response_(response) {
+                                   v1::ReceiveKvResponse* response, bool writes_on_loop)
+    : engine_(engine), attach_(attach), response_(response), import_tried_(writes_on_loop) {
   const auto& metadata = context->client_metadata();
   if (auto it = metadata.find(kTransferRequestIdKey); it != metadata.end()) {
     request_id_.assign(it->second.data(), it->second.size());

@@ -37,6 +37,10 @@ struct LiveMigrationOptions {
   // Stop-and-copy (a baseline for benchmarks): pause first and send every
   // block in the last stage, so the whole copy is downtime.
   bool stop_and_copy = false;
+  // Destination side, a baseline for benchmarks: write every received chunk
+  // on the engine loop between steps, instead of the reserved blocks from
+  // the receiving thread (Engine::KvImport).
+  bool writes_on_loop = false;
   // Called on the migrating thread once the request is paused for the last
   // stage, before its last chunk goes out: lets tests act inside that window.
   std::function<void(const std::string& request_id)> on_last_stage;
@@ -88,7 +92,7 @@ class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
   // so that a transfer that breaks before its first chunk still frees the
   // reservation here at once instead of at its expiry.
   ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
-                   v1::ReceiveKvResponse* response);
+                   v1::ReceiveKvResponse* response, bool writes_on_loop = false);
   void OnReadDone(bool ok) override;
   void OnCancel() override {}
   void OnDone() override;
@@ -102,7 +106,7 @@ class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
   v1::KvChunk chunk_;
   std::future<absl::Status> pending_write_;  // of the chunk before chunk_
   std::unique_ptr<Engine::KvImport> import_;  // the reservation's blocks, once the transfer began
-  bool import_tried_ = false;
+  bool import_tried_ = false;  // or not wanted (writes_on_loop)
   std::string request_id_;
   bool resumed_ = false;
   bool finished_ = false;

@@ -284,7 +284,7 @@ grpc::ServerUnaryReactor* WorkerService::Kill(grpc::CallbackServerContext* conte
 
 grpc::ServerReadReactor<v1::KvChunk>* WorkerService::ReceiveKv(grpc::CallbackServerContext* context,
                                                                v1::ReceiveKvResponse* response) {
-  return new ReceiveKvReactor(context, engine_, &attach_, response);
+  return new ReceiveKvReactor(context, engine_, &attach_, response, options_.migration.writes_on_loop);
 }
 
 grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext* context,
