@@ -43,6 +43,15 @@ class ForwardBackend {
     float uniform = 0;
   };
   virtual bool samples_on_device() const { return false; }
+  // InvalidArgument unless `rows` and `tokens` hold one entry per logits row
+  // of `batch` (for ForwardAndSample implementations).
+  static absl::Status CheckSamplingRows(const ForwardBatch& batch, std::span<const RowSampling> rows,
+                                        std::span<const int32_t> tokens) {
+    const size_t n = batch.logits_indices.size();
+    if (rows.size() == n && tokens.size() == n) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat("sampling ", rows.size(), " rows into ", tokens.size(),
+                                                   " tokens for a batch of ", n, " logits rows"));
+  }
   // Forward, then sampling as `rows` say (one per logits index): `tokens`
   // gets one id per row. Unimplemented where samples_on_device() is false.
   virtual absl::Status ForwardAndSample(const ForwardBatch& batch, std::span<const RowSampling> rows,

@@ -192,11 +192,8 @@ class CudaBackend final : public ForwardBackend {
   // ids come back (4 bytes a row instead of the vocabulary's fp32 logits).
   absl::Status SampleOnStream(const ForwardBatch& b, std::span<const RowSampling> rows,
                               std::span<int32_t> tokens) {
+    FERRY_RETURN_IF_ERROR(CheckSamplingRows(b, rows, tokens));
     const size_t n = b.logits_indices.size();
-    if (rows.size() != n || tokens.size() != n) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling ", rows.size(), " rows into ", tokens.size(),
-                                                     " tokens for a batch of ", n, " logits rows"));
-    }
     FERRY_RETURN_IF_ERROR(EnqueueStep(b));
     if (n == 0) return Check(cuda::StreamSynchronize(stream_), "step");
     // Parameters in one upload: [temperature][top_k][top_p][uniform], n each.

@@ -276,6 +276,15 @@ void Engine::DrainInbox() {
   }
 }
 
+namespace {
+
+// The first token of an n > 1 request: its row forks the other samples.
+bool ForksNow(const Sequence& seq) {
+  return seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0;
+}
+
+}  // namespace
+
 void Engine::Step() {
   if (scheduler_->num_running() == 0 && scheduler_->num_waiting() == 0) return;
   auto t0 = std::chrono::steady_clock::now();
@@ -360,7 +369,7 @@ void Engine::Step() {
     }
     std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
     if (seq.finished) continue;  // its lender failed
-    if (seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0) {
+    if (ForksNow(seq)) {
       ForkSamples(seq, logits, finished);
       generated += seq.group->input.params.n - 1;
     }
@@ -416,9 +425,7 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
   for (const ScheduledSequence& s : plan.scheduled) {
     if (!s.samples) continue;
     const Sequence& seq = *s.seq;
-    // The first token of an n > 1 request forks the samples from one row.
-    const bool forks = seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0;
-    if (forks || seq.remote_kv() != nullptr || !seq.sampler.PicksOnly(seq.num_output_tokens())) return false;
+    if (ForksNow(seq) || seq.remote_kv() != nullptr || !seq.sampler.PicksOnly(seq.num_output_tokens())) return false;
   }
   rows.clear();
   for (const ScheduledSequence& s : plan.scheduled) {

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "engine/backend.h"
 #include "engine/sim_cost_model.h"
 
@@ -53,11 +54,8 @@ class SimBackend final : public ForwardBackend {
   absl::Status ForwardAndSample(const ForwardBatch& batch, std::span<const RowSampling> rows,
                                 std::span<int32_t> tokens) override {
     const auto start = std::chrono::steady_clock::now();
+    FERRY_RETURN_IF_ERROR(CheckSamplingRows(batch, rows, tokens));
     const size_t n = batch.logits_indices.size();
-    if (rows.size() != n || tokens.size() != n) {
-      return absl::InvalidArgumentError(absl::StrCat("sampling ", rows.size(), " rows into ", tokens.size(),
-                                                     " tokens for a batch of ", n, " logits rows"));
-    }
     logits_.resize(n * static_cast<size_t>(vocab_size_));
     FillLogits(batch, logits_.data());
     for (size_t r = 0; r < n; ++r) {
