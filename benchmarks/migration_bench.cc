@@ -19,9 +19,15 @@
 // the destination write every chunk on its engine loop between steps (the
 // baseline the receiving thread's writes replaced).
 //
+// Both engines run in one process, so the destination copies the blocks
+// out of the source's shared KV pool (kvcache/shared_pool.h), as between
+// two workers on one host; the copy is then measured against one thread's
+// memcpy rate. --no-shared-pool sends them through the gRPC stream instead,
+// as between hosts, measured against loopback TCP.
+//
 //   ferry-migration-bench --model PATH [--lengths 256,1024,4096,8192]
 //                         [--repeats 3] [--threads 1] [--busy-destination]
-//                         [--writes-on-loop]
+//                         [--writes-on-loop] [--no-shared-pool]
 #include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -41,6 +47,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "benchmarks/bandwidth.h"
 #include "benchmarks/bench_model.h"
 #include "common/logging.h"
 #include "engine/engine.h"
@@ -188,7 +195,7 @@ double Median(std::vector<double> v) {
 int Main(int argc, char** argv) {
   std::string model_path, lengths_list = "256,1024,4096,8192";
   int64_t repeats = 3, threads = 1, tcp_mib = 2048;
-  bool busy_destination = false, writes_on_loop = false;
+  bool busy_destination = false, writes_on_loop = false, no_shared_pool = false;
   FlagParser flags("migration-bench",
                    "Live migration downtime vs blocking copy vs recompute, by sequence length.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
@@ -199,6 +206,8 @@ int Main(int argc, char** argv) {
   flags.AddBool("busy-destination", &busy_destination, "keep another request decoding on the destination");
   flags.AddBool("writes-on-loop", &writes_on_loop,
                 "the destination writes every chunk on its engine loop between steps (baseline)");
+  flags.AddBool("no-shared-pool", &no_shared_pool,
+                "send the blocks through the gRPC stream instead of the source's shared KV pool (baseline)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     const std::optional<std::vector<int>> parsed = bench::ParseLengthsOrReport(lengths_list, 1);
@@ -206,6 +215,8 @@ int Main(int argc, char** argv) {
     const std::vector<int>& lengths = *parsed;
     const double tcp = LoopbackTcpBytesPerSecond(static_cast<size_t>(tcp_mib) << 20);
     std::printf("loopback TCP, one stream: %.2f GB/s\n", tcp / 1e9);
+    const double memcpy_gbs = MeasureCopyBandwidthGBs();
+    std::printf("memcpy, one thread: %.2f GB/s\n", memcpy_gbs);
 
     std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
     if (!model) return 1;
@@ -240,9 +251,13 @@ int Main(int argc, char** argv) {
     auto dest_stub =
         v1::Worker::NewStub(grpc::CreateChannel(dest, grpc::InsecureChannelCredentials()));
 
+    const bool shared = !no_shared_pool && (*source)->shared_kv_pool().has_value();
+    std::printf("KV path: %s\n", shared ? "the source's shared pool (same host)" : "the gRPC stream");
+    const double limit = shared ? memcpy_gbs * 1e9 : tcp;
     std::printf(
         "\n| tokens | KV MB | decode step ms | live downtime ms | live rounds | live total ms | "
-        "blocking downtime ms | recompute downtime ms | blocking copy GB/s | vs loopback TCP |\n");
+        "blocking downtime ms | recompute downtime ms | blocking copy GB/s | vs %s |\n",
+        shared ? "memcpy" : "loopback TCP");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     int salt = 1;
     std::unique_ptr<Running> busy;
@@ -287,6 +302,7 @@ int Main(int argc, char** argv) {
           } else {
             LiveMigrationOptions mo;
             mo.stop_and_copy = std::string(method) == "blocking";
+            mo.shared_pool = !no_shared_pool;
             auto result = MigrateOut(**source, id, dest, mo);
             s.total = Seconds(Clock::now() - start);
             if (!result.ok()) {
@@ -297,6 +313,10 @@ int Main(int argc, char** argv) {
             s.downtime = absl::ToDoubleSeconds(result->downtime);
             s.bytes = result->bytes_sent;
             s.rounds = result->rounds;
+            if (result->shared_pool != shared) {
+              std::fprintf(stderr, "%s: the copy did not take the expected path\n", id.c_str());
+              return 1;
+            }
             run.WaitFinished();  // ends here with MIGRATED
             grpc::ClientContext ctx;
             v1::AbortRequest abort;
@@ -326,7 +346,7 @@ int Main(int argc, char** argv) {
                   med("live", &Sample::downtime) * 1e3, Median(rounds),
                   med("live", &Sample::total) * 1e3, med("blocking", &Sample::downtime) * 1e3,
                   med("recompute", &Sample::downtime) * 1e3, copy_gbs,
-                  100.0 * copy_gbs * 1e9 / tcp);
+                  100.0 * copy_gbs * 1e9 / limit);
       std::fflush(stdout);
     }
     if (busy) {

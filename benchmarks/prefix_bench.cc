@@ -12,8 +12,13 @@
 //              it to the host tier, then the first prompt again: its time to
 //              first token with the prefix copied back from the host tier.
 //
+// Both workers run in one process, so the puller copies the blocks out of
+// the holder's shared KV pool (kvcache/shared_pool.h), as between two
+// workers on one host; --no-shared-pool pulls them through the gRPC stream,
+// as between hosts.
+//
 //   ferry-prefix-bench --model PATH [--lengths 256,1024,2048] [--repeats 3]
-//                      [--threads 1]
+//                      [--threads 1] [--no-shared-pool]
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/server_builder.h>
@@ -86,6 +91,9 @@ int Main(int argc, char** argv) {
   flags.AddString("lengths", &lengths_list, "comma-separated prompt lengths in tokens");
   flags.AddInt("repeats", &repeats, "runs per length and method (the median is reported)");
   flags.AddInt("threads", &threads, "CPU threads per engine");
+  bool no_shared_pool = false;
+  flags.AddBool("no-shared-pool", &no_shared_pool,
+                "pull the blocks through the gRPC stream instead of the holder's shared KV pool (baseline)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     const std::optional<std::vector<int>> parsed = bench::ParseLengthsOrReport(lengths_list, 32);
@@ -132,8 +140,14 @@ int Main(int argc, char** argv) {
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     const std::string holder_address = absl::StrCat("127.0.0.1:", port);
 
-    std::printf("model %s, %lld threads per engine, KV block %.1f KB (%d tokens)\n\n", model->id().c_str(),
-                static_cast<long long>(threads), block_bytes / 1e3, eo.block_size);
+    MappedPoolCache pools;
+    PrefixPullOptions pull_options;
+    pull_options.shared_pool = !no_shared_pool;
+    pull_options.pools = &pools;
+    const bool shared = !no_shared_pool && (*holder)->shared_kv_pool().has_value();
+    std::printf("model %s, %lld threads per engine, KV block %.1f KB (%d tokens), pulls through %s\n\n",
+                model->id().c_str(), static_cast<long long>(threads), block_bytes / 1e3, eo.block_size,
+                shared ? "the holder's shared pool" : "the gRPC stream");
     std::printf("| tokens | KV MB | recompute TTFT ms | pull ms | TTFT after pull ms | pull + TTFT ms | "
                 "host-tier hit TTFT ms | host blocks copied back |\n");
     std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -145,26 +159,28 @@ int Main(int argc, char** argv) {
         // Recompute: a fresh prompt on the puller.
         recompute.push_back(TimeToFirstToken(**puller, absl::StrCat("r", len, "-", rep), Prompt(len, ++salt, vocab)));
         // Pull: the holder computes (caches) the prompt, the puller fetches it.
-        const std::vector<int32_t> shared = Prompt(len, ++salt, vocab);
-        if (TimeToFirstToken(**holder, absl::StrCat("h", len, "-", rep), shared) < 0) return 1;
+        const std::vector<int32_t> prompt = Prompt(len, ++salt, vocab);
+        if (TimeToFirstToken(**holder, absl::StrCat("h", len, "-", rep), prompt) < 0) return 1;
         v1::PrefixPull hint;
         hint.set_peer_address(holder_address);
         uint64_t parent = (*holder)->block_hash_root();
         const int blocks = (len - 1) / eo.block_size;
         for (int b = 0; b < blocks; ++b) {
           parent = HashBlockTokens(
-              parent, std::span<const int32_t>(shared).subspan(static_cast<size_t>(b) * eo.block_size, eo.block_size), 0);
+              parent, std::span<const int32_t>(prompt).subspan(static_cast<size_t>(b) * eo.block_size, eo.block_size), 0);
           hint.add_block_hashes(parent);
         }
         const Clock::time_point t0 = Clock::now();
-        auto pulled = PullPrefix(**puller, hint, shared, PrefixPullOptions{});
+        auto pulled = PullPrefix(**puller, hint, prompt, pull_options);
         pull.push_back(Ms(Clock::now() - t0));
-        if (!pulled.ok() || pulled->blocks_cached < blocks) {
+        if (!pulled.ok() || pulled->blocks_cached < blocks || pulled->shared_pool != shared) {
           std::fprintf(stderr, "pull failed: %s\n",
-                       pulled.ok() ? "not every block cached" : std::string(pulled.status().message()).c_str());
+                       !pulled.ok()                    ? std::string(pulled.status().message()).c_str()
+                       : pulled->shared_pool != shared ? "the pull did not take the expected path"
+                                                       : "not every block cached");
           return 1;
         }
-        after_pull.push_back(TimeToFirstToken(**puller, absl::StrCat("p", len, "-", rep), shared));
+        after_pull.push_back(TimeToFirstToken(**puller, absl::StrCat("p", len, "-", rep), prompt));
         // Host tier: compute, evict with another prompt, hit.
         const std::vector<int32_t> first = Prompt(len, ++salt, vocab);
         if (TimeToFirstToken(**host, absl::StrCat("t1-", len, "-", rep), first) < 0) return 1;

@@ -50,6 +50,15 @@ Error CopyToDevice(void* dst, const void* src, size_t bytes, void* stream = null
 Error CopyToHost(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 Error CopyOnDevice(void* dst, const void* src, size_t bytes, void* stream = nullptr);
 Error Memset(void* dst, int value, size_t bytes, void* stream = nullptr);
+// CUDA IPC: `handle` gets the bytes of a handle to the allocation at `base`
+// (from Malloc) that another process on this host opens with
+// IpcOpenMemHandle (peer access enabled on demand) and closes with
+// IpcCloseMemHandle. A process cannot open its own handles.
+Error IpcGetMemHandle(const void* base, std::string* handle);
+Error IpcOpenMemHandle(const std::string& handle, void** ptr);
+void IpcCloseMemHandle(void* ptr);
+// The device's 16-byte UUID.
+Error DeviceUuid(int device, std::string* uuid);
 Error StreamCreate(void** stream);
 void StreamDestroy(void* stream);
 Error StreamSynchronize(void* stream);

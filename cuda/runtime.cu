@@ -65,6 +65,36 @@ Error CopyOnDevice(void* dst, const void* src, size_t bytes, void* stream) {
   if (bytes == 0) return {};
   return ErrorOf(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, S(stream)));
 }
+Error IpcGetMemHandle(const void* base, std::string* handle) {
+  cudaIpcMemHandle_t h;
+  if (cudaError_t e = cudaIpcGetMemHandle(&h, const_cast<void*>(base)); e != cudaSuccess) {
+    cudaGetLastError();
+    return ErrorOf(e);
+  }
+  handle->assign(reinterpret_cast<const char*>(&h), sizeof(h));
+  return {};
+}
+Error IpcOpenMemHandle(const std::string& handle, void** ptr) {
+  *ptr = nullptr;
+  cudaIpcMemHandle_t h;
+  if (handle.size() != sizeof(h)) return "a CUDA IPC handle has " + std::to_string(sizeof(h)) + " bytes";
+  std::memcpy(&h, handle.data(), sizeof(h));
+  if (cudaError_t e = cudaIpcOpenMemHandle(ptr, h, cudaIpcMemLazyEnablePeerAccess); e != cudaSuccess) {
+    cudaGetLastError();
+    *ptr = nullptr;
+    return ErrorOf(e);
+  }
+  return {};
+}
+void IpcCloseMemHandle(void* ptr) {
+  if (ptr != nullptr) cudaIpcCloseMemHandle(ptr);
+}
+Error DeviceUuid(int device, std::string* uuid) {
+  cudaDeviceProp p;
+  if (cudaError_t e = cudaGetDeviceProperties(&p, device); e != cudaSuccess) return ErrorOf(e);
+  uuid->assign(reinterpret_cast<const char*>(&p.uuid), sizeof(p.uuid));
+  return {};
+}
 Error Memset(void* dst, int value, size_t bytes, void* stream) {
   return ErrorOf(cudaMemsetAsync(dst, value, bytes, S(stream)));
 }

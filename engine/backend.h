@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -90,6 +91,36 @@ class ForwardBackend {
   }
   virtual absl::Status WriteKvBlock(int32_t block, std::span<const std::byte> in) {
     return absl::UnimplementedError(absl::StrCat(Describe(), ": no KV block copies from host memory"));
+  }
+
+  // ---- Same-host transfers between devices (CUDA IPC) ----
+  // A backend's KV blocks in device memory as another process on this host
+  // opens them: an opaque handle of `kind`, blocks of `bytes_per_block`
+  // bytes in `dtype` in the canonical layout. (Host KV is shared through
+  // KvCache::shared_memory instead.)
+  struct DeviceKvPool {
+    std::string kind;  // "cuda-ipc"
+    std::string handle;
+    std::string dtype;  // "float32", "float16", "bfloat16"
+    int64_t bytes_per_block = 0;
+    int64_t num_blocks = 0;
+  };
+  // This backend's pool; nullopt where it has none to share. Any thread.
+  virtual std::optional<DeviceKvPool> ExportDeviceKvPool() { return std::nullopt; }
+  // Opens a peer's pool for CopyFromDeviceKvPool, once (later calls reuse
+  // it). FailedPrecondition when it cannot be used here: another kind, dtype
+  // or block size, the backend's own pool, or the driver refuses it. Any
+  // thread.
+  virtual absl::Status OpenDeviceKvPool(const DeviceKvPool& peer) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": no device KV pools"));
+  }
+  // Copies blocks `src` of an opened peer pool into this backend's blocks
+  // `dst`, device to device, and waits for the copies. InvalidArgument for
+  // ids out of range or spans of different sizes; FailedPrecondition for a
+  // pool not opened. Any thread, for blocks no step reads or writes.
+  virtual absl::Status CopyFromDeviceKvPool(const DeviceKvPool& peer, std::span<const int32_t> src,
+                                            std::span<const int32_t> dst) {
+    return absl::UnimplementedError(absl::StrCat(Describe(), ": no device KV pools"));
   }
 };
 

@@ -15,7 +15,7 @@ class CpuBackend final : public ForwardBackend {
   CpuBackend(const Model& model, ThreadPool& pool, bool batch_invariant)
       : pool_(pool), forward_(model, pool, batch_invariant) {}
 
-  absl::Status Init(int block_size, int64_t kv_bytes) {
+  absl::Status Init(int block_size, int64_t kv_bytes, bool shared) {
     KvCacheShape shape = forward_.KvShape(block_size, 1);
     shape.num_blocks = shape.BlocksFor(kv_bytes);
     if (shape.num_blocks < 1) {
@@ -23,7 +23,7 @@ class CpuBackend final : public ForwardBackend {
                                                      " bytes holds no block (one block is ",
                                                      shape.bytes_per_block(), " bytes)"));
     }
-    FERRY_ASSIGN_OR_RETURN(kv_, KvCache::Create(shape));
+    FERRY_ASSIGN_OR_RETURN(kv_, KvCache::Create(shape, shared));
     return absl::OkStatus();
   }
 
@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<ForwardBackend>> CreateCpuBackend(const Model& mo
                                                                   const EngineOptions& options,
                                                                   int64_t kv_bytes) {
   auto backend = std::make_unique<CpuBackend>(model, pool, options.batch_invariant);
-  FERRY_RETURN_IF_ERROR(backend->Init(options.block_size, kv_bytes));
+  FERRY_RETURN_IF_ERROR(backend->Init(options.block_size, kv_bytes, options.shared_kv_pool));
   return backend;
 }
 

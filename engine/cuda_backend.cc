@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -47,6 +48,10 @@ class CudaBackend final : public ForwardBackend {
   ~CudaBackend() override {
     if (stream_ != nullptr) cuda::StreamSynchronize(stream_);
     if (copy_stream_ != nullptr) cuda::StreamSynchronize(copy_stream_);
+    {
+      absl::MutexLock lock(&copy_mu_);
+      for (auto& [handle, base] : peer_pools_) cuda::IpcCloseMemHandle(base);
+    }
     gemm_.reset();
     for (void* p : allocations_) cuda::Free(p);
     cuda::StreamDestroy(copy_stream_);
@@ -230,6 +235,53 @@ class CudaBackend final : public ForwardBackend {
     return absl::OkStatus();
   }
 
+  // CUDA IPC: the KV allocation's handle, made once.
+  std::optional<DeviceKvPool> ExportDeviceKvPool() override {
+    absl::MutexLock lock(&copy_mu_);
+    if (!exported_.has_value()) {
+      DeviceKvPool pool;
+      pool.kind = "cuda-ipc";
+      if (!cuda::SetDevice(device_).empty() || !cuda::IpcGetMemHandle(kv_.base, &pool.handle).empty()) {
+        exported_ = DeviceKvPool{};  // kind empty: none to share
+      } else {
+        pool.dtype = cuda::DTypeName(dt_);
+        pool.bytes_per_block = block_bytes_;
+        pool.num_blocks = shape_.num_blocks;
+        exported_ = std::move(pool);
+      }
+    }
+    if (exported_->kind.empty()) return std::nullopt;
+    return exported_;
+  }
+
+  absl::Status OpenDeviceKvPool(const DeviceKvPool& peer) override {
+    absl::MutexLock lock(&copy_mu_);
+    return OpenPeer(peer).status();
+  }
+
+  absl::Status CopyFromDeviceKvPool(const DeviceKvPool& peer, std::span<const int32_t> src,
+                                    std::span<const int32_t> dst) override {
+    if (src.size() != dst.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(src.size(), " source blocks for ", dst.size(), " destinations"));
+    }
+    for (size_t i = 0; i < src.size(); ++i) {
+      if (src[i] < 0 || src[i] >= peer.num_blocks || dst[i] < 0 || dst[i] >= shape_.num_blocks) {
+        return absl::InvalidArgumentError(absl::StrCat("device block copy ", src[i], " -> ", dst[i], " out of range"));
+      }
+    }
+    absl::MutexLock lock(&copy_mu_);
+    FERRY_ASSIGN_OR_RETURN(const char* base, OpenPeer(peer));
+    // On copy_stream_, as the host copies: a reserved block is read by no
+    // step until the request resumes, after this returns.
+    char* own = static_cast<char*>(kv_.base);
+    for (size_t i = 0; i < src.size(); ++i) {
+      FERRY_RETURN_IF_ERROR(Check(cuda::CopyOnDevice(own + int64_t{dst[i]} * block_bytes_,
+                                                     base + int64_t{src[i]} * block_bytes_, block_bytes_, copy_stream_),
+                                  "KV block copy from a peer"));
+    }
+    return Check(cuda::StreamSynchronize(copy_stream_), "KV block copy from a peer");
+  }
+
   // Block copies go through copy_stream_, not stream_, so that a read from
   // another thread never queues behind (or into a graph capture of) a step.
   // Nothing needs ordering against stream_: a block read was written by a
@@ -250,6 +302,27 @@ class CudaBackend final : public ForwardBackend {
     FERRY_RETURN_IF_ERROR(
         Check(cuda::CopyToDevice(dst, copy_staging_.data(), block_bytes_, copy_stream_), "KV block copy in"));
     return Check(cuda::StreamSynchronize(copy_stream_), "KV block copy in");
+  }
+
+  // A peer's KV allocation, opened once and kept until the backend goes.
+  absl::StatusOr<const char*> OpenPeer(const DeviceKvPool& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(copy_mu_) {
+    if (peer.kind != "cuda-ipc" || peer.dtype != cuda::DTypeName(dt_) || peer.bytes_per_block != block_bytes_ ||
+        peer.num_blocks <= 0) {
+      return absl::FailedPreconditionError(absl::StrCat("a peer's ", peer.kind, " KV pool of ", peer.dtype,
+                                                        " blocks of ", peer.bytes_per_block, " bytes does not fit ",
+                                                        cuda::DTypeName(dt_), " blocks of ", block_bytes_, " bytes"));
+    }
+    if (auto it = peer_pools_.find(peer.handle); it != peer_pools_.end()) return static_cast<const char*>(it->second);
+    if (exported_.has_value() && exported_->handle == peer.handle) {
+      return absl::FailedPreconditionError("the peer's KV pool is this backend's own");
+    }
+    FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
+    void* base = nullptr;
+    if (cuda::Error e = cuda::IpcOpenMemHandle(peer.handle, &base); !e.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat("cuda: opening a peer's KV pool: ", Sv(e)));
+    }
+    peer_pools_.emplace(peer.handle, base);
+    return static_cast<const char*>(base);
   }
 
   // Decode steps of one shape replay one captured graph: a shape seen once
@@ -547,6 +620,10 @@ class CudaBackend final : public ForwardBackend {
   absl::Mutex copy_mu_;
   // One block in the device dtype, on its way to or from host memory.
   std::vector<char> copy_staging_ ABSL_GUARDED_BY(copy_mu_);
+  // CUDA IPC: this backend's pool as exported (kind empty: cannot be), and
+  // the peers' pools opened here, by handle.
+  std::optional<DeviceKvPool> exported_ ABSL_GUARDED_BY(copy_mu_);
+  std::map<std::string, void*> peer_pools_ ABSL_GUARDED_BY(copy_mu_);
   std::unique_ptr<cuda::Gemm> gemm_;
   std::vector<void*> allocations_;
   absl::Status init_status_;

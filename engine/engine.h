@@ -103,6 +103,17 @@ class Engine {
     // blocks; InvalidArgument for any other range outside
     // [first_block(), end_block()).
     absl::StatusOr<std::string> EncodeChunk(int64_t first, int64_t count) const;
+    // For a receiver that maps this engine's shared pool (shared_kv_pool()):
+    // the pool ids of blocks [first, first + count), clipped as EncodeChunk
+    // clips, and each one's checksum (KvBlockChecksum with its index in the
+    // sequence), taken now from the calling thread. FailedPrecondition
+    // without a shared pool; InvalidArgument as EncodeChunk.
+    absl::Status DescribePoolChunk(int64_t first, int64_t count, std::vector<int32_t>* ids,
+                                   std::vector<uint64_t>* checksums) const;
+    // For a receiver that opened this engine's device pool
+    // (device_kv_pool()): the ids of blocks [first, first + count), clipped
+    // as EncodeChunk clips. InvalidArgument as EncodeChunk.
+    absl::StatusOr<std::vector<int32_t>> BlockIds(int64_t first, int64_t count) const;
 
    private:
     friend class Engine;
@@ -171,10 +182,24 @@ class Engine {
     // (send it through ReceiveMigratedBlocks, which grows the reservation);
     // the errors of DecodeAndWriteBlocks otherwise.
     absl::Status WriteChunk(std::string_view header, std::string_view payload, int64_t first_block) const;
+    // WriteChunk for a same-host chunk: blocks copied by id out of `pool`
+    // (this process's mapping of the sender's shared pool), each checked
+    // against its checksum (CopyPoolBlocks). OutOfRange as WriteChunk.
+    absl::Status WritePoolChunk(std::string_view header, std::span<const std::byte> pool,
+                                std::span<const int32_t> pool_blocks, std::span<const uint64_t> checksums,
+                                int64_t first_block) const;
+    // WriteChunk for blocks of the sender's device pool (CUDA IPC), copied
+    // device to device by id. OutOfRange as WriteChunk; the backend's errors.
+    absl::Status CopyDevicePoolChunk(std::string_view header, const ForwardBackend::DeviceKvPool& peer,
+                                     std::span<const int32_t> peer_blocks, int64_t first_block) const;
 
    private:
     friend class Engine;
     KvImport(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
+    // The header and the reserved blocks a chunk from `first_block` on
+    // lands in; OutOfRange past them.
+    absl::StatusOr<std::pair<KvTransferHeader, std::span<const int32_t>>> Destination(std::string_view header,
+                                                                                     int64_t first_block) const;
     std::string model_key_;
     std::vector<int32_t> block_ids_;
   };
@@ -185,6 +210,22 @@ class Engine {
   // have K/V there); events then flow to `sink`.
   std::future<absl::Status> ResumeMigrated(GenerateInput input, int64_t num_kv_tokens, EventSink sink);
   void CancelReservation(const std::string& id);
+  // Where processes on this host can map this engine's KV blocks (a host
+  // cache in shared memory: the cpu backend's, unless turned off); nullopt
+  // otherwise.
+  std::optional<SharedPoolRef> shared_kv_pool() const;
+  // Where processes on this host can open this engine's KV blocks in device
+  // memory (CUDA IPC); nullopt otherwise.
+  std::optional<ForwardBackend::DeviceKvPool> device_kv_pool() const { return backend_->ExportDeviceKvPool(); }
+  // OK when blocks of `peer` (another worker's device pool) can be copied
+  // here (ForwardBackend::OpenDeviceKvPool).
+  absl::Status OpenPeerDeviceKvPool(const ForwardBackend::DeviceKvPool& peer) const {
+    return backend_->OpenDeviceKvPool(peer);
+  }
+  // ReceiveMigratedBlocks for blocks of a peer's device pool.
+  std::future<absl::Status> ReceiveDevicePoolBlocks(const std::string& id, std::string header,
+                                                    ForwardBackend::DeviceKvPool peer, std::vector<int32_t> peer_blocks,
+                                                    int64_t first_block);
   // Identifies the model and KV layout in transfers.
   const std::string& kv_model_key() const { return kv_model_key_; }
   KvCacheShape kv_shape() const { return backend_->kv_shape(); }
@@ -232,6 +273,11 @@ class Engine {
     // blocks before it are skipped. InvalidArgument for a chunk outside the
     // prefix or that does not fit, DataLoss for a checksum mismatch.
     absl::Status WriteChunk(int64_t chunk_first, std::string_view payload);
+    // WriteChunk for a same-host chunk: blocks from `chunk_first` on copied
+    // by id out of `pool` (this process's mapping of the exporter's shared
+    // pool), each checked against its checksum (CopyPoolBlocks).
+    absl::Status WritePoolChunk(int64_t chunk_first, std::span<const std::byte> pool,
+                                std::span<const int32_t> pool_blocks, std::span<const uint64_t> checksums);
     // Caches the blocks: DataLoss when one was never written. Returns the
     // number of leading blocks of the prompt cached afterwards.
     std::future<absl::StatusOr<int64_t>> Commit();
@@ -296,6 +342,11 @@ class Engine {
   absl::StatusOr<std::unique_ptr<Sequence>> MakeSequence(const std::shared_ptr<RequestGroup>& group);
   absl::Status ValidateInput(const GenerateInput& input) const;
   void ExpireReservations();
+  // Grows reservation `id` to header.num_blocks and returns the ids of its
+  // blocks [first_block, header.num_blocks), for a chunk that reaches past
+  // what the reservation holds.
+  absl::StatusOr<std::vector<int32_t>> GrowReservationOnLoop(const std::string& id, const KvTransferHeader& header,
+                                                             int64_t first_block);
   absl::Status ValidateRemoteKv(const GenerateInput& input, int64_t total) const;
   // Ends the scheduled sequences whose lender failed during the step.
   void FailBrokenRemoteKv(const StepPlan& plan, std::vector<Sequence*>& finished);

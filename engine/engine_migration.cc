@@ -162,43 +162,67 @@ std::future<absl::Status> Engine::ReserveForMigration(const std::string& id,
   return future;
 }
 
+absl::StatusOr<std::vector<int32_t>> Engine::GrowReservationOnLoop(const std::string& id,
+                                                                    const KvTransferHeader& header,
+                                                                    int64_t first_block) {
+  auto it = reservations_.find(id);
+  if (it == reservations_.end()) return absl::NotFoundError(absl::StrCat("no KV reservation for ", id));
+  BlockTable& table = it->second.table;
+  if (header.num_blocks > table.num_blocks()) {
+    auto more = blocks_->Allocate(header.num_blocks - table.num_blocks());
+    if (!more) return absl::ResourceExhaustedError("not enough free KV blocks");
+    table.Append(std::move(*more));
+  }
+  if (first_block < 0 || first_block > header.num_blocks) return absl::InvalidArgumentError("chunk outside the sequence");
+  if (!kv_io_status_.ok()) {
+    return absl::UnimplementedError(absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message()));
+  }
+  std::vector<int32_t> ids = table.BlockIds();
+  return std::vector<int32_t>(ids.begin() + first_block, ids.begin() + header.num_blocks);
+}
+
 std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, std::string header,
                                                         std::string payload, int64_t first_block) {
   auto promise = std::make_shared<std::promise<absl::Status>>();
   auto future = promise->get_future();
   Post([this, id, header = std::move(header), payload = std::move(payload), first_block, promise] {
-    auto it = reservations_.find(id);
-    if (it == reservations_.end()) {
-      return promise->set_value(absl::NotFoundError(absl::StrCat("no KV reservation for ", id)));
-    }
     auto hdr = DecodeHeader(header);
     if (!hdr.ok()) return promise->set_value(hdr.status());
-    BlockTable& table = it->second.table;
-    if (hdr->num_blocks > table.num_blocks()) {
-      auto more = blocks_->Allocate(hdr->num_blocks - table.num_blocks());
-      if (!more) return promise->set_value(absl::ResourceExhaustedError("not enough free KV blocks"));
-      table.Append(std::move(*more));
-    }
-    if (first_block < 0 || first_block > hdr->num_blocks) {
-      return promise->set_value(absl::InvalidArgumentError("chunk outside the sequence"));
-    }
-    std::vector<int32_t> ids = table.BlockIds();
-    std::vector<int32_t> dst(ids.begin() + first_block, ids.begin() + hdr->num_blocks);
-    if (!kv_io_status_.ok()) {
-      return promise->set_value(absl::UnimplementedError(
-          absl::StrCat("KV blocks do not migrate: ", kv_io_status_.message())));
-    }
+    absl::StatusOr<std::vector<int32_t>> dst = GrowReservationOnLoop(id, *hdr, first_block);
+    if (!dst.ok()) return promise->set_value(dst.status());
     auto write = [this](int32_t block, std::span<const float> in) {
       return backend_->WriteKvBlockF32(block, in);
     };
     promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, backend_->kv_shape(),
-                                            write, dst, first_block));
+                                            write, *dst, first_block));
   });
   return future;
 }
 
-absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_view payload,
-                                          int64_t first_block) const {
+std::future<absl::Status> Engine::ReceiveDevicePoolBlocks(const std::string& id, std::string header,
+                                                          ForwardBackend::DeviceKvPool peer,
+                                                          std::vector<int32_t> peer_blocks, int64_t first_block) {
+  auto promise = std::make_shared<std::promise<absl::Status>>();
+  auto future = promise->get_future();
+  Post([this, id, header = std::move(header), peer = std::move(peer), peer_blocks = std::move(peer_blocks),
+        first_block, promise] {
+    auto hdr = DecodeHeader(header);
+    if (!hdr.ok()) return promise->set_value(hdr.status());
+    if (absl::Status s = CheckKvTransferLayout(*hdr, backend_->kv_shape(), kv_model_key_); !s.ok()) {
+      return promise->set_value(s);
+    }
+    absl::StatusOr<std::vector<int32_t>> dst = GrowReservationOnLoop(id, *hdr, first_block);
+    if (!dst.ok()) return promise->set_value(dst.status());
+    if (dst->size() != peer_blocks.size()) {
+      return promise->set_value(absl::InvalidArgumentError("chunk names a block count its header does not"));
+    }
+    promise->set_value(backend_->CopyFromDeviceKvPool(peer, peer_blocks, *dst));
+  });
+  return future;
+}
+
+absl::StatusOr<std::pair<KvTransferHeader, std::span<const int32_t>>> Engine::KvImport::Destination(
+    std::string_view header, int64_t first_block) const {
   FERRY_ASSIGN_OR_RETURN(KvTransferHeader hdr, DecodeHeader(header));
   if (first_block < 0 || first_block > hdr.num_blocks) {
     return absl::InvalidArgumentError("chunk outside the sequence");
@@ -209,10 +233,35 @@ absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_v
   }
   const auto dst = std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(first_block),
                                                                  static_cast<size_t>(hdr.num_blocks - first_block));
+  return std::make_pair(std::move(hdr), dst);
+}
+
+absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_view payload,
+                                          int64_t first_block) const {
+  FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
   // From the calling thread: the backend's fp32 writes allow it for blocks
   // no step reads or writes, which a reserved block is.
   auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
-  return DecodeAndWriteBlocks(payload, hdr, model_key_, shape_, write, dst, first_block);
+  return DecodeAndWriteBlocks(payload, to.first, model_key_, shape_, write, to.second, first_block);
+}
+
+absl::Status Engine::KvImport::WritePoolChunk(std::string_view header, std::span<const std::byte> pool,
+                                              std::span<const int32_t> pool_blocks,
+                                              std::span<const uint64_t> checksums, int64_t first_block) const {
+  FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
+  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
+  return CopyPoolBlocks(pool, pool_blocks, checksums, to.first, model_key_, shape_, write, to.second, first_block);
+}
+
+absl::Status Engine::KvImport::CopyDevicePoolChunk(std::string_view header, const ForwardBackend::DeviceKvPool& peer,
+                                                   std::span<const int32_t> peer_blocks, int64_t first_block) const {
+  FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
+  FERRY_RETURN_IF_ERROR(CheckKvTransferLayout(to.first, shape_, model_key_));
+  if (to.second.size() != peer_blocks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk names ", peer_blocks.size(), " blocks; its header says ",
+                                                   to.second.size()));
+  }
+  return backend_->CopyFromDeviceKvPool(peer, peer_blocks, to.second);
 }
 
 std::future<absl::StatusOr<std::unique_ptr<Engine::KvImport>>> Engine::OpenMigrationImport(const std::string& id) {

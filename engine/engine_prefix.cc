@@ -43,6 +43,43 @@ absl::StatusOr<std::string> Engine::KvExport::EncodeChunk(int64_t first, int64_t
   return EncodeBlocks(shape_, read, ids, first);
 }
 
+absl::Status Engine::KvExport::DescribePoolChunk(int64_t first, int64_t count, std::vector<int32_t>* ids,
+                                                 std::vector<uint64_t>* checksums) const {
+  const KvCache* kv = backend_->host_kv();
+  if (kv == nullptr || kv->shared_memory() == nullptr) {
+    return absl::FailedPreconditionError("this engine's KV blocks are not in shared memory");
+  }
+  if (first < first_block_ || first >= end_block_ || count < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count, ") are outside the export [",
+                                                   first_block_, ", ", end_block_, ")"));
+  }
+  count = std::min(count, end_block_ - first);
+  ids->assign(block_ids_.begin() + (first - first_block_), block_ids_.begin() + (first - first_block_ + count));
+  checksums->clear();
+  const auto bytes = static_cast<size_t>(shape_.bytes_per_block());
+  for (int64_t i = 0; i < count; ++i) {
+    // No step writes a referenced block, so it reads as it will be copied.
+    const auto* block = reinterpret_cast<const std::byte*>(kv->Block((*ids)[static_cast<size_t>(i)]));
+    checksums->push_back(KvBlockChecksum(std::span<const std::byte>(block, bytes), first + i));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> Engine::KvExport::BlockIds(int64_t first, int64_t count) const {
+  if (first < first_block_ || first >= end_block_ || count < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count, ") are outside the export [",
+                                                   first_block_, ", ", end_block_, ")"));
+  }
+  count = std::min(count, end_block_ - first);
+  return std::vector<int32_t>(block_ids_.begin() + (first - first_block_),
+                              block_ids_.begin() + (first - first_block_ + count));
+}
+
+std::optional<SharedPoolRef> Engine::shared_kv_pool() const {
+  if (kv_ == nullptr || kv_->shared_memory() == nullptr) return std::nullopt;
+  return kv_->shared_memory()->Ref();
+}
+
 std::unique_ptr<Engine::KvExport> Engine::MakeExportOnLoop(BlockTable pinned, int64_t first_block,
                                                           int64_t end_block, int64_t num_tokens) {
   auto out = std::unique_ptr<KvExport>(new KvExport(this, next_hold_id_++));
@@ -227,6 +264,30 @@ absl::Status Engine::PrefixInstall::WriteChunk(int64_t chunk_first, std::string_
     }
     ++at;
   }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::PrefixInstall::WritePoolChunk(int64_t chunk_first, std::span<const std::byte> pool,
+                                                   std::span<const int32_t> pool_blocks,
+                                                   std::span<const uint64_t> checksums) {
+  const int64_t end = end_block_;
+  if (chunk_first < 0 || chunk_first >= end || static_cast<int64_t>(pool_blocks.size()) > end - chunk_first) {
+    return absl::InvalidArgumentError("pulled chunk outside the prefix");
+  }
+  if (checksums.size() != pool_blocks.size()) {
+    return absl::InvalidArgumentError("pulled chunk names its pool blocks with a checksum count that differs");
+  }
+  // An exporter that ignores first_block names the leading blocks too.
+  const auto skip = static_cast<size_t>(std::clamp<int64_t>(first_block_ - chunk_first, 0,
+                                                             static_cast<int64_t>(pool_blocks.size())));
+  const int64_t from = chunk_first + static_cast<int64_t>(skip);
+  const size_t n = pool_blocks.size() - skip;
+  if (n == 0) return absl::OkStatus();
+  const auto dst = std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(from), n);
+  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
+  FERRY_RETURN_IF_ERROR(CopyPoolBlocks(pool, pool_blocks.subspan(skip), checksums.subspan(skip), header_,
+                                       model_key_, shape_, write, dst, from));
+  std::fill(written_.begin() + from, written_.begin() + from + static_cast<int64_t>(n), 1);
   return absl::OkStatus();
 }
 

@@ -46,6 +46,10 @@ struct EngineOptions {
   // row needs only greedy or temperature / top-k / top-p sampling, so that
   // token ids come back instead of logits rows.
   bool device_sampling = true;
+  // On the cpu backend, keep the KV cache in shared memory (a sealed memfd)
+  // so that workers on the same host copy blocks straight out of it for
+  // migrations and prefix pulls (kvcache/shared_pool.h).
+  bool shared_kv_pool = true;
   // With device "sim": the cost-model profile of the simulated backend
   // (engine/sim_cost_model.h), e.g. "h100-llama3-8b".
   std::string sim_profile;

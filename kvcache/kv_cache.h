@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "kvcache/shared_pool.h"
 
 namespace ferry {
 
@@ -37,9 +38,12 @@ struct KvCacheShape {
 
 class KvCache {
  public:
-  // Allocates the blocks. InvalidArgument for a bad shape, ResourceExhausted
-  // when the memory cannot be had.
-  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape);
+  // Allocates the blocks, zeroed. With `shared`, in a sealed memfd that
+  // processes on the same host can map (kvcache/shared_pool.h), so peers
+  // read blocks from it directly. InvalidArgument for a bad shape,
+  // ResourceExhausted when the memory cannot be had; a shared allocation
+  // that fails for another reason (no memfd) falls back to private memory.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape, bool shared = false);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -55,9 +59,13 @@ class KvCache {
   // The whole block (floats_per_block() floats), for export and import.
   float* Block(int64_t block) { return data_ + block * shape_.floats_per_block(); }
   const float* Block(int64_t block) const { return data_ + block * shape_.floats_per_block(); }
+  // Where peers can map the blocks; null for private memory. Block b starts
+  // at byte b * shape().bytes_per_block().
+  const SharedMemory* shared_memory() const { return shared_.get(); }
 
  private:
-  explicit KvCache(const KvCacheShape& shape, float* data) : shape_(shape), data_(data) {}
+  KvCache(const KvCacheShape& shape, float* data, std::unique_ptr<SharedMemory> shared)
+      : shape_(shape), data_(data), shared_(std::move(shared)) {}
   float* Base(int64_t block, int layer, int kind) const {
     return data_ + block * shape_.floats_per_block() +
            (int64_t{layer} * 2 + kind) * shape_.block_size * shape_.kv_dim();
@@ -65,6 +73,7 @@ class KvCache {
 
   KvCacheShape shape_;
   float* data_;
+  std::unique_ptr<SharedMemory> shared_;  // owns data_ when set
 };
 
 }  // namespace ferry

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/checksum.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace ferry {
@@ -293,11 +294,9 @@ absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHead
                               first_block_index);
 }
 
-absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
-                                  std::string_view model_id, const KvCacheShape& shape,
-                                  KvBlockWriter write, std::span<const int32_t> dst_blocks,
-                                  int64_t first_block_index) {
-  if (absl::Status s = CheckKvTransferLayout(header, shape, model_id); !s.ok()) return s;
+namespace {
+
+absl::Status CheckDestinationBlocks(const KvCacheShape& shape, std::span<const int32_t> dst_blocks) {
   absl::flat_hash_set<int32_t> seen;
   for (int32_t b : dst_blocks) {
     if (b < 0 || b >= shape.num_blocks) {
@@ -310,6 +309,91 @@ absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHead
           absl::StrCat("KV transfer: destination block ", b, " given twice"));
     }
   }
+  return absl::OkStatus();
+}
+
+// The checks CopyPoolBlocks and EncodePoolBlocks share, less the
+// destination's.
+absl::Status CheckPoolChunk(std::span<const std::byte> pool, std::span<const int32_t> pool_blocks,
+                            std::span<const uint64_t> checksums, const KvTransferHeader& header,
+                            std::string_view model_id, const KvCacheShape& shape, int64_t first) {
+  if (absl::Status s = CheckKvTransferLayout(header, shape, model_id); !s.ok()) return s;
+  const auto count = static_cast<int64_t>(pool_blocks.size());
+  if (checksums.size() != pool_blocks.size()) {
+    return Malformed(absl::StrCat("chunk names ", count, " pool blocks with ", checksums.size(), " checksums"));
+  }
+  if (first < 0 || first > header.num_blocks || count > header.num_blocks - first) {
+    return Malformed(absl::StrCat("chunk blocks [", first, ", ", first + count, ") exceed the sequence's ",
+                                  header.num_blocks, " blocks"));
+  }
+  const int64_t in_pool = static_cast<int64_t>(pool.size()) / shape.bytes_per_block();
+  for (int32_t b : pool_blocks) {
+    if (b < 0 || b >= in_pool) {
+      return Malformed(absl::StrCat("pool block ", b, " is outside the peer's pool (", in_pool, " blocks)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Copies pool block `id` into `out` and checks it against `checksum`.
+absl::Status ReadPoolBlock(std::span<const std::byte> pool, int32_t id, uint64_t checksum, int64_t index,
+                           std::span<float> out) {
+  const auto bytes = out.size_bytes();
+  std::memcpy(out.data(), pool.data() + static_cast<size_t>(id) * bytes, bytes);
+  if (BlockChecksum(out.data(), bytes, index) != checksum) {
+    return absl::DataLossError(absl::StrCat("KV transfer: pool block ", id, " (block ", index,
+                                            " of the sequence) does not match its checksum"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+uint64_t KvBlockChecksum(std::span<const std::byte> block, int64_t index) {
+  return BlockChecksum(block.data(), block.size(), index);
+}
+
+absl::Status CopyPoolBlocks(std::span<const std::byte> pool, std::span<const int32_t> pool_blocks,
+                            std::span<const uint64_t> checksums, const KvTransferHeader& header,
+                            std::string_view model_id, const KvCacheShape& shape, KvBlockWriter write,
+                            std::span<const int32_t> dst_blocks, int64_t first_block_index) {
+  FERRY_RETURN_IF_ERROR(CheckPoolChunk(pool, pool_blocks, checksums, header, model_id, shape, first_block_index));
+  if (dst_blocks.size() != pool_blocks.size()) {
+    return Malformed(absl::StrCat("chunk names ", pool_blocks.size(), " pool blocks but ", dst_blocks.size(),
+                                  " destination blocks were given"));
+  }
+  FERRY_RETURN_IF_ERROR(CheckDestinationBlocks(shape, dst_blocks));
+  // One copy out of the shared pool into a block that stays in this core's
+  // cache; the checksum is taken on that copy, so a block the owner
+  // changes meanwhile is caught, never half written.
+  std::vector<float> block(static_cast<size_t>(shape.floats_per_block()));
+  for (size_t i = 0; i < pool_blocks.size(); ++i) {
+    const int64_t index = first_block_index + static_cast<int64_t>(i);
+    FERRY_RETURN_IF_ERROR(ReadPoolBlock(pool, pool_blocks[i], checksums[i], index, block));
+    FERRY_RETURN_IF_ERROR(write(dst_blocks[i], block));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EncodePoolBlocks(std::span<const std::byte> pool, std::span<const int32_t> pool_blocks,
+                                             std::span<const uint64_t> checksums, const KvTransferHeader& header,
+                                             std::string_view model_id, const KvCacheShape& shape,
+                                             int64_t first_block_index) {
+  FERRY_RETURN_IF_ERROR(CheckPoolChunk(pool, pool_blocks, checksums, header, model_id, shape, first_block_index));
+  size_t next = 0;
+  auto read = [&](int32_t id, std::span<float> out) {
+    const size_t i = next++;
+    return ReadPoolBlock(pool, id, checksums[i], first_block_index + static_cast<int64_t>(i), out);
+  };
+  return EncodeBlocks(shape, read, pool_blocks, first_block_index);
+}
+
+absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHeader& header,
+                                  std::string_view model_id, const KvCacheShape& shape,
+                                  KvBlockWriter write, std::span<const int32_t> dst_blocks,
+                                  int64_t first_block_index) {
+  if (absl::Status s = CheckKvTransferLayout(header, shape, model_id); !s.ok()) return s;
+  FERRY_RETURN_IF_ERROR(CheckDestinationBlocks(shape, dst_blocks));
 
   Reader r(payload);
   std::string_view magic;

@@ -108,4 +108,35 @@ absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHead
                                   KvBlockWriter write, std::span<const int32_t> dst_blocks,
                                   int64_t first_block_index = 0);
 
+// ---- Same-host transfers (kvcache/shared_pool.h) ----
+// A chunk can name its blocks by their ids in the sender's shared pool
+// (fp32 blocks in the canonical layout, block b at byte b * bytes per block)
+// with one checksum each instead of carrying their bytes; the receiver
+// copies them out of its mapping of that pool.
+
+// The checksum a chunk carries for the block at `index` of its sequence.
+uint64_t KvBlockChecksum(std::span<const std::byte> block, int64_t index);
+
+// Copies blocks [first_block_index, first_block_index + pool_blocks.size())
+// of a sequence out of a mapped peer pool (`pool`, its bytes) into
+// `dst_blocks` of a cache of `shape` through `write`. Checked first: the
+// header's layout (CheckKvTransferLayout), that pool_blocks, checksums and
+// dst_blocks have one entry per block, that the range lies within
+// header.num_blocks, every pool block lies within `pool`, and every
+// destination block is valid and distinct (InvalidArgument otherwise). Each
+// block is copied once, then its checksum checked on the copy (DataLoss on
+// a mismatch: the block is not what the sender described) before it is
+// written. Blocks written before an error stay written.
+absl::Status CopyPoolBlocks(std::span<const std::byte> pool, std::span<const int32_t> pool_blocks,
+                            std::span<const uint64_t> checksums, const KvTransferHeader& header,
+                            std::string_view model_id, const KvCacheShape& shape, KvBlockWriter write,
+                            std::span<const int32_t> dst_blocks, int64_t first_block_index);
+
+// The same blocks as one encoded chunk (EncodeBlocks), for a receiver that
+// passes them on as bytes; the same checks, less the destination's.
+absl::StatusOr<std::string> EncodePoolBlocks(std::span<const std::byte> pool, std::span<const int32_t> pool_blocks,
+                                             std::span<const uint64_t> checksums, const KvTransferHeader& header,
+                                             std::string_view model_id, const KvCacheShape& shape,
+                                             int64_t first_block_index);
+
 }  // namespace ferry

@@ -37,6 +37,9 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddBool("no-cuda-graphs", &no_cuda_graphs, "launch decode steps kernel by kernel instead of as CUDA graphs");
   flags.AddBool("no-device-sampling", &no_device_sampling,
                 "on a GPU, copy every logits row to the host and sample there instead of sampling on the device");
+  flags.AddBool("no-shared-kv-pool", &no_shared_kv_pool,
+                "on the cpu backend, keep the KV cache in private memory: workers on this host then "
+                "receive its blocks through gRPC instead of copying them out of shared memory");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
                   "copied there and copied back on a prefix hit instead of being recomputed; bytes "
@@ -56,6 +59,7 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
   o.dtype = dtype;
   o.cuda_graphs = !no_cuda_graphs;
   o.device_sampling = !no_device_sampling;
+  o.shared_kv_pool = !no_shared_kv_pool;
   if (!(min_step_ms >= 0 && min_step_ms <= 60'000)) {
     return absl::InvalidArgumentError("--min-step-ms must be between 0 and 60000");
   }

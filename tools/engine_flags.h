@@ -25,6 +25,7 @@ struct EngineFlags {
   std::string dtype = "auto";
   bool no_cuda_graphs = false;
   bool no_device_sampling = false;
+  bool no_shared_kv_pool = false;
   std::string kv_host_memory = "0";
   double min_step_ms = 0;  // host tier of the prefix cache: bytes, a fraction, or 0 (off)
 

@@ -22,6 +22,8 @@ if has tests; then
   export FERRY_SHARED_DIR=$SHARED
   run "$BIN/ferry_cuda_kernels_test" 2>&1 | tee "$OUT/kernels_test.log" | grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Failure|error|Expected|Which|rel" | head -60
   run "$BIN/ferry_cuda_engine_test" 2>&1 | tee "$OUT/engine_test.log" | grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Failure|error|Expected|Which" | head -40
+  # Two GPU workers on one device: a live migration device to device (CUDA IPC).
+  run "$BIN/ferry_worker_test" --gtest_filter='*CudaIpc*' 2>&1 | tee "$OUT/worker_ipc_test.log" | grep -E "^\[ *(OK|FAILED|SKIPPED|PASSED) *\]|Failure|error|Expected|Which" | head -20
 fi
 MODEL=/tmp/ferry-medium-bf16
 if has bench || has peers || has e2e; then

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <span>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
@@ -13,7 +15,9 @@
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "engine/service/request_convert.h"
 #include "engine/service/worker_service.h"
+#include "kvcache/kv_transfer.h"
 
 namespace ferry {
 namespace {
@@ -52,6 +56,27 @@ void AbortOnDestination(v1::Worker::Stub& stub, const std::string& id, absl::Dur
   }
 }
 
+// Waits until the destination has written blocks [0, blocks) of `id`, up
+// to `timeout`; a destination that does not answer is not waited for.
+void WaitForCatchUp(v1::Worker::Stub& stub, const std::string& id, int64_t blocks, absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  v1::KvTransferProgressRequest request;
+  request.set_request_id(id);
+  absl::Duration pause = absl::Microseconds(200);
+  bool seen = false;
+  while (absl::Now() < give_up) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(Deadline(absl::Seconds(1)));
+    v1::KvTransferProgressResponse progress;
+    if (!stub.KvTransferProgress(&ctx, request, &progress).ok()) return;
+    // Gone after it was seen: the transfer ended there (the stream says why).
+    if (progress.blocks_written() >= blocks || (seen && !progress.found())) return;
+    seen = seen || progress.found();
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Milliseconds(5));
+  }
+}
+
 absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, const std::string& destination,
                                         const LiveMigrationOptions& options, OutboundMigrations* outbound) {
   MigrationResult result;
@@ -77,6 +102,16 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   l->set_block_size(layout.block_size);
   l->set_dtype(layout.dtype);
   reserve.set_num_tokens(static_cast<int32_t>(std::max<int64_t>(snap.num_kv_tokens, 1) + layout.block_size));
+  const int64_t bytes_per_block = std::max<int64_t>(snap.blocks->bytes_per_block(), 1);
+  // On the same host, the destination may copy the blocks straight out of
+  // this engine's shared pool: then chunks name blocks instead of carrying
+  // them.
+  std::optional<SharedPoolRef> pool = options.shared_pool ? engine.shared_kv_pool() : std::nullopt;
+  if (pool) *reserve.mutable_source_pool() = ToSharedKvPool(*pool, bytes_per_block);
+  // Likewise a device pool (CUDA IPC): copied device to device.
+  std::optional<ForwardBackend::DeviceKvPool> device_pool =
+      options.shared_pool ? engine.device_kv_pool() : std::nullopt;
+  if (device_pool) *reserve.mutable_device_pool() = ToDeviceKvPool(*device_pool);
   v1::ReserveKvResponse reserved;
   grpc::ClientContext reserve_ctx;
   reserve_ctx.set_deadline(Deadline(options.rpc_timeout));
@@ -89,6 +124,14 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   // saw it, or a request it resumed just before the failure. (Aborting an id
   // also drops its reservation.)
   auto release = absl::MakeCleanup([&] { AbortOnDestination(*stub, id, absl::Seconds(2)); });
+  result.device_pool = device_pool.has_value() && reserved.opens_device_pool();
+  result.shared_pool = !result.device_pool && pool.has_value() && reserved.maps_source_pool();
+  const bool by_id = result.shared_pool || result.device_pool;
+  // The destination reads pool blocks when their chunk reaches it, perhaps
+  // after this side moved on: every snapshot's blocks stay held until the
+  // destination answered.
+  std::vector<std::unique_ptr<Engine::KvExport>> read_by_destination;
+  bool pool_named = false;
 
   // 2. Rounds: completed blocks, while the request keeps decoding here.
   grpc::ClientContext ctx;
@@ -102,7 +145,6 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
     return s.ok() ? absl::UnavailableError(absl::StrCat("destination stream broke during ", what)) : s;
   };
   int64_t sent = 0;
-  const int64_t bytes_per_block = std::max<int64_t>(snap.blocks->bytes_per_block(), 1);
   const int64_t max_blocks = std::max<int64_t>(1, options.max_message_bytes / bytes_per_block);
   // Sends a snapshot's blocks as messages of at most max_blocks blocks,
   // each encoded just before it goes out (so the sender holds one message,
@@ -114,8 +156,20 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
     int64_t first = s.first_block;
     do {
       const int64_t n = std::min(max_blocks, end - first);
-      absl::StatusOr<std::string> data = s.blocks->EncodeChunk(first, n);
-      if (!data.ok()) return data.status();
+      std::string data;
+      std::vector<int32_t> pool_blocks;
+      std::vector<uint64_t> checksums;
+      if (result.device_pool && n > 0) {
+        absl::StatusOr<std::vector<int32_t>> ids = s.blocks->BlockIds(first, n);
+        if (!ids.ok()) return ids.status();
+        pool_blocks = std::move(*ids);
+      } else if (result.shared_pool && n > 0) {
+        if (absl::Status d = s.blocks->DescribePoolChunk(first, n, &pool_blocks, &checksums); !d.ok()) return d;
+      } else {
+        absl::StatusOr<std::string> encoded = s.blocks->EncodeChunk(first, n);
+        if (!encoded.ok()) return encoded.status();
+        data = std::move(*encoded);
+      }
       const bool final_piece = first + n == end;
       std::string header = s.header;
       int64_t num_kv_tokens = s.num_kv_tokens;
@@ -126,13 +180,25 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
         header = EncodeHeader(h);
         num_kv_tokens = h.num_tokens;
       }
-      v1::KvChunk chunk = ToChunk(id, std::move(header), std::move(*data), first, num_kv_tokens);
+      v1::KvChunk chunk = ToChunk(id, std::move(header), std::move(data), first, num_kv_tokens);
+      if (!pool_blocks.empty()) {
+        chunk.mutable_pool_blocks()->Add(pool_blocks.begin(), pool_blocks.end());
+        if (result.device_pool) {
+          chunk.set_device_blocks(true);
+          if (!pool_named) *chunk.mutable_device_pool() = ToDeviceKvPool(*device_pool);
+        } else {
+          chunk.mutable_checksums()->Add(checksums.begin(), checksums.end());
+          if (!pool_named) *chunk.mutable_source_pool() = ToSharedKvPool(*pool, bytes_per_block);
+        }
+        pool_named = true;
+      }
       if (last && final_piece) {
         chunk.set_last(true);
         if (s.state) *chunk.mutable_state() = ToRequestState(*s.state);
       }
       result.blocks_sent += n;
-      result.bytes_sent += static_cast<int64_t>(chunk.data().size());
+      result.bytes_sent += pool_blocks.empty() ? static_cast<int64_t>(chunk.data().size())
+                                               : static_cast<int64_t>(pool_blocks.size()) * bytes_per_block;
       if (!writer->Write(chunk)) return absl::UnavailableError("the stream to the destination broke");
       first += n;
     } while (first < end);
@@ -160,9 +226,15 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
       writer->Finish();
       return next.status();
     }
+    if (by_id) read_by_destination.push_back(std::move(snap.blocks));
     snap = std::move(*next);
     if (snap.total_blocks - sent <= options.final_stage_blocks || result.rounds >= options.max_rounds) break;
   }
+
+  // Chunks that name pool blocks are tiny, so flow control does not hold
+  // this side to the destination's pace: let it copy what was sent before
+  // pausing, or its backlog would be downtime.
+  if (by_id && sent > 0) WaitForCatchUp(*stub, id, sent, options.catch_up_timeout);
 
   // 3. Last stage: pause, send the rest and the state, resume there.
   absl::Time paused_at = absl::Now();
@@ -175,12 +247,14 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   }
   if (options.on_last_stage) options.on_last_stage(id);
   absl::Status wrote = send(*last, true);
-  // The blocks go back before the sample can run here again.
-  last->blocks.reset();
-  snap.blocks.reset();
   if (!wrote.ok() && !absl::IsUnavailable(wrote)) ctx.TryCancel();
   writer->WritesDone();
   absl::Status status = FromGrpcStatus(writer->Finish());
+  // The blocks go back before the sample can run here again (and, from a
+  // shared pool, once the destination has read them).
+  last->blocks.reset();
+  snap.blocks.reset();
+  read_by_destination.clear();
   if (!wrote.ok() || !status.ok() || !received.accepted()) {
     engine.AbortMigration(id);
     if (!wrote.ok() && !absl::IsUnavailable(wrote)) return wrote;
@@ -199,8 +273,11 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   std::move(release).Cancel();
   engine.CommitMigration(id, destination);
   result.downtime = absl::Now() - paused_at;
-  Logger("worker")->info("req={} migrated to {}: {} rounds, {} blocks, {} bytes, downtime {}", id,
+  Logger("worker")->info("req={} migrated to {}: {} rounds, {} blocks, {} bytes{}, downtime {}", id,
                          destination, result.rounds, result.blocks_sent, result.bytes_sent,
+                         result.device_pool   ? " device to device (CUDA IPC)"
+                         : result.shared_pool ? " through shared memory"
+                                              : "",
                          absl::FormatDuration(result.downtime));
   return result;
 }
@@ -223,14 +300,42 @@ void AllowMigrationKeepalive(grpc::ServerBuilder& builder) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);  // 0: no limit
 }
 
+void TransferProgress::Set(const std::string& request_id, int64_t blocks_written) {
+  absl::MutexLock lock(&mu_);
+  blocks_[request_id] = blocks_written;
+}
+
+void TransferProgress::Erase(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  blocks_.erase(request_id);
+}
+
+std::optional<int64_t> TransferProgress::Get(const std::string& request_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = blocks_.find(request_id);
+  if (it == blocks_.end()) return std::nullopt;
+  return it->second;
+}
+
 ReceiveKvReactor::ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
-                                   v1::ReceiveKvResponse* response, bool writes_on_loop)
-    : engine_(engine), attach_(attach), response_(response), import_tried_(writes_on_loop) {
+                                   v1::ReceiveKvResponse* response, MappedPoolCache* pools,
+                                   TransferProgress* progress, bool writes_on_loop)
+    : engine_(engine),
+      attach_(attach),
+      response_(response),
+      pools_(pools),
+      progress_(progress),
+      import_tried_(writes_on_loop) {
   const auto& metadata = context->client_metadata();
   if (auto it = metadata.find(kTransferRequestIdKey); it != metadata.end()) {
     request_id_.assign(it->second.data(), it->second.size());
   }
   StartRead(&chunk_);
+}
+
+void ReceiveKvReactor::Written(int64_t end_block) {
+  response_->set_blocks_written(response_->blocks_written() + 1);
+  if (progress_ != nullptr && !request_id_.empty()) progress_->Set(request_id_, end_block);
 }
 
 void ReceiveKvReactor::Fail(const absl::Status& status) {
@@ -248,7 +353,7 @@ void ReceiveKvReactor::OnReadDone(bool ok) {
   if (pending_write_.valid()) {
     absl::Status s = pending_write_.get();
     if (!s.ok()) return Fail(s);
-    response_->set_blocks_written(response_->blocks_written() + 1);
+    Written(pending_end_);
   }
   if (!ok) {
     // The sender is done writing (or gone).
@@ -272,22 +377,68 @@ void ReceiveKvReactor::OnReadDone(bool ok) {
     absl::StatusOr<std::unique_ptr<Engine::KvImport>> opened = engine_->OpenMigrationImport(request_id_).get();
     if (opened.ok()) import_ = std::move(*opened);
   }
+  const bool on_device = chunk_.pool_blocks_size() > 0 && chunk_.device_blocks();
+  const bool pooled = chunk_.pool_blocks_size() > 0 && !on_device;
+  if (on_device) {
+    if (chunk_.has_device_pool()) device_pool_ = FromDeviceKvPool(chunk_.device_pool());
+    if (!device_pool_) return Fail(absl::InvalidArgumentError("a chunk names device blocks but no device pool"));
+  }
+  if (pooled) {
+    if (chunk_.has_source_pool()) {
+      absl::StatusOr<std::shared_ptr<const MappedPool>> mapped =
+          pools_ == nullptr ? absl::FailedPreconditionError("this worker maps no peer's KV pool")
+                            : pools_->Get(FromSharedKvPool(chunk_.source_pool()));
+      if (!mapped.ok()) return Fail(mapped.status());
+      pool_ = std::move(*mapped);
+    }
+    if (pool_ == nullptr) return Fail(absl::InvalidArgumentError("a chunk names pool blocks but no pool"));
+  }
+  const std::span<const std::byte> pool_bytes =
+      pool_ == nullptr ? std::span<const std::byte>() : std::span<const std::byte>(pool_->data(), pool_->size());
+  const std::span<const int32_t> pool_blocks(chunk_.pool_blocks().data(), chunk_.pool_blocks().size());
+  const std::span<const uint64_t> checksums(chunk_.checksums().data(), chunk_.checksums().size());
+  // The chunk's end: its header stands for blocks [0, end).
+  int64_t chunk_end = chunk_.first_block();
+  if (absl::StatusOr<KvTransferHeader> h = DecodeHeader(chunk_.header()); h.ok()) chunk_end = h->num_blocks;
   absl::Status direct = absl::OutOfRangeError("no import");
-  if (import_ != nullptr) direct = import_->WriteChunk(chunk_.header(), chunk_.data(), chunk_.first_block());
+  if (import_ != nullptr) {
+    direct = on_device ? import_->CopyDevicePoolChunk(chunk_.header(), *device_pool_, pool_blocks, chunk_.first_block())
+             : pooled  ? import_->WritePoolChunk(chunk_.header(), pool_bytes, pool_blocks, checksums,
+                                                 chunk_.first_block())
+                       : import_->WriteChunk(chunk_.header(), chunk_.data(), chunk_.first_block());
+  }
   if (!absl::IsOutOfRange(direct)) {
     if (!direct.ok()) return Fail(direct);
-    response_->set_blocks_written(response_->blocks_written() + 1);
+    Written(chunk_end);
   } else {
-    std::future<absl::Status> write = engine_->ReceiveMigratedBlocks(
-        request_id_, std::move(*chunk_.mutable_header()), std::move(*chunk_.mutable_data()), chunk_.first_block());
-    if (!chunk_.last()) {
+    if (pooled) {
+      // Past the reservation: the blocks go through the engine as bytes.
+      absl::StatusOr<KvTransferHeader> header = DecodeHeader(chunk_.header());
+      if (!header.ok()) return Fail(header.status());
+      absl::StatusOr<std::string> bytes = EncodePoolBlocks(pool_bytes, pool_blocks, checksums, *header,
+                                                           engine_->kv_model_key(), engine_->kv_shape(),
+                                                           chunk_.first_block());
+      if (!bytes.ok()) return Fail(bytes.status());
+      chunk_.set_data(std::move(*bytes));
+    }
+    std::future<absl::Status> write =
+        on_device ? engine_->ReceiveDevicePoolBlocks(request_id_, std::move(*chunk_.mutable_header()), *device_pool_,
+                                                     std::vector<int32_t>(pool_blocks.begin(), pool_blocks.end()),
+                                                     chunk_.first_block())
+                  : engine_->ReceiveMigratedBlocks(request_id_, std::move(*chunk_.mutable_header()),
+                                                   std::move(*chunk_.mutable_data()), chunk_.first_block());
+    // (A chunk naming pool blocks is waited for: its sender waits for the
+    // progress it reports before pausing the request, and reading the next
+    // tiny message gains nothing.)
+    if (!chunk_.last() && !pooled && !on_device) {
       pending_write_ = std::move(write);
+      pending_end_ = chunk_end;
       StartRead(&chunk_);
       return;
     }
     absl::Status s = write.get();
     if (!s.ok()) return Fail(s);
-    response_->set_blocks_written(response_->blocks_written() + 1);
+    Written(chunk_end);
   }
   if (!chunk_.last()) {
     StartRead(&chunk_);
@@ -308,6 +459,9 @@ void ReceiveKvReactor::OnReadDone(bool ok) {
   StartRead(&chunk_);
 }
 
-void ReceiveKvReactor::OnDone() { delete this; }
+void ReceiveKvReactor::OnDone() {
+  if (progress_ != nullptr && !request_id_.empty()) progress_->Erase(request_id_);
+  delete this;
+}
 
 }  // namespace ferry

@@ -14,13 +14,17 @@
 
 #include <functional>
 #include <future>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
 #include "engine/service/attach_registry.h"
 #include "engine/service/outbound_migrations.h"
+#include "kvcache/shared_pool.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -41,6 +45,15 @@ struct LiveMigrationOptions {
   // on the engine loop between steps, instead of the reserved blocks from
   // the receiving thread (Engine::KvImport).
   bool writes_on_loop = false;
+  // Offer this engine's shared KV pool (kvcache/shared_pool.h), or its
+  // device pool (CUDA IPC), to the destination: one on the same host then
+  // copies the blocks out of it instead of receiving them through the
+  // stream. Off: a benchmark baseline.
+  bool shared_pool = true;
+  // Same-host transfers: before pausing the request for the last stage,
+  // wait up to this long for the destination to have copied what was sent
+  // (Worker.KvTransferProgress), so its backlog is not downtime.
+  absl::Duration catch_up_timeout = absl::Seconds(2);
   // Called on the migrating thread once the request is paused for the last
   // stage, before its last chunk goes out: lets tests act inside that window.
   std::function<void(const std::string& request_id)> on_last_stage;
@@ -64,6 +77,8 @@ struct MigrationResult {
   int64_t blocks_sent = 0;
   int64_t bytes_sent = 0;
   absl::Duration downtime;  // paused: last stage to commit
+  bool shared_pool = false;  // the destination copied the blocks out of this engine's shared pool
+  bool device_pool = false;  // ... out of this engine's device pool (CUDA IPC)
 };
 
 // Moves request `id` from `engine` to the worker at `destination`. On any
@@ -86,13 +101,28 @@ absl::StatusOr<MigrationResult> MigrateOut(Engine& engine, const std::string& id
 // ReceiveKv metadata: the id of the request whose blocks the stream carries.
 inline constexpr char kTransferRequestIdKey[] = "ferry-transfer-request-id";
 
+// How far each incoming transfer has got (Worker.KvTransferProgress), by
+// request id. Thread-safe.
+class TransferProgress {
+ public:
+  void Set(const std::string& request_id, int64_t blocks_written);
+  void Erase(const std::string& request_id);
+  // Blocks written so far; nullopt when no transfer of that id is open.
+  std::optional<int64_t> Get(const std::string& request_id) const;
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, int64_t> blocks_ ABSL_GUARDED_BY(mu_);
+};
+
 class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
  public:
   // The sender names the request in the call's metadata (kTransferRequestIdKey)
   // so that a transfer that breaks before its first chunk still frees the
   // reservation here at once instead of at its expiry.
   ReceiveKvReactor(grpc::CallbackServerContext* context, Engine* engine, AttachRegistry* attach,
-                   v1::ReceiveKvResponse* response, bool writes_on_loop = false);
+                   v1::ReceiveKvResponse* response, MappedPoolCache* pools, TransferProgress* progress,
+                   bool writes_on_loop = false);
   void OnReadDone(bool ok) override;
   void OnCancel() override {}
   void OnDone() override;
@@ -105,6 +135,14 @@ class ReceiveKvReactor final : public grpc::ServerReadReactor<v1::KvChunk> {
   v1::ReceiveKvResponse* response_;
   v1::KvChunk chunk_;
   std::future<absl::Status> pending_write_;  // of the chunk before chunk_
+  // A chunk ending at `end_block` is in place.
+  void Written(int64_t end_block);
+
+  MappedPoolCache* pools_;  // null: no same-host transfers
+  TransferProgress* progress_;  // null: not reported
+  int64_t pending_end_ = 0;  // of the chunk pending_write_ writes
+  std::shared_ptr<const MappedPool> pool_;  // the sender's, once a chunk named it
+  std::optional<ForwardBackend::DeviceKvPool> device_pool_;  // likewise, on a device
   std::unique_ptr<Engine::KvImport> import_;  // the reservation's blocks, once the transfer began
   bool import_tried_ = false;  // or not wanted (writes_on_loop)
   std::string request_id_;

@@ -4,11 +4,15 @@
 
 #include <chrono>
 #include <future>
+#include <optional>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_credentials.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "absl/strings/match.h"
+#include "engine/service/request_convert.h"
 #include "kvcache/kv_transfer.h"
 
 namespace ferry {
@@ -31,9 +35,15 @@ absl::StatusOr<T> WaitFor(std::future<absl::StatusOr<T>> future, absl::Time dead
 
 }  // namespace
 
-absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull& pull,
-                                            const std::vector<int32_t>& prompt_ids,
-                                            const PrefixPullOptions& options) {
+namespace {
+
+// Marks the failure of a pull whose exporter offered its shared pool and
+// the pool did not map here: the pull is tried again with bytes.
+constexpr char kUnmappedPool[] = "the exporter's shared KV pool does not map here";
+
+absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& pull,
+                                          const std::vector<int32_t>& prompt_ids,
+                                          const PrefixPullOptions& options, bool shared_pool) {
   if (pull.peer_address().empty() || pull.block_hashes().empty()) {
     return absl::InvalidArgumentError("prefix pull without a peer or blocks");
   }
@@ -54,6 +64,7 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
                                    prompt_ids.begin() + static_cast<ptrdiff_t>(wanted * engine.options().block_size));
   for (size_t i = 0; i < wanted; ++i) request.add_block_hashes(pull.block_hashes(static_cast<int>(i)));
   request.set_first_block(first_block);
+  if (shared_pool) request.set_shared_pool_host(SharedPoolHostKey());
   std::unique_ptr<grpc::ClientReader<v1::KvChunk>> reader = stub->ExportPrefix(&ctx, request);
   // What an honest peer can send: the prefix's blocks (the leading ones too,
   // should it ignore first_block), in any number of chunks. A peer that sends
@@ -70,6 +81,7 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
     reader->Finish();
     return why;
   };
+  std::shared_ptr<const MappedPool> pool;  // the exporter's, once a chunk names it
   v1::KvChunk chunk;
   while (reader->Read(&chunk)) {
     if (install == nullptr && !chunk.header().empty()) {
@@ -77,6 +89,30 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
                             "opening the prefix install");
       if (!opened.ok()) return stop(opened.status());
       install = std::move(*opened);
+    }
+    if (chunk.pool_blocks_size() > 0) {
+      if (!shared_pool) return stop(absl::DataLossError("prefix pull stream: pool blocks that were not asked for"));
+      if (chunk.has_source_pool()) {
+        auto mapped = options.pools->Get(FromSharedKvPool(chunk.source_pool()));
+        if (!mapped.ok()) {
+          return stop(absl::FailedPreconditionError(absl::StrCat(kUnmappedPool, ": ", mapped.status().message())));
+        }
+        pool = std::move(*mapped);
+      }
+      if (pool == nullptr) return stop(absl::DataLossError("prefix pull stream: pool blocks before the pool"));
+      result.bytes_received += chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block();
+      if (result.bytes_received > max_bytes) {
+        return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " named more than ",
+                                                     max_bytes, " bytes for a prefix of ", wanted, " blocks")));
+      }
+      if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
+      absl::Status s = install->WritePoolChunk(
+          chunk.first_block(), std::span<const std::byte>(pool->data(), pool->size()),
+          std::span<const int32_t>(chunk.pool_blocks().data(), chunk.pool_blocks().size()),
+          std::span<const uint64_t>(chunk.checksums().data(), chunk.checksums().size()));
+      if (!s.ok()) return stop(s);
+      result.shared_pool = true;
+      continue;
     }
     if (chunk.data().empty()) continue;
     result.bytes_received += static_cast<int64_t>(chunk.data().size());
@@ -97,6 +133,22 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   return result;
 }
 
+}  // namespace
+
+absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull& pull,
+                                            const std::vector<int32_t>& prompt_ids,
+                                            const PrefixPullOptions& options) {
+  const bool shared_pool = options.shared_pool && options.pools != nullptr && !SharedPoolHostKey().empty();
+  absl::StatusOr<PrefixPullResult> result = PullOnce(engine, pull, prompt_ids, options, shared_pool);
+  if (shared_pool && absl::IsFailedPrecondition(result.status()) &&
+      absl::StartsWith(result.status().message(), kUnmappedPool)) {
+    Logger("worker")->warn("prefix pull from {}: {}; pulling the bytes instead", pull.peer_address(),
+                           std::string(result.status().message()));
+    result = PullOnce(engine, pull, prompt_ids, options, false);
+  }
+  return result;
+}
+
 ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixRequest& request,
                                        PrefixPullStats* stats)
     : stats_(stats) {
@@ -112,6 +164,13 @@ ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixReq
     return;
   }
   export_ = std::move(*opened);
+  // A puller on this host may copy the blocks out of this engine's shared
+  // pool: the chunks then name them.
+  if (!request.shared_pool_host().empty() && request.shared_pool_host() == SharedPoolHostKey()) {
+    if (std::optional<SharedPoolRef> pool = engine->shared_kv_pool()) {
+      pool_ = ToSharedKvPool(*pool, export_->bytes_per_block());
+    }
+  }
   blocks_per_chunk_ = request.max_blocks_per_chunk();
   if (blocks_per_chunk_ <= 0) {
     blocks_per_chunk_ = std::max<int64_t>(1, kMaxChunkBytes / std::max<int64_t>(1, export_->bytes_per_block()));
@@ -127,21 +186,36 @@ void ExportPrefixStream::WriteNext() {
     Finish(grpc::Status::OK);
     return;
   }
-  absl::StatusOr<std::string> data = export_->EncodeChunk(next_block_, blocks_per_chunk_);
+  current_.Clear();
+  absl::StatusOr<std::string> data;
+  if (pool_) {
+    std::vector<int32_t> ids;
+    std::vector<uint64_t> checksums;
+    absl::Status s = export_->DescribePoolChunk(next_block_, blocks_per_chunk_, &ids, &checksums);
+    if (s.ok()) {
+      current_.mutable_pool_blocks()->Add(ids.begin(), ids.end());
+      current_.mutable_checksums()->Add(checksums.begin(), checksums.end());
+      if (next_block_ == export_->first_block()) *current_.mutable_source_pool() = *pool_;
+      data = std::string();
+    } else {
+      data = s;
+    }
+  } else {
+    data = export_->EncodeChunk(next_block_, blocks_per_chunk_);
+  }
   if (!data.ok()) {
     ++stats_->export_failures;
     Finish(ToGrpcStatus(data.status()));
     return;
   }
   const int64_t count = std::min(blocks_per_chunk_, export_->end_block() - next_block_);
-  current_.Clear();
   if (next_block_ == export_->first_block()) current_.set_header(export_->header());
   current_.set_first_block(next_block_);
   current_.set_num_tokens(static_cast<int32_t>(num_tokens_));
   next_block_ += count;
   current_.set_last(next_block_ >= export_->end_block());
   stats_->export_blocks += count;
-  stats_->export_bytes += static_cast<int64_t>(data->size());
+  stats_->export_bytes += pool_ ? count * export_->bytes_per_block() : static_cast<int64_t>(data->size());
   current_.set_data(std::move(*data));
   StartWrite(&current_);
 }

@@ -12,12 +12,14 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/engine.h"
+#include "kvcache/shared_pool.h"
 #include "ferry/v1/worker.grpc.pb.h"
 
 namespace ferry {
@@ -29,6 +31,7 @@ struct PrefixPullStats {
   std::atomic<int64_t> failures{0};       // pulls that failed (the request recomputed)
   std::atomic<int64_t> blocks{0};         // blocks received
   std::atomic<int64_t> bytes{0};          // payload bytes received
+  std::atomic<int64_t> shared_pool{0};    // pulls that copied the blocks out of the peer's shared pool
   std::atomic<int64_t> exports{0};        // ExportPrefix calls that sent every block
   std::atomic<int64_t> export_failures{0};  // refused, failed or cancelled by the puller
   std::atomic<int64_t> export_blocks{0};  // blocks sent
@@ -41,12 +44,18 @@ struct PrefixPullOptions {
   absl::Duration timeout = absl::Seconds(10);
   // Mutual TLS to the peer (common/grpc_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  // Same-host pulls (kvcache/shared_pool.h): offer to copy the blocks out
+  // of the exporter's shared pool, mapped through `pools` (null: never). A
+  // pool that turns out not to map here costs one retry with bytes.
+  bool shared_pool = true;
+  MappedPoolCache* pools = nullptr;
 };
 
 struct PrefixPullResult {
   int64_t blocks_received = 0;  // installed: the pull's [first_block, end)
   int64_t bytes_received = 0;
   int64_t blocks_cached = 0;  // leading blocks of the prompt cached here afterwards
+  bool shared_pool = false;  // the blocks were copied out of the exporter's shared pool
 };
 
 // Fetches blocks [pull.first_block(), end) of the prefix `pull` names from
@@ -76,6 +85,7 @@ class ExportPrefixStream final : public grpc::ServerWriteReactor<v1::KvChunk> {
 
   PrefixPullStats* stats_;
   std::unique_ptr<Engine::KvExport> export_;
+  std::optional<v1::SharedKvPool> pool_;  // set: chunks name blocks of this pool
   int64_t blocks_per_chunk_ = 1;
   int64_t next_block_ = 0;
   int64_t num_tokens_ = 0;

@@ -1,5 +1,7 @@
 #include "engine/service/request_convert.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <random>
@@ -113,6 +115,51 @@ GenerateInput FromRequestState(const v1::RequestState& s) {
   rs.cached_prompt_tokens = s.cached_prompt_tokens();
   in.resume = std::move(rs);
   return in;
+}
+
+v1::SharedKvPool ToSharedKvPool(const SharedPoolRef& ref, int64_t bytes_per_block) {
+  v1::SharedKvPool p;
+  p.set_host(ref.host);
+  p.set_pid(ref.pid);
+  p.set_fd(ref.fd);
+  p.set_inode(ref.inode);
+  p.set_device(ref.device);
+  p.set_size(ref.size);
+  p.set_bytes_per_block(bytes_per_block);
+  return p;
+}
+
+SharedPoolRef FromSharedKvPool(const v1::SharedKvPool& pool) {
+  SharedPoolRef ref;
+  ref.host = pool.host();
+  ref.pid = pool.pid();
+  ref.fd = pool.fd();
+  ref.inode = pool.inode();
+  ref.device = pool.device();
+  ref.size = pool.size();
+  return ref;
+}
+
+v1::DeviceKvPool ToDeviceKvPool(const ForwardBackend::DeviceKvPool& pool) {
+  v1::DeviceKvPool p;
+  p.set_host(SharedPoolHostKey());
+  p.set_pid(getpid());
+  p.set_kind(pool.kind);
+  p.set_handle(pool.handle);
+  p.set_dtype(pool.dtype);
+  p.set_bytes_per_block(pool.bytes_per_block);
+  p.set_num_blocks(pool.num_blocks);
+  return p;
+}
+
+ForwardBackend::DeviceKvPool FromDeviceKvPool(const v1::DeviceKvPool& pool) {
+  ForwardBackend::DeviceKvPool p;
+  p.kind = pool.kind();
+  p.handle = pool.handle();
+  p.dtype = pool.dtype();
+  p.bytes_per_block = pool.bytes_per_block();
+  p.num_blocks = pool.num_blocks();
+  return p;
 }
 
 }  // namespace ferry

@@ -6,8 +6,10 @@
 #pragma once
 
 #include "absl/status/statusor.h"
+#include "engine/backend.h"
 #include "engine/engine_types.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "kvcache/shared_pool.h"
 #include "ferry/v1/worker.pb.h"
 
 namespace ferry {
@@ -21,5 +23,13 @@ absl::StatusOr<GenerateInput> ToGenerateInput(const v1::GenerateRequest& request
 // A paused sample's state to and from its wire form.
 v1::RequestState ToRequestState(const GenerateInput& input);
 GenerateInput FromRequestState(const v1::RequestState& state);
+// A shared KV pool's reference (kvcache/shared_pool.h) to and from its wire
+// form; bytes_per_block is the pool's fp32 block size.
+v1::SharedKvPool ToSharedKvPool(const SharedPoolRef& ref, int64_t bytes_per_block);
+SharedPoolRef FromSharedKvPool(const v1::SharedKvPool& pool);
+// A device KV pool (CUDA IPC) to and from its wire form, with this
+// process's host key and pid.
+v1::DeviceKvPool ToDeviceKvPool(const ForwardBackend::DeviceKvPool& pool);
+ForwardBackend::DeviceKvPool FromDeviceKvPool(const v1::DeviceKvPool& pool);
 
 }  // namespace ferry

@@ -75,6 +75,9 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
       "ferry_prefix_pulls_total", "prefix pulls from other workers, by result (ok, failed)", {"result"});
   Counter* pull_blocks = registry_.AddCounter("ferry_prefix_pull_blocks_total", "KV blocks received by prefix pulls")->Get();
   Counter* pull_bytes = registry_.AddCounter("ferry_prefix_pull_bytes_total", "KV bytes received by prefix pulls")->Get();
+  Counter* pull_shared = registry_.AddCounter(
+      "ferry_prefix_pulls_shared_pool_total",
+      "prefix pulls that copied the blocks out of a peer's shared KV pool (same host)")->Get();
   Counter* pull_fallbacks = registry_.AddCounter(
       "ferry_prefix_pull_fallbacks_total", "requests that computed their prefix because the pull failed")->Get();
   CounterFamily* export_count = registry_.AddCounter(
@@ -87,6 +90,7 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
     pull_blocks->Set(static_cast<double>(pulls->blocks.load()));
     pull_bytes->Set(static_cast<double>(pulls->bytes.load()));
     pull_fallbacks->Set(static_cast<double>(pulls->failures.load()));
+    pull_shared->Set(static_cast<double>(pulls->shared_pool.load()));
     export_count->WithLabels({"ok"})->Set(static_cast<double>(pulls->exports.load()));
     export_count->WithLabels({"failed"})->Set(static_cast<double>(pulls->export_failures.load()));
     export_bytes->Set(static_cast<double>(pulls->export_bytes.load()));

@@ -100,6 +100,9 @@ void WorkerService::Janitor() {
     }
     outbound_.Expire(options_.attach_timeout);
     lender_.ExpireUnattached(options_.attach_timeout);
+    // A peer's pool stays mapped (and its memory alive) only while the peer
+    // lives and transfers use it.
+    peer_pools_.DropStale(absl::Minutes(1));
   }
 }
 
@@ -162,6 +165,7 @@ grpc::ServerWriteReactor<v1::TokenEvent>* WorkerService::Generate(grpc::Callback
 void WorkerService::PullThenStart(GenerateStream* stream, v1::PrefixPull pull, GenerateInput input) {
   PrefixPullOptions options = options_.prefix_pull;
   if (options.channel_credentials == nullptr) options.channel_credentials = options_.migration.channel_credentials;
+  options.pools = &peer_pools_;
   // The stream may end (client gone) while the pull runs: only its handle
   // is used from here on.
   std::shared_ptr<StreamHandle> handle = stream->handle();
@@ -173,6 +177,7 @@ void WorkerService::PullThenStart(GenerateStream* stream, v1::PrefixPull pull, G
       ++pull_stats_.pulls_ok;
       pull_stats_.blocks += pulled->blocks_received;
       pull_stats_.bytes += pulled->bytes_received;
+      if (pulled->shared_pool) ++pull_stats_.shared_pool;
       Logger("worker")->debug("req={} pulled {} blocks ({} bytes) from {}; {} blocks of the prompt cached",
                               input.request_id, pulled->blocks_received, pulled->bytes_received,
                               pull.peer_address(), pulled->blocks_cached);
@@ -257,6 +262,30 @@ grpc::ServerUnaryReactor* WorkerService::ReserveKv(grpc::CallbackServerContext* 
   response->set_accepted(s.ok());
   response->set_transfer_id(request->request_id());
   if (!s.ok()) response->set_reason(std::string(s.message()));
+  // A sender on this host offers its device pool (CUDA IPC): take it if it
+  // opens here (another process; same host).
+  if (s.ok() && request->has_device_pool() && request->device_pool().host() == SharedPoolHostKey() &&
+      request->device_pool().pid() != getpid()) {
+    absl::Status opened = engine_->OpenPeerDeviceKvPool(FromDeviceKvPool(request->device_pool()));
+    response->set_opens_device_pool(opened.ok());
+    if (!opened.ok() && !absl::IsUnimplemented(opened)) {
+      Logger("worker")->warn("req={} the sender's device KV pool does not open here ({}); its blocks come "
+                             "through the stream",
+                             request->request_id(), std::string(opened.message()));
+    }
+  }
+  // A sender on this host offers its shared pool: take it if it maps here.
+  if (s.ok() && request->has_source_pool() &&
+      request->source_pool().bytes_per_block() == engine_->kv_shape().bytes_per_block()) {
+    absl::StatusOr<std::shared_ptr<const MappedPool>> mapped =
+        peer_pools_.Get(FromSharedKvPool(request->source_pool()));
+    response->set_maps_source_pool(mapped.ok());
+    if (!mapped.ok() && request->source_pool().host() == SharedPoolHostKey()) {
+      Logger("worker")->warn("req={} the sender's KV pool is on this host but does not map here ({}); "
+                             "its blocks come through the stream",
+                             request->request_id(), std::string(mapped.status().message()));
+    }
+  }
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -284,7 +313,20 @@ grpc::ServerUnaryReactor* WorkerService::Kill(grpc::CallbackServerContext* conte
 
 grpc::ServerReadReactor<v1::KvChunk>* WorkerService::ReceiveKv(grpc::CallbackServerContext* context,
                                                                v1::ReceiveKvResponse* response) {
-  return new ReceiveKvReactor(context, engine_, &attach_, response, options_.migration.writes_on_loop);
+  return new ReceiveKvReactor(context, engine_, &attach_, response, &peer_pools_, &transfer_progress_,
+                              options_.migration.writes_on_loop);
+}
+
+grpc::ServerUnaryReactor* WorkerService::KvTransferProgress(grpc::CallbackServerContext* context,
+                                                            const v1::KvTransferProgressRequest* request,
+                                                            v1::KvTransferProgressResponse* response) {
+  if (std::optional<int64_t> written = transfer_progress_.Get(request->request_id())) {
+    response->set_found(true);
+    response->set_blocks_written(*written);
+  }
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext* context,
@@ -302,6 +344,8 @@ grpc::ServerUnaryReactor* WorkerService::MigrateOut(grpc::CallbackServerContext*
       response->set_kv_bytes_sent(result->bytes_sent);
       response->set_kv_blocks_sent(result->blocks_sent);
       response->set_rounds(result->rounds);
+      response->set_shared_pool(result->shared_pool);
+      response->set_device_pool(result->device_pool);
     } else {
       response->set_error(std::string(result.status().message()));
       Logger("worker")->info("req={} migration to {} failed: {}", request->request_id(),

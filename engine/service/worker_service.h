@@ -60,6 +60,9 @@ class WorkerService final : public v1::Worker::CallbackService {
                                       v1::ReserveKvResponse* response) override;
   grpc::ServerReadReactor<v1::KvChunk>* ReceiveKv(grpc::CallbackServerContext* context,
                                                   v1::ReceiveKvResponse* response) override;
+  grpc::ServerUnaryReactor* KvTransferProgress(grpc::CallbackServerContext* context,
+                                               const v1::KvTransferProgressRequest* request,
+                                               v1::KvTransferProgressResponse* response) override;
   grpc::ServerUnaryReactor* MigrateOut(grpc::CallbackServerContext* context,
                                        const v1::MigrateOutRequest* request,
                                        v1::MigrateOutResponse* response) override;
@@ -120,6 +123,9 @@ class WorkerService final : public v1::Worker::CallbackService {
   KvLender lender_;
   std::unique_ptr<KvBorrower> borrower_;
   PrefixPullStats pull_stats_;
+  // Peers' shared KV pools mapped for same-host transfers.
+  MappedPoolCache peer_pools_;
+  TransferProgress transfer_progress_;
   absl::Notification stop_;
   std::thread janitor_;
 };

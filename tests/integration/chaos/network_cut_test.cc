@@ -20,6 +20,7 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -184,11 +185,13 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     return alive;
   };
 
-  // Worker A here first, so that the request starts on it.
+  // Worker A here first, so that the request starts on it. Both workers
+  // share this host, so A's KV cache stays private: the blocks must cross
+  // the throttled link, not shared memory.
   const std::string a_pf = TempPath("cut_worker_a.port");
   std::remove(a_pf.c_str());
   Process worker_a({FerryBinary(), "worker", "--model", model, "--listen", "127.0.0.1:0", "--port-file", a_pf,
-                    "--scheduler", sched, "--threads", "1", "--log-level", "warn"});
+                    "--scheduler", sched, "--threads", "1", "--log-level", "warn", "--no-shared-kv-pool"});
   const int a_port = WaitForPort(a_pf);
   ASSERT_GT(a_port, 0);
   const std::string a_address = absl::StrCat("127.0.0.1:", a_port);
@@ -204,25 +207,35 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   ASSERT_EQ(ref.status, 200) << ref.body;
   const std::string reference = Json::parse(ref.body)["choices"][0]["text"];
 
-  // Worker B inside the namespace.
-  const std::string b_pf = TempPath("cut_worker_b.port");
-  std::remove(b_pf.c_str());
-  Process worker_b(net.Exec({FerryBinary(), "worker", "--model", model, "--listen", net.ns_ip() + ":0",
-                             "--port-file", b_pf, "--scheduler", sched, "--threads", "1", "--log-level",
-                             "warn"}));
-  const int b_port = WaitForPort(b_pf);
-  ASSERT_GT(b_port, 0) << "the worker in the namespace did not start";
-  const std::string b_address = absl::StrCat(net.ns_ip(), ":", b_port);
-  ASSERT_TRUE(WaitFor([&] { return alive_workers().workers_size() == 2; }, absl::Seconds(10)));
-  // The copy to B now takes seconds.
-  ASSERT_TRUE(net.Throttle("200kbit"));
+  // Worker B inside the namespace starts once the request runs on A (the
+  // only worker then), so that the request is A's whatever the dispatch.
+  // It starts from this thread: a child dies with the thread that started
+  // it (PR_SET_PDEATHSIG).
+  std::optional<Process> worker_b;
+  std::string b_address;
+  std::string b_failed;  // why B could not be set up
+  auto start_b = [&] {
+    const std::string b_pf = TempPath("cut_worker_b.port");
+    std::remove(b_pf.c_str());
+    worker_b.emplace(net.Exec({FerryBinary(), "worker", "--model", model, "--listen", net.ns_ip() + ":0",
+                               "--port-file", b_pf, "--scheduler", sched, "--threads", "1", "--log-level", "warn"}));
+    const int b_port = WaitForPort(b_pf);
+    if (b_port <= 0) return b_failed = "the worker in the namespace did not start", false;
+    b_address = absl::StrCat(net.ns_ip(), ":", b_port);
+    if (!WaitFor([&] { return alive_workers().workers_size() == 2; }, absl::Seconds(10))) {
+      return b_failed = "the worker in the namespace did not register", false;
+    }
+    // The copy to B now takes seconds.
+    if (!net.Throttle("200kbit")) return b_failed = "cannot throttle the link", false;
+    return true;
+  };
 
-  // A runs a quarter of the time, so the request outlasts the copy's start.
+  // A runs a seventh of the time, so the request outlasts the copy's start.
   std::atomic<bool> stop_slowing{false};
   std::thread slower([&] {
     while (!stop_slowing) {
       worker_a.Signal(SIGSTOP);
-      absl::SleepFor(absl::Milliseconds(30));
+      absl::SleepFor(absl::Milliseconds(60));
       worker_a.Signal(SIGCONT);
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -245,7 +258,7 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     for (const auto& w : alive.workers()) {
       if (w.address() == a_address && w.request_ids_size() > 0) request_id = w.request_ids(0);
     }
-    if (request_id.empty()) return;
+    if (request_id.empty() || b_address.empty()) return;
     // The mover only notes when the answer came: cut_at belongs to this
     // thread, which may set it while the call is in flight.
     absl::Time answered_at = absl::InfiniteFuture();
@@ -271,7 +284,10 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   });
   StreamResult streamed =
       PostStream(gw_port, "/v1/completions", Completion(kMaxTokens, true), [&](const std::string&, size_t index) {
-        if (index == 8) streaming.Notify();
+        if (index == 8) {
+          start_b();
+          streaming.Notify();
+        }
         return true;
       });
   const absl::Time stream_ended = absl::Now();
@@ -280,6 +296,8 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   stop_slowing = true;
   slower.join();
 
+  ASSERT_TRUE(b_failed.empty()) << b_failed;
+  ASSERT_FALSE(b_address.empty()) << "the request was not running on worker A";
   ASSERT_TRUE(cut_mid_transfer) << "the cut did not land inside the transfer (migration answered: "
                                 << migrate_answer.ShortDebugString() << " " << migrate_rpc_error << ")";
   std::printf("migration answered %s after the cut: %s %s\n", absl::FormatDuration(migrate_answered_after).c_str(),

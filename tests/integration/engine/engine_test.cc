@@ -17,6 +17,7 @@
 #include "common/thread_pool.h"
 #include "engine/llama_forward.h"
 #include "gtest/gtest.h"
+#include "kvcache/shared_pool.h"
 #include "tests/integration/engine/greedy_run.h"
 #include "tests/test_support.h"
 
@@ -101,13 +102,14 @@ class EngineTest : public ::testing::Test {
     return c.Get(id);
   }
 
-  void MigrateBetweenEngines(bool through_import);
+  void MigrateBetweenEngines(bool through_import, bool from_shared_pool = false);
 
   std::shared_ptr<const Model> model_;
 };
 
-// Statistics are published after each step, a moment after the step's last
-// events: wait for the engine to settle before reading them.
+// A mapped pool's bytes.
+std::span<const std::byte> PoolBytes(const MappedPool& pool) { return {pool.data(), pool.size()}; }
+
 // The snapshot's blocks as one chunk, as a sender would send them.
 std::string Payload(const Engine::MigrationSnapshot& snap) {
   absl::StatusOr<std::string> chunk = snap.blocks->EncodeChunk(snap.first_block, snap.num_blocks);
@@ -115,6 +117,8 @@ std::string Payload(const Engine::MigrationSnapshot& snap) {
   return chunk.ok() ? *chunk : std::string();
 }
 
+// Statistics are published after each step, a moment after the step's last
+// events: wait for the engine to settle before reading them.
 EngineStats Settled(Engine& engine) {
   EngineStats s = engine.Stats();
   for (int i = 0; i < 2000 && (s.running + s.waiting > 0 || s.blocks_used > 0); ++i) {
@@ -455,7 +459,10 @@ TEST_F(EngineTest, ResumedSampleContinuesTheSameStream) {
 // With `through_import`, blocks inside the reservation are written from this
 // thread (KvImport) while the destination runs another request, and the
 // final chunk, which reaches past the reservation, goes through the loop.
-void EngineTest::MigrateBetweenEngines(bool through_import) {
+// With `from_shared_pool` as well, the import copies the blocks out of the
+// source's shared pool by id (the same-host path), and the final chunk goes
+// through the loop as bytes read from that pool.
+void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_pool) {
   GenerateInput in = Greedy("m", "Once upon a time", 120);
   in.params.temperature = 0.8f;
   in.params.seed = 5;
@@ -479,15 +486,32 @@ void EngineTest::MigrateBetweenEngines(bool through_import) {
   ASSERT_TRUE(dst->ReserveForMigration("m", *hdr, std::max<int64_t>(first->num_kv_tokens, 1),
                                        absl::Seconds(10)).get().ok());
   std::unique_ptr<Engine::KvImport> import;
+  std::shared_ptr<const MappedPool> pool;
   if (through_import) {
     auto opened = dst->OpenMigrationImport("m").get();
     ASSERT_TRUE(opened.ok()) << opened.status();
     import = std::move(*opened);
     ASSERT_EQ(import->num_blocks(), hdr->num_blocks);
-    std::string corrupt = Payload(*first);
-    corrupt[corrupt.size() / 2] ^= 1;
-    EXPECT_EQ(import->WriteChunk(first->header, corrupt, 0).code(), absl::StatusCode::kDataLoss);
-    ASSERT_TRUE(import->WriteChunk(first->header, Payload(*first), 0).ok());
+    if (from_shared_pool) {
+      ASSERT_TRUE(src->shared_kv_pool().has_value());
+      auto mapped = MappedPool::Open(*src->shared_kv_pool());
+      ASSERT_TRUE(mapped.ok()) << mapped.status();
+      pool = std::move(*mapped);
+      std::vector<int32_t> ids;
+      std::vector<uint64_t> sums;
+      ASSERT_TRUE(first->blocks->DescribePoolChunk(0, first->num_blocks, &ids, &sums).ok());
+      ASSERT_EQ(static_cast<int64_t>(ids.size()), first->num_blocks);
+      std::vector<uint64_t> wrong = sums;
+      wrong.back() ^= 1;
+      EXPECT_EQ(import->WritePoolChunk(first->header, PoolBytes(*pool), ids, wrong, 0).code(),
+                absl::StatusCode::kDataLoss);
+      ASSERT_TRUE(import->WritePoolChunk(first->header, PoolBytes(*pool), ids, sums, 0).ok());
+    } else {
+      std::string corrupt = Payload(*first);
+      corrupt[corrupt.size() / 2] ^= 1;
+      EXPECT_EQ(import->WriteChunk(first->header, corrupt, 0).code(), absl::StatusCode::kDataLoss);
+      ASSERT_TRUE(import->WriteChunk(first->header, Payload(*first), 0).ok());
+    }
   } else {
     ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", first->header, Payload(*first), 0).get().ok());
   }
@@ -498,9 +522,22 @@ void EngineTest::MigrateBetweenEngines(bool through_import) {
     ASSERT_GT(DecodeHeader(last->header)->num_blocks, import->num_blocks());
     EXPECT_EQ(import->WriteChunk(last->header, Payload(*last), last->first_block).code(),
               absl::StatusCode::kOutOfRange);
-    import.reset();
   }
-  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, Payload(*last), last->first_block).get().ok());
+  std::string last_payload = Payload(*last);
+  if (from_shared_pool && last->num_blocks > 0) {
+    std::vector<int32_t> ids;
+    std::vector<uint64_t> sums;
+    ASSERT_TRUE(last->blocks->DescribePoolChunk(last->first_block, last->num_blocks, &ids, &sums).ok());
+    EXPECT_EQ(import->WritePoolChunk(last->header, PoolBytes(*pool), ids, sums, last->first_block).code(),
+              absl::StatusCode::kOutOfRange);
+    auto bytes = EncodePoolBlocks(PoolBytes(*pool), ids, sums, *DecodeHeader(last->header), dst->kv_model_key(),
+                                  dst->kv_shape(), last->first_block);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    EXPECT_TRUE(*bytes == last_payload) << "the pool's bytes differ from the encoded chunk";
+    last_payload = std::move(*bytes);
+  }
+  import.reset();
+  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, last_payload, last->first_block).get().ok());
   Collector d;
   ASSERT_TRUE(dst->ResumeMigrated(*last->state, last->num_kv_tokens, d.Sink()).get().ok());
   src->CommitMigration("m", "dst:1");
@@ -525,6 +562,10 @@ TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) { MigrateBetwee
 
 TEST_F(EngineTest, LiveMigrationWritingBlocksOffTheDestinationsLoopKeepsTheStream) {
   MigrateBetweenEngines(true);
+}
+
+TEST_F(EngineTest, LiveMigrationCopyingBlocksOutOfTheSourcesSharedPoolKeepsTheStream) {
+  MigrateBetweenEngines(true, true);
 }
 
 // Sampling in the backend (the sim backend does it as the cuda backend does

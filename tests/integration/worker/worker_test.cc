@@ -25,21 +25,30 @@ namespace {
 // A `ferry worker` child process on a free loopback port; killed at the end.
 class WorkerProcess {
  public:
-  explicit WorkerProcess(const std::string& model) {
+  explicit WorkerProcess(const std::string& model, std::vector<std::string> extra_flags = {}) {
     port_file_ = std::string(::testing::TempDir()) + "/ferry-worker-port-" + std::to_string(::getpid()) +
                  "-" + std::to_string(counter_++);
     std::remove(port_file_.c_str());
     pid_ = ::fork();
     if (pid_ == 0) {
       std::string bin = FerryBinary();
-      execl(bin.c_str(), bin.c_str(), "worker", "--model", model.c_str(), "--listen", "127.0.0.1:0",
-            "--port-file", port_file_.c_str(), "--threads", "1", "--log-level", "warn", nullptr);
+      std::vector<std::string> args = {bin,          "worker",    "--model", model, "--listen", "127.0.0.1:0",
+                                       "--port-file", port_file_, "--threads", "1", "--log-level", "warn"};
+      args.insert(args.end(), extra_flags.begin(), extra_flags.end());
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(bin.c_str(), argv.data());
       _exit(127);
     }
     for (int i = 0; i < 300 && port_ == 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       std::ifstream in(port_file_);
       in >> port_;
+      if (port_ == 0 && ::waitpid(pid_, nullptr, WNOHANG) == pid_) {  // it exited (cannot start)
+        pid_ = -1;
+        break;
+      }
     }
   }
   ~WorkerProcess() { Kill(); }
@@ -185,9 +194,28 @@ TEST_F(WorkerTest, ResumeOnAnotherWorkerContinuesTheStream) {
 
 // Live migration over gRPC: the source streams until MIGRATED, the rest
 // comes from the destination after attaching; together they are the
-// uninterrupted stream.
-TEST_F(WorkerTest, LiveMigrationMidStream) {
-  WorkerProcess a(model_), b(model_);
+// uninterrupted stream. Both workers run on this host, so the destination
+// copies the blocks out of the source's shared KV pool; with the pool off
+// (--no-shared-kv-pool) they come through the stream, with the same result.
+// Two GPU workers (skipped without a GPU) copy them device to device (CUDA
+// IPC).
+enum class KvPath { kSharedPool, kStream, kCudaIpc };
+
+class WorkerMigrationTest : public WorkerTest, public ::testing::WithParamInterface<KvPath> {};
+
+TEST_P(WorkerMigrationTest, LiveMigrationMidStream) {
+  const KvPath path = GetParam();
+  std::vector<std::string> flags_a, flags_b;
+  if (path == KvPath::kStream) flags_a = {"--no-shared-kv-pool"};
+  if (path == KvPath::kCudaIpc) {
+    // Both on one GPU: each takes a small KV cache, not most of the memory.
+    flags_a = {"--device", "cuda:0", "--kv-cache-memory", "256MiB"};
+    flags_b = flags_a;
+  }
+  WorkerProcess a(model_, flags_a), b(model_, flags_b);
+  if (path == KvPath::kCudaIpc && (a.port() == 0 || b.port() == 0)) {
+    GTEST_SKIP() << "no worker starts on cuda:0 (no GPU, or a build without CUDA)";
+  }
   Output full = ReadStream(*a.Stub(), Request("ref", 300, 0.7f));
   auto stub_a = a.Stub();
   v1::MigrateOutResponse migrated;
@@ -221,6 +249,9 @@ TEST_F(WorkerTest, LiveMigrationMidStream) {
   EXPECT_EQ(all, full.tokens);
   EXPECT_EQ(first.text + second.text, full.text);
   EXPECT_GT(migrated.downtime_micros(), 0);
+  EXPECT_EQ(migrated.shared_pool(), path == KvPath::kSharedPool);
+  EXPECT_EQ(migrated.device_pool(), path == KvPath::kCudaIpc);
+  EXPECT_GT(migrated.kv_blocks_sent(), 0);
   // Both workers end with every block free.
   for (WorkerProcess* w : {&a, &b}) {
     v1::StatsResponse stats;
@@ -235,6 +266,14 @@ TEST_F(WorkerTest, LiveMigrationMidStream) {
   // Attaching twice, or to something that never came, fails cleanly.
   EXPECT_EQ(ReadStream(*b.Stub(), attach).status.error_code(), grpc::StatusCode::NOT_FOUND);
 }
+
+INSTANTIATE_TEST_SUITE_P(Kv, WorkerMigrationTest,
+                         ::testing::Values(KvPath::kSharedPool, KvPath::kStream, KvPath::kCudaIpc),
+                         [](const ::testing::TestParamInfo<KvPath>& info) {
+                           return std::string(info.param == KvPath::kSharedPool ? "SharedPool"
+                                              : info.param == KvPath::kStream   ? "Stream"
+                                                                                : "CudaIpc");
+                         });
 
 }  // namespace
 }  // namespace ferry::testing

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,17 @@ TEST(KvTransferFuzzSmokeTest, MutatedStreamsNeverCrash) {
   with_header.push_back(static_cast<char>(header.size() & 0xff));
   with_header.push_back(static_cast<char>(header.size() >> 8));
   seeds.push_back(with_header + header + chunk);
+  // A same-host chunk: two pool blocks with their checksums.
+  std::string pooled(1, '\3');
+  auto put = [&pooled](const auto& v) { pooled.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  put(uint8_t{2});
+  put(int64_t{0});
+  put(int32_t{1});
+  put(int32_t{2});
+  const auto bytes = static_cast<size_t>(shape.bytes_per_block());
+  put(KvBlockChecksum(std::as_bytes(std::span<const float>(cache->Block(1), bytes / sizeof(float))), 0));
+  put(KvBlockChecksum(std::as_bytes(std::span<const float>(cache->Block(2), bytes / sizeof(float))), 1));
+  seeds.push_back(pooled);
 
   std::mt19937 rng(1234);
   for (const std::string& seed : seeds) {
