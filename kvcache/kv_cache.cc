@@ -26,7 +26,6 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheShape& sha
       float* data = static_cast<float*>((*mem)->data());
       return std::unique_ptr<KvCache>(new KvCache(shape, data, std::move(*mem)));
     }
-    if (absl::IsResourceExhausted(mem.status())) return mem.status();
     Logger("kvcache")->warn("KV cache in private memory (peers on this host will not map it): {}",
                             std::string(mem.status().message()));
   }

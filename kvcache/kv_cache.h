@@ -42,7 +42,8 @@ class KvCache {
   // processes on the same host can map (kvcache/shared_pool.h), so peers
   // read blocks from it directly. InvalidArgument for a bad shape,
   // ResourceExhausted when the memory cannot be had; a shared allocation
-  // that fails for another reason (no memfd) falls back to private memory.
+  // that fails (no memfd, a shared-memory limit) falls back to private
+  // memory.
   static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheShape& shape, bool shared = false);
   ~KvCache();
   KvCache(const KvCache&) = delete;

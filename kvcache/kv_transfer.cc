@@ -323,7 +323,8 @@ absl::Status CheckPoolChunk(std::span<const std::byte> pool, std::span<const int
     return Malformed(absl::StrCat("chunk names ", count, " pool blocks with ", checksums.size(), " checksums"));
   }
   if (first < 0 || first > header.num_blocks || count > header.num_blocks - first) {
-    return Malformed(absl::StrCat("chunk blocks [", first, ", ", first + count, ") exceed the sequence's ",
+    // (No first + count here: a hostile first would overflow it.)
+    return Malformed(absl::StrCat("chunk of ", count, " blocks from block ", first, " exceeds the sequence's ",
                                   header.num_blocks, " blocks"));
   }
   const int64_t in_pool = static_cast<int64_t>(pool.size()) / shape.bytes_per_block();
@@ -423,8 +424,8 @@ absl::Status DecodeAndWriteBlocks(std::string_view payload, const KvTransferHead
                                   " destination blocks were given"));
   }
   if (first < 0 || first > header.num_blocks || int64_t{count} > header.num_blocks - first) {
-    return Malformed(absl::StrCat("chunk blocks [", first, ", ", first + int64_t{count},
-                                  ") exceed the sequence's ", header.num_blocks, " blocks"));
+    return Malformed(absl::StrCat("chunk of ", count, " blocks from block ", first, " exceeds the sequence's ",
+                                  header.num_blocks, " blocks"));
   }
   if (bytes_per_block != shape.bytes_per_block()) {
     return Malformed(absl::StrCat("chunk has ", bytes_per_block, " bytes per block, expected ",

@@ -72,6 +72,14 @@ TEST(KvTransferFuzzSmokeTest, MutatedStreamsNeverCrash) {
       ASSERT_EQ(RunFuzzInput(input), 0);
     }
   }
+  // Found by the fuzzer: a same-host chunk starting at block 2^63 - 1 (its
+  // error message once computed first + count, a signed overflow).
+  const unsigned char overflow[] = {0x23, 0x03, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+                                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x23, 0x03};
+  EXPECT_EQ(RunFuzzInput(std::string(reinterpret_cast<const char*>(overflow), sizeof(overflow)) +
+                         std::string(44, 'z') + "V"),
+            0);
   // Random garbage too.
   for (int iter = 0; iter < 2000; ++iter) {
     std::string input(rng() % 200, '\0');
