@@ -104,13 +104,16 @@ class ForwardBackend {
     std::string dtype;  // "float32", "float16", "bfloat16"
     int64_t bytes_per_block = 0;
     int64_t num_blocks = 0;
+    // The process that exported it, as a peer received it (0 for one's own).
+    int64_t pid = 0;
   };
   // This backend's pool; nullopt where it has none to share. Any thread.
   virtual std::optional<DeviceKvPool> ExportDeviceKvPool() { return std::nullopt; }
   // Opens a peer's pool for CopyFromDeviceKvPool, once (later calls reuse
   // it). FailedPrecondition when it cannot be used here: another kind, dtype
-  // or block size, the backend's own pool, or the driver refuses it. Any
-  // thread.
+  // or block size, the backend's own pool, one the mechanism cannot open
+  // (CUDA IPC opens only another process's memory), or the driver refuses
+  // it. Any thread.
   virtual absl::Status OpenDeviceKvPool(const DeviceKvPool& peer) {
     return absl::UnimplementedError(absl::StrCat(Describe(), ": no device KV pools"));
   }

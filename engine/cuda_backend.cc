@@ -1,6 +1,8 @@
 // The CUDA backend: weights and the paged KV cache in device memory (bf16,
 // fp16 or fp32), a residual stream in fp32, cuBLASLt GEMMs with fused Q/K/V
 // and gate/up projections, and the fused kernels of cuda/ in between.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -315,6 +317,9 @@ class CudaBackend final : public ForwardBackend {
     if (auto it = peer_pools_.find(peer.handle); it != peer_pools_.end()) return static_cast<const char*>(it->second);
     if (exported_.has_value() && exported_->handle == peer.handle) {
       return absl::FailedPreconditionError("the peer's KV pool is this backend's own");
+    }
+    if (peer.pid == 0 || peer.pid == getpid()) {
+      return absl::FailedPreconditionError("CUDA IPC opens only another process's KV pool");
     }
     FERRY_RETURN_IF_ERROR(Check(cuda::SetDevice(device_), "set device"));
     void* base = nullptr;

@@ -40,6 +40,11 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> model,
                                                        const EngineOptions& options) {
+  return Create(std::move(model), options, nullptr);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Model> model,
+                                                       const EngineOptions& options, const BackendFactory& make) {
   if (model == nullptr) return absl::InvalidArgumentError("no model");
   if (options.block_size <= 0 || options.block_size > 1024) {
     return absl::InvalidArgumentError("--block-size must be in [1, 1024]");
@@ -55,7 +60,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   e->max_model_len_ = options.max_model_len > 0
                           ? std::min(options.max_model_len, c.max_position_embeddings)
                           : c.max_position_embeddings;
-  if (options.device == "cpu" || options.device.empty()) {
+  if (make) {
+    FERRY_ASSIGN_OR_RETURN(e->backend_, make(*e->model_, e->pool_, options));
+    if (e->backend_ == nullptr) return absl::InvalidArgumentError("the backend factory made no backend");
+  } else if (options.device == "cpu" || options.device.empty()) {
     KvCacheShape unit;
     unit.num_layers = c.num_layers;
     unit.num_kv_heads = c.num_kv_heads;

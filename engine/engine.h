@@ -40,6 +40,14 @@ class Engine {
   // options; ResourceExhausted when the KV memory cannot be had.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(std::shared_ptr<const Model> model,
                                                         const EngineOptions& options);
+  // Create on a backend the caller makes (an embedding application's own,
+  // or one that wraps a built-in backend): `make` runs once, with the model,
+  // the engine's thread pool and the options; options.device is then only
+  // reported. Its errors are returned as they are.
+  using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<ForwardBackend>>(
+      const Model& model, ThreadPool& pool, const EngineOptions& options)>;
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(std::shared_ptr<const Model> model,
+                                                        const EngineOptions& options, const BackendFactory& make);
   // Aborts what is still running and joins the loop.
   ~Engine();
   Engine(const Engine&) = delete;

@@ -275,9 +275,9 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   result.downtime = absl::Now() - paused_at;
   Logger("worker")->info("req={} migrated to {}: {} rounds, {} blocks, {} bytes{}, downtime {}", id,
                          destination, result.rounds, result.blocks_sent, result.bytes_sent,
-                         result.device_pool   ? " device to device (CUDA IPC)"
-                         : result.shared_pool ? " through shared memory"
-                                              : "",
+                         result.device_pool   ? absl::StrCat(" device to device (", device_pool->kind, ")")
+                         : result.shared_pool ? std::string(" through shared memory")
+                                              : std::string(),
                          absl::FormatDuration(result.downtime));
   return result;
 }

@@ -159,6 +159,7 @@ ForwardBackend::DeviceKvPool FromDeviceKvPool(const v1::DeviceKvPool& pool) {
   p.dtype = pool.dtype();
   p.bytes_per_block = pool.bytes_per_block();
   p.num_blocks = pool.num_blocks();
+  p.pid = pool.pid();
   return p;
 }
 

@@ -262,10 +262,9 @@ grpc::ServerUnaryReactor* WorkerService::ReserveKv(grpc::CallbackServerContext* 
   response->set_accepted(s.ok());
   response->set_transfer_id(request->request_id());
   if (!s.ok()) response->set_reason(std::string(s.message()));
-  // A sender on this host offers its device pool (CUDA IPC): take it if it
-  // opens here (another process; same host).
-  if (s.ok() && request->has_device_pool() && request->device_pool().host() == SharedPoolHostKey() &&
-      request->device_pool().pid() != getpid()) {
+  // A sender on this host offers its device pool (CUDA IPC): take it if the
+  // backend opens it here.
+  if (s.ok() && request->has_device_pool() && request->device_pool().host() == SharedPoolHostKey()) {
     absl::Status opened = engine_->OpenPeerDeviceKvPool(FromDeviceKvPool(request->device_pool()));
     response->set_opens_device_pool(opened.ok());
     if (!opened.ok() && !absl::IsUnimplemented(opened)) {

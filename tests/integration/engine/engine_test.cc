@@ -3,6 +3,7 @@
 // aborts and validation.
 #include "engine/engine.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -19,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "kvcache/shared_pool.h"
 #include "tests/integration/engine/greedy_run.h"
+#include "tests/integration/engine/host_device_pool_backend.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -102,7 +104,9 @@ class EngineTest : public ::testing::Test {
     return c.Get(id);
   }
 
-  void MigrateBetweenEngines(bool through_import, bool from_shared_pool = false);
+  // How the destination takes the blocks in MigrateBetweenEngines.
+  enum class Path { kLoop, kImport, kSharedPool, kDevicePool };
+  void MigrateBetweenEngines(Path path);
 
   std::shared_ptr<const Model> model_;
 };
@@ -456,13 +460,20 @@ TEST_F(EngineTest, ResumedSampleContinuesTheSameStream) {
 // The engine's half of live migration, driven by hand between two engines:
 // rounds of full blocks while the request keeps decoding, then the final
 // stage; the destination continues with exactly the tokens of a plain run.
-// With `through_import`, blocks inside the reservation are written from this
-// thread (KvImport) while the destination runs another request, and the
-// final chunk, which reaches past the reservation, goes through the loop.
-// With `from_shared_pool` as well, the import copies the blocks out of the
-// source's shared pool by id (the same-host path), and the final chunk goes
-// through the loop as bytes read from that pool.
-void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_pool) {
+// With kImport and the paths below, blocks inside the reservation are
+// written from this thread (KvImport) while the destination runs another
+// request, and the final chunk, which reaches past the reservation, goes
+// through the loop.
+// With kSharedPool, the import copies the blocks out of the source's shared
+// pool by id (the same-host path), and the final chunk goes through the loop
+// as bytes read from that pool. With kDevicePool, both engines run a backend
+// with a device pool (HostDevicePoolBackend, as CUDA IPC between GPU
+// workers): the import copies blocks by id, and the final chunk goes
+// through the loop by id too (ReceiveDevicePoolBlocks).
+void EngineTest::MigrateBetweenEngines(Path path) {
+  const bool through_import = path != Path::kLoop;
+  const bool from_shared_pool = path == Path::kSharedPool;
+  const bool from_device_pool = path == Path::kDevicePool;
   GenerateInput in = Greedy("m", "Once upon a time", 120);
   in.params.temperature = 0.8f;
   in.params.seed = 5;
@@ -472,8 +483,21 @@ void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_poo
   // when the last stage is taken, however fast the machine decodes.
   EngineOptions paced;
   paced.min_step_micros = 2000;
-  auto src = MakeEngine(paced);
-  auto dst = MakeEngine(paced);
+  std::atomic<int64_t> device_copies{0};
+  auto make = [&] {
+    if (!from_device_pool) return MakeEngine(paced);
+    paced.threads = 2;
+    auto e = Engine::Create(model_, paced, testing::HostDevicePoolBackend::Factory(40 << 20, &device_copies));
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  };
+  auto src = make();
+  auto dst = make();
+  ASSERT_TRUE(src && dst);
+  if (from_device_pool) {
+    EXPECT_FALSE(src->shared_kv_pool().has_value());
+    ASSERT_TRUE(src->device_kv_pool().has_value());
+  }
   Collector c, busy;
   ASSERT_TRUE(src->Submit(in, c.Sink()).ok());
   if (through_import) ASSERT_TRUE(dst->Submit(Greedy("busy", "One day", 200), busy.Sink()).ok());
@@ -506,6 +530,22 @@ void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_poo
       EXPECT_EQ(import->WritePoolChunk(first->header, PoolBytes(*pool), ids, wrong, 0).code(),
                 absl::StatusCode::kDataLoss);
       ASSERT_TRUE(import->WritePoolChunk(first->header, PoolBytes(*pool), ids, sums, 0).ok());
+    } else if (from_device_pool) {
+      auto ids = first->blocks->BlockIds(0, first->num_blocks);
+      ASSERT_TRUE(ids.ok()) << ids.status();
+      ASSERT_EQ(static_cast<int64_t>(ids->size()), first->num_blocks);
+      const ForwardBackend::DeviceKvPool peer = *src->device_kv_pool();
+      // Not opened yet; then one block short of what the header says.
+      EXPECT_EQ(import->CopyDevicePoolChunk(first->header, peer, *ids, 0).code(),
+                absl::StatusCode::kFailedPrecondition);
+      EXPECT_EQ(dst->OpenPeerDeviceKvPool(*dst->device_kv_pool()).code(), absl::StatusCode::kFailedPrecondition)
+          << "a backend's own pool";
+      ASSERT_TRUE(dst->OpenPeerDeviceKvPool(peer).ok());
+      std::vector<int32_t> short_ids(ids->begin(), ids->end() - 1);
+      EXPECT_EQ(import->CopyDevicePoolChunk(first->header, peer, short_ids, 0).code(),
+                absl::StatusCode::kInvalidArgument);
+      ASSERT_TRUE(import->CopyDevicePoolChunk(first->header, peer, *ids, 0).ok());
+      EXPECT_EQ(device_copies.load(), first->num_blocks);
     } else {
       std::string corrupt = Payload(*first);
       corrupt[corrupt.size() / 2] ^= 1;
@@ -536,8 +576,24 @@ void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_poo
     EXPECT_TRUE(*bytes == last_payload) << "the pool's bytes differ from the encoded chunk";
     last_payload = std::move(*bytes);
   }
+  if (from_device_pool && last->num_blocks > 0) {
+    auto ids = last->blocks->BlockIds(last->first_block, last->num_blocks);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    EXPECT_EQ(import->CopyDevicePoolChunk(last->header, *src->device_kv_pool(), *ids, last->first_block).code(),
+              absl::StatusCode::kOutOfRange);
+  }
   import.reset();
-  ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, last_payload, last->first_block).get().ok());
+  if (from_device_pool) {
+    auto ids = last->num_blocks > 0 ? last->blocks->BlockIds(last->first_block, last->num_blocks)
+                                    : absl::StatusOr<std::vector<int32_t>>(std::vector<int32_t>{});
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    ASSERT_TRUE(dst->ReceiveDevicePoolBlocks("m", last->header, *src->device_kv_pool(), *ids, last->first_block)
+                    .get()
+                    .ok());
+    EXPECT_EQ(device_copies.load(), first->num_blocks + last->num_blocks);
+  } else {
+    ASSERT_TRUE(dst->ReceiveMigratedBlocks("m", last->header, last_payload, last->first_block).get().ok());
+  }
   Collector d;
   ASSERT_TRUE(dst->ResumeMigrated(*last->state, last->num_kv_tokens, d.Sink()).get().ok());
   src->CommitMigration("m", "dst:1");
@@ -558,14 +614,18 @@ void EngineTest::MigrateBetweenEngines(bool through_import, bool from_shared_poo
   EXPECT_EQ(Settled(*dst).blocks_used, 0);
 }
 
-TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) { MigrateBetweenEngines(false); }
+TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) { MigrateBetweenEngines(Path::kLoop); }
 
 TEST_F(EngineTest, LiveMigrationWritingBlocksOffTheDestinationsLoopKeepsTheStream) {
-  MigrateBetweenEngines(true);
+  MigrateBetweenEngines(Path::kImport);
 }
 
 TEST_F(EngineTest, LiveMigrationCopyingBlocksOutOfTheSourcesSharedPoolKeepsTheStream) {
-  MigrateBetweenEngines(true, true);
+  MigrateBetweenEngines(Path::kSharedPool);
+}
+
+TEST_F(EngineTest, LiveMigrationCopyingBlocksOutOfTheSourcesDevicePoolKeepsTheStream) {
+  MigrateBetweenEngines(Path::kDevicePool);
 }
 
 // Sampling in the backend (the sim backend does it as the cuda backend does

@@ -19,54 +19,19 @@
 #include "engine/service/outbound_migrations.h"
 #include "engine/service/worker_service.h"
 #include "gtest/gtest.h"
+#include "tests/integration/worker/in_process_worker.h"
 #include "tests/test_support.h"
 
 namespace ferry {
 namespace {
 
-struct InProcessWorker {
-  std::unique_ptr<Engine> engine;
-  std::unique_ptr<WorkerService> service;
-  std::unique_ptr<grpc::Server> server;
-  std::string address;
+using testing::InProcessWorker;
 
-  std::unique_ptr<v1::Worker::Stub> Stub() const {
-    return v1::Worker::NewStub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
-  }
-  ~InProcessWorker() {
-    if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    service.reset();
-    engine.reset();
-  }
-};
-
-std::unique_ptr<InProcessWorker> StartWorker(std::shared_ptr<const Model> model,
-                                             WorkerServiceOptions options) {
-  auto w = std::make_unique<InProcessWorker>();
-  EngineOptions eo;
-  eo.threads = 1;
-  auto engine = Engine::Create(std::move(model), eo);
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  if (!engine.ok()) return nullptr;
-  w->engine = std::move(*engine);
-  w->service = std::make_unique<WorkerService>(w->engine.get(), options);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(w->service.get());
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  w->server = builder.BuildAndStart();
-  w->address = absl::StrCat("127.0.0.1:", port);
-  return w;
+std::unique_ptr<InProcessWorker> StartWorker(std::shared_ptr<const Model> model, WorkerServiceOptions options) {
+  return testing::StartInProcessWorker(std::move(model), std::move(options));
 }
 
-v1::StatsResponse Stats(const InProcessWorker& w) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  v1::StatsResponse stats;
-  EXPECT_TRUE(w.Stub()->Stats(&ctx, {}, &stats).ok());
-  return stats;
-}
+v1::StatsResponse Stats(const InProcessWorker& w) { return w.Stats(); }
 
 TEST(MigrationCancelTest, AbortDuringTheLastStageStopsTheRequestOnTheDestination) {
   FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
