@@ -105,6 +105,9 @@ int RunSchedulerMain(const SchedulerFlags& f) {
   SchedulerService service(scheduler->get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  // A port another process listens on is an error here, not a port whose
+  // connections the two share (gRPC sets SO_REUSEPORT by default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int port = 0;
   builder.AddListeningPort(f.listen, *server_credentials, &port);
   builder.RegisterService(&service);

@@ -19,6 +19,9 @@ namespace {
 // A gRPC server on 127.0.0.1 with any free port.
 absl::StatusOr<std::unique_ptr<grpc::Server>> Listen(grpc::Service* service, int* port) {
   grpc::ServerBuilder builder;
+  // A port another process listens on is an error here, not a port whose
+  // connections the two share (gRPC sets SO_REUSEPORT by default).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), port);
   builder.RegisterService(service);
   builder.SetMaxReceiveMessageSize(64 << 20);

@@ -44,6 +44,12 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(cons
   } else {
     impl->owned = std::make_unique<httplib::Server>();
   }
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // port some other process listens on (with it too) would be shared.
+  impl->server().set_socket_options([](int fd) {
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   // Scrapes are rare and cheap: two threads are plenty.
   impl->server().new_task_queue = [] { return new httplib::ThreadPool(2); };
   impl->server().Get("/metrics", [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
