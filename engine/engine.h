@@ -126,6 +126,9 @@ class Engine {
    private:
     friend class Engine;
     KvExport(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
+    // The ids of blocks [first, first + count) clipped to end_block();
+    // InvalidArgument for a range outside [first_block(), end_block()).
+    absl::StatusOr<std::span<const int32_t>> Clip(int64_t first, int64_t count) const;
     std::string header_;
     std::vector<int32_t> block_ids_;  // of blocks [first_block_, end_block_)
     int64_t first_block_ = 0;
@@ -286,6 +289,13 @@ class Engine {
     // pool), each checked against its checksum (CopyPoolBlocks).
     absl::Status WritePoolChunk(int64_t chunk_first, std::span<const std::byte> pool,
                                 std::span<const int32_t> pool_blocks, std::span<const uint64_t> checksums);
+    // WriteChunk for blocks of the exporter's device pool (CUDA IPC), copied
+    // device to device by id (Engine::OpenPeerDeviceKvPool first). Nothing
+    // checks their content: the exporter must hold them until the copies
+    // are done. InvalidArgument for a chunk outside the prefix; the
+    // backend's errors.
+    absl::Status CopyDevicePoolChunk(int64_t chunk_first, const ForwardBackend::DeviceKvPool& peer,
+                                     std::span<const int32_t> peer_blocks);
     // Caches the blocks: DataLoss when one was never written. Returns the
     // number of leading blocks of the prompt cached afterwards.
     std::future<absl::StatusOr<int64_t>> Commit();
@@ -293,6 +303,10 @@ class Engine {
    private:
     friend class Engine;
     PrefixInstall(Engine* engine, uint64_t id) : BlockHold(engine, id) {}
+    // How many leading blocks of a chunk of `count` blocks from
+    // `chunk_first` lie before first_block() (skipped, not written).
+    // InvalidArgument for a chunk outside the prefix.
+    absl::StatusOr<size_t> LeadingBlocksToSkip(int64_t chunk_first, size_t count) const;
     std::string model_key_;
     std::vector<int32_t> tokens_;  // the prompt, for the commit's hashes
     KvTransferHeader header_;
@@ -331,6 +345,10 @@ class Engine {
 
  private:
   Engine(std::shared_ptr<const Model> model, const EngineOptions& options);
+  // A KvBlockWriter into `backend`'s blocks (fp32, canonical layout).
+  static auto BlockWriter(ForwardBackend* backend) {
+    return [backend](int32_t block, std::span<const float> in) { return backend->WriteKvBlockF32(block, in); };
+  }
   void Loop();
   void DrainInbox();
   void Step();

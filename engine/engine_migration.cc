@@ -190,11 +190,8 @@ std::future<absl::Status> Engine::ReceiveMigratedBlocks(const std::string& id, s
     if (!hdr.ok()) return promise->set_value(hdr.status());
     absl::StatusOr<std::vector<int32_t>> dst = GrowReservationOnLoop(id, *hdr, first_block);
     if (!dst.ok()) return promise->set_value(dst.status());
-    auto write = [this](int32_t block, std::span<const float> in) {
-      return backend_->WriteKvBlockF32(block, in);
-    };
     promise->set_value(DecodeAndWriteBlocks(payload, *hdr, kv_model_key_, backend_->kv_shape(),
-                                            write, *dst, first_block));
+                                            BlockWriter(backend_.get()), *dst, first_block));
   });
   return future;
 }
@@ -241,16 +238,15 @@ absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_v
   FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
   // From the calling thread: the backend's fp32 writes allow it for blocks
   // no step reads or writes, which a reserved block is.
-  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
-  return DecodeAndWriteBlocks(payload, to.first, model_key_, shape_, write, to.second, first_block);
+  return DecodeAndWriteBlocks(payload, to.first, model_key_, shape_, BlockWriter(backend_), to.second, first_block);
 }
 
 absl::Status Engine::KvImport::WritePoolChunk(std::string_view header, std::span<const std::byte> pool,
                                               std::span<const int32_t> pool_blocks,
                                               std::span<const uint64_t> checksums, int64_t first_block) const {
   FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
-  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
-  return CopyPoolBlocks(pool, pool_blocks, checksums, to.first, model_key_, shape_, write, to.second, first_block);
+  return CopyPoolBlocks(pool, pool_blocks, checksums, to.first, model_key_, shape_, BlockWriter(backend_), to.second,
+                        first_block);
 }
 
 absl::Status Engine::KvImport::CopyDevicePoolChunk(std::string_view header, const ForwardBackend::DeviceKvPool& peer,

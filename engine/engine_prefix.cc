@@ -25,15 +25,7 @@ absl::StatusOr<std::string> Engine::KvExport::EncodeChunk(int64_t first, int64_t
     auto none = [](int32_t, std::span<float>) { return absl::OkStatus(); };  // never called
     return EncodeBlocks(shape_, none, {}, first);
   }
-  if (first < first_block_ || first >= end_block_ || count < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count,
-                                                   ") are outside the export [", first_block_, ", ",
-                                                   end_block_, ")"));
-  }
-  count = std::min(count, end_block_ - first);
-  const auto ids =
-      std::span<const int32_t>(block_ids_)
-          .subspan(static_cast<size_t>(first - first_block_), static_cast<size_t>(count));
+  FERRY_ASSIGN_OR_RETURN(const std::span<const int32_t> ids, Clip(first, count));
   // Straight from the calling thread: the backend's fp32 reads allow it for
   // blocks no step writes, which a referenced block is (a step copies a
   // shared block before writing into it).
@@ -49,15 +41,11 @@ absl::Status Engine::KvExport::DescribePoolChunk(int64_t first, int64_t count, s
   if (kv == nullptr || kv->shared_memory() == nullptr) {
     return absl::FailedPreconditionError("this engine's KV blocks are not in shared memory");
   }
-  if (first < first_block_ || first >= end_block_ || count < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count, ") are outside the export [",
-                                                   first_block_, ", ", end_block_, ")"));
-  }
-  count = std::min(count, end_block_ - first);
-  ids->assign(block_ids_.begin() + (first - first_block_), block_ids_.begin() + (first - first_block_ + count));
+  FERRY_ASSIGN_OR_RETURN(const std::span<const int32_t> clipped, Clip(first, count));
+  ids->assign(clipped.begin(), clipped.end());
   checksums->clear();
   const auto bytes = static_cast<size_t>(shape_.bytes_per_block());
-  for (int64_t i = 0; i < count; ++i) {
+  for (int64_t i = 0; i < static_cast<int64_t>(clipped.size()); ++i) {
     // No step writes a referenced block, so it reads as it will be copied.
     const auto* block = reinterpret_cast<const std::byte*>(kv->Block((*ids)[static_cast<size_t>(i)]));
     checksums->push_back(KvBlockChecksum(std::span<const std::byte>(block, bytes), first + i));
@@ -66,13 +54,18 @@ absl::Status Engine::KvExport::DescribePoolChunk(int64_t first, int64_t count, s
 }
 
 absl::StatusOr<std::vector<int32_t>> Engine::KvExport::BlockIds(int64_t first, int64_t count) const {
+  FERRY_ASSIGN_OR_RETURN(const std::span<const int32_t> ids, Clip(first, count));
+  return std::vector<int32_t>(ids.begin(), ids.end());
+}
+
+absl::StatusOr<std::span<const int32_t>> Engine::KvExport::Clip(int64_t first, int64_t count) const {
   if (first < first_block_ || first >= end_block_ || count < 1) {
     return absl::InvalidArgumentError(absl::StrCat("blocks [", first, ", +", count, ") are outside the export [",
                                                    first_block_, ", ", end_block_, ")"));
   }
   count = std::min(count, end_block_ - first);
-  return std::vector<int32_t>(block_ids_.begin() + (first - first_block_),
-                              block_ids_.begin() + (first - first_block_ + count));
+  return std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(first - first_block_),
+                                                      static_cast<size_t>(count));
 }
 
 std::optional<SharedPoolRef> Engine::shared_kv_pool() const {
@@ -250,7 +243,7 @@ absl::Status Engine::PrefixInstall::WriteChunk(int64_t chunk_first, std::string_
   if (chunk_first < 0 || chunk_first >= end) return absl::InvalidArgumentError("pulled chunk outside the prefix");
   // From the calling thread: the backend's fp32 writes allow it for blocks
   // no step reads or writes, which a fresh, unhashed block held here is.
-  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
+  auto write = BlockWriter(backend_);
   // One block at a time: each piece carries its own index and checksum.
   FERRY_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, SplitBlocks(payload, 1));
   int64_t at = chunk_first;
@@ -267,26 +260,39 @@ absl::Status Engine::PrefixInstall::WriteChunk(int64_t chunk_first, std::string_
   return absl::OkStatus();
 }
 
+absl::StatusOr<size_t> Engine::PrefixInstall::LeadingBlocksToSkip(int64_t chunk_first, size_t count) const {
+  if (chunk_first < 0 || chunk_first >= end_block_ || static_cast<int64_t>(count) > end_block_ - chunk_first) {
+    return absl::InvalidArgumentError("pulled chunk outside the prefix");
+  }
+  // An exporter that ignores first_block names the leading blocks too.
+  return static_cast<size_t>(std::clamp<int64_t>(first_block_ - chunk_first, 0, static_cast<int64_t>(count)));
+}
+
 absl::Status Engine::PrefixInstall::WritePoolChunk(int64_t chunk_first, std::span<const std::byte> pool,
                                                    std::span<const int32_t> pool_blocks,
                                                    std::span<const uint64_t> checksums) {
-  const int64_t end = end_block_;
-  if (chunk_first < 0 || chunk_first >= end || static_cast<int64_t>(pool_blocks.size()) > end - chunk_first) {
-    return absl::InvalidArgumentError("pulled chunk outside the prefix");
-  }
+  FERRY_ASSIGN_OR_RETURN(const size_t skip, LeadingBlocksToSkip(chunk_first, pool_blocks.size()));
   if (checksums.size() != pool_blocks.size()) {
     return absl::InvalidArgumentError("pulled chunk names its pool blocks with a checksum count that differs");
   }
-  // An exporter that ignores first_block names the leading blocks too.
-  const auto skip = static_cast<size_t>(std::clamp<int64_t>(first_block_ - chunk_first, 0,
-                                                             static_cast<int64_t>(pool_blocks.size())));
   const int64_t from = chunk_first + static_cast<int64_t>(skip);
   const size_t n = pool_blocks.size() - skip;
   if (n == 0) return absl::OkStatus();
   const auto dst = std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(from), n);
-  auto write = [this](int32_t block, std::span<const float> in) { return backend_->WriteKvBlockF32(block, in); };
   FERRY_RETURN_IF_ERROR(CopyPoolBlocks(pool, pool_blocks.subspan(skip), checksums.subspan(skip), header_,
-                                       model_key_, shape_, write, dst, from));
+                                       model_key_, shape_, BlockWriter(backend_), dst, from));
+  std::fill(written_.begin() + from, written_.begin() + from + static_cast<int64_t>(n), 1);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::PrefixInstall::CopyDevicePoolChunk(int64_t chunk_first, const ForwardBackend::DeviceKvPool& peer,
+                                                        std::span<const int32_t> peer_blocks) {
+  FERRY_ASSIGN_OR_RETURN(const size_t skip, LeadingBlocksToSkip(chunk_first, peer_blocks.size()));
+  const int64_t from = chunk_first + static_cast<int64_t>(skip);
+  const size_t n = peer_blocks.size() - skip;
+  if (n == 0) return absl::OkStatus();
+  const auto dst = std::span<const int32_t>(block_ids_).subspan(static_cast<size_t>(from), n);
+  FERRY_RETURN_IF_ERROR(backend_->CopyFromDeviceKvPool(peer, peer_blocks.subspan(skip), dst));
   std::fill(written_.begin() + from, written_.begin() + from + static_cast<int64_t>(n), 1);
   return absl::OkStatus();
 }

@@ -127,6 +127,11 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
   result.device_pool = device_pool.has_value() && reserved.opens_device_pool();
   result.shared_pool = !result.device_pool && pool.has_value() && reserved.maps_source_pool();
   const bool by_id = result.shared_pool || result.device_pool;
+  // The pool chunks name their blocks in (FillPoolChunk).
+  const std::optional<v1::DeviceKvPool> device_named =
+      result.device_pool ? std::optional(reserve.device_pool()) : std::nullopt;
+  const std::optional<v1::SharedKvPool> shared_named =
+      result.shared_pool ? std::optional(reserve.source_pool()) : std::nullopt;
   // The destination reads pool blocks when their chunk reaches it, perhaps
   // after this side moved on: every snapshot's blocks stay held until the
   // destination answered.
@@ -156,20 +161,6 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
     int64_t first = s.first_block;
     do {
       const int64_t n = std::min(max_blocks, end - first);
-      std::string data;
-      std::vector<int32_t> pool_blocks;
-      std::vector<uint64_t> checksums;
-      if (result.device_pool && n > 0) {
-        absl::StatusOr<std::vector<int32_t>> ids = s.blocks->BlockIds(first, n);
-        if (!ids.ok()) return ids.status();
-        pool_blocks = std::move(*ids);
-      } else if (result.shared_pool && n > 0) {
-        if (absl::Status d = s.blocks->DescribePoolChunk(first, n, &pool_blocks, &checksums); !d.ok()) return d;
-      } else {
-        absl::StatusOr<std::string> encoded = s.blocks->EncodeChunk(first, n);
-        if (!encoded.ok()) return encoded.status();
-        data = std::move(*encoded);
-      }
       const bool final_piece = first + n == end;
       std::string header = s.header;
       int64_t num_kv_tokens = s.num_kv_tokens;
@@ -180,25 +171,24 @@ absl::StatusOr<MigrationResult> CopyOut(Engine& engine, const std::string& id, c
         header = EncodeHeader(h);
         num_kv_tokens = h.num_tokens;
       }
-      v1::KvChunk chunk = ToChunk(id, std::move(header), std::move(data), first, num_kv_tokens);
-      if (!pool_blocks.empty()) {
-        chunk.mutable_pool_blocks()->Add(pool_blocks.begin(), pool_blocks.end());
-        if (result.device_pool) {
-          chunk.set_device_blocks(true);
-          if (!pool_named) *chunk.mutable_device_pool() = ToDeviceKvPool(*device_pool);
-        } else {
-          chunk.mutable_checksums()->Add(checksums.begin(), checksums.end());
-          if (!pool_named) *chunk.mutable_source_pool() = ToSharedKvPool(*pool, bytes_per_block);
-        }
+      v1::KvChunk chunk = ToChunk(id, std::move(header), std::string(), first, num_kv_tokens);
+      if (by_id && n > 0) {
+        absl::StatusOr<int64_t> named = FillPoolChunk(*s.blocks, first, n, device_named ? &*device_named : nullptr,
+                                                      shared_named ? &*shared_named : nullptr, !pool_named, &chunk);
+        if (!named.ok()) return named.status();
         pool_named = true;
+      } else {
+        absl::StatusOr<std::string> encoded = s.blocks->EncodeChunk(first, n);
+        if (!encoded.ok()) return encoded.status();
+        chunk.set_data(std::move(*encoded));
       }
       if (last && final_piece) {
         chunk.set_last(true);
         if (s.state) *chunk.mutable_state() = ToRequestState(*s.state);
       }
       result.blocks_sent += n;
-      result.bytes_sent += pool_blocks.empty() ? static_cast<int64_t>(chunk.data().size())
-                                               : static_cast<int64_t>(pool_blocks.size()) * bytes_per_block;
+      result.bytes_sent += chunk.pool_blocks_size() == 0 ? static_cast<int64_t>(chunk.data().size())
+                                                         : int64_t{chunk.pool_blocks_size()} * bytes_per_block;
       if (!writer->Write(chunk)) return absl::UnavailableError("the stream to the destination broke");
       first += n;
     } while (first < end);

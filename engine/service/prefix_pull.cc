@@ -11,6 +11,7 @@
 #include "common/grpc_credentials.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
+#include "common/random_hex.h"
 #include "absl/strings/match.h"
 #include "engine/service/request_convert.h"
 #include "kvcache/kv_transfer.h"
@@ -37,13 +38,18 @@ absl::StatusOr<T> WaitFor(std::future<absl::StatusOr<T>> future, absl::Time dead
 
 namespace {
 
-// Marks the failure of a pull whose exporter offered its shared pool and
-// the pool did not map here: the pull is tried again with bytes.
+// Marks the failure of a pull whose exporter offered its shared or device
+// pool and the pool did not open here: the pull is tried again with bytes.
 constexpr char kUnmappedPool[] = "the exporter's shared KV pool does not map here";
+constexpr char kUnopenedDevicePool[] = "the exporter's device KV pool does not open here";
 
+// `same_host`: offer to copy blocks out of the exporter's pools.
 absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& pull,
                                           const std::vector<int32_t>& prompt_ids,
-                                          const PrefixPullOptions& options, bool shared_pool) {
+                                          const PrefixPullOptions& options, bool same_host) {
+  const bool shared_pool = same_host && options.pools != nullptr;
+  const std::optional<ForwardBackend::DeviceKvPool> own_device_pool =
+      same_host ? engine.device_kv_pool() : std::nullopt;
   if (pull.peer_address().empty() || pull.block_hashes().empty()) {
     return absl::InvalidArgumentError("prefix pull without a peer or blocks");
   }
@@ -65,6 +71,10 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
   for (size_t i = 0; i < wanted; ++i) request.add_block_hashes(pull.block_hashes(static_cast<int>(i)));
   request.set_first_block(first_block);
   if (shared_pool) request.set_shared_pool_host(SharedPoolHostKey());
+  if (own_device_pool) {
+    request.set_device_pool_host(SharedPoolHostKey());
+    request.set_device_pool_kind(own_device_pool->kind);
+  }
   std::unique_ptr<grpc::ClientReader<v1::KvChunk>> reader = stub->ExportPrefix(&ctx, request);
   // What an honest peer can send: the prefix's blocks (the leading ones too,
   // should it ignore first_block), in any number of chunks. A peer that sends
@@ -82,6 +92,8 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
     return why;
   };
   std::shared_ptr<const MappedPool> pool;  // the exporter's, once a chunk names it
+  std::optional<ForwardBackend::DeviceKvPool> device_pool;  // likewise
+  std::string transfer_id;  // of device-pool chunks, to release the export with
   v1::KvChunk chunk;
   while (reader->Read(&chunk)) {
     if (install == nullptr && !chunk.header().empty()) {
@@ -89,6 +101,33 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
                             "opening the prefix install");
       if (!opened.ok()) return stop(opened.status());
       install = std::move(*opened);
+    }
+    if (chunk.device_blocks()) {
+      if (!own_device_pool) return stop(absl::DataLossError("prefix pull stream: device blocks not asked for"));
+      if (chunk.has_device_pool() && !device_pool) {
+        ForwardBackend::DeviceKvPool peer = FromDeviceKvPool(chunk.device_pool());
+        if (absl::Status o = engine.OpenPeerDeviceKvPool(peer); !o.ok()) {
+          return stop(absl::FailedPreconditionError(absl::StrCat(kUnopenedDevicePool, ": ", o.message())));
+        }
+        device_pool = std::move(peer);
+        transfer_id = chunk.transfer_id();
+      }
+      if (!device_pool) return stop(absl::DataLossError("prefix pull stream: device blocks before the pool"));
+      if (transfer_id.empty() || chunk.transfer_id() != transfer_id) {
+        return stop(absl::DataLossError("prefix pull stream: device blocks of another transfer"));
+      }
+      result.bytes_received += chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block();
+      if (result.bytes_received > max_bytes) {
+        return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " named more than ",
+                                                     max_bytes, " bytes for a prefix of ", wanted, " blocks")));
+      }
+      if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
+      absl::Status s = install->CopyDevicePoolChunk(
+          chunk.first_block(), *device_pool,
+          std::span<const int32_t>(chunk.pool_blocks().data(), chunk.pool_blocks().size()));
+      if (!s.ok()) return stop(s);
+      result.device_pool = true;
+      continue;
     }
     if (chunk.pool_blocks_size() > 0) {
       if (!shared_pool) return stop(absl::DataLossError("prefix pull stream: pool blocks that were not asked for"));
@@ -126,6 +165,21 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
   grpc::Status st = reader->Finish();
   if (!st.ok()) return FromGrpcStatus(st);
   if (install == nullptr) return absl::DataLossError("prefix pull stream without a header");
+  if (result.device_pool) {
+    // Copied by id without checksums: the blocks are good only if the
+    // exporter still held them when the copies were done, i.e. now.
+    grpc::ClientContext release_ctx;
+    release_ctx.set_deadline(absl::ToChronoTime(deadline));
+    v1::ReleasePrefixExportRequest release;
+    release.set_transfer_id(transfer_id);
+    v1::ReleasePrefixExportResponse released;
+    if (absl::Status s = FromGrpcStatus(stub->ReleasePrefixExport(&release_ctx, release, &released)); !s.ok()) {
+      return s;
+    }
+    if (!released.held()) {
+      return absl::DataLossError("the exporter let go of the blocks before they were copied");
+    }
+  }
   auto installed = WaitFor(install->Commit(), deadline, "installing the pulled prefix");
   if (!installed.ok()) return installed.status();
   result.blocks_received = install->end_block() - first_block;
@@ -138,10 +192,11 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
 absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull& pull,
                                             const std::vector<int32_t>& prompt_ids,
                                             const PrefixPullOptions& options) {
-  const bool shared_pool = options.shared_pool && options.pools != nullptr && !SharedPoolHostKey().empty();
-  absl::StatusOr<PrefixPullResult> result = PullOnce(engine, pull, prompt_ids, options, shared_pool);
-  if (shared_pool && absl::IsFailedPrecondition(result.status()) &&
-      absl::StartsWith(result.status().message(), kUnmappedPool)) {
+  const bool same_host = options.shared_pool && !SharedPoolHostKey().empty();
+  absl::StatusOr<PrefixPullResult> result = PullOnce(engine, pull, prompt_ids, options, same_host);
+  if (same_host && absl::IsFailedPrecondition(result.status()) &&
+      (absl::StartsWith(result.status().message(), kUnmappedPool) ||
+       absl::StartsWith(result.status().message(), kUnopenedDevicePool))) {
     Logger("worker")->warn("prefix pull from {}: {}; pulling the bytes instead", pull.peer_address(),
                            std::string(result.status().message()));
     result = PullOnce(engine, pull, prompt_ids, options, false);
@@ -149,9 +204,51 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
   return result;
 }
 
+std::string HeldPrefixExports::NewId() { return absl::StrCat("prefix-", RandomHex(8)); }
+
+void HeldPrefixExports::Hold(const std::string& id, std::unique_ptr<Engine::KvExport> blocks) {
+  absl::MutexLock lock(&mu_);
+  held_[id] = Held{std::move(blocks), absl::Now() + ttl_};
+}
+
+bool HeldPrefixExports::Release(const std::string& id) {
+  std::unique_ptr<Engine::KvExport> blocks;
+  absl::MutexLock lock(&mu_);
+  auto it = held_.find(id);
+  if (it == held_.end()) return false;
+  blocks = std::move(it->second.blocks);
+  held_.erase(it);
+  return true;
+}
+
+int HeldPrefixExports::Expire() {
+  std::vector<std::unique_ptr<Engine::KvExport>> expired;
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = absl::Now();
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->second.until <= now) {
+      expired.push_back(std::move(it->second.blocks));
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return static_cast<int>(expired.size());
+}
+
+void HeldPrefixExports::Clear() {
+  absl::MutexLock lock(&mu_);
+  held_.clear();
+}
+
+size_t HeldPrefixExports::size() const {
+  absl::MutexLock lock(&mu_);
+  return held_.size();
+}
+
 ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixRequest& request,
-                                       PrefixPullStats* stats)
-    : stats_(stats) {
+                                       PrefixPullStats* stats, HeldPrefixExports* held)
+    : stats_(stats), held_(held) {
   std::vector<int32_t> tokens(request.token_ids().begin(), request.token_ids().end());
   std::vector<uint64_t> hashes(request.block_hashes().begin(), request.block_hashes().end());
   absl::StatusOr<std::unique_ptr<Engine::KvExport>> opened =
@@ -164,9 +261,16 @@ ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixReq
     return;
   }
   export_ = std::move(*opened);
-  // A puller on this host may copy the blocks out of this engine's shared
-  // pool: the chunks then name them.
-  if (!request.shared_pool_host().empty() && request.shared_pool_host() == SharedPoolHostKey()) {
+  // A puller on this host may copy the blocks out of this engine's device
+  // pool, or its shared pool: the chunks then name them.
+  if (held_ != nullptr && !request.device_pool_host().empty() && request.device_pool_host() == SharedPoolHostKey()) {
+    if (std::optional<ForwardBackend::DeviceKvPool> pool = engine->device_kv_pool();
+        pool && pool->kind == request.device_pool_kind()) {
+      device_pool_ = ToDeviceKvPool(*pool);
+      transfer_id_ = held_->NewId();
+    }
+  }
+  if (!device_pool_ && !request.shared_pool_host().empty() && request.shared_pool_host() == SharedPoolHostKey()) {
     if (std::optional<SharedPoolRef> pool = engine->shared_kv_pool()) {
       pool_ = ToSharedKvPool(*pool, export_->bytes_per_block());
     }
@@ -183,23 +287,19 @@ ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixReq
 void ExportPrefixStream::WriteNext() {
   if (next_block_ >= export_->end_block()) {
     ++stats_->exports;
+    // The puller copies the last chunk after this: it releases the blocks.
+    if (device_pool_) held_->Hold(transfer_id_, std::move(export_));
     Finish(grpc::Status::OK);
     return;
   }
   current_.Clear();
   absl::StatusOr<std::string> data;
-  if (pool_) {
-    std::vector<int32_t> ids;
-    std::vector<uint64_t> checksums;
-    absl::Status s = export_->DescribePoolChunk(next_block_, blocks_per_chunk_, &ids, &checksums);
-    if (s.ok()) {
-      current_.mutable_pool_blocks()->Add(ids.begin(), ids.end());
-      current_.mutable_checksums()->Add(checksums.begin(), checksums.end());
-      if (next_block_ == export_->first_block()) *current_.mutable_source_pool() = *pool_;
-      data = std::string();
-    } else {
-      data = s;
-    }
+  if (device_pool_ || pool_) {
+    absl::StatusOr<int64_t> named =
+        FillPoolChunk(*export_, next_block_, blocks_per_chunk_, device_pool_ ? &*device_pool_ : nullptr,
+                      pool_ ? &*pool_ : nullptr, next_block_ == export_->first_block(), &current_);
+    if (device_pool_) current_.set_transfer_id(transfer_id_);
+    data = named.ok() ? absl::StatusOr<std::string>(std::string()) : named.status();
   } else {
     data = export_->EncodeChunk(next_block_, blocks_per_chunk_);
   }
@@ -215,7 +315,8 @@ void ExportPrefixStream::WriteNext() {
   next_block_ += count;
   current_.set_last(next_block_ >= export_->end_block());
   stats_->export_blocks += count;
-  stats_->export_bytes += pool_ ? count * export_->bytes_per_block() : static_cast<int64_t>(data->size());
+  stats_->export_bytes +=
+      pool_ || device_pool_ ? count * export_->bytes_per_block() : static_cast<int64_t>(data->size());
   current_.set_data(std::move(*data));
   StartWrite(&current_);
 }

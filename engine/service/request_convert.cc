@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/random_hex.h"
+#include "common/status_macros.h"
 
 namespace ferry {
 namespace {
@@ -161,6 +162,26 @@ ForwardBackend::DeviceKvPool FromDeviceKvPool(const v1::DeviceKvPool& pool) {
   p.num_blocks = pool.num_blocks();
   p.pid = pool.pid();
   return p;
+}
+
+absl::StatusOr<int64_t> FillPoolChunk(const Engine::KvExport& blocks, int64_t first, int64_t count,
+                                      const v1::DeviceKvPool* device, const v1::SharedKvPool* shared,
+                                      bool name_pool, v1::KvChunk* chunk) {
+  std::vector<int32_t> ids;
+  if (device != nullptr) {
+    FERRY_ASSIGN_OR_RETURN(ids, blocks.BlockIds(first, count));
+    chunk->set_device_blocks(true);
+    if (name_pool) *chunk->mutable_device_pool() = *device;
+  } else if (shared != nullptr) {
+    std::vector<uint64_t> checksums;
+    FERRY_RETURN_IF_ERROR(blocks.DescribePoolChunk(first, count, &ids, &checksums));
+    chunk->mutable_checksums()->Add(checksums.begin(), checksums.end());
+    if (name_pool) *chunk->mutable_source_pool() = *shared;
+  } else {
+    return absl::InvalidArgumentError("no pool to name blocks in");
+  }
+  chunk->mutable_pool_blocks()->Add(ids.begin(), ids.end());
+  return static_cast<int64_t>(ids.size());
 }
 
 }  // namespace ferry

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/engine.h"
 #include "engine/engine_types.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kvcache/shared_pool.h"
@@ -31,5 +32,16 @@ SharedPoolRef FromSharedKvPool(const v1::SharedKvPool& pool);
 // process's host key and pid.
 v1::DeviceKvPool ToDeviceKvPool(const ForwardBackend::DeviceKvPool& pool);
 ForwardBackend::DeviceKvPool FromDeviceKvPool(const v1::DeviceKvPool& pool);
+
+// Names blocks [first, first + count) of `blocks` (clipped as
+// KvExport::EncodeChunk clips) in `chunk` by id instead of carrying them:
+// ids of `device` (device_blocks set) when given, else ids of `shared` with
+// each block's checksum. With `name_pool` the chunk names the pool too (the
+// first such chunk of a transfer must). Returns the number of blocks named;
+// InvalidArgument without a pool; the errors of KvExport::BlockIds and
+// KvExport::DescribePoolChunk.
+absl::StatusOr<int64_t> FillPoolChunk(const Engine::KvExport& blocks, int64_t first, int64_t count,
+                                      const v1::DeviceKvPool* device, const v1::SharedKvPool* shared,
+                                      bool name_pool, v1::KvChunk* chunk);
 
 }  // namespace ferry

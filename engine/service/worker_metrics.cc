@@ -78,6 +78,9 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
   Counter* pull_shared = registry_.AddCounter(
       "ferry_prefix_pulls_shared_pool_total",
       "prefix pulls that copied the blocks out of a peer's shared KV pool (same host)")->Get();
+  Counter* pull_device = registry_.AddCounter(
+      "ferry_prefix_pulls_device_pool_total",
+      "prefix pulls that copied the blocks out of a peer's device KV pool (same host, CUDA IPC)")->Get();
   Counter* pull_fallbacks = registry_.AddCounter(
       "ferry_prefix_pull_fallbacks_total", "requests that computed their prefix because the pull failed")->Get();
   CounterFamily* export_count = registry_.AddCounter(
@@ -91,6 +94,7 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
     pull_bytes->Set(static_cast<double>(pulls->bytes.load()));
     pull_fallbacks->Set(static_cast<double>(pulls->failures.load()));
     pull_shared->Set(static_cast<double>(pulls->shared_pool.load()));
+    pull_device->Set(static_cast<double>(pulls->device_pool.load()));
     export_count->WithLabels({"ok"})->Set(static_cast<double>(pulls->exports.load()));
     export_count->WithLabels({"failed"})->Set(static_cast<double>(pulls->export_failures.load()));
     export_bytes->Set(static_cast<double>(pulls->export_bytes.load()));

@@ -81,13 +81,18 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
 }
 
 WorkerService::WorkerService(Engine* engine, const WorkerServiceOptions& options)
-    : engine_(engine), options_(options), incarnation_id_(RandomHex(8)), lender_(engine) {
+    : engine_(engine),
+      options_(options),
+      incarnation_id_(RandomHex(8)),
+      lender_(engine),
+      held_exports_(options.prefix_export_hold) {
   janitor_ = std::thread([this] { Janitor(); });
 }
 
 WorkerService::~WorkerService() {
   stop_.Notify();
   janitor_.join();
+  held_exports_.Clear();
   // Migrations run on their own threads and use the engine: wait for them.
   while (migrations_in_flight_.load() > 0) absl::SleepFor(absl::Milliseconds(5));
 }
@@ -103,6 +108,9 @@ void WorkerService::Janitor() {
     // A peer's pool stays mapped (and its memory alive) only while the peer
     // lives and transfers use it.
     peer_pools_.DropStale(absl::Minutes(1));
+    if (int n = held_exports_.Expire(); n > 0) {
+      Logger("worker")->warn("{} exported prefixes were never released by their pullers; letting them go", n);
+    }
   }
 }
 
@@ -178,6 +186,7 @@ void WorkerService::PullThenStart(GenerateStream* stream, v1::PrefixPull pull, G
       pull_stats_.blocks += pulled->blocks_received;
       pull_stats_.bytes += pulled->bytes_received;
       if (pulled->shared_pool) ++pull_stats_.shared_pool;
+      if (pulled->device_pool) ++pull_stats_.device_pool;
       Logger("worker")->debug("req={} pulled {} blocks ({} bytes) from {}; {} blocks of the prompt cached",
                               input.request_id, pulled->blocks_received, pulled->bytes_received,
                               pull.peer_address(), pulled->blocks_cached);
@@ -193,7 +202,16 @@ void WorkerService::PullThenStart(GenerateStream* stream, v1::PrefixPull pull, G
 
 grpc::ServerWriteReactor<v1::KvChunk>* WorkerService::ExportPrefix(grpc::CallbackServerContext* context,
                                                                    const v1::ExportPrefixRequest* request) {
-  return new ExportPrefixStream(engine_, *request, &pull_stats_);
+  return new ExportPrefixStream(engine_, *request, &pull_stats_, &held_exports_);
+}
+
+grpc::ServerUnaryReactor* WorkerService::ReleasePrefixExport(grpc::CallbackServerContext* context,
+                                                             const v1::ReleasePrefixExportRequest* request,
+                                                             v1::ReleasePrefixExportResponse* response) {
+  response->set_held(held_exports_.Release(request->transfer_id()));
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* WorkerService::Abort(grpc::CallbackServerContext* context,

@@ -30,6 +30,9 @@ struct WorkerServiceOptions {
   absl::Duration attach_timeout = absl::Seconds(30);
   // Prefix pulls the scheduler asks for (channel credentials: migration's).
   PrefixPullOptions prefix_pull;
+  // An exported prefix a puller copies out of the device pool stays held
+  // after its stream until the puller releases it, or for this long.
+  absl::Duration prefix_export_hold = absl::Seconds(30);
   // Fault injection: an accepted Kill SIGKILLs this process about 20 ms
   // after its answer was sent (no drain, no goodbye to the scheduler). Off,
   // Kill is refused.
@@ -92,7 +95,12 @@ class WorkerService final : public v1::Worker::CallbackService {
   std::string RenderDistAttentionMetrics() const;
   grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* context,
                                                       const v1::ExportPrefixRequest* request) override;
+  grpc::ServerUnaryReactor* ReleasePrefixExport(grpc::CallbackServerContext* context,
+                                                const v1::ReleasePrefixExportRequest* request,
+                                                v1::ReleasePrefixExportResponse* response) override;
   const PrefixPullStats& prefix_pull_stats() const { return pull_stats_; }
+  // Exported prefixes held for pullers copying them out of the device pool.
+  size_t held_prefix_exports() const { return held_exports_.size(); }
 
   const std::string& incarnation_id() const { return incarnation_id_; }
   // The load report sent to the scheduler and returned by Stats.
@@ -123,6 +131,7 @@ class WorkerService final : public v1::Worker::CallbackService {
   KvLender lender_;
   std::unique_ptr<KvBorrower> borrower_;
   PrefixPullStats pull_stats_;
+  HeldPrefixExports held_exports_;
   // Peers' shared KV pools mapped for same-host transfers.
   MappedPoolCache peer_pools_;
   TransferProgress transfer_progress_;

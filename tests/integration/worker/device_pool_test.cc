@@ -6,8 +6,11 @@
 // here without a GPU: ReserveKv offers the pool, chunks name blocks by id,
 // blocks past the reservation go through the destination's loop, and the
 // stream continues on the destination with exactly the tokens of a run
-// that never moved.
+// that never moved. Prefix pulls between such workers name the holder's
+// blocks by id too, and the holder keeps them until the puller releases
+// them (or its hold runs out).
 #include <grpcpp/client_context.h>
+#include <grpcpp/server_builder.h>
 
 #include <atomic>
 #include <functional>
@@ -16,7 +19,12 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "engine/service/prefix_pull.h"
+#include "kvcache/shared_pool.h"
+#include "tests/integration/engine/greedy_run.h"
 #include "engine/engine.h"
 #include "engine/service/worker_service.h"
 #include "gtest/gtest.h"
@@ -82,8 +90,231 @@ class DevicePoolTest : public ::testing::Test {
     eo.min_step_micros = 2000;  // paced: still running when the last stage comes
     return StartInProcessWorker(model_, std::move(options), eo, HostDevicePoolBackend::Factory(40 << 20, copied));
   }
+  std::unique_ptr<Engine> StartEngine(std::atomic<int64_t>* copied) {
+    EngineOptions eo;
+    eo.threads = 1;
+    auto e = Engine::Create(model_, eo, HostDevicePoolBackend::Factory(40 << 20, copied));
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.ok() ? std::move(*e) : nullptr;
+  }
   std::shared_ptr<const Model> model_;
 };
+
+constexpr int kBlock = 16;
+
+std::vector<int32_t> Prompt(int len, int salt) {
+  std::vector<int32_t> ids;
+  for (int i = 0; i < len; ++i) ids.push_back(3 + (i * 31 + salt * 17) % 400);
+  return ids;
+}
+
+bool Eventually(const std::function<bool()>& ok) {
+  const absl::Time end = absl::Now() + absl::Seconds(5);
+  while (!ok()) {
+    if (absl::Now() > end) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+// A holder worker caching 18 blocks of a prompt, and a puller engine; both
+// with device pools.
+class DevicePoolPrefixTest : public DevicePoolTest {
+ protected:
+  void SetUp() override {
+    DevicePoolTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    WorkerServiceOptions options;
+    options.prefix_export_hold = absl::Milliseconds(300);
+    holder_ = Start(&copied_to_holder_, options);
+    puller_ = StartEngine(&copied_to_puller_);
+    ASSERT_TRUE(holder_ && puller_);
+    prompt_ = Prompt(300, 9);
+    computed_ = RunGreedy(*holder_->engine, "h", prompt_, 8);
+    ASSERT_EQ(computed_.tokens.size(), 8u);
+    hashes_ = ChainHashes(*holder_->engine, prompt_, 18, kBlock);
+  }
+  v1::PrefixPull Pull(const std::string& address) const {
+    v1::PrefixPull pull;
+    pull.set_peer_address(address);
+    for (uint64_t h : hashes_) pull.add_block_hashes(h);
+    return pull;
+  }
+  v1::ExportPrefixRequest ExportRequest(const std::string& kind, int max_blocks_per_chunk) const {
+    v1::ExportPrefixRequest r;
+    r.mutable_token_ids()->Add(prompt_.begin(), prompt_.begin() + 18 * kBlock);
+    for (uint64_t h : hashes_) r.add_block_hashes(h);
+    r.set_max_blocks_per_chunk(max_blocks_per_chunk);
+    r.set_device_pool_host(SharedPoolHostKey());
+    r.set_device_pool_kind(kind);
+    return r;
+  }
+  bool HolderBlocksUsedIs(int64_t n) const {
+    return Eventually([&] { return holder_->engine->Stats().blocks_used == n; });
+  }
+
+  std::atomic<int64_t> copied_to_holder_{0}, copied_to_puller_{0};
+  std::unique_ptr<InProcessWorker> holder_;
+  std::unique_ptr<Engine> puller_;
+  std::vector<int32_t> prompt_;
+  std::vector<uint64_t> hashes_;
+  GreedyOutcome computed_;
+};
+
+TEST_F(DevicePoolPrefixTest, SameHostPullCopiesOutOfTheHoldersDevicePoolAndReleasesIt) {
+  auto pulled = PullPrefix(*puller_, Pull(holder_->address), prompt_, PrefixPullOptions{});
+  ASSERT_TRUE(pulled.ok()) << pulled.status();
+  EXPECT_TRUE(pulled->device_pool);
+  EXPECT_FALSE(pulled->shared_pool);
+  EXPECT_EQ(pulled->blocks_received, 18);
+  EXPECT_EQ(pulled->blocks_cached, 18);
+  EXPECT_EQ(copied_to_puller_.load(), 18);
+  EXPECT_EQ(copied_to_holder_.load(), 0);
+  // Released by the puller, not by the hold running out.
+  EXPECT_EQ(holder_->service->held_prefix_exports(), 0u);
+  EXPECT_TRUE(HolderBlocksUsedIs(0));
+  GreedyOutcome run = RunGreedy(*puller_, "p", prompt_, 8);
+  EXPECT_EQ(run.tokens, computed_.tokens);
+  EXPECT_EQ(run.cached_prompt_tokens, 18 * kBlock);
+}
+
+// The stream as the puller sees it: ids in chunks of one transfer, the pool
+// named once, the blocks held after the stream until released; a pull
+// whose hold ran out is refused; a puller of another kind gets bytes.
+TEST_F(DevicePoolPrefixTest, TheHolderKeepsTheBlocksUntilReleasedOrTheHoldRunsOut) {
+  auto stub = holder_->Stub();
+  ASSERT_TRUE(HolderBlocksUsedIs(0)) << "the holder's request still holds blocks";
+  const int64_t used_before = 0;
+  auto read_all = [&](const v1::ExportPrefixRequest& request, std::vector<v1::KvChunk>* chunks) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    auto reader = stub->ExportPrefix(&ctx, request);
+    v1::KvChunk chunk;
+    while (reader->Read(&chunk)) chunks->push_back(chunk);
+    return reader->Finish();
+  };
+  auto release = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    v1::ReleasePrefixExportRequest request;
+    request.set_transfer_id(id);
+    v1::ReleasePrefixExportResponse response;
+    EXPECT_TRUE(stub->ReleasePrefixExport(&ctx, request, &response).ok());
+    return response.held();
+  };
+
+  std::vector<v1::KvChunk> chunks;
+  ASSERT_TRUE(read_all(ExportRequest(HostDevicePoolBackend::kKind, 4), &chunks).ok());
+  ASSERT_EQ(chunks.size(), 5u);
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_TRUE(chunks[i].device_blocks());
+    EXPECT_TRUE(chunks[i].data().empty());
+    EXPECT_EQ(chunks[i].has_device_pool(), i == 0);
+    EXPECT_EQ(chunks[i].first_block(), static_cast<int64_t>(4 * i));
+    EXPECT_EQ(chunks[i].transfer_id(), chunks[0].transfer_id());
+    ids.insert(ids.end(), chunks[i].pool_blocks().begin(), chunks[i].pool_blocks().end());
+  }
+  EXPECT_EQ(ids.size(), 18u);
+  EXPECT_EQ(chunks[0].device_pool().kind(), HostDevicePoolBackend::kKind);
+  EXPECT_FALSE(chunks[0].transfer_id().empty());
+  // Held after the stream ended, until released, once.
+  EXPECT_EQ(holder_->service->held_prefix_exports(), 1u);
+  EXPECT_EQ(holder_->engine->Stats().blocks_used, used_before + 18);
+  EXPECT_TRUE(release(chunks[0].transfer_id()));
+  EXPECT_FALSE(release(chunks[0].transfer_id()));
+  EXPECT_TRUE(HolderBlocksUsedIs(used_before));
+
+  // Never released: let go after the hold (300 ms here), and a late
+  // release learns that the blocks may have moved.
+  chunks.clear();
+  ASSERT_TRUE(read_all(ExportRequest(HostDevicePoolBackend::kKind, 0), &chunks).ok());
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_TRUE(Eventually([&] { return holder_->service->held_prefix_exports() == 0; }));
+  EXPECT_TRUE(HolderBlocksUsedIs(used_before));
+  EXPECT_FALSE(release(chunks[0].transfer_id()));
+
+  // A puller whose backend opens another kind of pool gets bytes.
+  chunks.clear();
+  ASSERT_TRUE(read_all(ExportRequest("cuda-ipc", 0), &chunks).ok());
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_FALSE(chunks[0].device_blocks());
+  EXPECT_FALSE(chunks[0].data().empty());
+  EXPECT_EQ(holder_->service->held_prefix_exports(), 0u);
+}
+
+// An exporter naming a device pool that does not open here (its handle is
+// unknown): the puller asks again for bytes.
+class UnopenablePoolExporter final : public v1::Worker::CallbackService {
+ public:
+  UnopenablePoolExporter(std::string header, int64_t bytes_per_block)
+      : header_(std::move(header)), bytes_per_block_(bytes_per_block) {}
+  grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* /*context*/,
+                                                      const v1::ExportPrefixRequest* request) override {
+    class One final : public grpc::ServerWriteReactor<v1::KvChunk> {
+     public:
+      explicit One(v1::KvChunk chunk) : chunk_(std::move(chunk)) {
+        if (chunk_.header().empty()) {
+          Finish(grpc::Status::OK);  // nothing for a bytes request
+        } else {
+          StartWrite(&chunk_);
+        }
+      }
+      void OnWriteDone(bool) override { Finish(grpc::Status::OK); }
+      void OnDone() override { delete this; }
+
+     private:
+      v1::KvChunk chunk_;
+    };
+    absl::MutexLock lock(&mu_);
+    kinds_asked_.push_back(request->device_pool_kind());
+    v1::KvChunk chunk;
+    if (!request->device_pool_kind().empty()) {
+      chunk.set_header(header_);
+      chunk.add_pool_blocks(0);
+      chunk.set_device_blocks(true);
+      chunk.set_transfer_id("t");
+      v1::DeviceKvPool* pool = chunk.mutable_device_pool();
+      pool->set_host(SharedPoolHostKey());
+      pool->set_kind(request->device_pool_kind());
+      pool->set_handle("no-such-pool");
+      pool->set_dtype("float32");
+      pool->set_bytes_per_block(bytes_per_block_);
+      pool->set_num_blocks(64);
+    }
+    return new One(std::move(chunk));
+  }
+  std::vector<std::string> kinds_asked() {
+    absl::MutexLock lock(&mu_);
+    return kinds_asked_;
+  }
+
+ private:
+  std::string header_;
+  int64_t bytes_per_block_;
+  absl::Mutex mu_;
+  std::vector<std::string> kinds_asked_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST_F(DevicePoolPrefixTest, APoolThatDoesNotOpenIsPulledAgainAsBytes) {
+  auto exported = holder_->engine->OpenPrefixExport(
+      std::vector<int32_t>(prompt_.begin(), prompt_.begin() + 18 * kBlock), hashes_).get();
+  ASSERT_TRUE(exported.ok()) << exported.status();
+  UnopenablePoolExporter exporter((*exported)->header(), puller_->kv_shape().bytes_per_block());
+  exported->reset();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&exporter);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_GT(port, 0);
+  auto pulled = PullPrefix(*puller_, Pull(absl::StrCat("127.0.0.1:", port)), prompt_, PrefixPullOptions{});
+  // The second, bytes-only, answer holds nothing: a clean failure.
+  EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
+  EXPECT_EQ(exporter.kinds_asked(), (std::vector<std::string>{HostDevicePoolBackend::kKind, ""}));
+  EXPECT_EQ(copied_to_puller_.load(), 0);
+  EXPECT_TRUE(Eventually([&] { return puller_->Stats().blocks_used == 0; })) << puller_->Stats().blocks_used;
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
 
 TEST_F(DevicePoolTest, LiveMigrationCopiesBlocksOutOfTheSourcesDevicePool) {
   std::atomic<int64_t> copied_to_a{0}, copied_to_b{0};
