@@ -93,7 +93,7 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
   };
   std::shared_ptr<const MappedPool> pool;  // the exporter's, once a chunk names it
   std::optional<ForwardBackend::DeviceKvPool> device_pool;  // likewise
-  std::string transfer_id;  // of device-pool chunks, to release the export with
+  std::string transfer_id;  // of pool chunks, to release the export with
   v1::KvChunk chunk;
   while (reader->Read(&chunk)) {
     if (install == nullptr && !chunk.header().empty()) {
@@ -137,6 +137,7 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
           return stop(absl::FailedPreconditionError(absl::StrCat(kUnmappedPool, ": ", mapped.status().message())));
         }
         pool = std::move(*mapped);
+        transfer_id = chunk.transfer_id();  // empty from a holder that does not hold exports
       }
       if (pool == nullptr) return stop(absl::DataLossError("prefix pull stream: pool blocks before the pool"));
       result.bytes_received += chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block();
@@ -165,18 +166,19 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
   grpc::Status st = reader->Finish();
   if (!st.ok()) return FromGrpcStatus(st);
   if (install == nullptr) return absl::DataLossError("prefix pull stream without a header");
-  if (result.device_pool) {
-    // Copied by id without checksums: the blocks are good only if the
-    // exporter still held them when the copies were done, i.e. now.
+  if ((result.device_pool || result.shared_pool) && !transfer_id.empty()) {
+    // Copied by id: the exporter held the blocks until now. From a device
+    // pool (no checksums) they are good only if it still held them when the
+    // copies were done, i.e. now; from a shared pool every block's checksum
+    // was checked, and this only lets the exporter go sooner.
     grpc::ClientContext release_ctx;
     release_ctx.set_deadline(absl::ToChronoTime(deadline));
     v1::ReleasePrefixExportRequest release;
     release.set_transfer_id(transfer_id);
     v1::ReleasePrefixExportResponse released;
-    if (absl::Status s = FromGrpcStatus(stub->ReleasePrefixExport(&release_ctx, release, &released)); !s.ok()) {
-      return s;
-    }
-    if (!released.held()) {
+    absl::Status s = FromGrpcStatus(stub->ReleasePrefixExport(&release_ctx, release, &released));
+    if (result.device_pool && !s.ok()) return s;
+    if (result.device_pool && !released.held()) {
       return absl::DataLossError("the exporter let go of the blocks before they were copied");
     }
   }
@@ -273,6 +275,10 @@ ExportPrefixStream::ExportPrefixStream(Engine* engine, const v1::ExportPrefixReq
   if (!device_pool_ && !request.shared_pool_host().empty() && request.shared_pool_host() == SharedPoolHostKey()) {
     if (std::optional<SharedPoolRef> pool = engine->shared_kv_pool()) {
       pool_ = ToSharedKvPool(*pool, export_->bytes_per_block());
+      // Held after the stream too, so that the puller's copy of the last
+      // chunk never finds a block moved (the checksum would catch it, and
+      // the pull would fail).
+      if (held_ != nullptr) transfer_id_ = held_->NewId();
     }
   }
   blocks_per_chunk_ = request.max_blocks_per_chunk();
@@ -288,7 +294,7 @@ void ExportPrefixStream::WriteNext() {
   if (next_block_ >= export_->end_block()) {
     ++stats_->exports;
     // The puller copies the last chunk after this: it releases the blocks.
-    if (device_pool_) held_->Hold(transfer_id_, std::move(export_));
+    if (!transfer_id_.empty()) held_->Hold(transfer_id_, std::move(export_));
     Finish(grpc::Status::OK);
     return;
   }
@@ -298,7 +304,7 @@ void ExportPrefixStream::WriteNext() {
     absl::StatusOr<int64_t> named =
         FillPoolChunk(*export_, next_block_, blocks_per_chunk_, device_pool_ ? &*device_pool_ : nullptr,
                       pool_ ? &*pool_ : nullptr, next_block_ == export_->first_block(), &current_);
-    if (device_pool_) current_.set_transfer_id(transfer_id_);
+    current_.set_transfer_id(transfer_id_);
     data = named.ok() ? absl::StatusOr<std::string>(std::string()) : named.status();
   } else {
     data = export_->EncodeChunk(next_block_, blocks_per_chunk_);

@@ -76,9 +76,9 @@ absl::StatusOr<PrefixPullResult> PullPrefix(Engine& engine, const v1::PrefixPull
                                             const PrefixPullOptions& options);
 
 // Prefix exports whose blocks a puller copies out of this worker's device
-// pool: they outlive their stream (the puller copies the last chunk after
-// the stream has ended) until the puller releases them, or `ttl` after the
-// stream ended should it never do so. Thread-safe.
+// or shared pool: they outlive their stream (the puller copies the last
+// chunk after the stream has ended) until the puller releases them, or
+// `ttl` after the stream ended should it never do so. Thread-safe.
 class HeldPrefixExports {
  public:
   explicit HeldPrefixExports(absl::Duration ttl) : ttl_(ttl) {}
@@ -105,7 +105,7 @@ class HeldPrefixExports {
 
 // The server side of Worker.ExportPrefix: opens an export on the engine
 // (its blocks stay referenced until the call ends, however it ends, and
-// after that in `held` for a puller copying them out of the device pool)
+// after that in `held` for a puller copying them out of a pool by id)
 // and streams it as KvChunks, copying each chunk's blocks only when the
 // previous chunk has been written, so an export holds about one chunk in
 // memory whatever the prefix length. `held` null: never by device pool.

@@ -30,8 +30,9 @@ struct WorkerServiceOptions {
   absl::Duration attach_timeout = absl::Seconds(30);
   // Prefix pulls the scheduler asks for (channel credentials: migration's).
   PrefixPullOptions prefix_pull;
-  // An exported prefix a puller copies out of the device pool stays held
-  // after its stream until the puller releases it, or for this long.
+  // An exported prefix a puller copies out of this worker's device or
+  // shared pool stays held after its stream until the puller releases it
+  // (Worker.ReleasePrefixExport), or for this long.
   absl::Duration prefix_export_hold = absl::Seconds(30);
   // Fault injection: an accepted Kill SIGKILLs this process about 20 ms
   // after its answer was sent (no drain, no goodbye to the scheduler). Off,

@@ -237,6 +237,8 @@ TEST_F(PrefixPullStreamTest, SameHostPullCopiesOutOfTheHoldersSharedPool) {
   EXPECT_EQ(pulled->bytes_received, 18 * block_bytes_);
   EXPECT_EQ(pulled->blocks_cached, 18);
   EXPECT_EQ(service_->prefix_pull_stats().export_blocks.load(), 18);
+  // Held after the stream until the puller said it had copied the blocks.
+  EXPECT_EQ(service_->held_prefix_exports(), 0u);
   EXPECT_TRUE(HolderBlocksUsedIs(0));
   Outcome run = RunGreedy(*puller_, "p", prompt_);
   EXPECT_EQ(run.tokens, computed_.tokens);
@@ -254,6 +256,26 @@ TEST_F(PrefixPullStreamTest, SameHostPullCopiesOutOfTheHoldersSharedPool) {
   while (reader->Read(&chunk)) {
   }
   EXPECT_TRUE(reader->Finish().ok());
+
+  // Asked for by id: the blocks stay held after the stream, until released.
+  grpc::ClientContext pool_ctx;
+  request.set_shared_pool_host(SharedPoolHostKey());
+  auto pool_reader = stub_->ExportPrefix(&pool_ctx, request);
+  ASSERT_TRUE(pool_reader->Read(&chunk));
+  EXPECT_EQ(chunk.pool_blocks_size(), 18);
+  EXPECT_FALSE(chunk.transfer_id().empty());
+  while (pool_reader->Read(&chunk)) {
+  }
+  EXPECT_TRUE(pool_reader->Finish().ok());
+  EXPECT_EQ(service_->held_prefix_exports(), 1u);
+  EXPECT_EQ(holder_->Stats().blocks_used, 18);
+  grpc::ClientContext release_ctx;
+  v1::ReleasePrefixExportRequest release;
+  release.set_transfer_id(chunk.transfer_id());
+  v1::ReleasePrefixExportResponse released;
+  ASSERT_TRUE(stub_->ReleasePrefixExport(&release_ctx, release, &released).ok());
+  EXPECT_TRUE(released.held());
+  EXPECT_TRUE(HolderBlocksUsedIs(0));
 }
 
 // An exporter whose pool does not map here (its reference is stale): the
