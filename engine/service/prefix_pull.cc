@@ -82,6 +82,13 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
   const int64_t max_bytes = 2 * EncodedBlocksSize(engine.kv_shape().bytes_per_block(), static_cast<int64_t>(wanted)) +
                             (int64_t{1} << 20);
   PrefixPullResult result;
+  // Counts what a chunk sends or names: DataLoss past max_bytes.
+  auto take = [&](int64_t bytes) {
+    result.bytes_received += bytes;
+    if (result.bytes_received <= max_bytes) return absl::OkStatus();
+    return absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " sent more than ", max_bytes,
+                                            " bytes for a prefix of ", wanted, " blocks"));
+  };
   // Each chunk is written into the install as it arrives (the engine's loop
   // is not involved and no more than one chunk is held here); the blocks
   // are cached only when every one of them has come.
@@ -116,10 +123,8 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
       if (transfer_id.empty() || chunk.transfer_id() != transfer_id) {
         return stop(absl::DataLossError("prefix pull stream: device blocks of another transfer"));
       }
-      result.bytes_received += chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block();
-      if (result.bytes_received > max_bytes) {
-        return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " named more than ",
-                                                     max_bytes, " bytes for a prefix of ", wanted, " blocks")));
+      if (absl::Status s = take(chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block()); !s.ok()) {
+        return stop(s);
       }
       if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
       absl::Status s = install->CopyDevicePoolChunk(
@@ -140,10 +145,8 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
         transfer_id = chunk.transfer_id();  // empty from a holder that does not hold exports
       }
       if (pool == nullptr) return stop(absl::DataLossError("prefix pull stream: pool blocks before the pool"));
-      result.bytes_received += chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block();
-      if (result.bytes_received > max_bytes) {
-        return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " named more than ",
-                                                     max_bytes, " bytes for a prefix of ", wanted, " blocks")));
+      if (absl::Status s = take(chunk.pool_blocks_size() * engine.kv_shape().bytes_per_block()); !s.ok()) {
+        return stop(s);
       }
       if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
       absl::Status s = install->WritePoolChunk(
@@ -155,11 +158,7 @@ absl::StatusOr<PrefixPullResult> PullOnce(Engine& engine, const v1::PrefixPull& 
       continue;
     }
     if (chunk.data().empty()) continue;
-    result.bytes_received += static_cast<int64_t>(chunk.data().size());
-    if (result.bytes_received > max_bytes) {
-      return stop(absl::DataLossError(absl::StrCat("the peer ", pull.peer_address(), " sent more than ", max_bytes,
-                                                   " bytes for a prefix of ", wanted, " blocks")));
-    }
+    if (absl::Status s = take(static_cast<int64_t>(chunk.data().size())); !s.ok()) return stop(s);
     if (install == nullptr) return stop(absl::DataLossError("prefix pull stream: blocks before the header"));
     if (absl::Status s = install->WriteChunk(chunk.first_block(), chunk.data()); !s.ok()) return stop(s);
   }

@@ -10,7 +10,6 @@
 // blocks by id too, and the holder keeps them until the puller releases
 // them (or its hold runs out).
 #include <grpcpp/client_context.h>
-#include <grpcpp/server_builder.h>
 
 #include <atomic>
 #include <functional>
@@ -29,49 +28,18 @@
 #include "engine/service/worker_service.h"
 #include "gtest/gtest.h"
 #include "tests/integration/engine/host_device_pool_backend.h"
+#include "tests/integration/worker/generate_client.h"
 #include "tests/integration/worker/in_process_worker.h"
+#include "tests/integration/worker/one_chunk_exporter.h"
 #include "tests/test_support.h"
 
 namespace ferry::testing {
 namespace {
 
-struct Output {
-  std::vector<int32_t> tokens;
-  std::string text;
-  v1::TokenEvent last;
-  grpc::Status status;
-};
-
-// Reads a Generate stream to its end; `at` runs once after `after` tokens.
-Output ReadStream(v1::Worker::Stub& stub, const v1::GenerateRequest& request, int after = -1,
-                  const std::function<void()>& at = nullptr) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub.Generate(&ctx, request);
-  Output out;
-  v1::TokenEvent ev;
-  bool fired = false;
-  while (reader->Read(&ev)) {
-    out.tokens.insert(out.tokens.end(), ev.token_ids().begin(), ev.token_ids().end());
-    out.text += ev.text();
-    if (ev.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) out.last = ev;
-    if (!fired && at && static_cast<int>(out.tokens.size()) >= after) {
-      fired = true;
-      at();
-    }
-  }
-  out.status = reader->Finish();
-  return out;
-}
+using Output = GenerateOutput;
 
 v1::GenerateRequest Request(const std::string& id, int max_tokens) {
-  v1::GenerateRequest r;
-  r.set_request_id(id);
-  r.set_prompt("Once upon a time");
-  r.mutable_params()->set_temperature(0.7f);
-  r.mutable_params()->set_seed(11);
-  r.mutable_params()->set_max_tokens(max_tokens);
-  r.mutable_params()->set_ignore_eos(true);
+  v1::GenerateRequest r = StoryRequest(id, max_tokens, 0.7f);
   r.set_stream(true);
   return r;
 }
@@ -244,76 +212,37 @@ TEST_F(DevicePoolPrefixTest, TheHolderKeepsTheBlocksUntilReleasedOrTheHoldRunsOu
 
 // An exporter naming a device pool that does not open here (its handle is
 // unknown): the puller asks again for bytes.
-class UnopenablePoolExporter final : public v1::Worker::CallbackService {
- public:
-  UnopenablePoolExporter(std::string header, int64_t bytes_per_block)
-      : header_(std::move(header)), bytes_per_block_(bytes_per_block) {}
-  grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* /*context*/,
-                                                      const v1::ExportPrefixRequest* request) override {
-    class One final : public grpc::ServerWriteReactor<v1::KvChunk> {
-     public:
-      explicit One(v1::KvChunk chunk) : chunk_(std::move(chunk)) {
-        if (chunk_.header().empty()) {
-          Finish(grpc::Status::OK);  // nothing for a bytes request
-        } else {
-          StartWrite(&chunk_);
-        }
-      }
-      void OnWriteDone(bool) override { Finish(grpc::Status::OK); }
-      void OnDone() override { delete this; }
-
-     private:
-      v1::KvChunk chunk_;
-    };
-    absl::MutexLock lock(&mu_);
-    kinds_asked_.push_back(request->device_pool_kind());
-    v1::KvChunk chunk;
-    if (!request->device_pool_kind().empty()) {
-      chunk.set_header(header_);
-      chunk.add_pool_blocks(0);
-      chunk.set_device_blocks(true);
-      chunk.set_transfer_id("t");
-      v1::DeviceKvPool* pool = chunk.mutable_device_pool();
-      pool->set_host(SharedPoolHostKey());
-      pool->set_kind(request->device_pool_kind());
-      pool->set_handle("no-such-pool");
-      pool->set_dtype("float32");
-      pool->set_bytes_per_block(bytes_per_block_);
-      pool->set_num_blocks(64);
-    }
-    return new One(std::move(chunk));
-  }
-  std::vector<std::string> kinds_asked() {
-    absl::MutexLock lock(&mu_);
-    return kinds_asked_;
-  }
-
- private:
-  std::string header_;
-  int64_t bytes_per_block_;
-  absl::Mutex mu_;
-  std::vector<std::string> kinds_asked_ ABSL_GUARDED_BY(mu_);
-};
-
 TEST_F(DevicePoolPrefixTest, APoolThatDoesNotOpenIsPulledAgainAsBytes) {
   auto exported = holder_->engine->OpenPrefixExport(
       std::vector<int32_t>(prompt_.begin(), prompt_.begin() + 18 * kBlock), hashes_).get();
   ASSERT_TRUE(exported.ok()) << exported.status();
-  UnopenablePoolExporter exporter((*exported)->header(), puller_->kv_shape().bytes_per_block());
+  OneChunkExporter exporter([header = (*exported)->header(),
+                             bytes = puller_->kv_shape().bytes_per_block()](const v1::ExportPrefixRequest& request) {
+    v1::KvChunk chunk;
+    if (request.device_pool_kind().empty()) return chunk;  // nothing for a bytes request
+    chunk.set_header(header);
+    chunk.add_pool_blocks(0);
+    chunk.set_device_blocks(true);
+    chunk.set_transfer_id("t");
+    v1::DeviceKvPool* pool = chunk.mutable_device_pool();
+    pool->set_host(SharedPoolHostKey());
+    pool->set_kind(request.device_pool_kind());
+    pool->set_handle("no-such-pool");
+    pool->set_dtype("float32");
+    pool->set_bytes_per_block(bytes);
+    pool->set_num_blocks(64);
+    return chunk;
+  });
   exported->reset();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&exporter);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_GT(port, 0);
-  auto pulled = PullPrefix(*puller_, Pull(absl::StrCat("127.0.0.1:", port)), prompt_, PrefixPullOptions{});
+  ASSERT_FALSE(exporter.address().empty());
+  auto pulled = PullPrefix(*puller_, Pull(exporter.address()), prompt_, PrefixPullOptions{});
   // The second, bytes-only, answer holds nothing: a clean failure.
   EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
-  EXPECT_EQ(exporter.kinds_asked(), (std::vector<std::string>{HostDevicePoolBackend::kKind, ""}));
+  std::vector<std::string> kinds_asked;
+  for (const v1::ExportPrefixRequest& r : exporter.requests()) kinds_asked.push_back(r.device_pool_kind());
+  EXPECT_EQ(kinds_asked, (std::vector<std::string>{HostDevicePoolBackend::kKind, ""}));
   EXPECT_EQ(copied_to_puller_.load(), 0);
   EXPECT_TRUE(Eventually([&] { return puller_->Stats().blocks_used == 0; })) << puller_->Stats().blocks_used;
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 TEST_F(DevicePoolTest, LiveMigrationCopiesBlocksOutOfTheSourcesDevicePool) {

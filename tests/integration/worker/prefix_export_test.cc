@@ -25,6 +25,7 @@
 #include "kvcache/block_pool.h"
 #include "kvcache/shared_pool.h"
 #include "tests/integration/engine/greedy_run.h"
+#include "tests/integration/worker/one_chunk_exporter.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -280,77 +281,39 @@ TEST_F(PrefixPullStreamTest, SameHostPullCopiesOutOfTheHoldersSharedPool) {
 
 // An exporter whose pool does not map here (its reference is stale): the
 // puller asks again for bytes.
-class UnmappablePoolExporter final : public v1::Worker::CallbackService {
- public:
-  explicit UnmappablePoolExporter(std::string header) : header_(std::move(header)) {}
-  grpc::ServerWriteReactor<v1::KvChunk>* ExportPrefix(grpc::CallbackServerContext* /*context*/,
-                                                      const v1::ExportPrefixRequest* request) override {
-    class One final : public grpc::ServerWriteReactor<v1::KvChunk> {
-     public:
-      explicit One(v1::KvChunk chunk) : chunk_(std::move(chunk)) {
-        if (chunk_.header().empty()) {
-          Finish(grpc::Status::OK);  // nothing for a bytes request
-        } else {
-          StartWrite(&chunk_);
-        }
-      }
-      void OnWriteDone(bool) override { Finish(grpc::Status::OK); }
-      void OnDone() override { delete this; }
-
-     private:
-      v1::KvChunk chunk_;
-    };
-    absl::MutexLock lock(&mu_);
-    hosts_asked_.push_back(request->shared_pool_host());
-    v1::KvChunk chunk;
-    if (!request->shared_pool_host().empty()) {
-      chunk.set_header(header_);
-      chunk.add_pool_blocks(0);
-      chunk.add_checksums(1);
-      v1::SharedKvPool* pool = chunk.mutable_source_pool();
-      pool->set_host(SharedPoolHostKey());
-      pool->set_pid(getpid());
-      pool->set_fd(0);
-      pool->set_inode(1);  // not stdin's
-      pool->set_size(1 << 20);
-    }
-    return new One(std::move(chunk));
-  }
-  std::vector<std::string> hosts_asked() {
-    absl::MutexLock lock(&mu_);
-    return hosts_asked_;
-  }
-
- private:
-  std::string header_;
-  absl::Mutex mu_;
-  std::vector<std::string> hosts_asked_ ABSL_GUARDED_BY(mu_);
-};
-
 TEST_F(PrefixPullStreamTest, APoolThatDoesNotMapIsPulledAgainAsBytes) {
   auto exported = holder_->OpenPrefixExport(std::vector<int32_t>(prompt_.begin(), prompt_.begin() + 18 * kBlock),
                                             hashes_).get();
   ASSERT_TRUE(exported.ok()) << exported.status();
-  UnmappablePoolExporter exporter((*exported)->header());
+  testing::OneChunkExporter exporter([header = (*exported)->header()](const v1::ExportPrefixRequest& request) {
+    v1::KvChunk chunk;
+    if (request.shared_pool_host().empty()) return chunk;  // nothing for a bytes request
+    chunk.set_header(header);
+    chunk.add_pool_blocks(0);
+    chunk.add_checksums(1);
+    v1::SharedKvPool* pool = chunk.mutable_source_pool();
+    pool->set_host(SharedPoolHostKey());
+    pool->set_pid(getpid());
+    pool->set_fd(0);
+    pool->set_inode(1);  // not stdin's
+    pool->set_size(1 << 20);
+    return chunk;
+  });
   exported->reset();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&exporter);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_GT(port, 0);
+  ASSERT_FALSE(exporter.address().empty());
   MappedPoolCache pools;
   PrefixPullOptions options;
   options.pools = &pools;
   v1::PrefixPull pull;
-  pull.set_peer_address(absl::StrCat("127.0.0.1:", port));
+  pull.set_peer_address(exporter.address());
   for (uint64_t h : hashes_) pull.add_block_hashes(h);
   auto pulled = PullPrefix(*puller_, pull, prompt_, options);
   // The second, bytes-only, answer holds nothing: a clean failure.
   EXPECT_EQ(pulled.status().code(), absl::StatusCode::kDataLoss) << pulled.status();
-  EXPECT_EQ(exporter.hosts_asked(), (std::vector<std::string>{SharedPoolHostKey(), ""}));
+  std::vector<std::string> hosts_asked;
+  for (const v1::ExportPrefixRequest& r : exporter.requests()) hosts_asked.push_back(r.shared_pool_host());
+  EXPECT_EQ(hosts_asked, (std::vector<std::string>{SharedPoolHostKey(), ""}));
   EXPECT_TRUE(Eventually([&] { return puller_->Stats().blocks_used == 0; })) << puller_->Stats().blocks_used;
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 
 // A peer that sends far more than the prefix it was asked for is cut off:

@@ -17,6 +17,7 @@
 #include "ferry/v1/worker.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/process_util.h"
+#include "tests/integration/worker/generate_client.h"
 #include "tests/test_support.h"
 
 namespace ferry::testing {
@@ -72,45 +73,10 @@ class WorkerProcess {
   int port_ = 0;
 };
 
-struct Output {
-  std::vector<int32_t> tokens;
-  std::string text;
-  v1::TokenEvent last;
-  grpc::Status status;
-};
-
-// Reads a Generate stream to its end, optionally calling `after_n_tokens`
-// once that many tokens arrived.
-Output ReadStream(v1::Worker::Stub& stub, const v1::GenerateRequest& req, int after_n = -1,
-                  const std::function<void()>& at = nullptr) {
-  Output out;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto reader = stub.Generate(&ctx, req);
-  v1::TokenEvent ev;
-  bool called = false;
-  while (reader->Read(&ev)) {
-    out.tokens.insert(out.tokens.end(), ev.token_ids().begin(), ev.token_ids().end());
-    out.text += ev.text();
-    if (ev.finish_reason() != v1::FINISH_REASON_UNSPECIFIED) out.last = ev;
-    if (!called && at && static_cast<int>(out.tokens.size()) >= after_n) {
-      called = true;
-      at();
-    }
-  }
-  out.status = reader->Finish();
-  return out;
-}
+using Output = GenerateOutput;
 
 v1::GenerateRequest Request(const std::string& id, int max_tokens, float temperature = 0) {
-  v1::GenerateRequest r;
-  r.set_request_id(id);
-  r.set_prompt("Once upon a time");
-  r.mutable_params()->set_max_tokens(max_tokens);
-  r.mutable_params()->set_temperature(temperature);
-  r.mutable_params()->set_seed(11);
-  r.mutable_params()->set_ignore_eos(true);
-  return r;
+  return StoryRequest(id, max_tokens, temperature);
 }
 
 class WorkerTest : public ::testing::Test {
