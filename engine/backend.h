@@ -44,6 +44,9 @@ class ForwardBackend {
     float uniform = 0;
   };
   virtual bool samples_on_device() const { return false; }
+  // The most logits rows one Forward may ask for (the cuda backend's
+  // buffers are sized for a number of rows; the host's grow).
+  virtual int64_t max_logits_rows() const { return int64_t{1} << 30; }
   // InvalidArgument unless `rows` and `tokens` hold one entry per logits row
   // of `batch` (for ForwardAndSample implementations).
   static absl::Status CheckSamplingRows(const ForwardBatch& batch, std::span<const RowSampling> rows,

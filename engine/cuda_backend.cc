@@ -73,7 +73,9 @@ class CudaBackend final : public ForwardBackend {
     FERRY_RETURN_IF_ERROR(UploadWeights());
 
     max_tokens_ = std::max(o.max_num_batched_tokens, 1);
-    max_rows_ = std::min(max_tokens_, std::max(o.max_num_seqs, 1));
+    // A row a sequence, and room for a prompt's logprobs (Engine: prompt
+    // rows a step).
+    max_rows_ = std::min(max_tokens_, std::max(o.max_num_seqs, 1) + 256);
     max_model_len_ = std::max(o.max_model_len, 1);
     FERRY_RETURN_IF_ERROR(AllocateScratch(o.block_size));
 
@@ -163,6 +165,7 @@ class CudaBackend final : public ForwardBackend {
   }
 
   bool samples_on_device() const override { return true; }
+  int64_t max_logits_rows() const override { return max_rows_; }
   absl::Status ForwardAndSample(const ForwardBatch& b, std::span<const RowSampling> rows,
                                 std::span<int32_t> tokens) override {
     absl::Status s = SampleOnStream(b, rows, tokens);

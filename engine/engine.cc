@@ -121,6 +121,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   so.max_num_batched_tokens = options.max_num_batched_tokens;
   so.max_num_seqs = options.max_num_seqs;
   so.enable_prefix_caching = options.enable_prefix_caching;
+  // Prompt logprobs take the rows the backend has beyond one a sequence.
+  so.max_prompt_logprob_rows = static_cast<int>(
+      std::clamp<int64_t>(e->backend_->max_logits_rows() - options.max_num_seqs, 0, 256));
   e->scheduler_ = std::make_unique<StepScheduler>(so, *e->blocks_);
   e->counters_.blocks_total = shape.num_blocks;
   e->counters_.kv_cache_bytes = shape.num_blocks * e->backend_->kv_bytes_per_block();
@@ -149,6 +152,11 @@ absl::Status Engine::ValidateInput(const GenerateInput& input) const {
   limits.block_size = options_.block_size;
   limits.num_kv_blocks = backend_->kv_shape().num_blocks;
   FERRY_RETURN_IF_ERROR(ValidateGenerateInput(input, limits));
+  if (input.params.prompt_logprobs >= 0 && scheduler_->options().max_prompt_logprob_rows == 0) {
+    return absl::InvalidArgumentError(
+        "prompt_logprobs: no logits rows to spare on this backend (raise --max-num-batched-tokens above "
+        "--max-num-seqs)");
+  }
   if (input.remote_kv != nullptr) {
     return ValidateRemoteKv(input, static_cast<int64_t>(input.prompt_ids.size()) + input.params.max_tokens);
   }
@@ -331,6 +339,21 @@ void Engine::Step() {
       counters_.prompt_tokens_computed += prompt_part;
     }
   }
+  // Prompt logprobs: a logits row for every prompt position whose next
+  // token is a prompt token, after the sampling rows.
+  const size_t sampling_rows = logits_rows_.size();
+  prompt_rows_.clear();
+  for (size_t k = 0; k < plan.scheduled.size(); ++k) {
+    const ScheduledSequence& s = plan.scheduled[k];
+    Sequence& seq = *s.seq;
+    if (seq.group->input.params.prompt_logprobs < 0 || seq.group->input.resume || !seq.in_prefill()) continue;
+    const int from = std::max(seq.num_computed, static_cast<int>(seq.group->prompt_logprobs.size()));
+    const int to = std::min(seq.num_computed + s.num_new_tokens, seq.num_prompt_tokens - 1);
+    for (int pos = from; pos < to; ++pos) {
+      logits_rows_.push_back(query_start_[k] + (pos - seq.num_computed));
+      prompt_rows_.push_back({&seq, pos});
+    }
+  }
   auto csr = BuildBlockTableCsr(tables, table_tokens);
   if (!csr.ok()) {
     FailAll(absl::StrCat("internal error building the batch: ", csr.status().message()));
@@ -343,7 +366,7 @@ void Engine::Step() {
     batch.local_lens = local_lens;
     batch.remote = remotes;
   }
-  const bool backend_samples = PlanBackendSampling(plan, row_sampling_);
+  const bool backend_samples = prompt_rows_.empty() && PlanBackendSampling(plan, row_sampling_);
   absl::Status forward;
   if (backend_samples) {
     sampled_.resize(logits_rows_.size());
@@ -357,6 +380,18 @@ void Engine::Step() {
     return;
   }
   scheduler_->Commit(plan);
+  for (size_t i = 0; i < prompt_rows_.size(); ++i) {
+    const auto [seq, pos] = prompt_rows_[i];
+    std::vector<SampledToken>& out = seq->group->prompt_logprobs;
+    if (static_cast<int>(out.size()) != pos) continue;  // recomputed after a preemption
+    std::span<const float> row(logits_.data() + (sampling_rows + i) * size_t(vocab), vocab);
+    SampledToken t;
+    t.id = seq->tokens[size_t(pos) + 1];
+    float log_z = 0;
+    t.top = Sampler::TopLogprobs(row, seq->group->input.params.prompt_logprobs, &log_z);
+    t.logprob = row[size_t(t.id)] - log_z;
+    out.push_back(std::move(t));
+  }
 
   std::vector<Sequence*> finished;
   if (any_remote) FailBrokenRemoteKv(plan, finished);
@@ -463,6 +498,10 @@ void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>&
   EngineEvent ev;
   ev.token_ids.push_back(t.id);
   if (p.logprobs >= 0) ev.logprobs.push_back(std::move(t));
+  if (p.prompt_logprobs >= 0 && !seq.prompt_logprobs_sent && !seq.group->input.resume) {
+    ev.prompt_logprobs = seq.group->prompt_logprobs;
+    seq.prompt_logprobs_sent = true;
+  }
   FinishReason reason = FinishReason::kNone;
   const int32_t id = seq.tokens.back();
   if (!p.ignore_eos && Contains(eos, id)) {

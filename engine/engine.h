@@ -438,6 +438,9 @@ class Engine {
   std::vector<ForwardBackend::RowSampling> row_sampling_;
   std::vector<int32_t> sampled_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;
+  // This step's prompt-logprobs rows (after the sampling rows): the
+  // sequence and the position whose logits score the next prompt token.
+  std::vector<std::pair<Sequence*, int>> prompt_rows_;
   double tokens_per_second_ = 0;
   double prefill_tokens_per_second_ = 0;
   EngineStats counters_;

@@ -96,6 +96,9 @@ struct EngineEvent {
   std::vector<int32_t> token_ids;       // new tokens (EOS included when generated)
   std::string text;                     // their text, complete UTF-8, stop strings cut
   std::vector<SampledToken> logprobs;   // one per token when asked for
+  // params.prompt_logprobs: one per prompt token after the first, in the
+  // first event of a sample.
+  std::vector<SampledToken> prompt_logprobs;
   FinishReason finish = FinishReason::kNone;
   std::string stop_reason;              // the stop string matched, if any
   int32_t stop_token = -1;              // the stop token id matched, if any

@@ -44,6 +44,7 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
   }
   if (stop.size() > 16) return bad("stop", "holds more than 16 strings");
   if (logprobs < -1 || logprobs > 20) return bad("logprobs", "must be between 0 and 20");
+  if (prompt_logprobs < -1 || prompt_logprobs > 20) return bad("prompt_logprobs", "must be between 0 and 20");
   if (n < 1 || n > 64) return bad("n", "must be between 1 and 64");
   return absl::OkStatus();
 }

@@ -27,6 +27,10 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
   int logprobs = -1;  // -1: none; k >= 0: chosen token's logprob and k alternatives
+  // -1: none; k >= 0: the logprob of every prompt token after the first
+  // (given the ones before it) and k alternatives, in the first event of
+  // each sample. The whole prompt is then computed (no prefix-cache hit).
+  int prompt_logprobs = -1;
   int n = 1;
 
   // InvalidArgument naming the parameter when a value is out of range

@@ -25,6 +25,9 @@ struct RequestGroup {
   uint64_t arrival = 0;           // submission order
   int samples_pending = 0;        // samples still to be forked off sample 0
   int samples_unfinished = 0;     // samples that have not finished
+  // params.prompt_logprobs: entry i is for prompt token i + 1, from the
+  // logits at position i (filled as the prefill goes).
+  std::vector<SampledToken> prompt_logprobs;
 };
 
 struct Sequence {
@@ -66,6 +69,7 @@ struct Sequence {
   StopChecker stop;
   int64_t emitted_bytes = 0;    // text delivered to the client so far
   bool finished = false;
+  bool prompt_logprobs_sent = false;
 };
 
 inline int Sequence::LocalTokens(int num_tokens) const {

@@ -63,11 +63,12 @@ void StepScheduler::Preempt(std::unique_ptr<Sequence> seq) {
 StepPlan StepScheduler::Schedule() {
   StepPlan plan;
   int budget = options_.max_num_batched_tokens;
+  int prompt_rows_left = options_.max_prompt_logprob_rows;
   SortRunning();
   size_t i = 0;
   while (i < running_.size() && budget > 0) {
     Sequence& seq = *running_[i];
-    int num_new = std::min(seq.num_tokens() - seq.num_computed, budget);
+    int num_new = PrefillChunk(seq, std::min(seq.num_tokens() - seq.num_computed, budget), &prompt_rows_left);
     if (num_new <= 0) {
       ++i;
       continue;
@@ -98,8 +99,9 @@ StepPlan StepScheduler::Schedule() {
          static_cast<int>(running_.size()) < options_.max_num_seqs) {
     Sequence& seq = *waiting_.front();
     // Borrowed positions are not in the prefix cache: recompute them all.
+    // A prompt whose logprobs are asked for is computed whole.
     if (seq.num_computed == 0 && seq.table.num_blocks() == 0 && options_.enable_prefix_caching &&
-        seq.remote_kv() == nullptr) {
+        seq.remote_kv() == nullptr && !WantsPromptLogprobs(seq)) {
       // All tokens but the last: the model must still produce its logits.
       auto matched = pool_.MatchPrefix(
           std::span<const int32_t>(seq.tokens.data(), seq.tokens.size() - 1), seq.table);
@@ -108,7 +110,8 @@ StepPlan StepScheduler::Schedule() {
         if (seq.num_output_tokens() == 0) seq.num_cached_prompt = seq.num_computed;
       }
     }
-    int num_new = std::min(seq.num_tokens() - seq.num_computed, budget);
+    int num_new = PrefillChunk(seq, std::min(seq.num_tokens() - seq.num_computed, budget), &prompt_rows_left);
+    if (num_new <= 0) break;  // no logits rows left for its prompt: next step
     if (!EnsureBlocks(seq, seq.num_computed + num_new, plan.copies)) {
       // Do not pin cached blocks while waiting.
       seq.table.Clear();

@@ -10,6 +10,7 @@
 // runs it, and Commit() records what was computed.
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -24,6 +25,9 @@ struct StepSchedulerOptions {
   int max_num_batched_tokens = 2048;
   int max_num_seqs = 256;
   bool enable_prefix_caching = true;
+  // Logits rows a step may spend on prompt logprobs (one per prompt token
+  // scored): a prefill chunk of a sample that asks for them is cut to fit.
+  int max_prompt_logprob_rows = 256;
 };
 
 struct ScheduledSequence {
@@ -45,6 +49,7 @@ class StepScheduler {
   StepScheduler(const StepSchedulerOptions& options, BlockPool& pool);
 
   void AddWaiting(std::unique_ptr<Sequence> seq);
+  const StepSchedulerOptions& options() const { return options_; }
   // Adds a sequence that already holds its blocks and computed tokens (a
   // sample forked from another after the prompt's prefill).
   void AddRunning(std::unique_ptr<Sequence> seq);
@@ -67,6 +72,21 @@ class StepScheduler {
   const std::vector<std::unique_ptr<Sequence>>& running() const { return running_; }
 
  private:
+  // A sample still to send its prompt's logprobs (params.prompt_logprobs).
+  static bool WantsPromptLogprobs(const Sequence& seq) {
+    return seq.group->input.params.prompt_logprobs >= 0 && !seq.group->input.resume;
+  }
+  // `num_new` tokens of `seq` for this step, fewer for a prompt whose
+  // logprobs are asked for: each of its tokens but the last takes a logits
+  // row, out of `rows_left` this step (which it then takes).
+  static int PrefillChunk(const Sequence& seq, int num_new, int* rows_left) {
+    if (!WantsPromptLogprobs(seq) || !seq.in_prefill()) return num_new;
+    const int scored_to = seq.num_prompt_tokens - 1;  // positions [0, scored_to) score a next prompt token
+    const int needed = std::max(0, std::min(seq.num_computed + num_new, scored_to) - seq.num_computed);
+    if (needed > *rows_left) num_new = *rows_left;  // then ends before scored_to, on exactly that many rows
+    *rows_left -= std::min(needed, *rows_left);
+    return num_new;
+  }
   // Makes room in `seq`'s table for `num_tokens` tokens (private last block,
   // new blocks). False, with nothing changed, when blocks are short.
   bool EnsureBlocks(Sequence& seq, int num_tokens, std::vector<BlockCopy>& copies);

@@ -64,6 +64,8 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
     plan.prompts.push_back(std::move(p.ids));
   }
   plan.options = std::move(req.options);
+  // Echoed prompt tokens come with their logprobs too.
+  if (plan.echo && plan.options.logprobs >= 0) plan.options.params.set_prompt_logprobs(plan.options.logprobs);
   return RunGeneration(std::move(plan), key_index, arrival);
 }
 

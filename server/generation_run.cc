@@ -37,10 +37,6 @@ GenerationRun::GenerationRun(const GatewayContext& ctx, GenerationPlan plan, Adm
     for (int i = 0; i < total; ++i) {
       int p = i / n;
       choices_[i].text = plan_.echo_texts[p];
-      if (plan_.options.logprobs >= 0) {
-        choices_[i].completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p],
-                                                        &choices_[i].text_offset);
-      }
     }
   }
 }
@@ -105,6 +101,11 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
     c.tokens += ev.token_ids_size();
   }
   c.text += ev.text();
+  if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
+    c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
+                                          ev.prompt_logprobs(), &c.text_offset);
+    c.prompt_logged = true;
+  }
   if (plan_.options.logprobs >= 0 && !plan_.options.stream) {
     for (const v1::TokenLogprob& lp : ev.logprobs()) {
       if (plan_.header.chat) {
@@ -212,7 +213,7 @@ absl::StatusOr<HttpResponse> GenerationRun::Collect() {
   return r;
 }
 
-Json GenerationRun::StartChunk(int index) {
+Json GenerationRun::StartChunk(int index, const v1::TokenEvent* first) {
   Choice& c = choices_[index];
   c.started = true;
   Json choice = Json::object();
@@ -225,7 +226,10 @@ Json GenerationRun::StartChunk(int index) {
     choice["text"] = plan_.echo_texts[p];
     if (plan_.options.logprobs >= 0) {
       CompletionLogprobs lp;
-      lp.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p], &c.text_offset);
+      lp.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p],
+                         first != nullptr ? first->prompt_logprobs() : v1::TokenEvent().prompt_logprobs(),
+                         &c.text_offset);
+      c.prompt_logged = true;
       choice["logprobs"] = lp.ToJson();
     } else {
       choice["logprobs"] = nullptr;
@@ -282,7 +286,7 @@ void GenerationRun::StreamTo(ChunkWriter& writer) {
     Logger("gateway")->debug("req={} client went away; aborted", plan_.header.id);
   };
   for (size_t i = 0; i < choices_.size(); ++i) {
-    if (plan_.header.chat || plan_.echo) {
+    if (plan_.header.chat || (plan_.echo && !EchoLogprobs())) {
       if (!send(SseEvent(StartChunk(static_cast<int>(i))))) return give_up();
     }
   }
@@ -294,6 +298,9 @@ void GenerationRun::StreamTo(ChunkWriter& writer) {
       int index = Apply(item);
       if (index < 0) continue;
       const v1::TokenEvent& ev = item.event;
+      if (EchoLogprobs() && !choices_[index].started && ev.finish_reason() != v1::FINISH_REASON_ERROR) {
+        if (!send(SseEvent(StartChunk(index, &ev)))) return give_up();
+      }
       if (ev.finish_reason() == v1::FINISH_REASON_ERROR) {
         AbortAll();
         send(SseEvent(Json::parse(ErrorBody(ErrorOf(choices_[index])))));

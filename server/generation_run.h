@@ -63,7 +63,12 @@ class GenerationRun {
     CompletionLogprobs completion_logprobs;
     ChatLogprobs chat_logprobs;
     bool started = false;  // streaming: the first chunk went out
+    bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in
   };
+  // Echo with logprobs: the prompt's tokens carry logprobs from the first
+  // event of their sample, so they are added (and, streaming, the first
+  // chunk sent) when it comes.
+  bool EchoLogprobs() const { return plan_.echo && plan_.options.logprobs >= 0; }
 
   int ChoiceIndex(const RequestStream::Item& item) const;
   // Folds an event into its choice; returns the choice index.
@@ -76,7 +81,8 @@ class GenerationRun {
 
   Json ChoiceJson(int index) const;
   Json StreamChunk(int index, const RequestStream::Item& item);
-  Json StartChunk(int index);
+  // `first`: the sample's first event (echo with logprobs), else null.
+  Json StartChunk(int index, const v1::TokenEvent* first = nullptr);
   void RecordMetrics();
 
   const GatewayContext& ctx_;

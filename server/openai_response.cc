@@ -52,9 +52,16 @@ Json ResponseTop(const ResponseHeader& h, bool chunk) {
 std::string TokenString(const Tokenizer& tokenizer, int32_t id) { return tokenizer.TokenBytes(id); }
 
 void CompletionLogprobs::AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                                         const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
                                          int64_t* text_offset) {
-  for (int32_t id : ids) {
-    std::string s = TokenString(tokenizer, id);
+  bool scored = !ids.empty() && prompt_logprobs.size() == static_cast<int>(ids.size()) - 1;
+  for (size_t i = 1; scored && i < ids.size(); ++i) scored = prompt_logprobs[static_cast<int>(i) - 1].token_id() == ids[i];
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (scored && i > 0) {
+      Add(tokenizer, prompt_logprobs[static_cast<int>(i) - 1], text_offset);
+      continue;
+    }
+    std::string s = TokenString(tokenizer, ids[i]);
     tokens_.push_back(s);
     token_logprobs_.push_back(nullptr);
     top_logprobs_.push_back(nullptr);

@@ -46,8 +46,12 @@ std::string TokenString(const Tokenizer& tokenizer, int32_t id);
 class CompletionLogprobs {
  public:
   CompletionLogprobs() = default;
-  // Prompt tokens (echo): their logprobs are unknown and given as null.
-  void AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids, int64_t* text_offset);
+  // Prompt tokens (echo). `prompt_logprobs` (TokenEvent.prompt_logprobs)
+  // scores tokens 1 on; the first token's logprob, and every one when they
+  // do not match the prompt, is null.
+  void AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                       const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
+                       int64_t* text_offset);
   void Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset);
   Json ToJson() const;
   bool empty() const { return tokens_.empty(); }

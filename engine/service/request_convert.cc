@@ -63,6 +63,7 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
   s.stop_token_ids.assign(p.stop_token_ids().begin(), p.stop_token_ids().end());
   s.ignore_eos = p.ignore_eos();
   s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
+  s.prompt_logprobs = p.has_prompt_logprobs() ? p.prompt_logprobs() : -1;
   s.n = p.n() == 0 ? 1 : p.n();
   return s;
 }

@@ -58,15 +58,16 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
   out.set_sample_index(ev.sample_index);
   for (int32_t id : ev.token_ids) out.add_token_ids(id);
   out.set_text(ev.text);
-  for (const SampledToken& t : ev.logprobs) {
-    v1::TokenLogprob* lp = out.add_logprobs();
+  auto add = [](const SampledToken& t, v1::TokenLogprob* lp) {
     lp->set_token_id(t.id);
     lp->set_logprob(t.logprob);
     for (const auto& [id, logprob] : t.top) {
       lp->add_top_ids(id);
       lp->add_top_logprobs(logprob);
     }
-  }
+  };
+  for (const SampledToken& t : ev.logprobs) add(t, out.add_logprobs());
+  for (const SampledToken& t : ev.prompt_logprobs) add(t, out.add_prompt_logprobs());
   out.set_finish_reason(ToProto(ev.finish));
   if (ev.finish == FinishReason::kMigrated) out.set_migrated_to(ev.migrated_to);
   if (ev.finish != FinishReason::kNone) {

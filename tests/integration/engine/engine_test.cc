@@ -34,6 +34,11 @@ class Collector {
       absl::MutexLock lock(&mu_);
       auto& r = results_[ev.request_id][ev.sample_index];
       r.tokens.insert(r.tokens.end(), ev.token_ids.begin(), ev.token_ids.end());
+      r.logprobs.insert(r.logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
+      if (!ev.prompt_logprobs.empty()) {
+        r.prompt_logprobs = ev.prompt_logprobs;
+        ++r.events_with_prompt_logprobs;
+      }
       r.text += ev.text;
       if (ev.finish != FinishReason::kNone) {
         r.finish = ev.finish;
@@ -44,6 +49,9 @@ class Collector {
   }
   struct Result {
     std::vector<int32_t> tokens;
+    std::vector<SampledToken> logprobs;
+    std::vector<SampledToken> prompt_logprobs;
+    int events_with_prompt_logprobs = 0;
     std::string text;
     FinishReason finish = FinishReason::kNone;
     EngineEvent last;
@@ -612,6 +620,85 @@ void EngineTest::MigrateBetweenEngines(Path path) {
   if (through_import) ASSERT_TRUE(busy.Wait(1));
   EXPECT_EQ(Settled(*src).blocks_used, 0);
   EXPECT_EQ(Settled(*dst).blocks_used, 0);
+}
+
+// Prompt logprobs (echo with logprobs): each prompt token after the first
+// is scored from the logits at the position before it, as decoding scored
+// it; a cached prompt is computed again for them, a long one in chunks of
+// at most 256 tokens, and every sample gets them once, in its first event.
+TEST_F(EngineTest, PromptLogprobsScoreEachPromptTokenAsDecodingDid) {
+  auto engine = MakeEngine();
+  GenerateInput decoded = Greedy("d", "Once upon a time", 12);
+  decoded.params.logprobs = 2;
+  Collector c;
+  ASSERT_TRUE(engine->Submit(decoded, c.Sink()).ok());
+  ASSERT_TRUE(c.Wait(1));
+  const Collector::Result d = c.Get("d");
+  ASSERT_EQ(d.tokens.size(), 12u);
+  ASSERT_EQ(d.logprobs.size(), 12u);
+  EXPECT_EQ(d.events_with_prompt_logprobs, 0);
+
+  // The decoded tokens as a prompt: their prompt logprobs are the ones
+  // decoding gave (up to the arithmetic of a prefill against a decode step).
+  GenerateInput scored = Greedy("s", "Once upon a time", 1);
+  const size_t head = scored.prompt_ids.size();
+  scored.prompt_ids.insert(scored.prompt_ids.end(), d.tokens.begin(), d.tokens.end() - 1);
+  scored.params.prompt_logprobs = 2;
+  scored.params.n = 2;
+  scored.params.temperature = 0.8f;
+  scored.params.seed = 3;
+  ASSERT_TRUE(engine->Submit(scored, c.Sink()).ok());
+  ASSERT_TRUE(c.Wait(3));
+  for (int sample = 0; sample < 2; ++sample) {
+    const Collector::Result s = c.Get("s", sample);
+    EXPECT_EQ(s.events_with_prompt_logprobs, 1) << sample;
+    ASSERT_EQ(s.prompt_logprobs.size(), scored.prompt_ids.size() - 1) << sample;
+    for (size_t i = 0; i < s.prompt_logprobs.size(); ++i) {
+      EXPECT_EQ(s.prompt_logprobs[i].id, scored.prompt_ids[i + 1]) << i;
+      EXPECT_LE(s.prompt_logprobs[i].logprob, 0.0f);
+      EXPECT_EQ(s.prompt_logprobs[i].top.size(), 2u);
+    }
+    for (size_t j = 0; j + 1 < d.tokens.size(); ++j) {
+      const SampledToken& p = s.prompt_logprobs[head - 1 + j];
+      EXPECT_NEAR(p.logprob, d.logprobs[j].logprob, 2e-3) << j;
+      ASSERT_EQ(p.top.size(), d.logprobs[j].top.size());
+      EXPECT_EQ(p.top[0].first, d.logprobs[j].top[0].first) << j;
+    }
+  }
+
+  // A long prompt seen before: still computed (not from the cache), in
+  // several steps, with the same scores.
+  GenerateInput long_prompt = Greedy("l1", "x", 1);
+  long_prompt.prompt_ids.clear();
+  for (int i = 0; i < 700; ++i) long_prompt.prompt_ids.push_back(3 + (i * 37) % 400);
+  long_prompt.params.prompt_logprobs = 0;
+  ASSERT_TRUE(engine->Submit(long_prompt, c.Sink()).ok());
+  ASSERT_TRUE(c.Wait(4));
+  const int64_t steps_before = Settled(*engine).steps;
+  long_prompt.request_id = "l2";
+  ASSERT_TRUE(engine->Submit(long_prompt, c.Sink()).ok());
+  ASSERT_TRUE(c.Wait(5));
+  EXPECT_GE(Settled(*engine).steps - steps_before, 3) << "700 tokens in chunks of at most 256";
+  const Collector::Result l1 = c.Get("l1"), l2 = c.Get("l2");
+  EXPECT_EQ(l2.last.cached_prompt_tokens, 0);
+  ASSERT_EQ(l1.prompt_logprobs.size(), 699u);
+  ASSERT_EQ(l2.prompt_logprobs.size(), 699u);
+  for (size_t i = 0; i < 699; ++i) {
+    EXPECT_EQ(l1.prompt_logprobs[i].logprob, l2.prompt_logprobs[i].logprob) << i;
+    EXPECT_TRUE(l1.prompt_logprobs[i].top.empty());
+  }
+
+  // Three at once share a step's rows for them, and score as alone.
+  for (int k = 0; k < 3; ++k) {
+    long_prompt.request_id = absl::StrCat("c", k);
+    ASSERT_TRUE(engine->Submit(long_prompt, c.Sink()).ok());
+  }
+  ASSERT_TRUE(c.Wait(8));
+  for (int k = 0; k < 3; ++k) {
+    const Collector::Result r = c.Get(absl::StrCat("c", k));
+    ASSERT_EQ(r.prompt_logprobs.size(), 699u) << k;
+    for (size_t i = 0; i < 699; ++i) EXPECT_NEAR(r.prompt_logprobs[i].logprob, l1.prompt_logprobs[i].logprob, 1e-5);
+  }
 }
 
 TEST_F(EngineTest, LiveMigrationBetweenTwoEnginesKeepsTheStream) { MigrateBetweenEngines(Path::kLoop); }

@@ -120,6 +120,14 @@ class FakeBackend : public GenerateBackend {
             lp->add_top_logprobs(-0.5f - k);
           }
         }
+        // Prompt token j scores -j / 10 (from the second on).
+        if (i == 0 && request.params().has_prompt_logprobs()) {
+          for (int j = 1; j < request.prompt_ids_size(); ++j) {
+            v1::TokenLogprob* lp = ev.add_prompt_logprobs();
+            lp->set_token_id(request.prompt_ids(j));
+            lp->set_logprob(-0.1f * static_cast<float>(j));
+          }
+        }
         if (i + 1 == tokens) {
           ev.set_finish_reason(tokens < request.params().max_tokens() ? v1::FINISH_REASON_STOP
                                                                        : v1::FINISH_REASON_LENGTH);

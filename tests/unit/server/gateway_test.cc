@@ -142,15 +142,48 @@ TEST_F(GatewayTest, SeveralPromptsAndSamplesGiveIndexedChoices) {
   EXPECT_EQ(r["usage"]["completion_tokens"], 8);
 }
 
+// Echoed prompt tokens carry the logprobs the backend sends with the first
+// event (the first token has none), asked for with prompt_logprobs; then
+// the completion's own.
 TEST_F(GatewayTest, EchoAndLogprobs) {
-  Json r = Post("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}, {"logprobs", 2}});
+  Json r = Post("/v1/completions",
+                {{"prompt", "Once upon a time"}, {"max_tokens", 2}, {"echo", true}, {"logprobs", 2}});
   const Json& c = r["choices"][0];
-  EXPECT_EQ(c["text"].get<std::string>().rfind("Hello", 0), 0u);
+  EXPECT_EQ(c["text"].get<std::string>().rfind("Once upon a time", 0), 0u);
   const Json& lp = c["logprobs"];
-  EXPECT_EQ(lp["tokens"].size(), lp["token_logprobs"].size());
-  EXPECT_TRUE(lp["token_logprobs"][0].is_null());  // prompt tokens have none
+  const size_t prompt = backend_.requests().back().prompt_ids_size();
+  ASSERT_GT(prompt, 2u);
+  EXPECT_EQ(backend_.requests().back().params().prompt_logprobs(), 2);
+  ASSERT_EQ(lp["tokens"].size(), prompt + 2);
+  EXPECT_EQ(lp["token_logprobs"].size(), prompt + 2);
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  for (size_t j = 1; j < prompt; ++j) {
+    EXPECT_NEAR(lp["token_logprobs"][j].get<double>(), -0.1 * static_cast<double>(j), 1e-6) << j;
+    EXPECT_EQ(lp["top_logprobs"][j].size(), 1u);
+  }
   EXPECT_EQ(lp["token_logprobs"].back(), -0.5);
   EXPECT_GE(lp["top_logprobs"].back().size(), 1u);
+  // Offsets run on through the prompt's tokens into the completion's.
+  for (size_t j = 1; j < lp["text_offset"].size(); ++j) {
+    EXPECT_GT(lp["text_offset"][j].get<int64_t>(), lp["text_offset"][j - 1].get<int64_t>());
+  }
+
+  // Streamed: the first chunk, the echo, waits for the first event and
+  // carries the same prompt logprobs.
+  auto events = Stream(Call("POST", "/v1/completions",
+                            R"({"prompt":"Once upon a time","max_tokens":2,"echo":true,"logprobs":0,"stream":true})"));
+  ASSERT_GE(events.size(), 2u);
+  Json first = Json::parse(events[0]);
+  EXPECT_EQ(first["choices"][0]["text"], "Once upon a time");
+  const Json& flp = first["choices"][0]["logprobs"];
+  ASSERT_EQ(flp["token_logprobs"].size(), prompt);
+  EXPECT_TRUE(flp["token_logprobs"][0].is_null());
+  EXPECT_NEAR(flp["token_logprobs"][prompt - 1].get<double>(), -0.1 * static_cast<double>(prompt - 1), 1e-6);
+
+  // Without logprobs, nothing is asked of the backend.
+  Post("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}});
+  EXPECT_FALSE(backend_.requests().back().params().has_prompt_logprobs());
 }
 
 TEST_F(GatewayTest, StreamedCompletionEndsWithUsageAndDone) {
