@@ -52,6 +52,8 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
   plan.header = ResponseHeader{false, NewId("cmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
   plan.endpoint = "/v1/completions";
   plan.echo = req.echo;
+  plan.echo_only = req.echo && req.options.max_tokens && *req.options.max_tokens == 0;
+  if (plan.echo_only) req.options.max_tokens = 1;
   for (PromptInput& p : req.prompts) {
     if (p.text) {
       p.ids = tok.Encode(*p.text, tok.add_bos(), /*parse_special=*/true);

@@ -94,6 +94,22 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
   Choice& c = choices_[index];
   const v1::TokenEvent& ev = item.event;
   if (IsFinal(c.finish)) return -1;  // nothing counts after a sample's end
+  if (plan_.echo_only) {
+    // The token run for the prompt's logprobs is not the client's.
+    if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
+      c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
+                                            ev.prompt_logprobs(), &c.text_offset);
+      c.prompt_logged = true;
+    }
+    if (IsFinal(ev.finish_reason())) {
+      c.finish = ev.finish_reason() == v1::FINISH_REASON_ERROR ? ev.finish_reason() : v1::FINISH_REASON_LENGTH;
+      c.error = ev.error();
+      c.error_code = ev.error_code();
+      c.completion_tokens_reported = 0;
+      c.tokens = 0;
+    }
+    return index;
+  }
   if (ev.token_ids_size() > 0) {
     absl::Time now = absl::Now();
     if (!first_token_time_) first_token_time_ = now;
@@ -248,7 +264,7 @@ Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
   Json choice = Json::object();
   choice["index"] = index;
   Json logprobs = nullptr;
-  if (plan_.options.logprobs >= 0 && ev.logprobs_size() > 0) {
+  if (plan_.options.logprobs >= 0 && ev.logprobs_size() > 0 && !plan_.echo_only) {
     if (plan_.header.chat) {
       ChatLogprobs lp;
       for (const auto& t : ev.logprobs()) lp.Add(ctx_.assets->tokenizer(), t, plan_.options.logprobs);
@@ -263,11 +279,10 @@ Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
     choice["delta"] = ev.text().empty() && IsFinal(ev.finish_reason()) ? Json::object()
                                                                         : Json{{"content", ev.text()}};
   } else {
-    choice["text"] = ev.text();
+    choice["text"] = plan_.echo_only ? std::string() : ev.text();
   }
   choice["logprobs"] = std::move(logprobs);
-  choice["finish_reason"] = FinishReasonJson(IsFinal(ev.finish_reason()) ? ev.finish_reason()
-                                                                         : v1::FINISH_REASON_UNSPECIFIED);
+  choice["finish_reason"] = FinishReasonJson(IsFinal(ev.finish_reason()) ? c.finish : v1::FINISH_REASON_UNSPECIFIED);
   if (IsFinal(ev.finish_reason())) choice["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
   Json chunk = ResponseTop(plan_.header, /*chunk=*/true);
   chunk["choices"] = Json::array({std::move(choice)});
@@ -308,7 +323,7 @@ void GenerationRun::StreamTo(ChunkWriter& writer) {
         finished_ = true;
         return;
       }
-      bool empty = ev.text().empty() && ev.logprobs_size() == 0 && !IsFinal(ev.finish_reason());
+      bool empty = ((ev.text().empty() && ev.logprobs_size() == 0) || plan_.echo_only) && !IsFinal(ev.finish_reason());
       if (empty) continue;
       if (!send(SseEvent(StreamChunk(index, item)))) return give_up();
       last_write = absl::Now();

@@ -27,6 +27,9 @@ struct GenerationPlan {
   std::vector<std::vector<int32_t>> prompts;
   std::vector<int> max_tokens;         // per prompt
   bool echo = false;
+  // echo with max_tokens 0: the prompt only (and its logprobs); the backend
+  // still runs one token, which is not returned.
+  bool echo_only = false;
   std::vector<std::string> echo_texts;  // per prompt, with echo
 };
 

@@ -130,7 +130,8 @@ absl::Status ParseLengths(const JsonFields& f, bool chat, GenerationOptions* o) 
     }
   }
   if (max_tokens) {
-    FERRY_RETURN_IF_ERROR(CheckRange(max_name, static_cast<double>(*max_tokens), 1, 1 << 30));
+    // 0 is for completions that only echo the prompt (checked with echo).
+    FERRY_RETURN_IF_ERROR(CheckRange(max_name, static_cast<double>(*max_tokens), chat ? 1 : 0, 1 << 30));
     o->max_tokens = *max_tokens;
   }
   FERRY_ASSIGN_OR_RETURN(auto min_tokens, f.Int("min_tokens"));
@@ -255,6 +256,9 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(const Json& body, int v
   FERRY_ASSIGN_OR_RETURN(r.prompts, ParsePrompt(body, vocab_size));
   FERRY_ASSIGN_OR_RETURN(auto echo, f.Bool("echo"));
   r.echo = echo.value_or(false);
+  if (r.options.max_tokens && *r.options.max_tokens == 0 && !r.echo) {
+    return InvalidParamError("max_tokens", "'max_tokens' of 0 returns nothing without 'echo'");
+  }
   FERRY_ASSIGN_OR_RETURN(auto logprobs, f.Int("logprobs"));
   if (logprobs) {
     FERRY_RETURN_IF_ERROR(CheckRange("logprobs", static_cast<double>(*logprobs), 0, kMaxLogprobs));

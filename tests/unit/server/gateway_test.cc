@@ -186,6 +186,35 @@ TEST_F(GatewayTest, EchoAndLogprobs) {
   EXPECT_FALSE(backend_.requests().back().params().has_prompt_logprobs());
 }
 
+// Echo with max_tokens 0 (as vLLM takes it, for scoring a prompt): the
+// prompt and its logprobs only; the backend runs one token, not returned.
+TEST_F(GatewayTest, EchoWithNoTokensReturnsThePromptOnly) {
+  Json r = Post("/v1/completions",
+                {{"prompt", "Once upon a time"}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}});
+  const Json& c = r["choices"][0];
+  EXPECT_EQ(c["text"], "Once upon a time");
+  EXPECT_EQ(c["finish_reason"], "length");
+  const size_t prompt = backend_.requests().back().prompt_ids_size();
+  EXPECT_EQ(backend_.requests().back().params().max_tokens(), 1);
+  EXPECT_EQ(c["logprobs"]["tokens"].size(), prompt);
+  EXPECT_NEAR(c["logprobs"]["token_logprobs"][prompt - 1].get<double>(), -0.1 * static_cast<double>(prompt - 1),
+              1e-6);
+  EXPECT_EQ(r["usage"]["completion_tokens"], 0);
+
+  auto events = Stream(Call("POST", "/v1/completions",
+                            R"({"prompt":"Once upon a time","max_tokens":0,"echo":true,"stream":true})"));
+  ASSERT_EQ(events.size(), 3u);  // the echo, the end, [DONE]
+  EXPECT_EQ(Json::parse(events[0])["choices"][0]["text"], "Once upon a time");
+  Json end = Json::parse(events[1]);
+  EXPECT_EQ(end["choices"][0]["text"], "");
+  EXPECT_EQ(end["choices"][0]["finish_reason"], "length");
+
+  // Without echo there would be nothing to return; chat needs a token.
+  EXPECT_EQ(Call("POST", "/v1/completions", R"({"prompt":"a","max_tokens":0})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/chat/completions",
+                 R"({"messages":[{"role":"user","content":"hi"}],"max_tokens":0})").status, 400);
+}
+
 TEST_F(GatewayTest, StreamedCompletionEndsWithUsageAndDone) {
   HttpResponse resp = Call("POST", "/v1/completions",
                            R"({"prompt":"a","max_tokens":3,"stream":true,"stream_options":{"include_usage":true}})");
