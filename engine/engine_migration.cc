@@ -237,8 +237,19 @@ absl::Status Engine::KvImport::WriteChunk(std::string_view header, std::string_v
                                           int64_t first_block) const {
   FERRY_ASSIGN_OR_RETURN(auto to, Destination(header, first_block));
   // From the calling thread: the backend's fp32 writes allow it for blocks
-  // no step reads or writes, which a reserved block is.
-  return DecodeAndWriteBlocks(payload, to.first, model_key_, shape_, BlockWriter(backend_), to.second, first_block);
+  // no step reads or writes, which a reserved block is. A block at a time,
+  // each written while still in cache after its checksum (a failed block
+  // fails the migration, so earlier ones need not stay unwritten).
+  FERRY_ASSIGN_OR_RETURN(const std::vector<std::string> pieces, SplitBlocks(payload, 1));
+  if (pieces.size() != to.second.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("chunk holds ", pieces.size(), " blocks but its header says ",
+                                                   to.second.size()));
+  }
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    FERRY_RETURN_IF_ERROR(DecodeAndWriteBlocks(pieces[i], to.first, model_key_, shape_, BlockWriter(backend_),
+                                               to.second.subspan(i, 1), first_block + static_cast<int64_t>(i)));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Engine::KvImport::WritePoolChunk(std::string_view header, std::span<const std::byte> pool,
