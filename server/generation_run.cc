@@ -94,21 +94,20 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
   Choice& c = choices_[index];
   const v1::TokenEvent& ev = item.event;
   if (IsFinal(c.finish)) return -1;  // nothing counts after a sample's end
+  // The echoed prompt's tokens come first: the first event brings their logprobs.
+  if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
+    c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
+                                          ev.prompt_logprobs(), &c.text_offset);
+    c.prompt_logged = true;
+  }
   if (plan_.echo_only) {
     // The token run for the prompt's logprobs is not the client's.
-    if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
-      c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
-                                            ev.prompt_logprobs(), &c.text_offset);
-      c.prompt_logged = true;
-    }
     if (IsFinal(ev.finish_reason())) {
       c.finish = ev.finish_reason() == v1::FINISH_REASON_ERROR ? ev.finish_reason() : v1::FINISH_REASON_LENGTH;
       c.error = ev.error();
       c.error_code = ev.error_code();
-      c.completion_tokens_reported = 0;
-      c.tokens = 0;
     }
-    return index;
+    return index;  // c.tokens stays 0: no completion tokens in the usage
   }
   if (ev.token_ids_size() > 0) {
     absl::Time now = absl::Now();
@@ -117,11 +116,6 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
     c.tokens += ev.token_ids_size();
   }
   c.text += ev.text();
-  if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
-    c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
-                                          ev.prompt_logprobs(), &c.text_offset);
-    c.prompt_logged = true;
-  }
   if (plan_.options.logprobs >= 0 && !plan_.options.stream) {
     for (const v1::TokenLogprob& lp : ev.logprobs()) {
       if (plan_.header.chat) {
