@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -173,11 +174,15 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   ASSERT_GT(sched_port, 0);
   const std::string sched = absl::StrCat(net.host_ip(), ":", sched_port);
   auto stub = v1::Scheduler::NewStub(grpc::CreateChannel(sched, grpc::InsecureChannelCredentials()));
-  auto alive_workers = [&] {
+  auto all_workers = [&] {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     v1::ListWorkersResponse list;
     if (!stub->ListWorkers(&ctx, {}, &list).ok()) return v1::ListWorkersResponse();
+    return list;
+  };
+  auto alive_workers = [&] {
+    const v1::ListWorkersResponse list = all_workers();
     v1::ListWorkersResponse alive;
     for (const auto& w : list.workers()) {
       if (w.alive()) *alive.add_workers() = w;
@@ -214,7 +219,13 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   std::optional<Process> worker_b;
   std::string b_address;
   std::string b_failed;  // why B could not be set up
+  // A runs a seventh of the time, so the request outlasts the copy's start;
+  // a twenty-sixth while B starts, which can take seconds on a loaded
+  // machine. Its heartbeats (every 50 ms) still arrive.
+  std::atomic<int> a_stopped_ms{60};
   auto start_b = [&] {
+    a_stopped_ms = 250;
+    absl::Cleanup back = [&] { a_stopped_ms = 60; };
     const std::string b_pf = TempPath("cut_worker_b.port");
     std::remove(b_pf.c_str());
     worker_b.emplace(net.Exec({FerryBinary(), "worker", "--model", model, "--listen", net.ns_ip() + ":0",
@@ -230,12 +241,11 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     return true;
   };
 
-  // A runs a seventh of the time, so the request outlasts the copy's start.
   std::atomic<bool> stop_slowing{false};
   std::thread slower([&] {
     while (!stop_slowing) {
       worker_a.Signal(SIGSTOP);
-      absl::SleepFor(absl::Milliseconds(60));
+      absl::SleepFor(absl::Milliseconds(a_stopped_ms.load()));
       worker_a.Signal(SIGCONT);
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -248,17 +258,29 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   absl::Time cut_at = absl::InfiniteFuture();
   absl::Duration migrate_answered_after = absl::InfiniteDuration();
   bool cut_mid_transfer = false;
+  std::string chaos_failed;  // why the cut was not tried
   // Once tokens flow: move the request to B, and cut the link as soon as B
   // holds the reservation (the transfer has begun).
   absl::Notification streaming;
   std::thread chaos([&] {
     if (!streaming.WaitForNotificationWithTimeout(absl::Seconds(60))) return;
+    if (b_address.empty()) return;
+    // A, stopped most of the time, reports its request late (and on a
+    // loaded machine may even miss a heartbeat): wait for it.
     std::string request_id;
-    const v1::ListWorkersResponse alive = alive_workers();
-    for (const auto& w : alive.workers()) {
-      if (w.address() == a_address && w.request_ids_size() > 0) request_id = w.request_ids(0);
+    WaitFor(
+        [&] {
+          const v1::ListWorkersResponse all = all_workers();
+          for (const auto& w : all.workers()) {
+            if (w.address() == a_address && w.request_ids_size() > 0) request_id = w.request_ids(0);
+          }
+          return !request_id.empty();
+        },
+        absl::Seconds(20));
+    if (request_id.empty()) {
+      chaos_failed = "worker A never reported the request";
+      return;
     }
-    if (request_id.empty() || b_address.empty()) return;
     // The mover only notes when the answer came: cut_at belongs to this
     // thread, which may set it while the call is in flight.
     absl::Time answered_at = absl::InfiniteFuture();
@@ -278,6 +300,9 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     if (reserved && !migrate_done) {
       cut_at = absl::Now();
       cut_mid_transfer = net.Cut();
+      if (!cut_mid_transfer) chaos_failed = "cannot cut the link";
+    } else {
+      chaos_failed = reserved ? "the migration ended before the cut" : "worker B never reserved blocks";
     }
     mover.join();
     if (cut_at != absl::InfiniteFuture()) migrate_answered_after = answered_at - cut_at;
@@ -298,7 +323,7 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
 
   ASSERT_TRUE(b_failed.empty()) << b_failed;
   ASSERT_FALSE(b_address.empty()) << "the request was not running on worker A";
-  ASSERT_TRUE(cut_mid_transfer) << "the cut did not land inside the transfer (migration answered: "
+  ASSERT_TRUE(cut_mid_transfer) << "the cut did not land inside the transfer: " << chaos_failed << " (migration answered: "
                                 << migrate_answer.ShortDebugString() << " " << migrate_rpc_error << ")";
   std::printf("migration answered %s after the cut: %s %s\n", absl::FormatDuration(migrate_answered_after).c_str(),
               migrate_answer.ShortDebugString().c_str(), migrate_rpc_error.c_str());
