@@ -76,13 +76,22 @@ class Cluster {
   }
 
   // Waits until `n` workers are alive in ListWorkers.
+  // Until n workers are alive and each has sent its first load report (the
+  // heartbeat right after registering): placement reads the free blocks.
   bool WaitForWorkers(int n, absl::Duration timeout = absl::Seconds(5)) {
     const absl::Time end = absl::Now() + timeout;
     while (absl::Now() < end) {
-      if (AliveWorkers() == n) return true;
+      if (AliveWorkers() == n && AliveWorkersWithLoad() == n) return true;
       absl::SleepFor(absl::Milliseconds(10));
     }
     return false;
+  }
+
+  int AliveWorkersWithLoad() {
+    v1::ListWorkersResponse r = List();
+    int n = 0;
+    for (const auto& w : r.workers()) n += w.alive() && w.load().blocks_total() > 0 ? 1 : 0;
+    return n;
   }
 
   int AliveWorkers() {
