@@ -151,7 +151,10 @@ void BM_Gemm(benchmark::State& state) {
 
 void ModelShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "dtype", "threads"});
-  const int64_t shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
+  // The small preset's matrices, then the medium preset's (hidden 2048,
+  // FFN 5632, 4 KV heads of 64).
+  const int64_t shapes[][2] = {{768, 768},   {2048, 768},  {768, 2048},  {32000, 768},
+                               {2048, 2048}, {256, 2048},  {5632, 2048}, {2048, 5632}, {32000, 2048}};
   for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
     for (const auto& shape : shapes) {
       for (int threads : {1, 2}) {

@@ -7,8 +7,8 @@
 
 namespace ferry::bench {
 
-std::shared_ptr<const Model> LoadModelOrReport(const std::string& path) {
-  auto loaded = Model::Load(path, LoadOptions{.progress = false});
+std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights) {
+  auto loaded = Model::Load(path, LoadOptions{.progress = false, .map_weights = map_weights});
   if (!loaded.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
     return nullptr;

@@ -12,8 +12,8 @@
 namespace ferry::bench {
 
 // The model at `path` (GGUF file or Hugging Face directory), or null after
-// printing "error: ..." to stderr.
-std::shared_ptr<const Model> LoadModelOrReport(const std::string& path);
+// printing "error: ..." to stderr. `map_weights`: see LoadOptions.
+std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights = false);
 
 // A `--lengths` list ("256,1024,..."), each at least `min_length`; nullopt
 // after printing "error: ..." to stderr.

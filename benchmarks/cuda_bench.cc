@@ -315,7 +315,7 @@ int Main(int argc, char** argv) {
 
     if (model_path.empty()) return 0;
     DecodeGemmTable(*gemm, {{2560, 2048}, {2048, 2048}, {11264, 2048}, {2048, 5632}, {32000, 2048}}, bw, stream);
-    std::shared_ptr<const Model> loaded = bench::LoadModelOrReport(model_path);
+    std::shared_ptr<const Model> loaded = bench::LoadModelOrReport(model_path, /*map_weights=*/true);
     if (!loaded) return 1;
     const Model& model = *loaded;
     const ModelConfig& c = model.config();

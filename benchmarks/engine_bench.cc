@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -119,7 +120,7 @@ int Main(int argc, char** argv) {
   flags.AddString("dtype", &dtype, "GPU weights and KV dtype (auto, bfloat16, float16, float32)");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path);
+    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path, /*map_weights=*/absl::StartsWith(device, "cuda"));
     if (!model) return 1;
     const int vocab = model->config().vocab_size;
     const double params = static_cast<double>(model->weight_bytes()) /

@@ -57,7 +57,7 @@ int RunServeMain(const ServeFlags& f) {
   if (!path.ok()) return Fail(path.status());
   auto assets = ModelAssets::Load(*path, f.gateway.chat_template);
   if (!assets.ok()) return Fail(assets.status());
-  auto model = Model::Load(*path);
+  auto model = Model::Load(*path, f.engine.ToLoadOptions());
   if (!model.ok()) return Fail(model.status());
   if (f.workers > 1 || !f.pd.empty()) {
     // The whole cluster in this process: scheduler + workers on loopback.

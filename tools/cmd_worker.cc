@@ -77,7 +77,7 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (!options.ok()) return Fail(options.status());
   auto path = ResolveModelPath(f.engine.model);
   if (!path.ok()) return Fail(path.status());
-  auto model = Model::Load(*path);
+  auto model = Model::Load(*path, f.engine.ToLoadOptions());
   if (!model.ok()) return Fail(model.status());
   auto engine = Engine::Create(std::shared_ptr<const Model>(std::move(*model)), *options);
   if (!engine.ok()) return Fail(engine.status());

@@ -1,6 +1,7 @@
 #include "tools/engine_flags.h"
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "kvcache/kv_cache_memory.h"
@@ -40,10 +41,20 @@ void EngineFlags::Register(FlagParser& flags) {
   flags.AddBool("no-shared-kv-pool", &no_shared_kv_pool,
                 "on the cpu backend, keep the KV cache in private memory: workers on this host then "
                 "receive its blocks through gRPC instead of copying them out of shared memory");
+  flags.AddBool("mmap", &mmap,
+                "decode from the model file's memory mapping instead of a copy of the weights in memory: "
+                "less RAM where several processes serve one file, slower CPU decode (always on with a GPU)");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
                   "copied there and copied back on a prefix hit instead of being recomputed; bytes "
                   "(e.g. 4GiB), a fraction of available host memory (e.g. 0.2), or 0 for off");
+}
+
+LoadOptions EngineFlags::ToLoadOptions() const {
+  LoadOptions o;
+  // Weights on a GPU are read from the file once, into device memory.
+  o.map_weights = mmap || absl::StartsWith(device, "cuda");
+  return o;
 }
 
 absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {

@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/engine_types.h"
+#include "engine/model.h"
 #include "tools/flags.h"
 
 namespace ferry {
@@ -26,11 +27,13 @@ struct EngineFlags {
   bool no_cuda_graphs = false;
   bool no_device_sampling = false;
   bool no_shared_kv_pool = false;
+  bool mmap = false;
   std::string kv_host_memory = "0";
   double min_step_ms = 0;  // host tier of the prefix cache: bytes, a fraction, or 0 (off)
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;
+  LoadOptions ToLoadOptions() const;
 };
 
 // The model path: --model, or the built-in model when empty.

@@ -4,10 +4,13 @@
 
 #include <cmath>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/thread_pool.h"
 #include "engine/llama_forward.h"
@@ -195,6 +198,90 @@ TEST_F(ReferenceTest, GgufAndHfOfTheSameSeedAgree) {
   EXPECT_EQ(a.value()->tokenizer().Encode(text, true, true), b.value()->tokenizer().Encode(text, true, true));
   fs::remove_all(hf);
   fs::remove_all(gguf);
+}
+
+// The mapping that holds `p`, as /proc/self/maps shows it: permissions and
+// the file (empty for anonymous memory).
+struct MappingOf {
+  std::string perms;
+  std::string file;
+  bool found = false;
+};
+MappingOf FindMapping(const void* p) {
+  const auto addr = reinterpret_cast<uintptr_t>(p);
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    std::istringstream in(line);
+    std::string range, perms, offset, dev, inode, file;
+    in >> range >> perms >> offset >> dev >> inode;
+    std::getline(in >> std::ws, file);
+    const size_t dash = range.find('-');
+    const uintptr_t lo = std::stoull(range.substr(0, dash), nullptr, 16);
+    const uintptr_t hi = std::stoull(range.substr(dash + 1), nullptr, 16);
+    if (addr >= lo && addr < hi) return {perms, file, true};
+  }
+  return {};
+}
+
+uint64_t MatrixBytes(const cpu::WeightMatrix& m) {
+  const uint64_t n = static_cast<uint64_t>(m.rows) * m.cols;
+  switch (m.dtype) {
+    case DType::kF32:
+      return 4 * n;
+    case DType::kQ8_0:
+      return n / kQ8_0BlockValues * kQ8_0BlockBytes;
+    default:
+      return 2 * n;
+  }
+}
+
+std::vector<const cpu::WeightMatrix*> Matrices(const Model& m) {
+  std::vector<const cpu::WeightMatrix*> out = {&m.weights().embedding, &m.weights().output};
+  for (const LayerWeights& L : m.weights().layers) {
+    for (const cpu::WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) out.push_back(w);
+  }
+  return out;
+}
+
+// By default the matrices are copied out of the file into read-only
+// anonymous memory (a CPU decode step streams them faster from there);
+// LoadOptions::map_weights leaves them in the file's mapping. Same bytes,
+// same logits, a tied output still shares the embedding.
+TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
+  for (const std::string& format : {std::string("--format gguf --dtype q8_0"),
+                                    std::string("--format hf --dtype f16 --tie-embeddings")}) {
+    SCOPED_TRACE(format);
+    const std::string dir = TempModelDir("placement");
+    MakeModel(dir, format);
+    std::string path = dir;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() == ".gguf") path = e.path().string();
+    }
+    auto copied = Model::Load(path, LoadOptions{.progress = false});
+    auto mapped = Model::Load(path, LoadOptions{.progress = false, .map_weights = true});
+    ASSERT_TRUE(copied.ok()) << copied.status();
+    ASSERT_TRUE(mapped.ok()) << mapped.status();
+    const std::vector<const cpu::WeightMatrix*> a = Matrices(**copied), b = Matrices(**mapped);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(MatrixBytes(*a[i]), MatrixBytes(*b[i]));
+      EXPECT_EQ(std::memcmp(a[i]->data, b[i]->data, MatrixBytes(*a[i])), 0) << "matrix " << i;
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(a[i]->data) % 64, 0u) << "matrix " << i;
+      const MappingOf in_memory = FindMapping(a[i]->data);
+      ASSERT_TRUE(in_memory.found);
+      EXPECT_EQ(in_memory.file, "") << "matrix " << i << " is still in a file's mapping";
+      EXPECT_EQ(in_memory.perms.substr(0, 3), "r--") << "matrix " << i;
+      const MappingOf in_file = FindMapping(b[i]->data);
+      ASSERT_TRUE(in_file.found);
+      EXPECT_TRUE(fs::equivalent(fs::path(in_file.file).parent_path(), dir)) << in_file.file;
+    }
+    const bool tied = absl::StrContains(format, "tie");
+    EXPECT_EQ((*copied)->weights().output.data == (*copied)->weights().embedding.data, tied);
+    EXPECT_EQ((*copied)->weight_bytes(), (*mapped)->weight_bytes());
+    EXPECT_EQ(FerryLogits(**copied, kIds, 2), FerryLogits(**mapped, kIds, 2));
+    fs::remove_all(dir);
+  }
 }
 
 }  // namespace
