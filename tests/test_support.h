@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <string>
 
+#include <unistd.h>
+
 #include "gtest/gtest.h"
 
 namespace ferry::testing {
@@ -14,6 +16,13 @@ namespace ferry::testing {
 inline std::string SharedPath(const std::string& rel) {
   const char* env = std::getenv("FERRY_SHARED_DIR");
   return std::string(env != nullptr && *env != '\0' ? env : FERRY_SHARED_DIR) + "/" + rel;
+}
+
+// A path under the test temp dir that no other test process uses: ctest runs
+// each test as its own process, many at once, so a fixed name is written by
+// one while another reads it.
+inline std::string UniqueTempPath(const std::string& name) {
+  return ::testing::TempDir() + "/ferry_" + std::to_string(::getpid()) + "_" + name;
 }
 
 }  // namespace ferry::testing

@@ -65,7 +65,7 @@ TEST(CliTest, MissingModelFileIsAClearError) {
 }
 
 TEST(CliTest, NotAModelFileIsAClearError) {
-  std::string path = std::string(::testing::TempDir()) + "/garbage.gguf";
+  std::string path = ferry::testing::UniqueTempPath("garbage.gguf");
   FILE* f = std::fopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
   std::fputs("this is not a model", f);

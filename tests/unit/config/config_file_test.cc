@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "tests/test_support.h"
 
 namespace ferry {
 namespace {
@@ -116,7 +117,7 @@ TEST(ConfigFileTest, LoadConfigFileNamesThePath) {
   auto missing = LoadConfigFile("/nonexistent/ferry.yaml");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  const std::string path = ::testing::TempDir() + "/ferry_config_test.yaml";
+  const std::string path = ferry::testing::UniqueTempPath("config_test.yaml");
   std::ofstream(path) << "port: 1\nport: 2\n";
   auto bad = LoadConfigFile(path);
   ASSERT_FALSE(bad.ok());

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "tests/test_support.h"
 #include "tools/flags.h"
 
 namespace ferry {
@@ -33,7 +34,7 @@ class FlagsConfigTest : public ::testing::Test {
   }
 
   std::string WriteConfig(const std::string& name, const std::string& text) {
-    const std::string path = ::testing::TempDir() + "/ferry_flags_" + name;
+    const std::string path = ferry::testing::UniqueTempPath("flags_" + name);
     std::ofstream(path) << text;
     return path;
   }

@@ -13,7 +13,7 @@ namespace ferry::loadgen {
 namespace {
 
 std::string WriteTemp(const std::string& name, const std::string& text) {
-  std::string path = std::string(::testing::TempDir()) + "/loadgen-" + name;
+  std::string path = ferry::testing::UniqueTempPath("loadgen-" + name);
   std::ofstream(path) << text;
   return path;
 }

@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "tests/test_support.h"
 
 namespace ferry {
 namespace {
@@ -62,7 +63,7 @@ TEST(ApiKeysTest, ParsesBearerHeadersListsAndFiles) {
   EXPECT_FALSE(ApiKeys::BearerToken("Basic abc"));
   EXPECT_FALSE(ApiKeys::BearerToken("Bearer "));
   EXPECT_EQ(ApiKeys::SplitList(" a, ,b ,"), (std::vector<std::string>{"a", "b"}));
-  std::string path = ::testing::TempDir() + "/keys.txt";
+  std::string path = ferry::testing::UniqueTempPath("keys.txt");
   std::ofstream(path) << "# comment\nk1\n\n  k2  \n";
   auto keys = ApiKeys::ReadFile(path);
   ASSERT_TRUE(keys.ok());

@@ -45,7 +45,7 @@ class GatewayTest : public ::testing::Test {
   void SetUp() override {
     std::string model = ferry::testing::SharedPath("models/stories260K.gguf");
     if (!std::filesystem::exists(model)) GTEST_SKIP() << model << " is absent";
-    std::string tmpl = ::testing::TempDir() + "/chatml.jinja";
+    std::string tmpl = ferry::testing::UniqueTempPath("chatml.jinja");
     std::ofstream(tmpl) << kChatMl;
     auto assets = ModelAssets::Load(model, tmpl);
     ASSERT_TRUE(assets.ok()) << assets.status();

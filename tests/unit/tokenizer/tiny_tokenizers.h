@@ -9,6 +9,7 @@
 #include "engine/tokenizer/byte_level.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "gtest/gtest.h"
+#include "tests/test_support.h"
 #include "nlohmann/json.hpp"
 
 namespace ferry::testing {
@@ -16,8 +17,8 @@ namespace ferry::testing {
 // A fresh directory under the test temp dir.
 inline std::string MakeTempDir(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) /
-                              (std::string("ferry_tok_") + info->name() + "_" + name);
+  std::filesystem::path dir = std::filesystem::path(
+      UniqueTempPath(std::string("tok_") + info->test_suite_name() + "_" + info->name() + "_" + name));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
