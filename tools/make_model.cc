@@ -212,6 +212,11 @@ absl::StatusOr<ModelPreset> FindModelPreset(std::string_view name) {
     // (Q8_0 blocks), as in real models whose odd widths must fall back.
     p.hidden_size = 128, p.num_layers = 4, p.num_heads = 4, p.num_kv_heads = 2, p.head_dim = 32;
     p.intermediate_size = 344, p.vocab_size = 1024;
+  } else if (name == "mini") {
+    // About 1.3M parameters with every matrix width a multiple of 256, so
+    // each one splits into k-quant (Q4_K, Q6_K) blocks.
+    p.hidden_size = 256, p.num_layers = 2, p.num_heads = 4, p.num_kv_heads = 2, p.head_dim = 64;
+    p.intermediate_size = 512, p.vocab_size = 1024;
   } else if (name == "small") {
     p.hidden_size = 768, p.num_layers = 12, p.num_heads = 12, p.num_kv_heads = 4, p.head_dim = 64;
     p.intermediate_size = 2048, p.vocab_size = 32000;
@@ -220,7 +225,7 @@ absl::StatusOr<ModelPreset> FindModelPreset(std::string_view name) {
     p.intermediate_size = 5632, p.vocab_size = 32000;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown preset '", std::string(name), "' (tiny, small, medium)"));
+        absl::StrCat("unknown preset '", std::string(name), "' (tiny, mini, small, medium)"));
   }
   return p;
 }
@@ -520,6 +525,12 @@ void SetGgufMetadata(const WriteContext& ctx, GgufWriter& w) {
   switch (ctx.dtype) {
     case DType::kF16: file_type = 1; break;
     case DType::kQ8_0: file_type = 7; break;
+    case DType::kQ4_K:
+      file_type = 14;
+      break;  // mostly Q4_K (small: output in Q6_K)
+    case DType::kQ6_K:
+      file_type = 18;
+      break;
     case DType::kBF16: file_type = 32; break;
     default: break;
   }
@@ -554,11 +565,20 @@ void SetGgufMetadata(const WriteContext& ctx, GgufWriter& w) {
   w.SetString("tokenizer.chat_template", std::string(kChatTemplate));
 }
 
-// Norms and biases stay F32; Q8_0 matrices whose rows do not split into
-// 32-value blocks fall back to F16, as llama.cpp's quantizer does.
-DType GgufTensorDType(const TensorPlan& t, DType wanted) {
+// Norms and biases stay F32. With q4_k the output matrix (the embedding when
+// tied) is Q6_K, as in llama.cpp's Q4_K files. Matrices whose rows do not
+// split into the type's blocks fall back to Q8_0, then F16, as llama.cpp's
+// quantizer does.
+DType GgufTensorDType(const TensorPlan& t, DType wanted, bool tied) {
   if (t.kind != TensorKind::kMatrix) return DType::kF32;
-  if (wanted == DType::kQ8_0 && t.shape.back() % kQ8_0BlockValues != 0) return DType::kF16;
+  if (wanted == DType::kQ4_K &&
+      (t.gguf_name == "output.weight" || (tied && t.gguf_name == "token_embd.weight"))) {
+    wanted = DType::kQ6_K;
+  }
+  const uint64_t cols = t.shape.back();
+  if ((wanted == DType::kQ4_K || wanted == DType::kQ6_K) && cols % kQKValues != 0)
+    wanted = DType::kQ8_0;
+  if (wanted == DType::kQ8_0 && cols % kQ8_0BlockValues != 0) return DType::kF16;
   return wanted;
 }
 
@@ -567,7 +587,8 @@ absl::Status WriteGguf(const WriteContext& ctx) {
   GgufWriter w(path);
   SetGgufMetadata(ctx, w);
   for (const TensorPlan& t : ctx.plan) {
-    FERRY_RETURN_IF_ERROR(w.AddTensor(t.gguf_name, GgufTensorDType(t, ctx.dtype), t.shape));
+    FERRY_RETURN_IF_ERROR(w.AddTensor(
+        t.gguf_name, GgufTensorDType(t, ctx.dtype, ctx.options.tie_embeddings), t.shape));
   }
   FERRY_RETURN_IF_ERROR(w.Begin());
   ProgressBar bar("writing model.gguf", static_cast<int64_t>(w.file_size()),
@@ -578,8 +599,9 @@ absl::Status WriteGguf(const WriteContext& ctx) {
       uint64_t cols = t.shape.size() == 2 ? t.shape[1] : 1;
       values = PermuteForInterleavedRope(values, t.rope_heads, t.shape[0], cols);
     }
-    FERRY_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                           EncodeFromF32(GgufTensorDType(t, ctx.dtype), values));
+    FERRY_ASSIGN_OR_RETURN(
+        std::vector<uint8_t> bytes,
+        EncodeFromF32(GgufTensorDType(t, ctx.dtype, ctx.options.tie_embeddings), values));
     FERRY_RETURN_IF_ERROR(w.WriteTensor(t.gguf_name, bytes));
     bar.Add(static_cast<int64_t>(bytes.size()));
   }
@@ -598,10 +620,13 @@ absl::Status MakeModel(const MakeModelOptions& options) {
   }
   std::optional<DType> dtype = ParseDType(options.dtype);
   bool gguf = options.format == "gguf";
+  const bool block_quantized =
+      dtype && (*dtype == DType::kQ8_0 || *dtype == DType::kQ4_K || *dtype == DType::kQ6_K);
   if (!dtype || !(*dtype == DType::kF32 || *dtype == DType::kF16 || *dtype == DType::kBF16 ||
-                  (gguf && *dtype == DType::kQ8_0))) {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", options.dtype, "' (f32, f16, bf16",
-                                                   gguf ? ", q8_0)" : "; q8_0 with --format gguf)"));
+                  (gguf && block_quantized))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported dtype '", options.dtype, "' (f32, f16, bf16",
+                     gguf ? ", q8_0, q4_k, q6_k)" : "; q8_0, q4_k, q6_k with --format gguf)"));
   }
   if (options.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
   std::error_code ec;
@@ -622,12 +647,17 @@ int RunMakeModel(int argc, char** argv) {
   FlagParser flags("make-model",
                    "Writes a Llama-architecture model with deterministic random weights and a\n"
                    "byte-level BPE tokenizer (for tests and benchmarks; it generates gibberish).\n"
-                   "Presets: tiny (about 1M parameters: hidden 128, 4 layers, vocab 1024), small (hidden 768,\n12 layers, 110M), "
+                   "Presets: tiny (about 1M parameters: hidden 128, 4 layers, vocab 1024), mini "
+                   "(1.3M, hidden\n256: every "
+                   "width splits into k-quant blocks), small (hidden 768, 12 layers, 110M), "
                    "medium (hidden 2048, 22 layers, 1.1B parameters).");
   flags.AddString("out", &o.out_dir, "output directory (required)");
-  flags.AddString("preset", &o.preset, "tiny, small or medium");
+  flags.AddString("preset", &o.preset, "tiny, mini, small or medium");
   flags.AddString("format", &o.format, "hf (config.json + model.safetensors + tokenizer.json) or gguf");
-  flags.AddString("dtype", &o.dtype, "f32, f16 or bf16 (gguf also q8_0); norms stay f32 in gguf");
+  flags.AddString(
+      "dtype", &o.dtype,
+      "f32, f16 or bf16 (gguf also q8_0, q4_k, q6_k); norms stay f32 in gguf, and with q4_k\n"
+      "the output matrix is q6_k");
   flags.AddInt("seed", &seed, "random seed; the same seed gives the same weights in every format");
   flags.AddBool("qwen2-bias", &o.qwen2_bias, "Qwen2ForCausalLM with q/k/v projection biases");
   flags.AddBool("tie-embeddings", &o.tie_embeddings, "share the embedding and output matrices");

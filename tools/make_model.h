@@ -16,9 +16,9 @@ namespace ferry {
 
 struct MakeModelOptions {
   std::string out_dir;          // created if absent; existing files are replaced
-  std::string preset = "tiny";  // tiny | small | medium
+  std::string preset = "tiny";  // tiny | mini | small | medium
   std::string format = "hf";    // hf (safetensors directory) | gguf (DIR/model.gguf)
-  std::string dtype = "f32";    // f32 | f16 | bf16; gguf also takes q8_0
+  std::string dtype = "f32";    // f32 | f16 | bf16; gguf also q8_0, q4_k, q6_k
   uint64_t seed = 0;
   bool qwen2_bias = false;      // Qwen2ForCausalLM with q/k/v biases
   bool tie_embeddings = false;  // no separate output matrix
@@ -26,11 +26,12 @@ struct MakeModelOptions {
 };
 
 // Writes the model. InvalidArgument for an unknown preset, format or dtype
-// (or q8_0 with hf); Internal/PermissionDenied (naming the path) on I/O errors.
+// (or a block-quantized dtype with hf); Internal/PermissionDenied (naming the
+// path) on I/O errors.
 absl::Status MakeModel(const MakeModelOptions& options);
 
-// `ferry make-model --out DIR --preset tiny|small|medium [--format hf|gguf]
-// [--dtype f32|f16|bf16|q8_0] [--seed N] [--qwen2-bias] [--tie-embeddings]`.
+// `ferry make-model --out DIR --preset tiny|mini|small|medium [--format hf|gguf]
+// [--dtype f32|f16|bf16|q8_0|q4_k|q6_k] [--seed N] [--qwen2-bias] [--tie-embeddings]`.
 // argv[0] is "make-model". Returns the exit code (2 for bad flags).
 int RunMakeModel(int argc, char** argv);
 

@@ -208,6 +208,137 @@ void ToF32Q8(const void* src, int64_t n, float* out) {
   }
 }
 
+// The k-quants (engine/formats/kquants.h has the layouts), walked as 32
+// groups of 8 values widened to fp32 and scaled in registers; `sink(g, w)`
+// takes group g (values 8g .. 8g + 7).
+float HalfAt(const char* p) {
+  uint16_t bits;
+  __builtin_memcpy(&bits, p, sizeof bits);
+  return _cvtsh_ss(bits);
+}
+
+// Calls sink for the four groups of 8 in 32 bytes of quants (group g0 first),
+// each widened by `widen`.
+template <class Widen, class Sink>
+void Quarters(__m256i q, int g0, Widen&& widen, Sink&& sink) {
+  const __m128i a = _mm256_castsi256_si128(q), b = _mm256_extracti128_si256(q, 1);
+  sink(g0, widen(a));
+  sink(g0 + 1, widen(_mm_unpackhi_epi64(a, a)));
+  sink(g0 + 2, widen(b));
+  sink(g0 + 3, widen(_mm_unpackhi_epi64(b, b)));
+}
+
+struct Q4K {
+  static constexpr int64_t kBytes = 144;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const float d = HalfAt(block), dmin = HalfAt(block + 2);
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
+    float scale[8], offset[8];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      scale[j] = d * static_cast<float>(p[j] & 63);
+      offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
+      scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
+      offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+    }
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
+      for (int part = 0; part < 2; ++part) {
+        const __m256i q = part == 0 ? _mm256_and_si256(raw, mask)
+                                    : _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        const __m256 s = _mm256_set1_ps(scale[2 * c + part]),
+                     o = _mm256_set1_ps(offset[2 * c + part]);
+        Quarters(
+            q, 8 * c + 4 * part,
+            [&](__m128i v) {
+              // Rounded twice, as the plain decoder does.
+              return _mm256_sub_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), s),
+                                   o);
+            },
+            sink);
+      }
+    }
+  }
+};
+
+struct Q6K {
+  static constexpr int64_t kBytes = 210;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const float d = HalfAt(block + 208);
+    const int8_t* scales = reinterpret_cast<const int8_t*>(block + 192);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i bias = _mm256_set1_epi8(32);
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const char* ql = block + 64 * half;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * half));
+      __m256i v[4];
+      v[0] =
+          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+      v[1] =
+          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+      v[2] =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+      v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) {
+        const __m256i q = _mm256_sub_epi8(v[t], bias);
+        // 32 values: scale 8·half + 2t for the first 16, the next for the rest.
+        const int s = 8 * half + 2 * t;
+        const __m256 s0 = _mm256_set1_ps(d * static_cast<float>(scales[s]));
+        const __m256 s1 = _mm256_set1_ps(d * static_cast<float>(scales[s + 1]));
+        const __m128i a = _mm256_castsi256_si128(q), b = _mm256_extracti128_si256(q, 1);
+        const int g = 16 * half + 4 * t;
+        sink(g, Widen(a, s0));
+        sink(g + 1, Widen(_mm_unpackhi_epi64(a, a), s0));
+        sink(g + 2, Widen(b, s1));
+        sink(g + 3, Widen(_mm_unpackhi_epi64(b, b), s1));
+      }
+    }
+  }
+  // scale·(q − 32) for the low 8 of 16 quants already biased to int8.
+  static __m256 Widen(__m128i q, __m256 scale) {
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), scale);
+  }
+};
+
+template <class K>
+void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x, float* y) {
+  const char* base = static_cast<const char*>(w);
+  const int64_t blocks = cols / 256;
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* row = base + r * row_bytes;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* xb = x + b * 256;
+      K::ForEachGroup(row + b * K::kBytes, [&](int g, __m256 v) {
+        acc[g & 3] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), acc[g & 3]);
+      });
+    }
+    y[r] =
+        HorizontalSum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  }
+}
+
+template <class K>
+void ToF32K(const void* src, int64_t n, float* out) {
+  const char* block = static_cast<const char*>(src);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    float* o = out + b * 256;
+    K::ForEachGroup(block + b * K::kBytes,
+                    [&](int g, __m256 v) { _mm256_storeu_ps(o + 8 * g, v); });
+  }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -320,10 +451,11 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 
 constexpr KernelTable kAvx2Table = {
     .isa = Isa::kAvx2,
-    .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8},
+    .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
+             &GemvK<Q4K>, &GemvK<Q6K>},
     .gemv_rows = {},
-    .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>,
-               &ToF32Q8},
+    .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
+               &ToF32K<Q4K>, &ToF32K<Q6K>},
     .pack_panel = nullptr,
     .gemm_panel = nullptr,
     .dot = &Dot,

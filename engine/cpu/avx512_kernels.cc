@@ -431,6 +431,183 @@ void ToF32Q8(const void* src, int64_t n, float* out) {
   }
 }
 
+// The k-quants (engine/formats/kquants.h has the layouts). Each block is
+// walked as sixteen groups of 16 values, widened to fp32 and scaled in
+// registers; `sink(g, w)` takes group g (values 16g .. 16g + 15).
+float HalfAt(const char* p) {
+  uint16_t bits;
+  __builtin_memcpy(&bits, p, sizeof bits);
+  return _cvtsh_ss(bits);
+}
+
+struct Q4K {
+  static constexpr int64_t kBytes = 144;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const float d = HalfAt(block), dmin = HalfAt(block + 2);
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
+    float scale[8], offset[8];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      scale[j] = d * static_cast<float>(p[j] & 63);
+      offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
+      scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
+      offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+    }
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
+      const __m256i lo = _mm256_and_si256(raw, mask);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+      const __m512 s_lo = _mm512_set1_ps(scale[2 * c]), o_lo = _mm512_set1_ps(offset[2 * c]);
+      const __m512 s_hi = _mm512_set1_ps(scale[2 * c + 1]),
+                   o_hi = _mm512_set1_ps(offset[2 * c + 1]);
+      sink(4 * c, Widen(_mm256_castsi256_si128(lo), s_lo, o_lo));
+      sink(4 * c + 1, Widen(_mm256_extracti128_si256(lo, 1), s_lo, o_lo));
+      sink(4 * c + 2, Widen(_mm256_castsi256_si128(hi), s_hi, o_hi));
+      sink(4 * c + 3, Widen(_mm256_extracti128_si256(hi, 1), s_hi, o_hi));
+    }
+  }
+  // scale·q − offset for 16 quants in [0, 16), rounded twice as the plain
+  // decoder does, so every level converts a block to the same floats.
+  static __m512 Widen(__m128i q, __m512 scale, __m512 offset) {
+    return _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), scale), offset);
+  }
+};
+
+struct Q6K {
+  static constexpr int64_t kBytes = 210;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const float d = HalfAt(block + 208);
+    const int8_t* scales = reinterpret_cast<const int8_t*>(block + 192);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i bias = _mm256_set1_epi8(32);
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const char* ql = block + 64 * half;
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i h =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * half));
+      // Values 32t + l of this half, t = 0..3, as q − 32 in int8.
+      __m256i v[4];
+      v[0] =
+          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+      v[1] =
+          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+      v[2] =
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+      v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                             _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+#pragma GCC unroll 4
+      for (int t = 0; t < 4; ++t) {
+        const __m256i q = _mm256_sub_epi8(v[t], bias);
+        const int g = 8 * half + 2 * t;
+        sink(g, Widen(_mm256_castsi256_si128(q), d * static_cast<float>(scales[g])));
+        sink(g + 1, Widen(_mm256_extracti128_si256(q, 1), d * static_cast<float>(scales[g + 1])));
+      }
+    }
+  }
+  static __m512 Widen(__m128i q, float scale) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(scale));
+  }
+};
+
+// One row at a time: the rows of a share are one linear stream, which the
+// hardware prefetcher follows; four accumulators hide the FMA latency.
+template <class K>
+void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x, float* y) {
+  const char* base = static_cast<const char*>(w);
+  const int64_t blocks = cols / 256;
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* row = base + r * row_bytes;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (int64_t b = 0; b < blocks; ++b) {
+      const float* xb = x + b * 256;
+      K::ForEachGroup(row + b * K::kBytes, [&](int g, __m512 v) {
+        acc[g & 3] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xb + 16 * g), acc[g & 3]);
+      });
+    }
+    y[r] = ReduceAdd(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  }
+}
+
+// Q4_K rows with the scales taken out of the inner loop: each 32-value
+// sub-block's Σ q·x is formed from the raw quants, then scaled once, and the
+// mins are applied through the sub-block sums of x. Three vector operations
+// per 16 weights instead of five; rows wider than kQ4KMaxCols fall back.
+constexpr int64_t kQ4KMaxCols = 32768;
+
+void GemvQ4K(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+             float* y) {
+  if (cols > kQ4KMaxCols) {
+    GemvK<Q4K>(w, row_bytes, rows, cols, x, y);
+    return;
+  }
+  float xsum[kQ4KMaxCols / 32];
+  for (int64_t s = 0; s < cols / 32; ++s) {
+    xsum[s] = ReduceAdd(_mm512_add_ps(_mm512_loadu_ps(x + 32 * s), _mm512_loadu_ps(x + 32 * s + 16)));
+  }
+  const char* base = static_cast<const char*>(w);
+  const int64_t blocks = cols / 256;
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* row = base + r * row_bytes;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 mins = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      const char* block = row + b * 144;
+      const float* xb = x + b * 256;
+      const float d = HalfAt(block), dmin = HalfAt(block + 2);
+      const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
+      float scale[8], offset[8];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        scale[j] = d * static_cast<float>(p[j] & 63);
+        offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
+        scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
+        offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+      }
+      mins = _mm256_fmadd_ps(_mm256_loadu_ps(offset), _mm256_loadu_ps(xsum + 8 * b), mins);
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) {
+        const __m256i raw =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
+        const __m256i lo = _mm256_and_si256(raw, mask);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        const float* xc = xb + 64 * c;
+        __m512 s0 = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(lo))), _mm512_loadu_ps(xc));
+        s0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(lo, 1))),
+                             _mm512_loadu_ps(xc + 16), s0);
+        __m512 s1 = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(hi))), _mm512_loadu_ps(xc + 32));
+        s1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(hi, 1))),
+                             _mm512_loadu_ps(xc + 48), s1);
+        acc0 = _mm512_fmadd_ps(s0, _mm512_set1_ps(scale[2 * c]), acc0);
+        acc1 = _mm512_fmadd_ps(s1, _mm512_set1_ps(scale[2 * c + 1]), acc1);
+      }
+    }
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(mins), _mm256_extractf128_ps(mins, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    y[r] = ReduceAdd(_mm512_add_ps(acc0, acc1)) - _mm_cvtss_f32(m);
+  }
+}
+
+template <class K>
+void ToF32K(const void* src, int64_t n, float* out) {
+  const char* block = static_cast<const char*>(src);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    float* o = out + b * 256;
+    K::ForEachGroup(block + b * K::kBytes,
+                    [&](int g, __m512 v) { _mm512_storeu_ps(o + 16 * g, v); });
+  }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -560,11 +737,12 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
-    .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8},
+    .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
+             &GemvQ4K, &GemvK<Q6K>},
     .gemv_rows = {&GemvRows<F32Weights>, &GemvRows<F16Weights>, &GemvRows<Bf16Weights>,
-                  &GemvRowsQ8Any},
-    .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>,
-               &ToF32Q8},
+                  &GemvRowsQ8Any, nullptr, nullptr},
+    .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
+               &ToF32K<Q4K>, &ToF32K<Q6K>},
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

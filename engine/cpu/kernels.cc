@@ -17,26 +17,13 @@ const KernelTable& Best() {
 }  // namespace
 
 void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
-  int64_t row_bytes = 0;
-  switch (w.dtype) {
-    case DType::kF32:
-      row_bytes = w.cols * 4;
-      break;
-    case DType::kF16:
-    case DType::kBF16:
-      row_bytes = w.cols * 2;
-      break;
-    case DType::kQ8_0:
-      if (w.cols % kQ8_0BlockValues == 0) {
-        row_bytes = w.cols / kQ8_0BlockValues * kQ8_0BlockBytes;
-        break;
-      }
-      [[fallthrough]];
-    default:
-      std::fprintf(stderr, "ferry::cpu::DequantizeRow: unsupported dtype %d with %lld cols\n",
-                   static_cast<int>(w.dtype), static_cast<long long>(w.cols));
-      std::abort();
+  const DTypeBlocking b = BlockingOf(w.dtype);
+  if (static_cast<int>(w.dtype) >= kNumWeightDTypes || w.cols % b.values != 0) {
+    std::fprintf(stderr, "ferry::cpu::DequantizeRow: unsupported dtype %d with %lld cols\n",
+                 static_cast<int>(w.dtype), static_cast<long long>(w.cols));
+    std::abort();
   }
+  const int64_t row_bytes = w.cols / b.values * b.bytes;
   Best().to_f32[static_cast<int>(w.dtype)](static_cast<const char*>(w.data) + row * row_bytes,
                                            w.cols, out);
 }

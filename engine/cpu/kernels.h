@@ -15,7 +15,9 @@ namespace ferry::cpu {
 
 // A weight matrix as stored in a model file: row-major [rows, cols], rows =
 // output features. For Q8_0 each row is cols/32 blocks of 34 bytes, so cols
-// must be a multiple of 32. Supported dtypes: kF32, kF16, kBF16, kQ8_0.
+// must be a multiple of 32; for Q4_K and Q6_K cols/256 blocks of 144 and 210
+// bytes (engine/formats/kquants.h). Supported dtypes: kF32, kF16, kBF16,
+// kQ8_0, kQ4_K, kQ6_K.
 struct WeightMatrix {
   DType dtype;
   int64_t rows;
@@ -26,8 +28,8 @@ struct WeightMatrix {
 // y[m, rows] = x[m, cols] · Wᵀ (+ bias[rows] if non-null); x and y are fp32,
 // row-major and must not overlap. m == 1 streams W once across the pool's
 // threads (bandwidth-bound); larger m runs a cache-blocked GEMM.
-// An unsupported dtype or a Q8_0 matrix whose cols is not a multiple of 32 is
-// a programming error and aborts.
+// An unsupported dtype or a block-quantized matrix whose cols is not a
+// multiple of its block is a programming error and aborts.
 //
 // With `batch_invariant`, every row of y is computed by the same per-row
 // kernel whatever m is, so a token's result never depends on what else is in

@@ -38,24 +38,13 @@ constexpr int64_t kMinParallelBytes = 64 * 1024;
 int DTypeIndex(DType t) { return static_cast<int>(t); }
 
 int64_t RowBytes(const WeightMatrix& w) {
-  switch (w.dtype) {
-    case DType::kF32:
-      return w.cols * 4;
-    case DType::kF16:
-    case DType::kBF16:
-      return w.cols * 2;
-    case DType::kQ8_0:
-      return w.cols / kQ8_0BlockValues * kQ8_0BlockBytes;
-    default:
-      return -1;
-  }
+  const DTypeBlocking b = BlockingOf(w.dtype);
+  return w.cols / b.values * b.bytes;
 }
 
 void CheckWeights(const WeightMatrix& w) {
-  const bool ok_dtype = w.dtype == DType::kF32 || w.dtype == DType::kF16 ||
-                        w.dtype == DType::kBF16 || w.dtype == DType::kQ8_0;
-  if (!ok_dtype || (w.dtype == DType::kQ8_0 && w.cols % kQ8_0BlockValues != 0) || w.rows < 0 ||
-      w.cols < 0) {
+  const bool ok_dtype = static_cast<int>(w.dtype) < kNumWeightDTypes;
+  if (!ok_dtype || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 || w.cols < 0) {
     std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
                  static_cast<int>(w.dtype), static_cast<long long>(w.rows),
                  static_cast<long long>(w.cols));

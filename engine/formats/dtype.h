@@ -8,18 +8,34 @@
 
 namespace ferry {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kI32, kI64, kU8, kI8 };
+// The weight dtypes come first (kF32..kQ6_K index the CPU kernel tables).
+enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_K, kQ6_K, kI32, kI64, kU8, kI8 };
 
 // Q8_0 (GGML layout): blocks of 32 values, one fp16 scale then 32 int8.
 inline constexpr int kQ8_0BlockValues = 32;
 inline constexpr int kQ8_0BlockBytes = 34;
+
+// The GGML k-quants (engine/formats/kquants.h has the layouts): super-blocks
+// of 256 values.
+inline constexpr int kQKValues = 256;
+inline constexpr int kQ4_KBlockBytes = 144;
+inline constexpr int kQ6_KBlockBytes = 210;
+
+// Values per block and bytes per block of a block-quantized dtype; {1, size}
+// for the others.
+struct DTypeBlocking {
+  int values;
+  int bytes;
+};
+DTypeBlocking BlockingOf(DType t);
 
 std::string_view DTypeName(DType t);
 // "F32", "f16", "bf16", "Q8_0", ... (case-insensitive); nullopt when unknown.
 std::optional<DType> ParseDType(std::string_view name);
 
 // Bytes taken by `n` elements of type `t`; nullopt if `n` does not fit the
-// type's blocking (Q8_0 needs a multiple of 32) or the size overflows.
+// type's blocking (Q8_0 needs a multiple of 32, Q4_K and Q6_K of 256) or the
+// size overflows.
 std::optional<uint64_t> DTypeBytes(DType t, uint64_t n);
 
 inline float Fp16ToFloat(uint16_t h) {

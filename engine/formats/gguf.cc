@@ -178,11 +178,15 @@ absl::StatusOr<DType> GgmlToDType(uint32_t t, const std::string& file, const std
     case GgmlType::kF32: return DType::kF32;
     case GgmlType::kF16: return DType::kF16;
     case GgmlType::kQ8_0: return DType::kQ8_0;
+    case GgmlType::kQ4_K:
+      return DType::kQ4_K;
+    case GgmlType::kQ6_K:
+      return DType::kQ6_K;
     case GgmlType::kBF16: return DType::kBF16;
   }
-  return absl::UnimplementedError(absl::StrCat(file, ": tensor '", tensor,
-                                               "' has ggml type ", t,
-                                               ", which Ferry does not load (F32, F16, BF16, Q8_0)"));
+  return absl::UnimplementedError(
+      absl::StrCat(file, ": tensor '", tensor, "' has ggml type ", t,
+                   ", which Ferry does not load (F32, F16, BF16, Q8_0, Q4_K, Q6_K)"));
 }
 
 }  // namespace
@@ -263,9 +267,10 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Parse(std::span<const uint8_
     FERRY_ASSIGN_OR_RETURN(uint32_t ggml_type, r.Read<uint32_t>(t.name));
     FERRY_ASSIGN_OR_RETURN(t.dtype, GgmlToDType(ggml_type, file, t.name));
     FERRY_ASSIGN_OR_RETURN(t.offset, r.Read<uint64_t>(t.name));
-    if (t.dtype == DType::kQ8_0 && t.ne[0] % kQ8_0BlockValues != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file, ": tensor '", t.name, "' is Q8_0 but its rows are not a multiple of 32"));
+    if (const int block = BlockingOf(t.dtype).values; t.ne[0] % block != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(file, ": tensor '", t.name, "' is ", Sv(DTypeName(t.dtype)),
+                       " but its rows are not a multiple of ", block));
     }
     auto bytes_needed = DTypeBytes(t.dtype, elements);
     if (!bytes_needed) {

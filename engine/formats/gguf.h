@@ -39,7 +39,14 @@ struct GgufValue {
 };
 
 // ggml tensor types that Ferry can load (others are rejected by name).
-enum class GgmlType : uint32_t { kF32 = 0, kF16 = 1, kQ8_0 = 8, kBF16 = 30 };
+enum class GgmlType : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ8_0 = 8,
+  kQ4_K = 12,
+  kQ6_K = 14,
+  kBF16 = 30
+};
 
 struct GgufTensorInfo {
   std::string name;

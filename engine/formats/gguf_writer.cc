@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "engine/formats/kquants.h"
 
 namespace ferry {
 namespace {
@@ -34,6 +35,10 @@ uint32_t GgmlTypeOf(DType t) {
     case DType::kF16: return static_cast<uint32_t>(GgmlType::kF16);
     case DType::kBF16: return static_cast<uint32_t>(GgmlType::kBF16);
     case DType::kQ8_0: return static_cast<uint32_t>(GgmlType::kQ8_0);
+    case DType::kQ4_K:
+      return static_cast<uint32_t>(GgmlType::kQ4_K);
+    case DType::kQ6_K:
+      return static_cast<uint32_t>(GgmlType::kQ6_K);
     default: return UINT32_MAX;
   }
 }
@@ -141,15 +146,18 @@ absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<ui
         absl::StrCat(path_, ": tensor '", Sv(name), "' declared after the header was written"));
   }
   if (tensor_index_.count(name) != 0) return invalid("declared twice");
-  if (GgmlTypeOf(dtype) == UINT32_MAX) return invalid("GGUF tensors here are F32, F16, BF16 or Q8_0");
+  if (GgmlTypeOf(dtype) == UINT32_MAX) {
+    return invalid("GGUF tensors here are F32, F16, BF16, Q8_0, Q4_K or Q6_K");
+  }
   if (shape.empty() || shape.size() > 4) return invalid("needs 1 to 4 dimensions");
   uint64_t elements = 1;
   for (uint64_t d : shape) {
     if (d == 0 || elements > (uint64_t{1} << 48) / d) return invalid("invalid shape");
     elements *= d;
   }
-  if (dtype == DType::kQ8_0 && shape.back() % kQ8_0BlockValues != 0) {
-    return invalid("Q8_0 rows must be a multiple of 32 values");
+  if (const int block = BlockingOf(dtype).values; shape.back() % block != 0) {
+    return invalid(
+        absl::StrCat(Sv(DTypeName(dtype)), " rows must be a multiple of ", block, " values"));
   }
   uint64_t bytes = *DTypeBytes(dtype, elements);
   tensor_index_.emplace(name, tensors_.size());
@@ -275,6 +283,23 @@ absl::StatusOr<std::vector<uint8_t>> EncodeFromF32(DType dtype, std::span<const 
       }
       return out;
     }
+    case DType::kQ4_K:
+    case DType::kQ6_K: {
+      if (values.size() % kQKValues != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Sv(DTypeName(dtype)), " needs a multiple of 256 values, got ", values.size()));
+      }
+      const int block_bytes = BlockingOf(dtype).bytes;
+      out.resize(values.size() / kQKValues * block_bytes);
+      for (size_t b = 0; b < values.size() / kQKValues; ++b) {
+        if (dtype == DType::kQ4_K) {
+          QuantizeQ4KBlock(values.data() + b * kQKValues, out.data() + b * block_bytes);
+        } else {
+          QuantizeQ6KBlock(values.data() + b * kQKValues, out.data() + b * block_bytes);
+        }
+      }
+      return out;
+    }
     default:
       return absl::InvalidArgumentError(
           absl::StrCat("cannot encode floats as ", Sv(DTypeName(dtype))));
@@ -307,6 +332,20 @@ std::vector<float> DecodeToF32(DType dtype, std::span<const uint8_t> bytes) {
         float d = Fp16ToFloat(dh);
         for (int i = 0; i < kQ8_0BlockValues; ++i) {
           out[b * kQ8_0BlockValues + i] = d * static_cast<int8_t>(src[2 + i]);
+        }
+      }
+      break;
+    }
+    case DType::kQ4_K:
+    case DType::kQ6_K: {
+      const int block_bytes = BlockingOf(dtype).bytes;
+      const size_t blocks = bytes.size() / block_bytes;
+      out.resize(blocks * kQKValues);
+      for (size_t b = 0; b < blocks; ++b) {
+        if (dtype == DType::kQ4_K) {
+          DequantizeQ4KBlock(bytes.data() + b * block_bytes, out.data() + b * kQKValues);
+        } else {
+          DequantizeQ6KBlock(bytes.data() + b * block_bytes, out.data() + b * kQKValues);
         }
       }
       break;

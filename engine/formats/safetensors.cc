@@ -144,7 +144,10 @@ std::string_view SafetensorsDTypeName(DType t) {
     case DType::kI32: return "I32";
     case DType::kI8: return "I8";
     case DType::kU8: return "U8";
-    case DType::kQ8_0: return "";
+    case DType::kQ8_0:
+    case DType::kQ4_K:
+    case DType::kQ6_K:
+      return "";
   }
   return "";
 }

@@ -102,8 +102,11 @@ double RelativeError(const std::vector<float>& got, const std::vector<float>& wa
   return max_abs == 0 ? max_err : max_err / max_abs;
 }
 
-void MakeModel(const std::string& dir, const std::string& extra) {
-  CommandResult r = RunCommand(FerryBinary() + " make-model --out " + dir + " --preset tiny --seed 3 " + extra, true);
+void MakeModel(const std::string& dir, const std::string& extra,
+               const std::string& preset = "tiny") {
+  CommandResult r = RunCommand(
+      FerryBinary() + " make-model --out " + dir + " --preset " + preset + " --seed 3 " + extra,
+      true);
   ASSERT_EQ(r.exit_code, 0) << r.out;
 }
 
@@ -225,15 +228,7 @@ MappingOf FindMapping(const void* p) {
 }
 
 uint64_t MatrixBytes(const cpu::WeightMatrix& m) {
-  const uint64_t n = static_cast<uint64_t>(m.rows) * m.cols;
-  switch (m.dtype) {
-    case DType::kF32:
-      return 4 * n;
-    case DType::kQ8_0:
-      return n / kQ8_0BlockValues * kQ8_0BlockBytes;
-    default:
-      return 2 * n;
-  }
+  return DTypeBytes(m.dtype, static_cast<uint64_t>(m.rows) * m.cols).value_or(0);
 }
 
 std::vector<const cpu::WeightMatrix*> Matrices(const Model& m) {
@@ -249,11 +244,12 @@ std::vector<const cpu::WeightMatrix*> Matrices(const Model& m) {
 // LoadOptions::map_weights leaves them in the file's mapping. Same bytes,
 // same logits, a tied output still shares the embedding.
 TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
-  for (const std::string& format : {std::string("--format gguf --dtype q8_0"),
-                                    std::string("--format hf --dtype f16 --tie-embeddings")}) {
+  for (const std::string& format :
+       {std::string("--format gguf --dtype q8_0"), std::string("--format gguf --dtype q4_k"),
+        std::string("--format hf --dtype f16 --tie-embeddings")}) {
     SCOPED_TRACE(format);
     const std::string dir = TempModelDir("placement");
-    MakeModel(dir, format);
+    MakeModel(dir, format, absl::StrContains(format, "q4_k") ? "mini" : "tiny");
     std::string path = dir;
     for (const auto& e : fs::directory_iterator(dir)) {
       if (e.path().extension() == ".gguf") path = e.path().string();
@@ -282,6 +278,51 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
     EXPECT_EQ(FerryLogits(**copied, kIds, 2), FerryLogits(**mapped, kIds, 2));
     fs::remove_all(dir);
   }
+}
+
+// Q8_0, Q6_K and Q4_K files of one model (the mini preset, whose widths all
+// split into 256-value blocks) follow its F32 file within their quantization
+// error, and each one's decode path (GEMV kernels on the packed blocks) gives
+// its prefill path's logits (GEMM on blocks widened to fp32).
+TEST(QuantizedModelTest, KQuantFilesFollowTheF32Model) {
+  struct Variant {
+    const char* dtype;
+    DType matrices;
+    DType output;
+    double max_error;
+  };
+  const Variant variants[] = {{"f32", DType::kF32, DType::kF32, 0.0},
+                              {"q8_0", DType::kQ8_0, DType::kQ8_0, 0.05},
+                              {"q6_k", DType::kQ6_K, DType::kQ6_K, 0.12},
+                              {"q4_k", DType::kQ4_K, DType::kQ6_K, 0.4}};
+  std::vector<float> want;
+  std::vector<double> errors;
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.dtype);
+    const std::string dir = TempModelDir(std::string("kq-") + v.dtype);
+    MakeModel(dir, std::string("--format gguf --dtype ") + v.dtype, "mini");
+    auto model = Model::Load(dir + "/model.gguf", LoadOptions{.progress = false});
+    ASSERT_TRUE(model.ok()) << model.status();
+    const ModelWeights& w = (*model)->weights();
+    EXPECT_EQ(w.layers[0].wq.dtype, v.matrices);
+    EXPECT_EQ(w.layers[1].w_down.dtype, v.matrices);
+    EXPECT_EQ(w.output.dtype, v.output);
+    const std::vector<float> prefill = FerryLogits(**model, kIds, 2);
+    const std::vector<float> decode = FerryLogitsIncremental(**model, kIds);
+    EXPECT_LE(RelativeError(decode, prefill), 1e-4);
+    if (want.empty()) {
+      want = prefill;
+    } else {
+      errors.push_back(RelativeError(prefill, want));
+      EXPECT_LE(errors.back(), v.max_error);
+      EXPECT_GT(errors.back(), 0.0) << "quantized logits identical to f32: nothing was quantized";
+    }
+    fs::remove_all(dir);
+  }
+  // Fewer bits, larger error.
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_LT(errors[0], errors[1]);
+  EXPECT_LT(errors[1], errors[2]);
 }
 
 }  // namespace

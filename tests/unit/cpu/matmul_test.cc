@@ -16,7 +16,7 @@ namespace {
 
 using testing::MakeWeights;
 using testing::RandomVector;
-using testing::WeightAt;
+using testing::WeightRow;
 
 // fp32 accumulation over n terms errs by about sqrt(n)·eps·Σ|w·x| in
 // practice; allow a wide margin over that but far below any indexing bug.
@@ -25,12 +25,13 @@ constexpr double kRelTol = 2e-5;
 // Checks y against the reference, scaled by Σ|w·x| of each output.
 void ExpectMatMulNear(const WeightMatrix& w, const std::vector<float>& x, int64_t m,
                       const float* bias, const std::vector<float>& y, const std::string& what) {
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t r = 0; r < w.rows; ++r) {
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const std::vector<double> row = WeightRow(w, r);
+    for (int64_t i = 0; i < m; ++i) {
       double ref = bias != nullptr ? bias[r] : 0.0;
       double mag = bias != nullptr ? std::fabs(bias[r]) : 0.0;
       for (int64_t k = 0; k < w.cols; ++k) {
-        const double p = WeightAt(w, r, k) * x[i * w.cols + k];
+        const double p = row[k] * x[i * w.cols + k];
         ref += p;
         mag += std::fabs(p);
       }
@@ -66,6 +67,7 @@ class MatMulTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {
 
 std::vector<int64_t> ColsFor(DType dtype) {
   if (dtype == DType::kQ8_0) return {32, 64, 96, 160, 800};
+  if (dtype == DType::kQ4_K || dtype == DType::kQ6_K) return {256, 512, 768};
   return {1, 7, 16, 33, 100, 160, 771};
 }
 
@@ -88,7 +90,7 @@ TEST_P(MatMulTest, ThreadCountsAgree) {
   for (int threads : {1, 3}) {
     ThreadPool pool(threads);
     for (int64_t m : {1, 3, 16}) {
-      Check(pool, 200, 320, m, true, rng);
+      Check(pool, 200, BlockingOf(dtype()).values == kQKValues ? 512 : 320, m, true, rng);
       if (HasFatalFailure()) return;
     }
   }
@@ -106,7 +108,8 @@ TEST_P(MatMulTest, ModelShapes) {
 INSTANTIATE_TEST_SUITE_P(
     AllLevels, MatMulTest,
     ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
-                       ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0)),
+                       ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                                         DType::kQ4_K, DType::kQ6_K)),
     [](const ::testing::TestParamInfo<MatMulTest::ParamType>& info) {
       return std::string(IsaName(std::get<0>(info.param))) + "_" +
              std::string(DTypeName(std::get<1>(info.param)));
@@ -137,9 +140,10 @@ TEST(MatMulPublicTest, BestLevelMatchesScalar) {
 TEST(MatMulPublicTest, BatchInvariantRowsMatchSingleRowsExactly) {
   // Every batch size from 1 to 9 and 37 (the multi-row kernels take up to
   // four x rows), with and without a ragged column tail, odd row counts.
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+  for (DType dtype :
+       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
     for (int64_t cols : {256, 200}) {
-      if (dtype == DType::kQ8_0 && cols % 32 != 0) continue;
+      if (cols % BlockingOf(dtype).values != 0) continue;
       for (int threads : {1, 2}) {
         ThreadPool pool(threads);
         std::mt19937 rng(17);
@@ -198,6 +202,14 @@ TEST(MatMulDeathTest, RejectsQ8WithRaggedBlocks) {
   std::vector<uint8_t> bytes(64);
   const WeightMatrix w{DType::kQ8_0, 1, 40, bytes.data()};
   std::vector<float> x(40), y(1);
+  EXPECT_DEATH(MatMul(w, x.data(), 1, y.data(), nullptr, pool), "unsupported");
+}
+
+TEST(MatMulDeathTest, RejectsKQuantsWithRaggedBlocks) {
+  ThreadPool pool(1);
+  std::vector<uint8_t> bytes(512);
+  const WeightMatrix w{DType::kQ4_K, 1, 128, bytes.data()};
+  std::vector<float> x(128), y(1);
   EXPECT_DEATH(MatMul(w, x.data(), 1, y.data(), nullptr, pool), "unsupported");
 }
 

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "engine/formats/kquants.h"
+
 namespace ferry::cpu::testing {
 
 std::vector<float> RandomVector(int64_t n, std::mt19937& rng, float lo, float hi) {
@@ -47,6 +49,17 @@ TestWeights MakeWeights(DType dtype, int64_t rows, int64_t cols, std::mt19937& r
       }
       break;
     }
+    case DType::kQ4_K:
+    case DType::kQ6_K: {
+      const int block_bytes = BlockingOf(dtype).bytes;
+      const int64_t blocks = values.size() / kQKValues;
+      out.bytes.resize(blocks * block_bytes);
+      for (int64_t b = 0; b < blocks; ++b) {
+        (dtype == DType::kQ4_K ? QuantizeQ4KBlock : QuantizeQ6KBlock)(
+            values.data() + b * kQKValues, out.bytes.data() + b * block_bytes);
+      }
+      break;
+    }
     default:
       break;
   }
@@ -76,9 +89,34 @@ double WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
       return static_cast<double>(Fp16ToFloat(scale)) *
              static_cast<int8_t>(block[2 + col % kQ8_0BlockValues]);
     }
+    case DType::kQ4_K:
+    case DType::kQ6_K: {
+      const int block_bytes = BlockingOf(w.dtype).bytes;
+      const uint8_t* block = base + (row * (w.cols / kQKValues) + col / kQKValues) * block_bytes;
+      float values[kQKValues];
+      (w.dtype == DType::kQ4_K ? DequantizeQ4KBlock : DequantizeQ6KBlock)(block, values);
+      return values[col % kQKValues];
+    }
     default:
       return 0.0;
   }
+}
+
+std::vector<double> WeightRow(const WeightMatrix& w, int64_t row) {
+  std::vector<double> out(static_cast<size_t>(w.cols));
+  if (w.dtype == DType::kQ4_K || w.dtype == DType::kQ6_K) {
+    for (int64_t k = 0; k < w.cols; k += kQKValues) {
+      float values[kQKValues];
+      const uint8_t* block =
+          static_cast<const uint8_t*>(w.data) +
+          (row * (w.cols / kQKValues) + k / kQKValues) * BlockingOf(w.dtype).bytes;
+      (w.dtype == DType::kQ4_K ? DequantizeQ4KBlock : DequantizeQ6KBlock)(block, values);
+      for (int i = 0; i < kQKValues; ++i) out[k + i] = values[i];
+    }
+    return out;
+  }
+  for (int64_t k = 0; k < w.cols; ++k) out[k] = WeightAt(w, row, k);
+  return out;
 }
 
 }  // namespace ferry::cpu::testing

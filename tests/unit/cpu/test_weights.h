@@ -21,6 +21,8 @@ TestWeights MakeWeights(DType dtype, int64_t rows, int64_t cols, std::mt19937& r
 
 // Element (row, col) as stored, widened to double.
 double WeightAt(const WeightMatrix& w, int64_t row, int64_t col);
+// A whole row of WeightAt (block dtypes decoded once per block).
+std::vector<double> WeightRow(const WeightMatrix& w, int64_t row);
 
 std::vector<float> RandomVector(int64_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f);
 

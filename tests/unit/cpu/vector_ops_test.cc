@@ -126,8 +126,10 @@ TEST_P(VectorOpsTest, SiluMul) {
 }
 
 TEST_P(VectorOpsTest, RowConversionIsExact) {
-  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
-    for (int64_t cols : {32, 64, 96, 1024}) {
+  for (DType dtype :
+       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+    for (int64_t cols : {32, 64, 96, 256, 1024}) {
+      if (cols % BlockingOf(dtype).values != 0) continue;
       const testing::TestWeights w = testing::MakeWeights(dtype, 3, cols, rng_);
       const int64_t row_bytes =
           static_cast<int64_t>(w.bytes.size()) / 3;

@@ -363,6 +363,59 @@ TEST(MakeModelTest, GgufQ8_0KeepsNormsF32) {
   EXPECT_EQ((*g)->FindTensor("blk.0.ffn_down.weight")->dtype, DType::kF16);  // rows of 344
 }
 
+// q4_k writes Q4_K matrices with the output (the embedding when tied) in
+// Q6_K, as llama.cpp's Q4_K files do; widths that do not split into 256-value
+// blocks fall back to Q8_0, then F16.
+TEST(MakeModelTest, GgufKQuantsPickQ6KForTheOutputAndFallBackOnOddWidths) {
+  auto dtype_of = [](const std::string& dir, const char* tensor) {
+    auto g = GgufFile::Open(dir + "/model.gguf");
+    EXPECT_TRUE(g.ok()) << g.status();
+    const GgufTensorInfo* t = g.ok() ? (*g)->FindTensor(tensor) : nullptr;
+    return t != nullptr ? t->dtype : DType::kI8;
+  };
+  {
+    testing::ScratchDir dir;
+    MakeModelOptions o;
+    o.format = "gguf";
+    o.dtype = "q4_k";
+    o.preset = "mini";
+    o.out_dir = dir.path().string();
+    ASSERT_TRUE(MakeModel(o).ok());
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.attn_q.weight"), DType::kQ4_K);
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.1.ffn_down.weight"), DType::kQ4_K);
+    EXPECT_EQ(dtype_of(o.out_dir, "output.weight"), DType::kQ6_K);
+    EXPECT_EQ(dtype_of(o.out_dir, "token_embd.weight"), DType::kQ4_K);
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.attn_norm.weight"), DType::kF32);
+  }
+  {
+    testing::ScratchDir dir;
+    MakeModelOptions o;
+    o.format = "gguf";
+    o.dtype = "q4_k";
+    o.preset = "mini";
+    o.tie_embeddings = true;
+    o.out_dir = dir.path().string();
+    ASSERT_TRUE(MakeModel(o).ok());
+    EXPECT_EQ(dtype_of(o.out_dir, "token_embd.weight"), DType::kQ6_K);
+  }
+  {
+    testing::ScratchDir dir;
+    MakeModelOptions o;
+    o.format = "gguf";
+    o.dtype = "q6_k";
+    o.preset = "tiny";
+    o.out_dir = dir.path().string();
+    ASSERT_TRUE(MakeModel(o).ok());
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.attn_q.weight"), DType::kQ8_0);   // rows of 128
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.ffn_down.weight"), DType::kF16);  // rows of 344
+  }
+  MakeModelOptions hf;
+  hf.format = "hf";
+  hf.dtype = "q4_k";
+  hf.out_dir = "/tmp/unused";
+  EXPECT_EQ(MakeModel(hf).code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(MakeModelTest, RejectsBadOptions) {
   MakeModelOptions o;
   o.out_dir = "/tmp/unused";
