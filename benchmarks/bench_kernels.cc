@@ -72,22 +72,22 @@ WeightCopies MakeCopies(DType dtype, int64_t rows, int64_t cols, int64_t copies)
         std::memcpy(p + c * out.stride + b * kQ8_0BlockBytes, &one, 2);
       }
     }
-  } else if (dtype == DType::kQ4_K || dtype == DType::kQ6_K) {
-    // Any quant byte is valid; the fp16 super-block scales (d and dmin at
-    // bytes 0 and 2 of a Q4_K block, d at byte 208 of a Q6_K one) are set
-    // to 2^-8.
+  } else if (dtype != DType::kF16 && dtype != DType::kBF16) {
+    // Any quant byte is valid; the fp16 scales (d and dmin at bytes 0 and 2
+    // of a Q4_K or Q5_K block, d at byte 0 of Q4_0 and Q5_0 and at byte 208
+    // of Q6_K) are set to 2^-8.
     for (size_t i = 0; i < total; ++i) p[i] = static_cast<uint8_t>(i * 37);
     const int block_bytes = BlockingOf(dtype).bytes;
-    const int64_t blocks_per_copy = rows * cols / kQKValues;
+    const int64_t blocks_per_copy = rows * cols / BlockingOf(dtype).values;
     const uint16_t small = 0x1c00;
     for (int64_t c = 0; c < copies; ++c) {
       for (int64_t b = 0; b < blocks_per_copy; ++b) {
         uint8_t* block = p + c * out.stride + b * block_bytes;
-        if (dtype == DType::kQ4_K) {
-          std::memcpy(block, &small, 2);
-          std::memcpy(block + 2, &small, 2);
-        } else {
+        if (dtype == DType::kQ6_K) {
           std::memcpy(block + 208, &small, 2);
+        } else {
+          std::memcpy(block, &small, 2);
+          if (dtype == DType::kQ4_K || dtype == DType::kQ5_K) std::memcpy(block + 2, &small, 2);
         }
       }
     }
@@ -167,8 +167,8 @@ void ModelShapes(benchmark::internal::Benchmark* b) {
   // FFN 5632, 4 KV heads of 64).
   const int64_t shapes[][2] = {{768, 768},   {2048, 768},  {768, 2048},  {32000, 768},
                                {2048, 2048}, {256, 2048},  {5632, 2048}, {2048, 5632}, {32000, 2048}};
-  for (DType dtype :
-       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K,
+                      DType::kQ6_K, DType::kQ4_0, DType::kQ5_0, DType::kQ5_K}) {
     for (const auto& shape : shapes) {
       for (int threads : {1, 2}) {
         b->Args({shape[0], shape[1], static_cast<int64_t>(dtype), threads});

@@ -73,11 +73,10 @@ absl::StatusOr<cpu::WeightMatrix> ModelBuilder::Matrix(const Lookup& lookup, con
   FERRY_ASSIGN_OR_RETURN(FoundTensor t, lookup(name));
   std::vector<uint64_t> want = {static_cast<uint64_t>(rows), static_cast<uint64_t>(cols)};
   if (t.shape != want) return ShapeError(t, want);
-  if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16 &&
-      t.dtype != DType::kQ8_0 && t.dtype != DType::kQ4_K && t.dtype != DType::kQ6_K) {
+  if (!IsWeightDType(t.dtype)) {
     return absl::InvalidArgumentError(
         absl::StrCat(t.file, ": tensor '", name, "' has dtype ", Sv(DTypeName(t.dtype)),
-                     " (weights must be f32, f16, bf16, q8_0, q4_k or q6_k)"));
+                     " (weights must be f32, f16, bf16, q8_0, q4_0, q5_0, q4_k, q5_k or q6_k)"));
   }
   regions_.emplace_back(t.data, t.num_bytes);
   m_.weight_bytes_ += t.num_bytes;

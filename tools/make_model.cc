@@ -525,9 +525,20 @@ void SetGgufMetadata(const WriteContext& ctx, GgufWriter& w) {
   switch (ctx.dtype) {
     case DType::kF16: file_type = 1; break;
     case DType::kQ8_0: file_type = 7; break;
+    // llama.cpp's numbering: Q4_0 2, Q5_0 8, Q4_K_S 14, Q5_K_S 16, Q6_K 18
+    // (the _S files: k-quant matrices, Q6_K output).
+    case DType::kQ4_0:
+      file_type = 2;
+      break;
+    case DType::kQ5_0:
+      file_type = 8;
+      break;
     case DType::kQ4_K:
       file_type = 14;
-      break;  // mostly Q4_K (small: output in Q6_K)
+      break;
+    case DType::kQ5_K:
+      file_type = 16;
+      break;
     case DType::kQ6_K:
       file_type = 18;
       break;
@@ -565,20 +576,23 @@ void SetGgufMetadata(const WriteContext& ctx, GgufWriter& w) {
   w.SetString("tokenizer.chat_template", std::string(kChatTemplate));
 }
 
-// Norms and biases stay F32. With q4_k the output matrix (the embedding when
-// tied) is Q6_K, as in llama.cpp's Q4_K files. Matrices whose rows do not
-// split into the type's blocks fall back to Q8_0, then F16, as llama.cpp's
-// quantizer does.
+// Norms and biases stay F32. With q4_k or q5_k the output matrix (the
+// embedding when tied) is Q6_K, as in llama.cpp's k-quant files. Matrices
+// whose rows do not split into the type's blocks fall back as llama.cpp's
+// quantizer does: Q4_K and Q5_K to Q5_0 (llama.cpp takes Q5_1 for Q5_K),
+// Q6_K to Q8_0, and the 32-value types to F16.
 DType GgufTensorDType(const TensorPlan& t, DType wanted, bool tied) {
   if (t.kind != TensorKind::kMatrix) return DType::kF32;
-  if (wanted == DType::kQ4_K &&
+  if ((wanted == DType::kQ4_K || wanted == DType::kQ5_K) &&
       (t.gguf_name == "output.weight" || (tied && t.gguf_name == "token_embd.weight"))) {
     wanted = DType::kQ6_K;
   }
   const uint64_t cols = t.shape.back();
-  if ((wanted == DType::kQ4_K || wanted == DType::kQ6_K) && cols % kQKValues != 0)
-    wanted = DType::kQ8_0;
-  if (wanted == DType::kQ8_0 && cols % kQ8_0BlockValues != 0) return DType::kF16;
+  if (cols % kQKValues != 0) {
+    if (wanted == DType::kQ4_K || wanted == DType::kQ5_K) wanted = DType::kQ5_0;
+    if (wanted == DType::kQ6_K) wanted = DType::kQ8_0;
+  }
+  if (BlockingOf(wanted).values > 1 && cols % BlockingOf(wanted).values != 0) return DType::kF16;
   return wanted;
 }
 
@@ -620,13 +634,13 @@ absl::Status MakeModel(const MakeModelOptions& options) {
   }
   std::optional<DType> dtype = ParseDType(options.dtype);
   bool gguf = options.format == "gguf";
-  const bool block_quantized =
-      dtype && (*dtype == DType::kQ8_0 || *dtype == DType::kQ4_K || *dtype == DType::kQ6_K);
+  const bool block_quantized = dtype && IsWeightDType(*dtype) && BlockingOf(*dtype).values > 1;
   if (!dtype || !(*dtype == DType::kF32 || *dtype == DType::kF16 || *dtype == DType::kBF16 ||
                   (gguf && block_quantized))) {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported dtype '", options.dtype, "' (f32, f16, bf16",
-                     gguf ? ", q8_0, q4_k, q6_k)" : "; q8_0, q4_k, q6_k with --format gguf)"));
+                     gguf ? ", q8_0, q4_0, q5_0, q4_k, q5_k, q6_k)"
+                          : "; q8_0, q4_0, q5_0, q4_k, q5_k, q6_k with --format gguf)"));
   }
   if (options.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
   std::error_code ec;
@@ -656,8 +670,8 @@ int RunMakeModel(int argc, char** argv) {
   flags.AddString("format", &o.format, "hf (config.json + model.safetensors + tokenizer.json) or gguf");
   flags.AddString(
       "dtype", &o.dtype,
-      "f32, f16 or bf16 (gguf also q8_0, q4_k, q6_k); norms stay f32 in gguf, and with q4_k\n"
-      "the output matrix is q6_k");
+      "f32, f16 or bf16 (gguf also q8_0, q4_0, q5_0, q4_k, q5_k, q6_k); norms stay f32 in\n"
+      "gguf, and with q4_k or q5_k the output matrix is q6_k");
   flags.AddInt("seed", &seed, "random seed; the same seed gives the same weights in every format");
   flags.AddBool("qwen2-bias", &o.qwen2_bias, "Qwen2ForCausalLM with q/k/v projection biases");
   flags.AddBool("tie-embeddings", &o.tie_embeddings, "share the embedding and output matrices");

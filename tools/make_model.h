@@ -18,7 +18,7 @@ struct MakeModelOptions {
   std::string out_dir;          // created if absent; existing files are replaced
   std::string preset = "tiny";  // tiny | mini | small | medium
   std::string format = "hf";    // hf (safetensors directory) | gguf (DIR/model.gguf)
-  std::string dtype = "f32";    // f32 | f16 | bf16; gguf also q8_0, q4_k, q6_k
+  std::string dtype = "f32";    // f32 | f16 | bf16; gguf also q8_0, q4_0, q5_0, q4_k, q5_k, q6_k
   uint64_t seed = 0;
   bool qwen2_bias = false;      // Qwen2ForCausalLM with q/k/v biases
   bool tie_embeddings = false;  // no separate output matrix
@@ -31,7 +31,8 @@ struct MakeModelOptions {
 absl::Status MakeModel(const MakeModelOptions& options);
 
 // `ferry make-model --out DIR --preset tiny|mini|small|medium [--format hf|gguf]
-// [--dtype f32|f16|bf16|q8_0|q4_k|q6_k] [--seed N] [--qwen2-bias] [--tie-embeddings]`.
+// [--dtype f32|f16|bf16|q8_0|q4_0|q5_0|q4_k|q5_k|q6_k] [--seed N] [--qwen2-bias]
+// [--tie-embeddings]`.
 // argv[0] is "make-model". Returns the exit code (2 for bad flags).
 int RunMakeModel(int argc, char** argv);
 

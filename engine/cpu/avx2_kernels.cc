@@ -217,6 +217,20 @@ float HalfAt(const char* p) {
   return _cvtsh_ss(bits);
 }
 
+// The eight (scale, min) pairs of a Q4_K or Q5_K block, multiplied out by the
+// block's d and dmin: 6-bit values packed into 12 bytes after the two halves.
+void KScalesAndOffsets(const char* block, float* scale, float* offset) {
+  const float d = HalfAt(block), dmin = HalfAt(block + 2);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    scale[j] = d * static_cast<float>(p[j] & 63);
+    offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
+    scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
+    offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+  }
+}
+
 // Calls sink for the four groups of 8 in 32 bytes of quants (group g0 first),
 // each widened by `widen`.
 template <class Widen, class Sink>
@@ -228,27 +242,31 @@ void Quarters(__m256i q, int g0, Widen&& widen, Sink&& sink) {
   sink(g0 + 3, widen(_mm_unpackhi_epi64(b, b)));
 }
 
-struct Q4K {
-  static constexpr int64_t kBytes = 144;
+// Q4_K, and Q5_K (kFifth) with a fifth bit per quant from the 32 bytes after
+// the (scale, min) pairs.
+template <bool kFifth>
+struct ScaleMinK {
+  static constexpr int64_t kValues = 256;
+  static constexpr int64_t kBytes = kFifth ? 176 : 144;
   template <class Sink>
   static void ForEachGroup(const char* block, Sink&& sink) {
-    const float d = HalfAt(block), dmin = HalfAt(block + 2);
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
     float scale[8], offset[8];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      scale[j] = d * static_cast<float>(p[j] & 63);
-      offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
-      scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
-      offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
-    }
-    const __m256i mask = _mm256_set1_epi8(0x0F);
+    KScalesAndOffsets(block, scale, offset);
+    const __m256i mask = _mm256_set1_epi8(0x0F), fifth = _mm256_set1_epi8(0x10);
+    const __m256i high =
+        kFifth ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16)) : __m256i{};
+    const char* qs = block + (kFifth ? 48 : 16);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
       for (int part = 0; part < 2; ++part) {
-        const __m256i q = part == 0 ? _mm256_and_si256(raw, mask)
-                                    : _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        __m256i q = part == 0 ? _mm256_and_si256(raw, mask)
+                              : _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+        if constexpr (kFifth) {
+          const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << (2 * c + part)));
+          q = _mm256_or_si256(
+              q, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit), fifth));
+        }
         const __m256 s = _mm256_set1_ps(scale[2 * c + part]),
                      o = _mm256_set1_ps(offset[2 * c + part]);
         Quarters(
@@ -263,8 +281,11 @@ struct Q4K {
     }
   }
 };
+using Q4K = ScaleMinK<false>;
+using Q5K = ScaleMinK<true>;
 
 struct Q6K {
+  static constexpr int64_t kValues = 256;
   static constexpr int64_t kBytes = 210;
   template <class Sink>
   static void ForEachGroup(const char* block, Sink&& sink) {
@@ -310,16 +331,56 @@ struct Q6K {
   }
 };
 
+// d·(q − bias) for the low 8 of 16 quants already biased to int8.
+__m256 WidenSigned(__m128i q, __m256 d) {
+  return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
+// Byte i of the result is 0x10 where bit i of `bits` (16 bits) is set.
+__m128i FifthBits(uint32_t bits) {
+  const __m128i spread =
+      _mm_shuffle_epi8(_mm_cvtsi32_si128(static_cast<int>(bits)),
+                       _mm_set_epi8(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0));
+  const __m128i select = _mm_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  return _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(spread, select), select), _mm_set1_epi8(0x10));
+}
+
+// Q4_0 and Q5_0 (kFifth): 32 values, the low nibbles first.
+template <bool kFifth>
+struct Q32 {
+  static constexpr int64_t kValues = 32;
+  static constexpr int64_t kBytes = kFifth ? 22 : 18;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const __m256 d = _mm256_set1_ps(HalfAt(block));
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + (kFifth ? 6 : 2)));
+    const __m128i mask = _mm_set1_epi8(0x0F), bias = _mm_set1_epi8(kFifth ? 16 : 8);
+    __m128i lo = _mm_and_si128(qs, mask), hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
+    if constexpr (kFifth) {
+      uint32_t qh;
+      __builtin_memcpy(&qh, block + 2, sizeof qh);
+      lo = _mm_or_si128(lo, FifthBits(qh & 0xFFFF));
+      hi = _mm_or_si128(hi, FifthBits(qh >> 16));
+    }
+    lo = _mm_sub_epi8(lo, bias);
+    hi = _mm_sub_epi8(hi, bias);
+    sink(0, WidenSigned(lo, d));
+    sink(1, WidenSigned(_mm_unpackhi_epi64(lo, lo), d));
+    sink(2, WidenSigned(hi, d));
+    sink(3, WidenSigned(_mm_unpackhi_epi64(hi, hi), d));
+  }
+};
+
 template <class K>
 void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x, float* y) {
   const char* base = static_cast<const char*>(w);
-  const int64_t blocks = cols / 256;
+  const int64_t blocks = cols / K::kValues;
   for (int64_t r = 0; r < rows; ++r) {
     const char* row = base + r * row_bytes;
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
     for (int64_t b = 0; b < blocks; ++b) {
-      const float* xb = x + b * 256;
+      const float* xb = x + b * K::kValues;
       K::ForEachGroup(row + b * K::kBytes, [&](int g, __m256 v) {
         acc[g & 3] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), acc[g & 3]);
       });
@@ -332,8 +393,8 @@ void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const f
 template <class K>
 void ToF32K(const void* src, int64_t n, float* out) {
   const char* block = static_cast<const char*>(src);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    float* o = out + b * 256;
+  for (int64_t b = 0; b < n / K::kValues; ++b) {
+    float* o = out + b * K::kValues;
     K::ForEachGroup(block + b * K::kBytes,
                     [&](int g, __m256 v) { _mm256_storeu_ps(o + 8 * g, v); });
   }
@@ -452,10 +513,10 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 constexpr KernelTable kAvx2Table = {
     .isa = Isa::kAvx2,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
-             &GemvK<Q4K>, &GemvK<Q6K>},
+             &GemvK<Q4K>, &GemvK<Q6K>, &GemvK<Q32<false>>, &GemvK<Q32<true>>, &GemvK<Q5K>},
     .gemv_rows = {},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
-               &ToF32K<Q4K>, &ToF32K<Q6K>},
+               &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q32<false>>, &ToF32K<Q32<true>>, &ToF32K<Q5K>},
     .pack_panel = nullptr,
     .gemm_panel = nullptr,
     .dot = &Dot,

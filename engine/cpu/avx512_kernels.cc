@@ -440,26 +440,47 @@ float HalfAt(const char* p) {
   return _cvtsh_ss(bits);
 }
 
-struct Q4K {
-  static constexpr int64_t kBytes = 144;
+// The eight (scale, min) pairs of a Q4_K or Q5_K block, multiplied out by the
+// block's d and dmin: 6-bit values packed into 12 bytes after the two halves.
+void KScalesAndOffsets(const char* block, float* scale, float* offset) {
+  const float d = HalfAt(block), dmin = HalfAt(block + 2);
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    scale[j] = d * static_cast<float>(p[j] & 63);
+    offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
+    scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
+    offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+  }
+}
+
+// Q4_K, and Q5_K (kFifth) with a fifth bit per quant from the 32 bytes after
+// the (scale, min) pairs.
+template <bool kFifth>
+struct ScaleMinK {
+  static constexpr int64_t kValues = 256;
+  static constexpr int64_t kBytes = kFifth ? 176 : 144;
   template <class Sink>
   static void ForEachGroup(const char* block, Sink&& sink) {
-    const float d = HalfAt(block), dmin = HalfAt(block + 2);
-    const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
     float scale[8], offset[8];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      scale[j] = d * static_cast<float>(p[j] & 63);
-      offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
-      scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
-      offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
-    }
-    const __m256i mask = _mm256_set1_epi8(0x0F);
+    KScalesAndOffsets(block, scale, offset);
+    const __m256i mask = _mm256_set1_epi8(0x0F), fifth = _mm256_set1_epi8(0x10);
+    const __m256i high =
+        kFifth ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16)) : __m256i{};
+    const char* qs = block + (kFifth ? 48 : 16);
 #pragma GCC unroll 4
     for (int c = 0; c < 4; ++c) {
-      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * c));
-      const __m256i lo = _mm256_and_si256(raw, mask);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+      __m256i lo = _mm256_and_si256(raw, mask);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), mask);
+      if constexpr (kFifth) {
+        const __m256i bit_lo = _mm256_set1_epi8(static_cast<char>(1 << (2 * c)));
+        const __m256i bit_hi = _mm256_set1_epi8(static_cast<char>(2 << (2 * c)));
+        lo = _mm256_or_si256(
+            lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, bit_lo), bit_lo), fifth));
+        hi = _mm256_or_si256(
+            hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, bit_hi), bit_hi), fifth));
+      }
       const __m512 s_lo = _mm512_set1_ps(scale[2 * c]), o_lo = _mm512_set1_ps(offset[2 * c]);
       const __m512 s_hi = _mm512_set1_ps(scale[2 * c + 1]),
                    o_hi = _mm512_set1_ps(offset[2 * c + 1]);
@@ -469,14 +490,17 @@ struct Q4K {
       sink(4 * c + 3, Widen(_mm256_extracti128_si256(hi, 1), s_hi, o_hi));
     }
   }
-  // scale·q − offset for 16 quants in [0, 16), rounded twice as the plain
+  // scale·q − offset for 16 quants in [0, 32), rounded twice as the plain
   // decoder does, so every level converts a block to the same floats.
   static __m512 Widen(__m128i q, __m512 scale, __m512 offset) {
     return _mm512_sub_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q)), scale), offset);
   }
 };
+using Q4K = ScaleMinK<false>;
+using Q5K = ScaleMinK<true>;
 
 struct Q6K {
+  static constexpr int64_t kValues = 256;
   static constexpr int64_t kBytes = 210;
   template <class Sink>
   static void ForEachGroup(const char* block, Sink&& sink) {
@@ -515,20 +539,63 @@ struct Q6K {
   }
 };
 
+// d·(q − bias) for 16 quants already biased to int8.
+__m512 WidenSigned(__m128i q, __m512 d) {
+  return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
+}
+
+// Q4_0: 32 values, the low nibbles first.
+struct Q40 {
+  static constexpr int64_t kValues = 32;
+  static constexpr int64_t kBytes = 18;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const __m512 d = _mm512_set1_ps(HalfAt(block));
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 2));
+    const __m128i mask = _mm_set1_epi8(0x0F), bias = _mm_set1_epi8(8);
+    sink(0, WidenSigned(_mm_sub_epi8(_mm_and_si128(qs, mask), bias), d));
+    sink(1, WidenSigned(_mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(qs, 4), mask), bias), d));
+  }
+};
+
+// Q5_0: Q4_0 with a fifth bit per quant from a 32-bit word; bias 16.
+struct Q50 {
+  static constexpr int64_t kValues = 32;
+  static constexpr int64_t kBytes = 22;
+  template <class Sink>
+  static void ForEachGroup(const char* block, Sink&& sink) {
+    const __m512 d = _mm512_set1_ps(HalfAt(block));
+    uint32_t qh;
+    __builtin_memcpy(&qh, block + 2, sizeof qh);
+    const __m128i qs = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 6));
+    const __m128i mask = _mm_set1_epi8(0x0F), bias = _mm_set1_epi8(16), fifth = _mm_set1_epi8(0x10);
+    const __m128i lo = _mm_or_si128(_mm_and_si128(qs, mask),
+                                    _mm_maskz_mov_epi8(static_cast<__mmask16>(qh & 0xFFFF), fifth));
+    const __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(qs, 4), mask),
+                                    _mm_maskz_mov_epi8(static_cast<__mmask16>(qh >> 16), fifth));
+    sink(0, WidenSigned(_mm_sub_epi8(lo, bias), d));
+    sink(1, WidenSigned(_mm_sub_epi8(hi, bias), d));
+  }
+};
+
 // One row at a time: the rows of a share are one linear stream, which the
 // hardware prefetcher follows; four accumulators hide the FMA latency.
 template <class K>
 void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x, float* y) {
   const char* base = static_cast<const char*>(w);
-  const int64_t blocks = cols / 256;
+  const int64_t blocks = cols / K::kValues;
+  constexpr int kGroups = static_cast<int>(K::kValues / 16);
   for (int64_t r = 0; r < rows; ++r) {
     const char* row = base + r * row_bytes;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
     for (int64_t b = 0; b < blocks; ++b) {
-      const float* xb = x + b * 256;
+      const float* xb = x + b * K::kValues;
+      // Small blocks rotate through the accumulators from block to block.
+      const int first = static_cast<int>(b * kGroups);
       K::ForEachGroup(row + b * K::kBytes, [&](int g, __m512 v) {
-        acc[g & 3] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xb + 16 * g), acc[g & 3]);
+        const int a = (first + g) & 3;
+        acc[a] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xb + 16 * g), acc[a]);
       });
     }
     y[r] = ReduceAdd(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
@@ -561,16 +628,8 @@ void GemvQ4K(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const
     for (int64_t b = 0; b < blocks; ++b) {
       const char* block = row + b * 144;
       const float* xb = x + b * 256;
-      const float d = HalfAt(block), dmin = HalfAt(block + 2);
-      const uint8_t* p = reinterpret_cast<const uint8_t*>(block + 4);
       float scale[8], offset[8];
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) {
-        scale[j] = d * static_cast<float>(p[j] & 63);
-        offset[j] = dmin * static_cast<float>(p[j + 4] & 63);
-        scale[j + 4] = d * static_cast<float>((p[j + 8] & 0x0F) | ((p[j] >> 6) << 4));
-        offset[j + 4] = dmin * static_cast<float>((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
-      }
+      KScalesAndOffsets(block, scale, offset);
       mins = _mm256_fmadd_ps(_mm256_loadu_ps(offset), _mm256_loadu_ps(xsum + 8 * b), mins);
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
@@ -601,8 +660,8 @@ void GemvQ4K(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const
 template <class K>
 void ToF32K(const void* src, int64_t n, float* out) {
   const char* block = static_cast<const char*>(src);
-  for (int64_t b = 0; b < n / 256; ++b) {
-    float* o = out + b * 256;
+  for (int64_t b = 0; b < n / K::kValues; ++b) {
+    float* o = out + b * K::kValues;
     K::ForEachGroup(block + b * K::kBytes,
                     [&](int g, __m512 v) { _mm512_storeu_ps(o + 16 * g, v); });
   }
@@ -738,11 +797,11 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
-             &GemvQ4K, &GemvK<Q6K>},
+             &GemvQ4K, &GemvK<Q6K>, &GemvK<Q40>, &GemvK<Q50>, &GemvK<Q5K>},
     .gemv_rows = {&GemvRows<F32Weights>, &GemvRows<F16Weights>, &GemvRows<Bf16Weights>,
-                  &GemvRowsQ8Any, nullptr, nullptr},
+                  &GemvRowsQ8Any, nullptr, nullptr, nullptr, nullptr, nullptr},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
-               &ToF32K<Q4K>, &ToF32K<Q6K>},
+               &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

@@ -14,9 +14,11 @@
 
 namespace ferry::cpu {
 
-// Index into the per-dtype arrays: kF32, kF16, kBF16, kQ8_0, kQ4_K, kQ6_K
-// are 0..5.
-inline constexpr int kNumWeightDTypes = 6;
+// Index into the per-dtype arrays: the weight dtypes kF32 .. kQ5_K of
+// engine/formats/dtype.h, 0..8.
+inline constexpr int kNumWeightDTypes = 9;
+static_assert(static_cast<int>(DType::kI32) == kNumWeightDTypes,
+              "every weight dtype needs its kernels in each table");
 
 // y[r] = Σ_k w[r][k] · x[k] for r in [0, rows); rows start `row_bytes` apart.
 using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
@@ -30,7 +32,7 @@ using GemvRowsFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int6
                             const float* x, int64_t ldx, int64_t m, float* y, int64_t ldy,
                             bool w_cached);
 // out[0, n) = src[0, n) as fp32; n a multiple of the dtype's block (32 for
-// Q8_0, 256 for Q4_K and Q6_K).
+// Q8_0, Q4_0 and Q5_0, 256 for the k-quants).
 using ToF32Fn = void (*)(const void* src, int64_t n, float* out);
 // The GEMM of a level with its own kernels works on panels of x: up to
 // kGemmPanelRows rows of x stored k-major ([k][kGemmPanelRows]), rows past m
@@ -47,8 +49,8 @@ using GemmPanelFn = void (*)(const float* w, int64_t ldw, int64_t n, const float
 struct KernelTable {
   Isa isa;
   GemvFn gemv[kNumWeightDTypes];
-  // Null where the level has none (the k-quants everywhere): one GemvFn call
-  // per x row instead.
+  // Null where the level has none (Q4_0, Q5_0 and the k-quants everywhere):
+  // one GemvFn call per x row instead.
   GemvRowsFn gemv_rows[kNumWeightDTypes];
   ToF32Fn to_f32[kNumWeightDTypes];
   // Null where OpenBLAS sgemm is the faster choice for this level.

@@ -15,9 +15,9 @@ namespace ferry::cpu {
 
 // A weight matrix as stored in a model file: row-major [rows, cols], rows =
 // output features. For Q8_0 each row is cols/32 blocks of 34 bytes, so cols
-// must be a multiple of 32; for Q4_K and Q6_K cols/256 blocks of 144 and 210
-// bytes (engine/formats/kquants.h). Supported dtypes: kF32, kF16, kBF16,
-// kQ8_0, kQ4_K, kQ6_K.
+// must be a multiple of 32; Q4_0 and Q5_0 take blocks of 32 too, the
+// k-quants blocks of 256 (engine/formats/kquants.h has the layouts).
+// Supported dtypes: the weight dtypes of engine/formats/dtype.h.
 struct WeightMatrix {
   DType dtype;
   int64_t rows;

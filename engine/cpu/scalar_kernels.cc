@@ -64,19 +64,21 @@ void GemvQ8(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const 
   }
 }
 
-// The k-quants: each 256-value block decoded by the plain decoder, then dotted.
-template <void (*kDecode)(const uint8_t*, float*), int kBlockBytes>
-void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x, float* y) {
-  const int64_t blocks = cols / kQKValues;
-  float values[kQKValues];
+// Q4_0, Q5_0 and the k-quants: each block decoded by the plain decoder, then
+// dotted.
+template <void (*kDecode)(const uint8_t*, float*), int kValues, int kBlockBytes>
+void GemvBlocks(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const float* x,
+                float* y) {
+  const int64_t blocks = cols / kValues;
+  float values[kValues];
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* block = static_cast<const uint8_t*>(w) + r * row_bytes;
     float sum = 0.0f;
     for (int64_t b = 0; b < blocks; ++b, block += kBlockBytes) {
       kDecode(block, values);
-      const float* xb = x + b * kQKValues;
+      const float* xb = x + b * kValues;
       float s[4] = {0, 0, 0, 0};
-      for (int i = 0; i < kQKValues; i += 4) {
+      for (int i = 0; i < kValues; i += 4) {
         for (int j = 0; j < 4; ++j) s[j] += values[i + j] * xb[i + j];
       }
       sum += (s[0] + s[1]) + (s[2] + s[3]);
@@ -85,10 +87,10 @@ void GemvK(const void* w, int64_t row_bytes, int64_t rows, int64_t cols, const f
   }
 }
 
-template <void (*kDecode)(const uint8_t*, float*), int kBlockBytes>
-void ToF32K(const void* src, int64_t n, float* out) {
+template <void (*kDecode)(const uint8_t*, float*), int kValues, int kBlockBytes>
+void ToF32Blocks(const void* src, int64_t n, float* out) {
   const uint8_t* block = static_cast<const uint8_t*>(src);
-  for (int64_t b = 0; b < n / kQKValues; ++b) kDecode(block + b * kBlockBytes, out + b * kQKValues);
+  for (int64_t b = 0; b < n / kValues; ++b) kDecode(block + b * kBlockBytes, out + b * kValues);
 }
 
 template <class W>
@@ -148,12 +150,18 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 constexpr KernelTable kScalarTable = {
     .isa = Isa::kScalar,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
-             &GemvK<&DequantizeQ4KBlock, kQ4_KBlockBytes>,
-             &GemvK<&DequantizeQ6KBlock, kQ6_KBlockBytes>},
+             &GemvBlocks<&DequantizeQ4KBlock, kQKValues, kQ4_KBlockBytes>,
+             &GemvBlocks<&DequantizeQ6KBlock, kQKValues, kQ6_KBlockBytes>,
+             &GemvBlocks<&DequantizeQ4_0Block, 32, kQ4_0BlockBytes>,
+             &GemvBlocks<&DequantizeQ5_0Block, 32, kQ5_0BlockBytes>,
+             &GemvBlocks<&DequantizeQ5KBlock, kQKValues, kQ5_KBlockBytes>},
     .gemv_rows = {},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
-               &ToF32K<&DequantizeQ4KBlock, kQ4_KBlockBytes>,
-               &ToF32K<&DequantizeQ6KBlock, kQ6_KBlockBytes>},
+               &ToF32Blocks<&DequantizeQ4KBlock, kQKValues, kQ4_KBlockBytes>,
+               &ToF32Blocks<&DequantizeQ6KBlock, kQKValues, kQ6_KBlockBytes>,
+               &ToF32Blocks<&DequantizeQ4_0Block, 32, kQ4_0BlockBytes>,
+               &ToF32Blocks<&DequantizeQ5_0Block, 32, kQ5_0BlockBytes>,
+               &ToF32Blocks<&DequantizeQ5KBlock, kQKValues, kQ5_KBlockBytes>},
     .pack_panel = nullptr,
     .gemm_panel = nullptr,
     .dot = &Dot,

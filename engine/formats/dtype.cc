@@ -16,6 +16,12 @@ std::string_view DTypeName(DType t) {
       return "q4_k";
     case DType::kQ6_K:
       return "q6_k";
+    case DType::kQ4_0:
+      return "q4_0";
+    case DType::kQ5_0:
+      return "q5_0";
+    case DType::kQ5_K:
+      return "q5_k";
     case DType::kI32: return "i32";
     case DType::kI64: return "i64";
     case DType::kU8: return "u8";
@@ -33,6 +39,9 @@ std::optional<DType> ParseDType(std::string_view name) {
   if (n == "q8_0") return DType::kQ8_0;
   if (n == "q4_k") return DType::kQ4_K;
   if (n == "q6_k") return DType::kQ6_K;
+  if (n == "q4_0") return DType::kQ4_0;
+  if (n == "q5_0") return DType::kQ5_0;
+  if (n == "q5_k") return DType::kQ5_K;
   if (n == "i32" || n == "int32") return DType::kI32;
   if (n == "i64" || n == "int64") return DType::kI64;
   if (n == "u8" || n == "uint8") return DType::kU8;
@@ -59,6 +68,12 @@ DTypeBlocking BlockingOf(DType t) {
       return {kQKValues, kQ4_KBlockBytes};
     case DType::kQ6_K:
       return {kQKValues, kQ6_KBlockBytes};
+    case DType::kQ4_0:
+      return {kQ8_0BlockValues, kQ4_0BlockBytes};
+    case DType::kQ5_0:
+      return {kQ8_0BlockValues, kQ5_0BlockBytes};
+    case DType::kQ5_K:
+      return {kQKValues, kQ5_KBlockBytes};
   }
   return {1, 1};
 }

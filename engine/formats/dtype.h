@@ -8,17 +8,39 @@
 
 namespace ferry {
 
-// The weight dtypes come first (kF32..kQ6_K index the CPU kernel tables).
-enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_K, kQ6_K, kI32, kI64, kU8, kI8 };
+// The weight dtypes come first (kF32..kQ5_K index the CPU kernel tables).
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kQ8_0,
+  kQ4_K,
+  kQ6_K,
+  kQ4_0,
+  kQ5_0,
+  kQ5_K,
+  kI32,
+  kI64,
+  kU8,
+  kI8
+};
+
+// Whether a weight matrix may be stored in `t` (every type above kI32).
+inline bool IsWeightDType(DType t) { return static_cast<int>(t) < static_cast<int>(DType::kI32); }
 
 // Q8_0 (GGML layout): blocks of 32 values, one fp16 scale then 32 int8.
 inline constexpr int kQ8_0BlockValues = 32;
 inline constexpr int kQ8_0BlockBytes = 34;
 
+// Q4_0 and Q5_0 (GGML layout, engine/formats/kquants.h): blocks of 32.
+inline constexpr int kQ4_0BlockBytes = 18;
+inline constexpr int kQ5_0BlockBytes = 22;
+
 // The GGML k-quants (engine/formats/kquants.h has the layouts): super-blocks
 // of 256 values.
 inline constexpr int kQKValues = 256;
 inline constexpr int kQ4_KBlockBytes = 144;
+inline constexpr int kQ5_KBlockBytes = 176;
 inline constexpr int kQ6_KBlockBytes = 210;
 
 // Values per block and bytes per block of a block-quantized dtype; {1, size}
@@ -34,8 +56,8 @@ std::string_view DTypeName(DType t);
 std::optional<DType> ParseDType(std::string_view name);
 
 // Bytes taken by `n` elements of type `t`; nullopt if `n` does not fit the
-// type's blocking (Q8_0 needs a multiple of 32, Q4_K and Q6_K of 256) or the
-// size overflows.
+// type's blocking (Q8_0, Q4_0 and Q5_0 need a multiple of 32, the k-quants
+// of 256) or the size overflows.
 std::optional<uint64_t> DTypeBytes(DType t, uint64_t n);
 
 inline float Fp16ToFloat(uint16_t h) {

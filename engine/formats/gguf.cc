@@ -182,11 +182,17 @@ absl::StatusOr<DType> GgmlToDType(uint32_t t, const std::string& file, const std
       return DType::kQ4_K;
     case GgmlType::kQ6_K:
       return DType::kQ6_K;
+    case GgmlType::kQ4_0:
+      return DType::kQ4_0;
+    case GgmlType::kQ5_0:
+      return DType::kQ5_0;
+    case GgmlType::kQ5_K:
+      return DType::kQ5_K;
     case GgmlType::kBF16: return DType::kBF16;
   }
-  return absl::UnimplementedError(
-      absl::StrCat(file, ": tensor '", tensor, "' has ggml type ", t,
-                   ", which Ferry does not load (F32, F16, BF16, Q8_0, Q4_K, Q6_K)"));
+  return absl::UnimplementedError(absl::StrCat(
+      file, ": tensor '", tensor, "' has ggml type ", t,
+      ", which Ferry does not load (F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K)"));
 }
 
 }  // namespace

@@ -39,6 +39,12 @@ uint32_t GgmlTypeOf(DType t) {
       return static_cast<uint32_t>(GgmlType::kQ4_K);
     case DType::kQ6_K:
       return static_cast<uint32_t>(GgmlType::kQ6_K);
+    case DType::kQ4_0:
+      return static_cast<uint32_t>(GgmlType::kQ4_0);
+    case DType::kQ5_0:
+      return static_cast<uint32_t>(GgmlType::kQ5_0);
+    case DType::kQ5_K:
+      return static_cast<uint32_t>(GgmlType::kQ5_K);
     default: return UINT32_MAX;
   }
 }
@@ -147,7 +153,7 @@ absl::Status GgufWriter::AddTensor(std::string name, DType dtype, std::vector<ui
   }
   if (tensor_index_.count(name) != 0) return invalid("declared twice");
   if (GgmlTypeOf(dtype) == UINT32_MAX) {
-    return invalid("GGUF tensors here are F32, F16, BF16, Q8_0, Q4_K or Q6_K");
+    return invalid("GGUF tensors here are F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q4_K, Q5_K or Q6_K");
   }
   if (shape.empty() || shape.size() > 4) return invalid("needs 1 to 4 dimensions");
   uint64_t elements = 1;
@@ -261,42 +267,22 @@ absl::StatusOr<std::vector<uint8_t>> EncodeFromF32(DType dtype, std::span<const 
       }
       return out;
     }
-    case DType::kQ8_0: {
-      if (values.size() % kQ8_0BlockValues != 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("Q8_0 needs a multiple of 32 values, got ", values.size()));
-      }
-      size_t blocks = values.size() / kQ8_0BlockValues;
-      out.resize(blocks * kQ8_0BlockBytes);
-      for (size_t b = 0; b < blocks; ++b) {
-        const float* x = values.data() + b * kQ8_0BlockValues;
-        uint8_t* dst = out.data() + b * kQ8_0BlockBytes;
-        float amax = 0.0f;
-        for (int i = 0; i < kQ8_0BlockValues; ++i) amax = std::max(amax, std::fabs(x[i]));
-        float d = amax / 127.0f;
-        float inv = d != 0.0f ? 1.0f / d : 0.0f;
-        uint16_t dh = FloatToFp16(d);
-        std::memcpy(dst, &dh, 2);
-        for (int i = 0; i < kQ8_0BlockValues; ++i) {
-          dst[2 + i] = static_cast<uint8_t>(static_cast<int8_t>(std::lround(x[i] * inv)));
-        }
-      }
-      return out;
-    }
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ5_0:
     case DType::kQ4_K:
+    case DType::kQ5_K:
     case DType::kQ6_K: {
-      if (values.size() % kQKValues != 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Sv(DTypeName(dtype)), " needs a multiple of 256 values, got ", values.size()));
+      const DTypeBlocking b = BlockingOf(dtype);
+      if (values.size() % b.values != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(Sv(DTypeName(dtype)),
+                                                       " needs a multiple of ", b.values,
+                                                       " values, got ", values.size()));
       }
-      const int block_bytes = BlockingOf(dtype).bytes;
-      out.resize(values.size() / kQKValues * block_bytes);
-      for (size_t b = 0; b < values.size() / kQKValues; ++b) {
-        if (dtype == DType::kQ4_K) {
-          QuantizeQ4KBlock(values.data() + b * kQKValues, out.data() + b * block_bytes);
-        } else {
-          QuantizeQ6KBlock(values.data() + b * kQKValues, out.data() + b * block_bytes);
-        }
+      const BlockCodec codec = CodecOf(dtype);
+      out.resize(values.size() / b.values * b.bytes);
+      for (size_t k = 0; k < values.size() / b.values; ++k) {
+        codec.encode(values.data() + k * b.values, out.data() + k * b.bytes);
       }
       return out;
     }
@@ -322,31 +308,18 @@ std::vector<float> DecodeToF32(DType dtype, std::span<const uint8_t> bytes) {
         out[i] = dtype == DType::kF16 ? Fp16ToFloat(h) : Bf16ToFloat(h);
       }
       break;
-    case DType::kQ8_0: {
-      size_t blocks = bytes.size() / kQ8_0BlockBytes;
-      out.resize(blocks * kQ8_0BlockValues);
-      for (size_t b = 0; b < blocks; ++b) {
-        const uint8_t* src = bytes.data() + b * kQ8_0BlockBytes;
-        uint16_t dh;
-        std::memcpy(&dh, src, 2);
-        float d = Fp16ToFloat(dh);
-        for (int i = 0; i < kQ8_0BlockValues; ++i) {
-          out[b * kQ8_0BlockValues + i] = d * static_cast<int8_t>(src[2 + i]);
-        }
-      }
-      break;
-    }
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ5_0:
     case DType::kQ4_K:
+    case DType::kQ5_K:
     case DType::kQ6_K: {
-      const int block_bytes = BlockingOf(dtype).bytes;
-      const size_t blocks = bytes.size() / block_bytes;
-      out.resize(blocks * kQKValues);
-      for (size_t b = 0; b < blocks; ++b) {
-        if (dtype == DType::kQ4_K) {
-          DequantizeQ4KBlock(bytes.data() + b * block_bytes, out.data() + b * kQKValues);
-        } else {
-          DequantizeQ6KBlock(bytes.data() + b * block_bytes, out.data() + b * kQKValues);
-        }
+      const DTypeBlocking b = BlockingOf(dtype);
+      const BlockCodec codec = CodecOf(dtype);
+      const size_t blocks = bytes.size() / b.bytes;
+      out.resize(blocks * b.values);
+      for (size_t k = 0; k < blocks; ++k) {
+        codec.decode(bytes.data() + k * b.bytes, out.data() + k * b.values);
       }
       break;
     }

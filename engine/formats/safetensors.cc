@@ -147,6 +147,9 @@ std::string_view SafetensorsDTypeName(DType t) {
     case DType::kQ8_0:
     case DType::kQ4_K:
     case DType::kQ6_K:
+    case DType::kQ4_0:
+    case DType::kQ5_0:
+    case DType::kQ5_K:
       return "";
   }
   return "";

@@ -66,8 +66,8 @@ class MatMulTest : public ::testing::TestWithParam<std::tuple<Isa, DType>> {
 };
 
 std::vector<int64_t> ColsFor(DType dtype) {
-  if (dtype == DType::kQ8_0) return {32, 64, 96, 160, 800};
-  if (dtype == DType::kQ4_K || dtype == DType::kQ6_K) return {256, 512, 768};
+  if (BlockingOf(dtype).values == 32) return {32, 64, 96, 160, 800};
+  if (BlockingOf(dtype).values == kQKValues) return {256, 512, 768};
   return {1, 7, 16, 33, 100, 160, 771};
 }
 
@@ -109,7 +109,8 @@ INSTANTIATE_TEST_SUITE_P(
     AllLevels, MatMulTest,
     ::testing::Combine(::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                        ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
-                                         DType::kQ4_K, DType::kQ6_K)),
+                                         DType::kQ4_0, DType::kQ5_0, DType::kQ4_K, DType::kQ5_K,
+                                         DType::kQ6_K)),
     [](const ::testing::TestParamInfo<MatMulTest::ParamType>& info) {
       return std::string(IsaName(std::get<0>(info.param))) + "_" +
              std::string(DTypeName(std::get<1>(info.param)));
@@ -140,8 +141,8 @@ TEST(MatMulPublicTest, BestLevelMatchesScalar) {
 TEST(MatMulPublicTest, BatchInvariantRowsMatchSingleRowsExactly) {
   // Every batch size from 1 to 9 and 37 (the multi-row kernels take up to
   // four x rows), with and without a ragged column tail, odd row counts.
-  for (DType dtype :
-       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                      DType::kQ5_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     for (int64_t cols : {256, 200}) {
       if (cols % BlockingOf(dtype).values != 0) continue;
       for (int threads : {1, 2}) {

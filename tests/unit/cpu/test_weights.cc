@@ -49,14 +49,16 @@ TestWeights MakeWeights(DType dtype, int64_t rows, int64_t cols, std::mt19937& r
       }
       break;
     }
+    case DType::kQ4_0:
+    case DType::kQ5_0:
     case DType::kQ4_K:
+    case DType::kQ5_K:
     case DType::kQ6_K: {
-      const int block_bytes = BlockingOf(dtype).bytes;
-      const int64_t blocks = values.size() / kQKValues;
-      out.bytes.resize(blocks * block_bytes);
-      for (int64_t b = 0; b < blocks; ++b) {
-        (dtype == DType::kQ4_K ? QuantizeQ4KBlock : QuantizeQ6KBlock)(
-            values.data() + b * kQKValues, out.bytes.data() + b * block_bytes);
+      const DTypeBlocking b = BlockingOf(dtype);
+      const int64_t blocks = values.size() / b.values;
+      out.bytes.resize(blocks * b.bytes);
+      for (int64_t k = 0; k < blocks; ++k) {
+        CodecOf(dtype).encode(values.data() + k * b.values, out.bytes.data() + k * b.bytes);
       }
       break;
     }
@@ -89,13 +91,16 @@ double WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
       return static_cast<double>(Fp16ToFloat(scale)) *
              static_cast<int8_t>(block[2 + col % kQ8_0BlockValues]);
     }
+    case DType::kQ4_0:
+    case DType::kQ5_0:
     case DType::kQ4_K:
+    case DType::kQ5_K:
     case DType::kQ6_K: {
-      const int block_bytes = BlockingOf(w.dtype).bytes;
-      const uint8_t* block = base + (row * (w.cols / kQKValues) + col / kQKValues) * block_bytes;
+      const DTypeBlocking b = BlockingOf(w.dtype);
+      const uint8_t* block = base + (row * (w.cols / b.values) + col / b.values) * b.bytes;
       float values[kQKValues];
-      (w.dtype == DType::kQ4_K ? DequantizeQ4KBlock : DequantizeQ6KBlock)(block, values);
-      return values[col % kQKValues];
+      CodecOf(w.dtype).decode(block, values);
+      return values[col % b.values];
     }
     default:
       return 0.0;
@@ -104,14 +109,14 @@ double WeightAt(const WeightMatrix& w, int64_t row, int64_t col) {
 
 std::vector<double> WeightRow(const WeightMatrix& w, int64_t row) {
   std::vector<double> out(static_cast<size_t>(w.cols));
-  if (w.dtype == DType::kQ4_K || w.dtype == DType::kQ6_K) {
-    for (int64_t k = 0; k < w.cols; k += kQKValues) {
+  if (w.dtype != DType::kQ8_0 && CodecOf(w.dtype).decode != nullptr) {
+    const DTypeBlocking b = BlockingOf(w.dtype);
+    for (int64_t k = 0; k < w.cols; k += b.values) {
       float values[kQKValues];
-      const uint8_t* block =
-          static_cast<const uint8_t*>(w.data) +
-          (row * (w.cols / kQKValues) + k / kQKValues) * BlockingOf(w.dtype).bytes;
-      (w.dtype == DType::kQ4_K ? DequantizeQ4KBlock : DequantizeQ6KBlock)(block, values);
-      for (int i = 0; i < kQKValues; ++i) out[k + i] = values[i];
+      const uint8_t* block = static_cast<const uint8_t*>(w.data) +
+                             (row * (w.cols / b.values) + k / b.values) * b.bytes;
+      CodecOf(w.dtype).decode(block, values);
+      for (int i = 0; i < b.values; ++i) out[k + i] = values[i];
     }
     return out;
   }

@@ -126,8 +126,8 @@ TEST_P(VectorOpsTest, SiluMul) {
 }
 
 TEST_P(VectorOpsTest, RowConversionIsExact) {
-  for (DType dtype :
-       {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0,
+                      DType::kQ5_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     for (int64_t cols : {32, 64, 96, 256, 1024}) {
       if (cols % BlockingOf(dtype).values != 0) continue;
       const testing::TestWeights w = testing::MakeWeights(dtype, 3, cols, rng_);

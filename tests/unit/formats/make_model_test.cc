@@ -365,7 +365,8 @@ TEST(MakeModelTest, GgufQ8_0KeepsNormsF32) {
 
 // q4_k writes Q4_K matrices with the output (the embedding when tied) in
 // Q6_K, as llama.cpp's Q4_K files do; widths that do not split into 256-value
-// blocks fall back to Q8_0, then F16.
+// blocks fall back as llama.cpp's do (Q4_K and Q5_K to Q5_0, Q6_K to Q8_0),
+// and those that do not split into 32 to F16.
 TEST(MakeModelTest, GgufKQuantsPickQ6KForTheOutputAndFallBackOnOddWidths) {
   auto dtype_of = [](const std::string& dir, const char* tensor) {
     auto g = GgufFile::Open(dir + "/model.gguf");
@@ -407,6 +408,18 @@ TEST(MakeModelTest, GgufKQuantsPickQ6KForTheOutputAndFallBackOnOddWidths) {
     o.out_dir = dir.path().string();
     ASSERT_TRUE(MakeModel(o).ok());
     EXPECT_EQ(dtype_of(o.out_dir, "blk.0.attn_q.weight"), DType::kQ8_0);   // rows of 128
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.ffn_down.weight"), DType::kF16);  // rows of 344
+  }
+  {
+    testing::ScratchDir dir;
+    MakeModelOptions o;
+    o.format = "gguf";
+    o.dtype = "q5_k";
+    o.preset = "tiny";
+    o.out_dir = dir.path().string();
+    ASSERT_TRUE(MakeModel(o).ok());
+    EXPECT_EQ(dtype_of(o.out_dir, "blk.0.attn_q.weight"), DType::kQ5_0);   // rows of 128
+    EXPECT_EQ(dtype_of(o.out_dir, "output.weight"), DType::kQ8_0);         // Q6_K, rows of 128
     EXPECT_EQ(dtype_of(o.out_dir, "blk.0.ffn_down.weight"), DType::kF16);  // rows of 344
   }
   MakeModelOptions hf;
