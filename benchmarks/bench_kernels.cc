@@ -102,18 +102,23 @@ WeightCopies MakeCopies(DType dtype, int64_t rows, int64_t cols, int64_t copies)
 }
 
 // Decode-style MatMul of `batch` x rows over weights cold in memory.
-void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant = false) {
+// With `layout` kQ8Rows16 the Q8_0 copies are packed for the integer kernels.
+void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant = false,
+                   WeightLayout layout = WeightLayout::kRows) {
   const int64_t rows = state.range(0), cols = state.range(1);
   const DType dtype = static_cast<DType>(state.range(2));
   const int threads = static_cast<int>(state.range(3));
   const int64_t bytes = MatrixBytes(dtype, rows, cols);
   const int64_t copies = std::max<int64_t>(2, kColdBytes / bytes);
   const WeightCopies w = MakeCopies(dtype, rows, cols, copies);
+  if (layout == WeightLayout::kQ8Rows16) {
+    for (int64_t c = 0; c < copies; ++c) PackQ8Rows16(w.bytes.get() + c * w.stride, rows, cols);
+  }
   std::vector<float> x(batch * cols, 0.5f), y(batch * rows);
   ThreadPool& pool = Pool(threads);
   int64_t next = 0;
   for (auto _ : state) {
-    const WeightMatrix m{dtype, rows, cols, w.bytes.get() + next * w.stride};
+    const WeightMatrix m{dtype, rows, cols, w.bytes.get() + next * w.stride, layout};
     MatMul(m, x.data(), batch, y.data(), nullptr, pool, batch_invariant);
     benchmark::DoNotOptimize(y.data());
     next = next + 1 == copies ? 0 : next + 1;
@@ -121,11 +126,19 @@ void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant 
   state.SetBytesProcessed(state.iterations() * bytes);
   state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(2 * batch * rows * cols),
                                                 benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(BestIsa()));
+  state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(BestIsa()) +
+                 (layout == WeightLayout::kQ8Rows16 ? " q8_rows16" : ""));
 }
 
 // Args: rows, cols, dtype (DType as int), threads.
 void BM_Gemv(benchmark::State& state) { RunColdMatMul(state, 1); }
+
+// Args: rows, cols, dtype (Q8_0), threads, m: Q8_0 packed for the integer
+// kernels (int8 activations), the layout the loader gives Q8_0 matrices on
+// CPUs with AVX-512 VNNI.
+void BM_Q8Rows16(benchmark::State& state) {
+  RunColdMatMul(state, state.range(4), false, WeightLayout::kQ8Rows16);
+}
 
 // Args: rows, cols, dtype, threads, m, bi: batched decode around the switch
 // from per-row GEMV to the GEMM kernels; bi = 1 keeps the batch-invariant
@@ -194,6 +207,20 @@ void GemmShapes(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
+void Q8Rows16Shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "dtype", "threads", "m"});
+  const int64_t shapes[][2] = {
+      {2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}, {32000, 2048}};
+  for (int64_t m : {1, 128}) {
+    for (const auto& shape : shapes) {
+      for (int threads : {1, 2}) {
+        b->Args({shape[0], shape[1], static_cast<int64_t>(DType::kQ8_0), threads, m});
+      }
+    }
+  }
+  b->UseRealTime();
+}
+
 void SmallBatchShapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "dtype", "threads", "m", "bi"});
   for (DType dtype : {DType::kF32, DType::kF16}) {
@@ -240,6 +267,7 @@ void BM_SiluMul(benchmark::State& state) {
 }
 
 BENCHMARK(BM_Gemv)->Apply(ModelShapes);
+BENCHMARK(BM_Q8Rows16)->Apply(Q8Rows16Shapes);
 BENCHMARK(BM_Gemm)->Apply(GemmShapes);
 BENCHMARK(BM_SmallBatch)->Apply(SmallBatchShapes);
 BENCHMARK(BM_RmsNorm)->Apply(VectorOpArgs);

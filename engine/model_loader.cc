@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
@@ -217,7 +218,6 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar) {
       bar.Update(static_cast<int64_t>(done));
     }
   }
-  arena->Seal();
   auto move = [&](cpu::WeightMatrix& w) {
     auto it = offsets.find(static_cast<const uint8_t*>(w.data));
     if (it != offsets.end()) w.data = arena->data() + it->second;
@@ -228,6 +228,27 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar) {
   for (LayerWeights& L : w.layers) {
     for (cpu::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) move(*m);
   }
+  // Q8_0 matrices go into the layout of the integer kernels where this CPU
+  // has them (BENCHMARKS.md); the embedding keeps its rows for lookups, and
+  // so does an output matrix tied to it.
+  if (cpu::Q8Rows16Fast()) {
+    std::set<const void*> packed;
+    auto pack = [&](cpu::WeightMatrix& m) {
+      const uint8_t* d = static_cast<const uint8_t*>(m.data);
+      const bool in_arena = d >= arena->data() && d < arena->data() + size;
+      if (!in_arena || !cpu::CanPackQ8Rows16(m) || m.data == w.embedding.data) return;
+      if (packed.insert(m.data).second) {
+        cpu::PackQ8Rows16(const_cast<void*>(m.data), m.rows, m.cols);
+      }
+      m.layout = cpu::WeightLayout::kQ8Rows16;
+    };
+    pack(w.output);
+    for (LayerWeights& L : w.layers) {
+      for (cpu::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+        pack(*m);
+    }
+  }
+  arena->Seal();
   m_.keep_alive_.push_back(std::move(arena));
   bar.Finish();
   return true;

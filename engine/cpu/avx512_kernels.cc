@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "common/cpu_features.h"
 #include "engine/cpu/kernel_table.h"
 #include "engine/cpu/simd_exp.h"
 
@@ -794,6 +795,77 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+// kQ8Rows16 against int8 x with VNNI: lane l of every 512-bit product is
+// row l of the group, so one vpdpbusd takes four values of all sixteen rows
+// and nothing is reduced across lanes. Per block, x's sum times 128 undoes
+// the +128 that made the weights unsigned; then one multiply-add by the
+// rows' scales times x's.
+template <int kM>
+__attribute__((target("avx512vnni"))) void GemvQ8Rows16Vnni(const char* group, int64_t cols,
+                                                            QuantizedRows x, float* y,
+                                                            int64_t ldy) {
+  const int64_t blocks = cols / kQ8Rows16Block;
+  __m512 acc[kM];
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
+  const char* prefetch = group + kPrefetchBytes;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const char* p = group + b * kQ8Rows16GroupBlockBytes;
+    PrefetchSpan<kQ8Rows16GroupBlockBytes>(prefetch);
+    prefetch += kQ8Rows16GroupBlockBytes;
+    const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    __m512i dot[kM];
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) dot[i] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int c = 0; c < 8; ++c) {
+      const __m512i wq = _mm512_loadu_si512(p + 32 + 64 * c);
+#pragma GCC unroll 4
+      for (int i = 0; i < kM; ++i) {
+        int32_t four;
+        __builtin_memcpy(&four, x.q + i * cols + b * kQ8Rows16Block + 4 * c, sizeof four);
+        dot[i] = _mm512_dpbusd_epi32(dot[i], wq, _mm512_set1_epi32(four));
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      const __m512i exact = _mm512_sub_epi32(dot[i], _mm512_set1_epi32(128 * x.s[i * blocks + b]));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact),
+                               _mm512_mul_ps(scale, _mm512_set1_ps(x.d[i * blocks + b])), acc[i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
+                  int64_t ldy) {
+  static const bool vnni = GetCpuFeatures().avx512vnni;
+  if (!vnni) {
+    GemvQ8Rows16Plain(w, groups, cols, x, m, y, ldy);
+    return;
+  }
+  const int64_t group_bytes = cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
+  for (int64_t g = 0; g < groups; ++g) {
+    const char* group = static_cast<const char*>(w) + g * group_bytes;
+    float* yg = y + 16 * g;
+    switch (m) {
+      case 4:
+        GemvQ8Rows16Vnni<4>(group, cols, x, yg, ldy);
+        break;
+      case 3:
+        GemvQ8Rows16Vnni<3>(group, cols, x, yg, ldy);
+        break;
+      case 2:
+        GemvQ8Rows16Vnni<2>(group, cols, x, yg, ldy);
+        break;
+      default:
+        GemvQ8Rows16Vnni<1>(group, cols, x, yg, ldy);
+        break;
+    }
+  }
+}
+
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
@@ -802,6 +874,7 @@ constexpr KernelTable kAvx512Table = {
                   &GemvRowsQ8Any, nullptr, nullptr, nullptr, nullptr, nullptr},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
+    .gemv_q8_rows16 = &GemvQ8Rows16,
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

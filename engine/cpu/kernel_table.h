@@ -23,6 +23,27 @@ static_assert(static_cast<int>(DType::kI32) == kNumWeightDTypes,
 // y[r] = Σ_k w[r][k] · x[k] for r in [0, rows); rows start `row_bytes` apart.
 using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
                         const float* x, float* y);
+// x quantized for kQ8Rows16 weights: per block of kQ8Rows16Block values a
+// scale d (max |x| / 127), quants q = round(x / d) and their sum s.
+inline constexpr int64_t kQ8Rows16Block = 32;
+inline constexpr int64_t kQ8Rows16GroupBlockBytes = 544;  // 16 x 34
+struct QuantizedRows {
+  const int8_t* q;   // m rows of cols
+  const float* d;    // m rows of cols / 32
+  const int32_t* s;  // m rows of cols / 32
+};
+// Row `row` of a kQ8Rows16 matrix of `cols` columns as fp32.
+void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out);
+// One row of x; n a multiple of the block. All-zero blocks get d = 0.
+void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s);
+// y[i][16g + l] for groups g in [g0, g1) of a kQ8Rows16 matrix (`w` at its
+// first group) and x rows i < m (1 <= m <= kGemvRowsMax), rows of y ldy
+// apart. Every level computes each row in the same order with fp32 fused
+// multiply-adds, so results agree bit for bit.
+using GemvQ8Rows16Fn = void (*)(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
+                                int64_t m, float* y, int64_t ldy);
+void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                       float* y, int64_t ldy);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
 // apart, y rows ldy apart), each result bit-for-bit the GemvFn's for its row.
 // w_cached: these rows of W were just read (by the previous x rows), so the
@@ -53,6 +74,7 @@ struct KernelTable {
   // one GemvFn call per x row instead.
   GemvRowsFn gemv_rows[kNumWeightDTypes];
   ToF32Fn to_f32[kNumWeightDTypes];
+  GemvQ8Rows16Fn gemv_q8_rows16;
   // Null where OpenBLAS sgemm is the faster choice for this level.
   PackPanelFn pack_panel;
   GemmPanelFn gemm_panel;

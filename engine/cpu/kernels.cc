@@ -23,6 +23,10 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
                  static_cast<int>(w.dtype), static_cast<long long>(w.cols));
     std::abort();
   }
+  if (w.layout == WeightLayout::kQ8Rows16) {
+    DequantizeQ8Rows16Row(w.data, w.cols, row, out);
+    return;
+  }
   const int64_t row_bytes = w.cols / b.values * b.bytes;
   Best().to_f32[static_cast<int>(w.dtype)](static_cast<const char*>(w.data) + row * row_bytes,
                                            w.cols, out);

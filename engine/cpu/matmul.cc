@@ -22,9 +22,10 @@ namespace {
 // runs a GEMV against the block while it is in cache; at and above it the
 // GEMM wins (measured with bench_kernels on AVX-512; the crossover is flat).
 constexpr int64_t kGemmMinM = 8;
-// Rows per thread share are a multiple of this, so the 4-row GEMV kernels
-// and the 12-row GEMM kernels only see a ragged tail in the last share.
-constexpr int64_t kRowGranule = 24;
+// Rows per thread share are a multiple of this, so the 4-row GEMV kernels,
+// the 12-row GEMM kernels and the 16-row groups of kQ8Rows16 only see a
+// ragged tail in the last share.
+constexpr int64_t kRowGranule = 48;
 // Rows of W kept in cache while every x row of a small batch passes over them.
 constexpr int64_t kBatchedGemvBlockBytes = 128 * 1024;
 // fp32 tile of W converted for the GEMM: about a quarter of a 1 MiB L2.
@@ -44,7 +45,11 @@ int64_t RowBytes(const WeightMatrix& w) {
 
 void CheckWeights(const WeightMatrix& w) {
   const bool ok_dtype = static_cast<int>(w.dtype) < kNumWeightDTypes;
-  if (!ok_dtype || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 || w.cols < 0) {
+  const bool ok_layout =
+      w.layout == WeightLayout::kRows ||
+      (w.layout == WeightLayout::kQ8Rows16 && w.dtype == DType::kQ8_0 && w.rows % 16 == 0);
+  if (!ok_dtype || !ok_layout || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 ||
+      w.cols < 0) {
     std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
                  static_cast<int>(w.dtype), static_cast<long long>(w.rows),
                  static_cast<long long>(w.cols));
@@ -61,6 +66,22 @@ void AddBias(const float* bias, int64_t m, int64_t ld, int64_t begin, int64_t en
   for (int64_t i = 0; i < m; ++i) {
     float* yi = y + i * ld;
     for (int64_t r = begin; r < end; ++r) yi[r] += bias[r];
+  }
+}
+
+// y rows [begin, end) of a kQ8Rows16 matrix (multiples of 16, or rows) for
+// any m: each group of 16 rows stays in cache while every x row passes.
+void Q8Rows16Range(const KernelTable& t, const WeightMatrix& w, QuantizedRows x, int64_t m,
+                   float* y, int64_t begin, int64_t end) {
+  const int64_t blocks = w.cols / kQ8Rows16Block;
+  const int64_t group_bytes = blocks * kQ8Rows16GroupBlockBytes;
+  for (int64_t g = begin / 16; g < end / 16; ++g) {
+    const char* group = static_cast<const char*>(w.data) + g * group_bytes;
+    for (int64_t i = 0; i < m; i += kGemvRowsMax) {
+      const QuantizedRows xi{x.q + i * w.cols, x.d + i * blocks, x.s + i * blocks};
+      t.gemv_q8_rows16(group, 1, w.cols, xi, std::min(kGemvRowsMax, m - i), y + i * w.rows + 16 * g,
+                       w.rows);
+    }
   }
 }
 
@@ -169,13 +190,37 @@ void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x
   const bool parallel = pool.num_threads() > 1 && total_bytes * m >= kMinParallelBytes &&
                         total_rows >= 2 * kRowGranule;
 
+  // x quantized to int8 once for the kQ8Rows16 products, by the calling
+  // thread into buffers it keeps (the lambdas below use the pointers).
+  bool any_packed = false, all_packed = true;
+  for (int j = 0; j < count; ++j) {
+    const bool packed = outs[j].w->layout == WeightLayout::kQ8Rows16;
+    any_packed = any_packed || packed;
+    all_packed = all_packed && packed;
+  }
+  thread_local std::vector<int8_t> xq_buffer;
+  thread_local std::vector<float> xd_buffer;
+  thread_local std::vector<int32_t> xs_buffer;
+  QuantizedRows xq{nullptr, nullptr, nullptr};
+  if (any_packed) {
+    const int64_t blocks = cols / kQ8Rows16Block;
+    xq_buffer.resize(static_cast<size_t>(m * cols));
+    xd_buffer.resize(static_cast<size_t>(m * blocks));
+    xs_buffer.resize(static_cast<size_t>(m * blocks));
+    for (int64_t i = 0; i < m; ++i) {
+      QuantizeActivationRow(x + i * cols, cols, xq_buffer.data() + i * cols,
+                            xd_buffer.data() + i * blocks, xs_buffer.data() + i * blocks);
+    }
+    xq = {xq_buffer.data(), xd_buffer.data(), xs_buffer.data()};
+  }
+
   // x packed for the panel kernels, once for every product; kept by the
   // calling thread across calls. A thread_local name means each thread's own
   // copy, so the lambdas below (which run on the workers too) must use the
   // pointer, not the vector.
   thread_local std::vector<float> panel_buffer;
   float* panels = nullptr;
-  const bool use_panels = use_gemm && t.gemm_panel != nullptr;
+  const bool use_panels = use_gemm && t.gemm_panel != nullptr && !all_packed;
   if (use_panels) {
     const int64_t num_panels = (m + kGemmPanelRows - 1) / kGemmPanelRows;
     panel_buffer.resize(static_cast<size_t>(num_panels * kGemmPanelRows * cols));
@@ -197,7 +242,9 @@ void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x
   auto run = [&](int j, int64_t begin, int64_t end) {
     const WeightMatrix& w = *outs[j].w;
     float* y = outs[j].y;
-    if (use_panels) {
+    if (w.layout == WeightLayout::kQ8Rows16) {
+      Q8Rows16Range(t, w, xq, m, y, begin, end);
+    } else if (use_panels) {
       PanelGemmRange(t, w, row_bytes[j], panels, m, y, begin, end);
     } else if (use_gemm) {
       BlasGemmRange(t, w, row_bytes[j], x, m, y, begin, end);

@@ -1,4 +1,5 @@
 // MatMul on every level and dtype against a double-precision reference.
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -196,6 +197,194 @@ TEST(MatMulPublicTest, ManyEqualsOneCallPerMatrix) {
       }
     }
   }
+}
+
+// x as the kQ8Rows16 kernels multiply it: int8 blocks widened back.
+std::vector<float> QuantizedX(const std::vector<float>& x, int64_t cols) {
+  const int64_t m = static_cast<int64_t>(x.size()) / cols, blocks = cols / kQ8Rows16Block;
+  std::vector<int8_t> q(x.size());
+  std::vector<float> d(m * blocks), out(x.size());
+  std::vector<int32_t> s(m * blocks);
+  for (int64_t i = 0; i < m; ++i) {
+    QuantizeActivationRow(x.data() + i * cols, cols, q.data() + i * cols, d.data() + i * blocks,
+                          s.data() + i * blocks);
+  }
+  for (size_t k = 0; k < x.size(); ++k) {
+    out[k] = static_cast<float>(q[k]) * d[(k / cols) * blocks + (k % cols) / kQ8Rows16Block];
+  }
+  return out;
+}
+
+// A Q8_0 matrix and its kQ8Rows16 copy.
+struct PackedPair {
+  testing::TestWeights plain;
+  std::vector<uint8_t> packed_bytes;
+  WeightMatrix packed;
+};
+
+PackedPair MakePacked(int64_t rows, int64_t cols, std::mt19937& rng) {
+  PackedPair p{MakeWeights(DType::kQ8_0, rows, cols, rng), {}, {}};
+  EXPECT_TRUE(CanPackQ8Rows16(p.plain.matrix));
+  p.packed_bytes = p.plain.bytes;
+  PackQ8Rows16(p.packed_bytes.data(), rows, cols);
+  p.packed = {DType::kQ8_0, rows, cols, p.packed_bytes.data(), WeightLayout::kQ8Rows16};
+  return p;
+}
+
+TEST(Q8Rows16Test, QuantizerRoundsToTheNearestStepOfMaxOver127) {
+  std::mt19937 rng(3);
+  std::vector<float> x = RandomVector(4 * 32, rng, -3.0f, 3.0f);
+  for (int i = 32; i < 64; ++i) x[i] = 0.0f;
+  x[64 + 5] = -8.0f;
+  x[64 + 6] = 4.0f;  // exactly -63.5 steps: ties go to even
+  std::vector<int8_t> q(x.size());
+  float d[4];
+  int32_t s[4];
+  QuantizeActivationRow(x.data(), 128, q.data(), d, s);
+  EXPECT_EQ(d[1], 0.0f);
+  EXPECT_EQ(s[1], 0);
+  EXPECT_FLOAT_EQ(d[2], 8.0f / 127.0f);
+  EXPECT_EQ(q[64 + 5], -127);
+  EXPECT_EQ(q[64 + 6], 64);
+  for (int b = 0; b < 4; ++b) {
+    float amax = 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[32 * b + i]));
+    EXPECT_EQ(d[b], amax / 127.0f);
+    for (int i = 0; i < 32; ++i) {
+      EXPECT_LE(std::fabs(q[32 * b + i] * d[b] - x[32 * b + i]), 0.5001f * d[b]);
+      sum += q[32 * b + i];
+    }
+    EXPECT_EQ(s[b], sum);
+  }
+  // NaN and inf leave defined quants: NaN counts as 0, an inf block is all 0.
+  x[3] = std::nanf("");
+  x[96] = INFINITY;
+  QuantizeActivationRow(x.data(), 128, q.data(), d, s);
+  EXPECT_EQ(q[3], 0);
+  EXPECT_EQ(d[3], 0.0f);
+  for (int i = 96; i < 128; ++i) EXPECT_EQ(q[i], 0);
+}
+
+TEST(Q8Rows16Test, PackingPlacesScalesAndQuantsOfEachRow) {
+  std::mt19937 rng(4);
+  const PackedPair p = MakePacked(32, 64, rng);
+  const uint8_t* plain = p.plain.bytes.data();
+  const uint8_t* packed = p.packed_bytes.data();
+  const int64_t row_bytes = 2 * 34;
+  for (int64_t row : {0, 5, 15, 16, 31}) {
+    for (int64_t b = 0; b < 2; ++b) {
+      const uint8_t* block = plain + row * row_bytes + b * 34;
+      const uint8_t* run = packed + (row / 16) * 16 * row_bytes + b * 544;
+      const int64_t r = row % 16;
+      EXPECT_EQ(run[2 * r], block[0]);
+      EXPECT_EQ(run[2 * r + 1], block[1]);
+      for (int64_t k = 0; k < 32; ++k) {
+        EXPECT_EQ(run[32 + 64 * (k / 4) + 4 * r + k % 4], block[2 + k] ^ 0x80) << row << " " << k;
+      }
+    }
+  }
+}
+
+TEST(Q8Rows16Test, RowsDequantizeAsBeforePacking) {
+  std::mt19937 rng(8);
+  const PackedPair p = MakePacked(48, 96, rng);
+  std::vector<float> want(96), got(96);
+  for (int64_t row = 0; row < 48; ++row) {
+    DequantizeRow(p.plain.matrix, row, want.data());
+    DequantizeRow(p.packed, row, got.data());
+    ASSERT_EQ(got, want) << row;
+  }
+}
+
+class Q8Rows16LevelTest : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!IsaAvailable(GetParam())) GTEST_SKIP() << IsaName(GetParam()) << " not available here";
+  }
+};
+
+// Against a double reference over quantized x, on every level, GEMV and GEMM
+// sizes; and bit for bit the scalar level's result.
+TEST_P(Q8Rows16LevelTest, MatchesReferenceAndScalarExactly) {
+  ThreadPool pool(2);
+  std::mt19937 rng(5);
+  for (int64_t rows : {16, 48, 112, 272}) {
+    for (int64_t cols : {32, 96, 800}) {
+      const PackedPair p = MakePacked(rows, cols, rng);
+      for (int64_t m : {1, 3, 4, 9, 37}) {
+        const std::vector<float> x = RandomVector(m * cols, rng);
+        std::vector<float> y(m * rows, std::nanf("")), scalar(m * rows);
+        MatMulWithIsa(GetParam(), p.packed, x.data(), m, y.data(), nullptr, pool);
+        MatMulWithIsa(Isa::kScalar, p.packed, x.data(), m, scalar.data(), nullptr, pool);
+        const std::string what = std::string(IsaName(GetParam())) +
+                                 " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+                                 " m=" + std::to_string(m);
+        ExpectMatMulNear(p.plain.matrix, QuantizedX(x, cols), m, nullptr, y, what);
+        ASSERT_EQ(y, scalar) << what;
+      }
+    }
+  }
+}
+
+// Every row is computed alone, so a batch gives each row what it gets by
+// itself, and MatMulMany what MatMul gives.
+TEST_P(Q8Rows16LevelTest, RowsDoNotDependOnTheBatch) {
+  ThreadPool pool(2);
+  std::mt19937 rng(6);
+  const PackedPair p = MakePacked(96, 256, rng);
+  const PackedPair q = MakePacked(32, 256, rng);
+  const testing::TestWeights f = MakeWeights(DType::kF16, 40, 256, rng);
+  for (bool invariant : {false, true}) {
+    const int64_t m = 21;
+    const std::vector<float> x = RandomVector(m * 256, rng);
+    std::vector<float> batched(m * 96), single(96);
+    MatMulWithIsa(GetParam(), p.packed, x.data(), m, batched.data(), nullptr, pool, invariant);
+    for (int64_t i = 0; i < m; ++i) {
+      MatMulWithIsa(GetParam(), p.packed, x.data() + i * 256, 1, single.data(), nullptr, pool);
+      for (int64_t r = 0; r < 96; ++r) ASSERT_EQ(batched[i * 96 + r], single[r]) << i << " " << r;
+    }
+    std::vector<float> ya(m * 96), yb(m * 32), yc(m * 40), want_b(m * 32), want_c(m * 40);
+    const MatMulOut outs[] = {{&p.packed, ya.data(), nullptr},
+                              {&q.packed, yb.data(), nullptr},
+                              {&f.matrix, yc.data(), nullptr}};
+    MatMulManyWithIsa(GetParam(), outs, 3, x.data(), m, pool, invariant);
+    MatMulWithIsa(GetParam(), q.packed, x.data(), m, want_b.data(), nullptr, pool, invariant);
+    MatMulWithIsa(GetParam(), f.matrix, x.data(), m, want_c.data(), nullptr, pool, invariant);
+    EXPECT_EQ(ya, batched);
+    EXPECT_EQ(yb, want_b);
+    EXPECT_EQ(yc, want_c);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLevels, Q8Rows16LevelTest,
+                         ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+                         [](const ::testing::TestParamInfo<Isa>& info) {
+                           return std::string(IsaName(info.param));
+                         });
+
+TEST(Q8Rows16Test, IntegerProductsStayCloseToUnquantizedX) {
+  ThreadPool pool(2);
+  std::mt19937 rng(7);
+  const PackedPair p = MakePacked(64, 2048, rng);
+  const std::vector<float> x = RandomVector(2 * 2048, rng);
+  std::vector<float> packed(2 * 64), plain(2 * 64);
+  MatMul(p.packed, x.data(), 2, packed.data(), nullptr, pool);
+  MatMul(p.plain.matrix, x.data(), 2, plain.data(), nullptr, pool);
+  for (int64_t r = 0; r < 64; ++r) {
+    const std::vector<double> row = WeightRow(p.plain.matrix, r);
+    double mag = 0.0;
+    for (int64_t k = 0; k < 2048; ++k) mag += std::fabs(row[k] * x[k]);
+    EXPECT_NEAR(packed[r], plain[r], 0.01 * mag) << r;
+  }
+}
+
+TEST(MatMulDeathTest, RejectsQ8Rows16WithRaggedGroups) {
+  ThreadPool pool(1);
+  std::vector<uint8_t> bytes(8 * 34);
+  const WeightMatrix w{DType::kQ8_0, 8, 32, bytes.data(), WeightLayout::kQ8Rows16};
+  std::vector<float> x(32), y(8);
+  EXPECT_DEATH(MatMul(w, x.data(), 1, y.data(), nullptr, pool), "unsupported");
 }
 
 TEST(MatMulDeathTest, RejectsQ8WithRaggedBlocks) {

@@ -1,0 +1,123 @@
+// The kQ8Rows16 layout of Q8_0 matrices (kernels.h): packing, the int8
+// quantization of x, and the plain kernel that states what the SIMD one
+// computes. Built without SIMD flags: every level may call these.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "common/cpu_features.h"
+#include "engine/cpu/kernel_table.h"
+#include "engine/formats/dtype.h"
+
+namespace ferry::cpu {
+namespace {
+
+constexpr int64_t kGroupRows = 16;
+constexpr int64_t kQ8BlockBytes = 34;
+
+float HalfAt(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, sizeof bits);
+  return Fp16ToFloat(bits);
+}
+
+}  // namespace
+
+bool Q8Rows16Fast() { return BestIsa() == Isa::kAvx512 && GetCpuFeatures().avx512vnni; }
+
+bool CanPackQ8Rows16(const WeightMatrix& w) {
+  return w.dtype == DType::kQ8_0 && w.layout == WeightLayout::kRows && w.rows > 0 &&
+         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQ8Rows16Block == 0;
+}
+
+void PackQ8Rows16(void* data, int64_t rows, int64_t cols) {
+  const int64_t blocks = cols / kQ8Rows16Block;
+  const int64_t row_bytes = blocks * kQ8BlockBytes;
+  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
+  for (int64_t g = 0; g < rows / kGroupRows; ++g) {
+    uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
+    std::memcpy(group.data(), base, group.size());
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t* out = base + b * kQ8Rows16GroupBlockBytes;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        const uint8_t* block = group.data() + r * row_bytes + b * kQ8BlockBytes;
+        std::memcpy(out + 2 * r, block, 2);
+        for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
+          out[32 + 64 * (i / 4) + 4 * r + i % 4] = static_cast<uint8_t>(block[2 + i] ^ 0x80);
+        }
+      }
+    }
+  }
+}
+
+void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out) {
+  const int64_t blocks = cols / kQ8Rows16Block;
+  const uint8_t* group =
+      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ8Rows16GroupBlockBytes;
+  const int64_t r = row % kGroupRows;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* p = group + b * kQ8Rows16GroupBlockBytes;
+    const float d = HalfAt(p + 2 * r);
+    for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
+      const int q = static_cast<int>(p[32 + 64 * (k / 4) + 4 * r + k % 4]) - 128;
+      out[b * kQ8Rows16Block + k] = d * static_cast<float>(q);
+    }
+  }
+}
+
+void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s) {
+  // Adding and taking away 1.5·2²³ rounds to the nearest integer, ties to
+  // even, for |v| < 2²²; unlike a libm call it vectorizes.
+  constexpr float kRound = 12582912.0f;
+  for (int64_t b = 0; b < n / kQ8Rows16Block; ++b) {
+    const float* xb = x + b * kQ8Rows16Block;
+    float amax = 0.0f;
+    for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
+      const float a = std::fabs(xb[i]);
+      amax = a > amax ? a : amax;  // a NaN is passed over
+    }
+    const float scale = amax / 127.0f;
+    const float inv = scale > 0.0f && std::isfinite(scale) ? 1.0f / scale : 0.0f;
+    int32_t sum = 0;
+    for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
+      float v = (xb[i] * inv + kRound) - kRound;
+      // |x·inv| <= 127 up to rounding; NaN (from a NaN x) becomes 0.
+      v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
+      const int8_t qi = static_cast<int8_t>(v);
+      q[b * kQ8Rows16Block + i] = qi;
+      sum += qi;
+    }
+    d[b] = inv > 0.0f ? scale : 0.0f;
+    s[b] = sum;
+  }
+}
+
+void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                       float* y, int64_t ldy) {
+  const int64_t blocks = cols / kQ8Rows16Block;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kQ8Rows16GroupBlockBytes;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* qx = x.q + i * cols;
+      const float* dx = x.d + i * blocks;
+      const int32_t* sx = x.s + i * blocks;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* p = group + b * kQ8Rows16GroupBlockBytes;
+          int32_t dot = 0;
+          for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
+            dot +=
+                int32_t{p[32 + 64 * (k / 4) + 4 * r + k % 4]} * int32_t{qx[b * kQ8Rows16Block + k]};
+          }
+          dot -= 128 * sx[b];
+          acc = std::fma(static_cast<float>(dot), HalfAt(p + 2 * r) * dx[b], acc);
+        }
+        y[i * ldy + g * kGroupRows + r] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace ferry::cpu
