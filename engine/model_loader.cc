@@ -228,19 +228,20 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar) {
   for (LayerWeights& L : w.layers) {
     for (cpu::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) move(*m);
   }
-  // Q8_0 matrices go into the layout of the integer kernels where this CPU
-  // has them (BENCHMARKS.md); the embedding keeps its rows for lookups, and
-  // so does an output matrix tied to it.
-  if (cpu::Q8Rows16Fast()) {
+  // Q8_0 and Q4_K matrices go into the layouts of the integer kernels where
+  // this CPU has them (BENCHMARKS.md); the embedding keeps its rows for
+  // lookups, and so does an output matrix tied to it.
+  if (cpu::Rows16Fast()) {
     std::set<const void*> packed;
     auto pack = [&](cpu::WeightMatrix& m) {
       const uint8_t* d = static_cast<const uint8_t*>(m.data);
       const bool in_arena = d >= arena->data() && d < arena->data() + size;
-      if (!in_arena || !cpu::CanPackQ8Rows16(m) || m.data == w.embedding.data) return;
+      const bool q8 = cpu::CanPackQ8Rows16(m), q4k = cpu::CanPackQ4KRows16(m);
+      if (!in_arena || !(q8 || q4k) || m.data == w.embedding.data) return;
       if (packed.insert(m.data).second) {
-        cpu::PackQ8Rows16(const_cast<void*>(m.data), m.rows, m.cols);
+        (q8 ? cpu::PackQ8Rows16 : cpu::PackQ4KRows16)(const_cast<void*>(m.data), m.rows, m.cols);
       }
-      m.layout = cpu::WeightLayout::kQ8Rows16;
+      m.layout = q8 ? cpu::WeightLayout::kQ8Rows16 : cpu::WeightLayout::kQ4KRows16;
     };
     pack(w.output);
     for (LayerWeights& L : w.layers) {

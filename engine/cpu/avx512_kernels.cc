@@ -866,6 +866,120 @@ void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, 
   }
 }
 
+// kQ4KRows16 against int8 x with VNNI: as GemvQ8Rows16Vnni, with the low
+// and high nibbles of each 64-byte word run as sub-blocks 2p and 2p + 1.
+// The sixteen rows' (scale, min) pairs are unpacked side by side from the
+// byte planes; x's sum times min·dmin takes away each sub-block's offset.
+template <int kM>
+__attribute__((target("avx512vnni"))) void GemvQ4KRows16Vnni(const char* group, int64_t cols,
+                                                             QuantizedRows x, float* y,
+                                                             int64_t ldy) {
+  const int64_t blocks = cols / 256, xblocks = cols / kQ8Rows16Block;
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), top2 = _mm_set1_epi8(0x30);
+  __m512 acc[kM];
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
+  auto widen = [](__m128i bytes) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)); };
+  for (int64_t b = 0; b < blocks; ++b) {
+    const char* run = group + b * kQ4KRows16GroupBlockBytes;
+    PrefetchSpan<kQ4KRows16GroupBlockBytes>(run + kPrefetchBytes);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32)));
+    __m128i plane[12];
+#pragma GCC unroll 12
+    for (int k = 0; k < 12; ++k) {
+      plane[k] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(run + 64 + 16 * k));
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      // Sub-blocks 2p and 2p + 1: (scale, min) as Q4KScaleMin unpacks them.
+      __m512 scale[2], min[2];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const int j = 2 * p + h;
+        __m128i sc, mn;
+        if (j < 4) {
+          sc = _mm_and_si128(plane[j], low6);
+          mn = _mm_and_si128(plane[j + 4], low6);
+        } else {
+          sc = _mm_or_si128(_mm_and_si128(plane[j + 4], low4),
+                            _mm_and_si128(_mm_srli_epi16(plane[j - 4], 2), top2));
+          mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(plane[j + 4], 4), low4),
+                            _mm_and_si128(_mm_srli_epi16(plane[j], 2), top2));
+        }
+        scale[h] = _mm512_mul_ps(d, widen(sc));
+        min[h] = _mm512_mul_ps(dmin, widen(mn));
+      }
+      __m512i dot_lo[kM], dot_hi[kM];
+#pragma GCC unroll 4
+      for (int i = 0; i < kM; ++i) {
+        dot_lo[i] = _mm512_setzero_si512();
+        dot_hi[i] = _mm512_setzero_si512();
+      }
+#pragma GCC unroll 8
+      for (int c = 0; c < 8; ++c) {
+        const __m512i wq = _mm512_loadu_si512(run + 256 + 512 * p + 64 * c);
+        const __m512i lo = _mm512_and_si512(wq, nibble);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wq, 4), nibble);
+#pragma GCC unroll 4
+        for (int i = 0; i < kM; ++i) {
+          const int8_t* xq = x.q + i * cols + 256 * b + 64 * p + 4 * c;
+          int32_t four_lo, four_hi;
+          __builtin_memcpy(&four_lo, xq, sizeof four_lo);
+          __builtin_memcpy(&four_hi, xq + 32, sizeof four_hi);
+          dot_lo[i] = _mm512_dpbusd_epi32(dot_lo[i], lo, _mm512_set1_epi32(four_lo));
+          dot_hi[i] = _mm512_dpbusd_epi32(dot_hi[i], hi, _mm512_set1_epi32(four_hi));
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < kM; ++i) {
+        const int64_t xb = i * xblocks + 8 * b + 2 * p;
+        const float dx0 = x.d[xb], dx1 = x.d[xb + 1];
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_lo[i]),
+                                 _mm512_mul_ps(scale[0], _mm512_set1_ps(dx0)), acc[i]);
+        acc[i] =
+            _mm512_fnmadd_ps(min[0], _mm512_set1_ps(static_cast<float>(x.s[xb]) * dx0), acc[i]);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot_hi[i]),
+                                 _mm512_mul_ps(scale[1], _mm512_set1_ps(dx1)), acc[i]);
+        acc[i] =
+            _mm512_fnmadd_ps(min[1], _mm512_set1_ps(static_cast<float>(x.s[xb + 1]) * dx1), acc[i]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                   float* y, int64_t ldy) {
+  static const bool vnni = GetCpuFeatures().avx512vnni;
+  if (!vnni) {
+    GemvQ4KRows16Plain(w, groups, cols, x, m, y, ldy);
+    return;
+  }
+  const int64_t group_bytes = cols / 256 * kQ4KRows16GroupBlockBytes;
+  for (int64_t g = 0; g < groups; ++g) {
+    const char* group = static_cast<const char*>(w) + g * group_bytes;
+    float* yg = y + 16 * g;
+    switch (m) {
+      case 4:
+        GemvQ4KRows16Vnni<4>(group, cols, x, yg, ldy);
+        break;
+      case 3:
+        GemvQ4KRows16Vnni<3>(group, cols, x, yg, ldy);
+        break;
+      case 2:
+        GemvQ4KRows16Vnni<2>(group, cols, x, yg, ldy);
+        break;
+      default:
+        GemvQ4KRows16Vnni<1>(group, cols, x, yg, ldy);
+        break;
+    }
+  }
+}
+
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
@@ -875,6 +989,7 @@ constexpr KernelTable kAvx512Table = {
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
     .gemv_q8_rows16 = &GemvQ8Rows16,
+    .gemv_q4k_rows16 = &GemvQ4KRows16,
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

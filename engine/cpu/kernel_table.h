@@ -42,6 +42,11 @@ void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32
 // multiply-adds, so results agree bit for bit.
 using GemvQ8Rows16Fn = void (*)(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
                                 int64_t m, float* y, int64_t ldy);
+// The same for kQ4KRows16 (cols a multiple of 256).
+void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+inline constexpr int64_t kQ4KRows16GroupBlockBytes = 2304;  // 16 x 144
+void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out);
 void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                        float* y, int64_t ldy);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
@@ -75,6 +80,7 @@ struct KernelTable {
   GemvRowsFn gemv_rows[kNumWeightDTypes];
   ToF32Fn to_f32[kNumWeightDTypes];
   GemvQ8Rows16Fn gemv_q8_rows16;
+  GemvQ8Rows16Fn gemv_q4k_rows16;
   // Null where OpenBLAS sgemm is the faster choice for this level.
   PackPanelFn pack_panel;
   GemmPanelFn gemm_panel;

@@ -27,6 +27,10 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
     DequantizeQ8Rows16Row(w.data, w.cols, row, out);
     return;
   }
+  if (w.layout == WeightLayout::kQ4KRows16) {
+    DequantizeQ4KRows16Row(w.data, w.cols, row, out);
+    return;
+  }
   const int64_t row_bytes = w.cols / b.values * b.bytes;
   Best().to_f32[static_cast<int>(w.dtype)](static_cast<const char*>(w.data) + row * row_bytes,
                                            w.cols, out);

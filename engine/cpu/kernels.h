@@ -26,7 +26,8 @@ namespace ferry::cpu {
 // as llama.cpp does), an exact integer sum per block scaled once, on every
 // path (GEMV and GEMM, any m), so each row's result is the same whatever
 // the batch. Against unquantized x a dot product errs by about 0.2%.
-enum class WeightLayout : uint8_t { kRows, kQ8Rows16 };
+// Q4_K matrices likewise as kQ4KRows16 (PackQ4KRows16), with the same x.
+enum class WeightLayout : uint8_t { kRows, kQ8Rows16, kQ4KRows16 };
 
 struct WeightMatrix {
   DType dtype;
@@ -36,9 +37,9 @@ struct WeightMatrix {
   WeightLayout layout = WeightLayout::kRows;
 };
 
-// True when this CPU has fast kernels for kQ8Rows16 (AVX-512 VNNI); the
-// layout works everywhere, through plain loops elsewhere.
-bool Q8Rows16Fast();
+// True when this CPU has fast kernels for the 16-row layouts (AVX-512
+// VNNI); the layouts work everywhere, through plain loops elsewhere.
+bool Rows16Fast();
 // Whether a Q8_0 matrix of this shape can be packed: rows a multiple of 16.
 bool CanPackQ8Rows16(const WeightMatrix& w);
 // Rewrites the Q8_0 bytes at `data` (rows x cols, CanPackQ8Rows16) in place
@@ -47,6 +48,13 @@ bool CanPackQ8Rows16(const WeightMatrix& w);
 // 4-value chunk c of the block the 16 rows' quants 4c..4c+3 plus 128 as
 // unsigned bytes (row r at 64c + 4r).
 void PackQ8Rows16(void* data, int64_t rows, int64_t cols);
+// The same for Q4_K (rows a multiple of 16), also in place and the same size:
+// each group of 16 rows becomes cols/256 runs of 2304 bytes: the rows' d,
+// their dmin (fp16), byte i of their 12 packed (scale, min) bytes at
+// 64 + 16i + r, then for each 32-byte quant chunk p of the block and each
+// 4-byte word c of it the 16 rows' words (row r at 256 + 512p + 64c + 4r).
+bool CanPackQ4KRows16(const WeightMatrix& w);
+void PackQ4KRows16(void* data, int64_t rows, int64_t cols);
 
 // y[m, rows] = x[m, cols] · Wᵀ (+ bias[rows] if non-null); x and y are fp32,
 // row-major and must not overlap. m == 1 streams W once across the pool's

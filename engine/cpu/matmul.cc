@@ -23,7 +23,7 @@ namespace {
 // GEMM wins (measured with bench_kernels on AVX-512; the crossover is flat).
 constexpr int64_t kGemmMinM = 8;
 // Rows per thread share are a multiple of this, so the 4-row GEMV kernels,
-// the 12-row GEMM kernels and the 16-row groups of kQ8Rows16 only see a
+// the 12-row GEMM kernels and the 16-row groups of the integer layouts only see a
 // ragged tail in the last share.
 constexpr int64_t kRowGranule = 48;
 // Rows of W kept in cache while every x row of a small batch passes over them.
@@ -47,7 +47,8 @@ void CheckWeights(const WeightMatrix& w) {
   const bool ok_dtype = static_cast<int>(w.dtype) < kNumWeightDTypes;
   const bool ok_layout =
       w.layout == WeightLayout::kRows ||
-      (w.layout == WeightLayout::kQ8Rows16 && w.dtype == DType::kQ8_0 && w.rows % 16 == 0);
+      (w.layout == WeightLayout::kQ8Rows16 && w.dtype == DType::kQ8_0 && w.rows % 16 == 0) ||
+      (w.layout == WeightLayout::kQ4KRows16 && w.dtype == DType::kQ4_K && w.rows % 16 == 0);
   if (!ok_dtype || !ok_layout || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 ||
       w.cols < 0) {
     std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
@@ -69,18 +70,25 @@ void AddBias(const float* bias, int64_t m, int64_t ld, int64_t begin, int64_t en
   }
 }
 
-// y rows [begin, end) of a kQ8Rows16 matrix (multiples of 16, or rows) for
-// any m: each group of 16 rows stays in cache while every x row passes.
-void Q8Rows16Range(const KernelTable& t, const WeightMatrix& w, QuantizedRows x, int64_t m,
-                   float* y, int64_t begin, int64_t end) {
+bool IsRows16(const WeightMatrix& w) {
+  return w.layout == WeightLayout::kQ8Rows16 || w.layout == WeightLayout::kQ4KRows16;
+}
+
+// y rows [begin, end) of a matrix in a 16-row layout (multiples of 16, or
+// rows) for any m: each group of 16 rows stays in cache while every x row
+// passes.
+void Rows16Range(const KernelTable& t, const WeightMatrix& w, QuantizedRows x, int64_t m, float* y,
+                 int64_t begin, int64_t end) {
+  const bool q4k = w.layout == WeightLayout::kQ4KRows16;
+  const GemvQ8Rows16Fn gemv = q4k ? t.gemv_q4k_rows16 : t.gemv_q8_rows16;
+  const int64_t group_bytes = q4k ? w.cols / kQKValues * kQ4KRows16GroupBlockBytes
+                                  : w.cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
   const int64_t blocks = w.cols / kQ8Rows16Block;
-  const int64_t group_bytes = blocks * kQ8Rows16GroupBlockBytes;
   for (int64_t g = begin / 16; g < end / 16; ++g) {
     const char* group = static_cast<const char*>(w.data) + g * group_bytes;
     for (int64_t i = 0; i < m; i += kGemvRowsMax) {
       const QuantizedRows xi{x.q + i * w.cols, x.d + i * blocks, x.s + i * blocks};
-      t.gemv_q8_rows16(group, 1, w.cols, xi, std::min(kGemvRowsMax, m - i), y + i * w.rows + 16 * g,
-                       w.rows);
+      gemv(group, 1, w.cols, xi, std::min(kGemvRowsMax, m - i), y + i * w.rows + 16 * g, w.rows);
     }
   }
 }
@@ -190,11 +198,11 @@ void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x
   const bool parallel = pool.num_threads() > 1 && total_bytes * m >= kMinParallelBytes &&
                         total_rows >= 2 * kRowGranule;
 
-  // x quantized to int8 once for the kQ8Rows16 products, by the calling
+  // x quantized to int8 once for the products in 16-row layouts, by the calling
   // thread into buffers it keeps (the lambdas below use the pointers).
   bool any_packed = false, all_packed = true;
   for (int j = 0; j < count; ++j) {
-    const bool packed = outs[j].w->layout == WeightLayout::kQ8Rows16;
+    const bool packed = IsRows16(*outs[j].w);
     any_packed = any_packed || packed;
     all_packed = all_packed && packed;
   }
@@ -242,8 +250,8 @@ void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x
   auto run = [&](int j, int64_t begin, int64_t end) {
     const WeightMatrix& w = *outs[j].w;
     float* y = outs[j].y;
-    if (w.layout == WeightLayout::kQ8Rows16) {
-      Q8Rows16Range(t, w, xq, m, y, begin, end);
+    if (IsRows16(w)) {
+      Rows16Range(t, w, xq, m, y, begin, end);
     } else if (use_panels) {
       PanelGemmRange(t, w, row_bytes[j], panels, m, y, begin, end);
     } else if (use_gemm) {

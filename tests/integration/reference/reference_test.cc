@@ -271,11 +271,15 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
       EXPECT_EQ(b[i]->layout, cpu::WeightLayout::kRows);
       std::vector<uint8_t> want(static_cast<const uint8_t*>(b[i]->data),
                                 static_cast<const uint8_t*>(b[i]->data) + MatrixBytes(*b[i]));
-      if (a[i]->layout == cpu::WeightLayout::kQ8Rows16) {
+      if (a[i]->layout != cpu::WeightLayout::kRows) {
         any_packed = true;
-        EXPECT_TRUE(cpu::Q8Rows16Fast());
+        EXPECT_TRUE(cpu::Rows16Fast());
         EXPECT_NE(a[i]->data, (*copied)->weights().embedding.data);
-        cpu::PackQ8Rows16(want.data(), b[i]->rows, b[i]->cols);
+        if (a[i]->layout == cpu::WeightLayout::kQ8Rows16) {
+          cpu::PackQ8Rows16(want.data(), b[i]->rows, b[i]->cols);
+        } else {
+          cpu::PackQ4KRows16(want.data(), b[i]->rows, b[i]->cols);
+        }
       }
       EXPECT_EQ(std::memcmp(a[i]->data, want.data(), want.size()), 0) << "matrix " << i;
       EXPECT_EQ(reinterpret_cast<uintptr_t>(a[i]->data) % 64, 0u) << "matrix " << i;
@@ -290,7 +294,7 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
     const bool tied = absl::StrContains(format, "tie");
     EXPECT_EQ((*copied)->weights().output.data == (*copied)->weights().embedding.data, tied);
     EXPECT_EQ((*copied)->weight_bytes(), (*mapped)->weight_bytes());
-    EXPECT_EQ(any_packed, cpu::Q8Rows16Fast() && absl::StrContains(format, "q8_0"));
+    EXPECT_EQ(any_packed, cpu::Rows16Fast() && !absl::StrContains(format, "f16"));
     EXPECT_EQ((*copied)->weights().embedding.layout, cpu::WeightLayout::kRows);
     if (any_packed) {
       // int8 activations against fp32 ones: within quantization error.

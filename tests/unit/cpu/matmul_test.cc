@@ -4,6 +4,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/cpu/isa.h"
@@ -215,19 +216,25 @@ std::vector<float> QuantizedX(const std::vector<float>& x, int64_t cols) {
   return out;
 }
 
-// A Q8_0 matrix and its kQ8Rows16 copy.
+// A Q8_0 or Q4_K matrix and its copy in the 16-row layout.
 struct PackedPair {
   testing::TestWeights plain;
   std::vector<uint8_t> packed_bytes;
   WeightMatrix packed;
 };
 
-PackedPair MakePacked(int64_t rows, int64_t cols, std::mt19937& rng) {
-  PackedPair p{MakeWeights(DType::kQ8_0, rows, cols, rng), {}, {}};
-  EXPECT_TRUE(CanPackQ8Rows16(p.plain.matrix));
+PackedPair MakePacked(int64_t rows, int64_t cols, std::mt19937& rng, DType dtype = DType::kQ8_0) {
+  PackedPair p{MakeWeights(dtype, rows, cols, rng), {}, {}};
   p.packed_bytes = p.plain.bytes;
-  PackQ8Rows16(p.packed_bytes.data(), rows, cols);
-  p.packed = {DType::kQ8_0, rows, cols, p.packed_bytes.data(), WeightLayout::kQ8Rows16};
+  if (dtype == DType::kQ4_K) {
+    EXPECT_TRUE(CanPackQ4KRows16(p.plain.matrix));
+    PackQ4KRows16(p.packed_bytes.data(), rows, cols);
+    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ4KRows16};
+  } else {
+    EXPECT_TRUE(CanPackQ8Rows16(p.plain.matrix));
+    PackQ8Rows16(p.packed_bytes.data(), rows, cols);
+    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ8Rows16};
+  }
   return p;
 }
 
@@ -288,12 +295,14 @@ TEST(Q8Rows16Test, PackingPlacesScalesAndQuantsOfEachRow) {
 
 TEST(Q8Rows16Test, RowsDequantizeAsBeforePacking) {
   std::mt19937 rng(8);
-  const PackedPair p = MakePacked(48, 96, rng);
-  std::vector<float> want(96), got(96);
-  for (int64_t row = 0; row < 48; ++row) {
-    DequantizeRow(p.plain.matrix, row, want.data());
-    DequantizeRow(p.packed, row, got.data());
-    ASSERT_EQ(got, want) << row;
+  for (const auto& [dtype, cols] : {std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ4_K, 512}}) {
+    const PackedPair p = MakePacked(48, cols, rng, dtype);
+    std::vector<float> want(cols), got(cols);
+    for (int64_t row = 0; row < 48; ++row) {
+      DequantizeRow(p.plain.matrix, row, want.data());
+      DequantizeRow(p.packed, row, got.data());
+      ASSERT_EQ(got, want) << DTypeName(dtype) << " row " << row;
+    }
   }
 }
 
@@ -309,17 +318,19 @@ class Q8Rows16LevelTest : public ::testing::TestWithParam<Isa> {
 TEST_P(Q8Rows16LevelTest, MatchesReferenceAndScalarExactly) {
   ThreadPool pool(2);
   std::mt19937 rng(5);
-  for (int64_t rows : {16, 48, 112, 272}) {
-    for (int64_t cols : {32, 96, 800}) {
-      const PackedPair p = MakePacked(rows, cols, rng);
+  for (const auto& [dtype, cols] :
+       {std::pair{DType::kQ8_0, 32}, std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ8_0, 800},
+        std::pair{DType::kQ4_K, 256}, std::pair{DType::kQ4_K, 768}}) {
+    for (int64_t rows : {16, 48, 112, 272}) {
+      const PackedPair p = MakePacked(rows, cols, rng, dtype);
       for (int64_t m : {1, 3, 4, 9, 37}) {
         const std::vector<float> x = RandomVector(m * cols, rng);
         std::vector<float> y(m * rows, std::nanf("")), scalar(m * rows);
         MatMulWithIsa(GetParam(), p.packed, x.data(), m, y.data(), nullptr, pool);
         MatMulWithIsa(Isa::kScalar, p.packed, x.data(), m, scalar.data(), nullptr, pool);
-        const std::string what = std::string(IsaName(GetParam())) +
-                                 " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
-                                 " m=" + std::to_string(m);
+        const std::string what = std::string(IsaName(GetParam())) + " " +
+                                 std::string(DTypeName(dtype)) + " rows=" + std::to_string(rows) +
+                                 " cols=" + std::to_string(cols) + " m=" + std::to_string(m);
         ExpectMatMulNear(p.plain.matrix, QuantizedX(x, cols), m, nullptr, y, what);
         ASSERT_EQ(y, scalar) << what;
       }
@@ -333,7 +344,7 @@ TEST_P(Q8Rows16LevelTest, RowsDoNotDependOnTheBatch) {
   ThreadPool pool(2);
   std::mt19937 rng(6);
   const PackedPair p = MakePacked(96, 256, rng);
-  const PackedPair q = MakePacked(32, 256, rng);
+  const PackedPair q = MakePacked(32, 256, rng, DType::kQ4_K);
   const testing::TestWeights f = MakeWeights(DType::kF16, 40, 256, rng);
   for (bool invariant : {false, true}) {
     const int64_t m = 21;
@@ -366,16 +377,18 @@ INSTANTIATE_TEST_SUITE_P(AllLevels, Q8Rows16LevelTest,
 TEST(Q8Rows16Test, IntegerProductsStayCloseToUnquantizedX) {
   ThreadPool pool(2);
   std::mt19937 rng(7);
-  const PackedPair p = MakePacked(64, 2048, rng);
-  const std::vector<float> x = RandomVector(2 * 2048, rng);
-  std::vector<float> packed(2 * 64), plain(2 * 64);
-  MatMul(p.packed, x.data(), 2, packed.data(), nullptr, pool);
-  MatMul(p.plain.matrix, x.data(), 2, plain.data(), nullptr, pool);
-  for (int64_t r = 0; r < 64; ++r) {
-    const std::vector<double> row = WeightRow(p.plain.matrix, r);
-    double mag = 0.0;
-    for (int64_t k = 0; k < 2048; ++k) mag += std::fabs(row[k] * x[k]);
-    EXPECT_NEAR(packed[r], plain[r], 0.01 * mag) << r;
+  for (DType dtype : {DType::kQ8_0, DType::kQ4_K}) {
+    const PackedPair p = MakePacked(64, 2048, rng, dtype);
+    const std::vector<float> x = RandomVector(2 * 2048, rng);
+    std::vector<float> packed(2 * 64), plain(2 * 64);
+    MatMul(p.packed, x.data(), 2, packed.data(), nullptr, pool);
+    MatMul(p.plain.matrix, x.data(), 2, plain.data(), nullptr, pool);
+    for (int64_t r = 0; r < 64; ++r) {
+      const std::vector<double> row = WeightRow(p.plain.matrix, r);
+      double mag = 0.0;
+      for (int64_t k = 0; k < 2048; ++k) mag += std::fabs(row[k] * x[k]);
+      EXPECT_NEAR(packed[r], plain[r], 0.01 * mag) << DTypeName(dtype) << " row " << r;
+    }
   }
 }
 

@@ -9,6 +9,7 @@
 #include "common/cpu_features.h"
 #include "engine/cpu/kernel_table.h"
 #include "engine/formats/dtype.h"
+#include "engine/formats/kquants.h"
 
 namespace ferry::cpu {
 namespace {
@@ -24,7 +25,7 @@ float HalfAt(const uint8_t* p) {
 
 }  // namespace
 
-bool Q8Rows16Fast() { return BestIsa() == Isa::kAvx512 && GetCpuFeatures().avx512vnni; }
+bool Rows16Fast() { return BestIsa() == Isa::kAvx512 && GetCpuFeatures().avx512vnni; }
 
 bool CanPackQ8Rows16(const WeightMatrix& w) {
   return w.dtype == DType::kQ8_0 && w.layout == WeightLayout::kRows && w.rows > 0 &&
@@ -62,6 +63,104 @@ void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* o
     for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
       const int q = static_cast<int>(p[32 + 64 * (k / 4) + 4 * r + k % 4]) - 128;
       out[b * kQ8Rows16Block + k] = d * static_cast<float>(q);
+    }
+  }
+}
+
+bool CanPackQ4KRows16(const WeightMatrix& w) {
+  return w.dtype == DType::kQ4_K && w.layout == WeightLayout::kRows && w.rows > 0 &&
+         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQKValues == 0;
+}
+
+void PackQ4KRows16(void* data, int64_t rows, int64_t cols) {
+  const int64_t blocks = cols / kQKValues;
+  const int64_t row_bytes = blocks * kQ4_KBlockBytes;
+  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
+  for (int64_t g = 0; g < rows / kGroupRows; ++g) {
+    uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
+    std::memcpy(group.data(), base, group.size());
+    for (int64_t b = 0; b < blocks; ++b) {
+      uint8_t* out = base + b * kQ4KRows16GroupBlockBytes;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        const uint8_t* block = group.data() + r * row_bytes + b * kQ4_KBlockBytes;
+        std::memcpy(out + 2 * r, block, 2);
+        std::memcpy(out + 32 + 2 * r, block + 2, 2);
+        for (int64_t i = 0; i < 12; ++i) out[64 + 16 * i + r] = block[4 + i];
+        for (int64_t p = 0; p < 4; ++p) {
+          for (int64_t c = 0; c < 8; ++c) {
+            std::memcpy(out + 256 + 512 * p + 64 * c + 4 * r, block + 16 + 32 * p + 4 * c, 4);
+          }
+        }
+      }
+    }
+  }
+}
+
+namespace {
+
+// Row r's (scale, min) bytes of one kQ4KRows16 run, gathered back.
+void Q4KRunScales(const uint8_t* run, int64_t r, uint8_t* sc, uint8_t* m) {
+  uint8_t packed[12];
+  for (int64_t i = 0; i < 12; ++i) packed[i] = run[64 + 16 * i + r];
+  for (int j = 0; j < 8; ++j) Q4KScaleMin(packed, j, &sc[j], &m[j]);
+}
+
+}  // namespace
+
+void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
+  const int64_t blocks = cols / kQKValues;
+  const uint8_t* group =
+      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ4KRows16GroupBlockBytes;
+  const int64_t r = row % kGroupRows;
+  // Rebuild the row's plain block and decode it as the format says.
+  uint8_t block[kQ4_KBlockBytes];
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* run = group + b * kQ4KRows16GroupBlockBytes;
+    std::memcpy(block, run + 2 * r, 2);
+    std::memcpy(block + 2, run + 32 + 2 * r, 2);
+    for (int64_t i = 0; i < 12; ++i) block[4 + i] = run[64 + 16 * i + r];
+    for (int64_t p = 0; p < 4; ++p) {
+      for (int64_t c = 0; c < 8; ++c) {
+        std::memcpy(block + 16 + 32 * p + 4 * c, run + 256 + 512 * p + 64 * c + 4 * r, 4);
+      }
+    }
+    DequantizeQ4KBlock(block, out + b * kQKValues);
+  }
+}
+
+void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  const int64_t blocks = cols / kQKValues, xblocks = cols / kQ8Rows16Block;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kQ4KRows16GroupBlockBytes;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* qx = x.q + i * cols;
+      const float* dx = x.d + i * xblocks;
+      const int32_t* sx = x.s + i * xblocks;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* run = group + b * kQ4KRows16GroupBlockBytes;
+          const float d = HalfAt(run + 2 * r), dmin = HalfAt(run + 32 + 2 * r);
+          uint8_t sc[8], mn[8];
+          Q4KRunScales(run, r, sc, mn);
+          for (int64_t p = 0; p < 4; ++p) {
+            for (int h = 0; h < 2; ++h) {
+              const int64_t j = 2 * p + h, xb = 8 * b + j;
+              int32_t dot = 0;
+              for (int64_t k = 0; k < 32; ++k) {
+                const uint8_t byte = run[256 + 512 * p + 64 * (k / 4) + 4 * r + k % 4];
+                dot += int32_t{h == 0 ? byte & 0x0F : byte >> 4} * int32_t{qx[32 * xb + k]};
+              }
+              const float scale = d * static_cast<float>(sc[j]);
+              const float min = dmin * static_cast<float>(mn[j]);
+              acc = std::fma(static_cast<float>(dot), scale * dx[xb], acc);
+              acc = std::fma(-min, static_cast<float>(sx[xb]) * dx[xb], acc);
+            }
+          }
+        }
+        y[i * ldy + g * kGroupRows + r] = acc;
+      }
     }
   }
 }
