@@ -7,8 +7,11 @@
 
 namespace ferry::bench {
 
-std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights) {
-  auto loaded = Model::Load(path, LoadOptions{.progress = false, .map_weights = map_weights});
+std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights,
+                                               bool integer_kernels) {
+  auto loaded = Model::Load(
+      path, LoadOptions{
+                .progress = false, .map_weights = map_weights, .integer_kernels = integer_kernels});
   if (!loaded.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
     return nullptr;

@@ -13,7 +13,8 @@ namespace ferry::bench {
 
 // The model at `path` (GGUF file or Hugging Face directory), or null after
 // printing "error: ..." to stderr. `map_weights`: see LoadOptions.
-std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights = false);
+std::shared_ptr<const Model> LoadModelOrReport(const std::string& path, bool map_weights = false,
+                                               bool integer_kernels = true);
 
 // A `--lengths` list ("256,1024,..."), each at least `min_length`; nullopt
 // after printing "error: ..." to stderr.

@@ -96,7 +96,7 @@ Result Run(const Model& model, int threads, int prompt_tokens, int gen_tokens, i
 int Main(int argc, char** argv) {
   std::string model_path, threads_list = "1,2", bandwidth_list;
   int64_t prompt_tokens = 128, gen_tokens = 128, reps = 3;
-  bool map_weights = false;
+  bool map_weights = false, fp32_activations = false;
   FlagParser flags("model-bench", "Prefill and batch-1 decode tokens/s against the memory-bandwidth floor.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face directory");
   flags.AddString("threads", &threads_list, "comma-separated thread counts");
@@ -106,9 +106,12 @@ int Main(int argc, char** argv) {
   flags.AddString("bandwidth-gbs", &bandwidth_list,
                   "measured read bandwidth per thread count (GB/s, comma-separated); measured when empty");
   flags.AddBool("mmap", &map_weights, "decode from the file's mapping instead of a copy in memory");
+  flags.AddBool("fp32-activations", &fp32_activations,
+                "no integer kernels for Q8_0 and Q4_K: weights stay in the file's layout");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
-    std::shared_ptr<const Model> model = bench::LoadModelOrReport(model_path, map_weights);
+    std::shared_ptr<const Model> model =
+        bench::LoadModelOrReport(model_path, map_weights, !fp32_activations);
     if (!model) return 1;
     std::vector<int> threads;
     for (absl::string_view t : absl::StrSplit(threads_list, ',')) {

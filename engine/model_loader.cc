@@ -51,7 +51,7 @@ class ModelBuilder {
                                            int64_t rows, int64_t cols);
   absl::StatusOr<const float*> Vector(const Lookup& lookup, const std::string& name, int64_t n);
   void PlaceWeights(const LoadOptions& options);
-  bool CopyIntoMemory(ProgressBar& bar);
+  bool CopyIntoMemory(ProgressBar& bar, bool integer_kernels);
   void Prefault(ProgressBar& bar);
   void FinishTokenizerIds();
 
@@ -186,7 +186,7 @@ void ModelBuilder::PlaceWeights(const LoadOptions& options) {
   ProgressBar bar("loading " + m_.id_, static_cast<int64_t>(total),
                   options.progress && ProgressBar::StderrIsTerminal());
   if (!options.map_weights) {
-    if (CopyIntoMemory(bar)) return;
+    if (CopyIntoMemory(bar, options.integer_kernels)) return;
     Logger("engine")->warn("model {}: no anonymous memory for {:.1f} MB of weights; decoding from the file's mapping",
                            m_.id_, total / 1e6);
   }
@@ -196,7 +196,7 @@ void ModelBuilder::PlaceWeights(const LoadOptions& options) {
 // Decode streams every matrix once per step. Measured on the 1.1B medium
 // preset (F16, one thread): 11.6 tok/s from anonymous memory against 3.7
 // from the file's page-cache mapping (BENCHMARKS.md).
-bool ModelBuilder::CopyIntoMemory(ProgressBar& bar) {
+bool ModelBuilder::CopyIntoMemory(ProgressBar& bar, bool integer_kernels) {
   constexpr uint64_t kAlign = 64;
   std::map<const uint8_t*, uint64_t> offsets;  // a tensor bound twice is copied once
   uint64_t size = 0;
@@ -231,7 +231,7 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar) {
   // Q8_0 and Q4_K matrices go into the layouts of the integer kernels where
   // this CPU has them (BENCHMARKS.md); the embedding keeps its rows for
   // lookups, and so does an output matrix tied to it.
-  if (cpu::Rows16Fast()) {
+  if (integer_kernels && cpu::Rows16Fast()) {
     std::set<const void*> packed;
     auto pack = [&](cpu::WeightMatrix& m) {
       const uint8_t* d = static_cast<const uint8_t*>(m.data);

@@ -28,6 +28,7 @@ struct EngineFlags {
   bool no_device_sampling = false;
   bool no_shared_kv_pool = false;
   bool mmap = false;
+  bool fp32_activations = false;
   std::string kv_host_memory = "0";
   double min_step_ms = 0;  // host tier of the prefix cache: bytes, a fraction, or 0 (off)
 

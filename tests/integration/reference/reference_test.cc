@@ -300,6 +300,13 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
       // int8 activations against fp32 ones: within quantization error.
       EXPECT_LE(RelativeError(FerryLogits(**copied, kIds, 2), FerryLogits(**mapped, kIds, 2)),
                 0.05);
+      // integer_kernels = false keeps the rows and fp32 activations.
+      auto plain = Model::Load(path, LoadOptions{.progress = false, .integer_kernels = false});
+      ASSERT_TRUE(plain.ok()) << plain.status();
+      for (const cpu::WeightMatrix* m : Matrices(**plain)) {
+        EXPECT_EQ(m->layout, cpu::WeightLayout::kRows);
+      }
+      EXPECT_EQ(FerryLogits(**plain, kIds, 2), FerryLogits(**mapped, kIds, 2));
     } else {
       EXPECT_EQ(FerryLogits(**copied, kIds, 2), FerryLogits(**mapped, kIds, 2));
     }
