@@ -262,6 +262,10 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   // Once tokens flow: move the request to B, and cut the link as soon as B
   // holds the reservation (the transfer has begun).
   absl::Notification streaming;
+  // The streamed completion's id: its request on A is "<id>-0". A's
+  // heartbeats can still list the reference request, finished while A was
+  // stopped, so the first id A reports is not necessarily this one.
+  std::string stream_request_id;
   std::thread chaos([&] {
     if (!streaming.WaitForNotificationWithTimeout(absl::Seconds(60))) return;
     if (b_address.empty()) return;
@@ -272,7 +276,10 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
         [&] {
           const v1::ListWorkersResponse all = all_workers();
           for (const auto& w : all.workers()) {
-            if (w.address() == a_address && w.request_ids_size() > 0) request_id = w.request_ids(0);
+            if (w.address() != a_address) continue;
+            for (const std::string& id : w.request_ids()) {
+              if (id == stream_request_id) request_id = id;
+            }
           }
           return !request_id.empty();
         },
@@ -308,13 +315,20 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     if (cut_at != absl::InfiniteFuture()) migrate_answered_after = answered_at - cut_at;
   });
   StreamResult streamed =
-      PostStream(gw_port, "/v1/completions", Completion(kMaxTokens, true), [&](const std::string&, size_t index) {
-        if (index == 8) {
-          start_b();
-          streaming.Notify();
-        }
-        return true;
-      });
+      PostStream(gw_port, "/v1/completions", Completion(kMaxTokens, true),
+                 [&](const std::string& payload, size_t index) {
+                   if (index == 0) {
+                     const Json chunk = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+                     if (chunk.is_object() && chunk.contains("id") && chunk["id"].is_string()) {
+                       stream_request_id = chunk["id"].get<std::string>() + "-0";
+                     }
+                   }
+                   if (index == 8) {
+                     start_b();
+                     streaming.Notify();
+                   }
+                   return true;
+                 });
   const absl::Time stream_ended = absl::Now();
   if (!streaming.HasBeenNotified()) streaming.Notify();
   chaos.join();
