@@ -46,7 +46,7 @@ void EngineFlags::Register(FlagParser& flags) {
                 "less RAM where several processes serve one file, slower CPU decode (always on with a GPU)");
   flags.AddBool(
       "fp32-activations", &fp32_activations,
-      "on the cpu backend, keep activations in fp32 for Q8_0 and Q4_K weights instead of "
+      "on the cpu backend, keep activations in fp32 for Q8_0, Q4_K and Q6_K weights instead of "
       "the integer kernels (int8 activations, as llama.cpp; about 2x faster where the CPU "
       "has AVX-512 VNNI)");
   flags.AddString("kv-host-memory", &kv_host_memory,

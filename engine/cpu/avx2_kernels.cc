@@ -519,6 +519,7 @@ constexpr KernelTable kAvx2Table = {
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q32<false>>, &ToF32K<Q32<true>>, &ToF32K<Q5K>},
     .gemv_q8_rows16 = &GemvQ8Rows16Plain,
     .gemv_q4k_rows16 = &GemvQ4KRows16Plain,
+    .gemv_q6k_rows16 = &GemvQ6KRows16Plain,
     .pack_panel = nullptr,
     .gemm_panel = nullptr,
     .dot = &Dot,

@@ -980,6 +980,107 @@ void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
   }
 }
 
+// kQ6KRows16 against int8 x with VNNI: the 6-bit quants of four 32-value
+// quarters come out of two ql words and one qh word per four values of
+// sixteen rows; 32 times x's 16-value sums takes away the quants' offset.
+template <int kM>
+__attribute__((target("avx512vnni"))) void GemvQ6KRows16Vnni(const char* group, int64_t cols,
+                                                             QuantizedRows x, float* y,
+                                                             int64_t ldy) {
+  const int64_t blocks = cols / 256, xblocks = cols / kQ8Rows16Block, sixteens = cols / 16;
+  const __m512i nibble = _mm512_set1_epi8(0x0F), top = _mm512_set1_epi8(0x30);
+  __m512 acc[kM];
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const char* run = group + b * kQ6KRows16GroupBlockBytes;
+    PrefetchSpan<kQ6KRows16GroupBlockBytes>(run + kPrefetchBytes);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run)));
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        __m512i dot[4][kM];
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+#pragma GCC unroll 4
+          for (int i = 0; i < kM; ++i) dot[t][i] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 4
+        for (int c = 4 * half; c < 4 * half + 4; ++c) {
+          const __m512i ql_a = _mm512_loadu_si512(run + 288 + 1024 * h + 64 * c);
+          const __m512i ql_b = _mm512_loadu_si512(run + 288 + 1024 * h + 64 * (c + 8));
+          const __m512i qh = _mm512_loadu_si512(run + 2336 + 512 * h + 64 * c);
+          __m512i q[4];
+          q[0] = _mm512_or_si512(_mm512_and_si512(ql_a, nibble),
+                                 _mm512_and_si512(_mm512_slli_epi16(qh, 4), top));
+          q[1] = _mm512_or_si512(_mm512_and_si512(ql_b, nibble),
+                                 _mm512_and_si512(_mm512_slli_epi16(qh, 2), top));
+          q[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql_a, 4), nibble),
+                                 _mm512_and_si512(qh, top));
+          q[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql_b, 4), nibble),
+                                 _mm512_and_si512(_mm512_srli_epi16(qh, 2), top));
+#pragma GCC unroll 4
+          for (int i = 0; i < kM; ++i) {
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; ++t) {
+              int32_t four;
+              __builtin_memcpy(&four, x.q + i * cols + 256 * b + 128 * h + 32 * t + 4 * c,
+                               sizeof four);
+              dot[t][i] = _mm512_dpbusd_epi32(dot[t][i], q[t], _mm512_set1_epi32(four));
+            }
+          }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; ++t) {
+          const int sub = 8 * h + 2 * t + half;
+          const __m512 scale = _mm512_mul_ps(
+              d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                     _mm_loadu_si128(reinterpret_cast<const __m128i*>(run + 32 + 16 * sub)))));
+#pragma GCC unroll 4
+          for (int i = 0; i < kM; ++i) {
+            const __m512i exact = _mm512_sub_epi32(
+                dot[t][i], _mm512_set1_epi32(32 * x.s16[i * sixteens + 16 * b + sub]));
+            acc[i] = _mm512_fmadd_ps(
+                _mm512_cvtepi32_ps(exact),
+                _mm512_mul_ps(scale, _mm512_set1_ps(x.d[i * xblocks + 8 * b + 4 * h + t])), acc[i]);
+          }
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+void GemvQ6KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                   float* y, int64_t ldy) {
+  static const bool vnni = GetCpuFeatures().avx512vnni;
+  if (!vnni) {
+    GemvQ6KRows16Plain(w, groups, cols, x, m, y, ldy);
+    return;
+  }
+  const int64_t group_bytes = cols / 256 * kQ6KRows16GroupBlockBytes;
+  for (int64_t g = 0; g < groups; ++g) {
+    const char* group = static_cast<const char*>(w) + g * group_bytes;
+    float* yg = y + 16 * g;
+    switch (m) {
+      case 4:
+        GemvQ6KRows16Vnni<4>(group, cols, x, yg, ldy);
+        break;
+      case 3:
+        GemvQ6KRows16Vnni<3>(group, cols, x, yg, ldy);
+        break;
+      case 2:
+        GemvQ6KRows16Vnni<2>(group, cols, x, yg, ldy);
+        break;
+      default:
+        GemvQ6KRows16Vnni<1>(group, cols, x, yg, ldy);
+        break;
+    }
+  }
+}
+
 constexpr KernelTable kAvx512Table = {
     .isa = Isa::kAvx512,
     .gemv = {&GemvTyped<F32Weights>, &GemvTyped<F16Weights>, &GemvTyped<Bf16Weights>, &GemvQ8,
@@ -990,6 +1091,7 @@ constexpr KernelTable kAvx512Table = {
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
     .gemv_q8_rows16 = &GemvQ8Rows16,
     .gemv_q4k_rows16 = &GemvQ4KRows16,
+    .gemv_q6k_rows16 = &GemvQ6KRows16,
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

@@ -31,11 +31,14 @@ struct QuantizedRows {
   const int8_t* q;   // m rows of cols
   const float* d;    // m rows of cols / 32
   const int32_t* s;  // m rows of cols / 32
+  const int32_t* s16;  // m rows of cols / 16: sums over 16 values
 };
 // Row `row` of a kQ8Rows16 matrix of `cols` columns as fp32.
 void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out);
 // One row of x; n a multiple of the block. All-zero blocks get d = 0.
-void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s);
+// s16 (may be null) gets the sums over each 16 values.
+void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s,
+                           int32_t* s16);
 // y[i][16g + l] for groups g in [g0, g1) of a kQ8Rows16 matrix (`w` at its
 // first group) and x rows i < m (1 <= m <= kGemvRowsMax), rows of y ldy
 // apart. Every level computes each row in the same order with fp32 fused
@@ -47,6 +50,11 @@ void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRo
                         float* y, int64_t ldy);
 inline constexpr int64_t kQ4KRows16GroupBlockBytes = 2304;  // 16 x 144
 void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out);
+// The same for kQ6KRows16.
+void GemvQ6KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+inline constexpr int64_t kQ6KRows16GroupBlockBytes = 3360;  // 16 x 210
+void DequantizeQ6KRows16Row(const void* data, int64_t cols, int64_t row, float* out);
 void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                        float* y, int64_t ldy);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
@@ -81,6 +89,7 @@ struct KernelTable {
   ToF32Fn to_f32[kNumWeightDTypes];
   GemvQ8Rows16Fn gemv_q8_rows16;
   GemvQ8Rows16Fn gemv_q4k_rows16;
+  GemvQ8Rows16Fn gemv_q6k_rows16;
   // Null where OpenBLAS sgemm is the faster choice for this level.
   PackPanelFn pack_panel;
   GemmPanelFn gemm_panel;

@@ -31,6 +31,10 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
     DequantizeQ4KRows16Row(w.data, w.cols, row, out);
     return;
   }
+  if (w.layout == WeightLayout::kQ6KRows16) {
+    DequantizeQ6KRows16Row(w.data, w.cols, row, out);
+    return;
+  }
   const int64_t row_bytes = w.cols / b.values * b.bytes;
   Best().to_f32[static_cast<int>(w.dtype)](static_cast<const char*>(w.data) + row * row_bytes,
                                            w.cols, out);

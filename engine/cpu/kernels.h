@@ -27,7 +27,8 @@ namespace ferry::cpu {
 // path (GEMV and GEMM, any m), so each row's result is the same whatever
 // the batch. Against unquantized x a dot product errs by about 0.2%.
 // Q4_K matrices likewise as kQ4KRows16 (PackQ4KRows16), with the same x.
-enum class WeightLayout : uint8_t { kRows, kQ8Rows16, kQ4KRows16 };
+// And Q6_K as kQ6KRows16 (PackQ6KRows16).
+enum class WeightLayout : uint8_t { kRows, kQ8Rows16, kQ4KRows16, kQ6KRows16 };
 
 struct WeightMatrix {
   DType dtype;
@@ -55,6 +56,12 @@ void PackQ8Rows16(void* data, int64_t rows, int64_t cols);
 // 4-byte word c of it the 16 rows' words (row r at 256 + 512p + 64c + 4r).
 bool CanPackQ4KRows16(const WeightMatrix& w);
 void PackQ4KRows16(void* data, int64_t rows, int64_t cols);
+// Q6_K likewise, runs of 3360 bytes: the rows' d (fp16), their 16 scales
+// (scale s of row r at 32 + 16s + r), then their ql words (half h, word w of
+// the half's 64 bytes: 288 + 1024h + 64w + 4r) and qh words (half h, word w
+// of its 32 bytes: 2336 + 512h + 64w + 4r).
+bool CanPackQ6KRows16(const WeightMatrix& w);
+void PackQ6KRows16(void* data, int64_t rows, int64_t cols);
 
 // y[m, rows] = x[m, cols] · Wᵀ (+ bias[rows] if non-null); x and y are fp32,
 // row-major and must not overlap. m == 1 streams W once across the pool's

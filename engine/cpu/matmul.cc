@@ -48,7 +48,8 @@ void CheckWeights(const WeightMatrix& w) {
   const bool ok_layout =
       w.layout == WeightLayout::kRows ||
       (w.layout == WeightLayout::kQ8Rows16 && w.dtype == DType::kQ8_0 && w.rows % 16 == 0) ||
-      (w.layout == WeightLayout::kQ4KRows16 && w.dtype == DType::kQ4_K && w.rows % 16 == 0);
+      (w.layout == WeightLayout::kQ4KRows16 && w.dtype == DType::kQ4_K && w.rows % 16 == 0) ||
+      (w.layout == WeightLayout::kQ6KRows16 && w.dtype == DType::kQ6_K && w.rows % 16 == 0);
   if (!ok_dtype || !ok_layout || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 ||
       w.cols < 0) {
     std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
@@ -70,24 +71,28 @@ void AddBias(const float* bias, int64_t m, int64_t ld, int64_t begin, int64_t en
   }
 }
 
-bool IsRows16(const WeightMatrix& w) {
-  return w.layout == WeightLayout::kQ8Rows16 || w.layout == WeightLayout::kQ4KRows16;
-}
+bool IsRows16(const WeightMatrix& w) { return w.layout != WeightLayout::kRows; }
 
 // y rows [begin, end) of a matrix in a 16-row layout (multiples of 16, or
 // rows) for any m: each group of 16 rows stays in cache while every x row
 // passes.
 void Rows16Range(const KernelTable& t, const WeightMatrix& w, QuantizedRows x, int64_t m, float* y,
                  int64_t begin, int64_t end) {
-  const bool q4k = w.layout == WeightLayout::kQ4KRows16;
-  const GemvQ8Rows16Fn gemv = q4k ? t.gemv_q4k_rows16 : t.gemv_q8_rows16;
-  const int64_t group_bytes = q4k ? w.cols / kQKValues * kQ4KRows16GroupBlockBytes
-                                  : w.cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
-  const int64_t blocks = w.cols / kQ8Rows16Block;
+  GemvQ8Rows16Fn gemv = t.gemv_q8_rows16;
+  int64_t group_bytes = w.cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
+  if (w.layout == WeightLayout::kQ4KRows16) {
+    gemv = t.gemv_q4k_rows16;
+    group_bytes = w.cols / kQKValues * kQ4KRows16GroupBlockBytes;
+  } else if (w.layout == WeightLayout::kQ6KRows16) {
+    gemv = t.gemv_q6k_rows16;
+    group_bytes = w.cols / kQKValues * kQ6KRows16GroupBlockBytes;
+  }
+  const int64_t blocks = w.cols / kQ8Rows16Block, sixteens = w.cols / 16;
   for (int64_t g = begin / 16; g < end / 16; ++g) {
     const char* group = static_cast<const char*>(w.data) + g * group_bytes;
     for (int64_t i = 0; i < m; i += kGemvRowsMax) {
-      const QuantizedRows xi{x.q + i * w.cols, x.d + i * blocks, x.s + i * blocks};
+      const QuantizedRows xi{x.q + i * w.cols, x.d + i * blocks, x.s + i * blocks,
+                             x.s16 + i * sixteens};
       gemv(group, 1, w.cols, xi, std::min(kGemvRowsMax, m - i), y + i * w.rows + 16 * g, w.rows);
     }
   }
@@ -208,18 +213,20 @@ void MatMulManyWithIsa(Isa isa, const MatMulOut* outs, int count, const float* x
   }
   thread_local std::vector<int8_t> xq_buffer;
   thread_local std::vector<float> xd_buffer;
-  thread_local std::vector<int32_t> xs_buffer;
-  QuantizedRows xq{nullptr, nullptr, nullptr};
+  thread_local std::vector<int32_t> xs_buffer, xs16_buffer;
+  QuantizedRows xq{nullptr, nullptr, nullptr, nullptr};
   if (any_packed) {
-    const int64_t blocks = cols / kQ8Rows16Block;
+    const int64_t blocks = cols / kQ8Rows16Block, sixteens = cols / 16;
     xq_buffer.resize(static_cast<size_t>(m * cols));
     xd_buffer.resize(static_cast<size_t>(m * blocks));
     xs_buffer.resize(static_cast<size_t>(m * blocks));
+    xs16_buffer.resize(static_cast<size_t>(m * sixteens));
     for (int64_t i = 0; i < m; ++i) {
       QuantizeActivationRow(x + i * cols, cols, xq_buffer.data() + i * cols,
-                            xd_buffer.data() + i * blocks, xs_buffer.data() + i * blocks);
+                            xd_buffer.data() + i * blocks, xs_buffer.data() + i * blocks,
+                            xs16_buffer.data() + i * sixteens);
     }
-    xq = {xq_buffer.data(), xd_buffer.data(), xs_buffer.data()};
+    xq = {xq_buffer.data(), xd_buffer.data(), xs_buffer.data(), xs16_buffer.data()};
   }
 
   // x packed for the panel kernels, once for every product; kept by the

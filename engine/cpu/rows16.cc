@@ -165,7 +165,115 @@ void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRo
   }
 }
 
-void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s) {
+bool CanPackQ6KRows16(const WeightMatrix& w) {
+  return w.dtype == DType::kQ6_K && w.layout == WeightLayout::kRows && w.rows > 0 &&
+         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQKValues == 0;
+}
+
+namespace {
+
+// Where the pieces of row r's Q6_K block go in its kQ6KRows16 run, and back.
+void Q6KToRun(const uint8_t* block, int64_t r, uint8_t* run) {
+  std::memcpy(run + 2 * r, block + 208, 2);
+  for (int64_t s = 0; s < 16; ++s) run[32 + 16 * s + r] = block[192 + s];
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t w = 0; w < 16; ++w) {
+      std::memcpy(run + 288 + 1024 * h + 64 * w + 4 * r, block + 64 * h + 4 * w, 4);
+    }
+    for (int64_t w = 0; w < 8; ++w) {
+      std::memcpy(run + 2336 + 512 * h + 64 * w + 4 * r, block + 128 + 32 * h + 4 * w, 4);
+    }
+  }
+}
+
+void Q6KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
+  std::memcpy(block + 208, run + 2 * r, 2);
+  for (int64_t s = 0; s < 16; ++s) block[192 + s] = run[32 + 16 * s + r];
+  for (int64_t h = 0; h < 2; ++h) {
+    for (int64_t w = 0; w < 16; ++w) {
+      std::memcpy(block + 64 * h + 4 * w, run + 288 + 1024 * h + 64 * w + 4 * r, 4);
+    }
+    for (int64_t w = 0; w < 8; ++w) {
+      std::memcpy(block + 128 + 32 * h + 4 * w, run + 2336 + 512 * h + 64 * w + 4 * r, 4);
+    }
+  }
+}
+
+}  // namespace
+
+void PackQ6KRows16(void* data, int64_t rows, int64_t cols) {
+  const int64_t blocks = cols / kQKValues;
+  const int64_t row_bytes = blocks * kQ6_KBlockBytes;
+  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
+  for (int64_t g = 0; g < rows / kGroupRows; ++g) {
+    uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
+    std::memcpy(group.data(), base, group.size());
+    for (int64_t b = 0; b < blocks; ++b) {
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        Q6KToRun(group.data() + r * row_bytes + b * kQ6_KBlockBytes, r,
+                 base + b * kQ6KRows16GroupBlockBytes);
+      }
+    }
+  }
+}
+
+void DequantizeQ6KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
+  const int64_t blocks = cols / kQKValues;
+  const uint8_t* group =
+      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ6KRows16GroupBlockBytes;
+  uint8_t block[kQ6_KBlockBytes];
+  for (int64_t b = 0; b < blocks; ++b) {
+    Q6KFromRun(group + b * kQ6KRows16GroupBlockBytes, row % kGroupRows, block);
+    DequantizeQ6KBlock(block, out + b * kQKValues);
+  }
+}
+
+// Per half h of a block, per 16-value half g of its 32-value quarters t
+// (sub-block 8h + 2t + g): the unsigned 6-bit quants against x, less 32 times
+// x's sum over those 16 values, scaled by d·scale and x's d.
+void GemvQ6KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  const int64_t blocks = cols / kQKValues, xblocks = cols / kQ8Rows16Block;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kQ6KRows16GroupBlockBytes;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* qx = x.q + i * cols;
+      const float* dx = x.d + i * xblocks;
+      const int32_t* s16 = x.s16 + i * (cols / 16);
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          uint8_t block[kQ6_KBlockBytes];
+          Q6KFromRun(group + b * kQ6KRows16GroupBlockBytes, r, block);
+          const float d = HalfAt(block + 208);
+          for (int64_t h = 0; h < 2; ++h) {
+            const uint8_t* ql = block + 64 * h;
+            const uint8_t* qh = block + 128 + 32 * h;
+            for (int64_t half = 0; half < 2; ++half) {
+              for (int64_t t = 0; t < 4; ++t) {
+                int32_t dot = 0;
+                for (int64_t l = 16 * half; l < 16 * half + 16; ++l) {
+                  const uint8_t low = t % 2 == 0 ? ql[l] : ql[l + 32];
+                  const int q = (t < 2 ? low & 0x0F : low >> 4) | (((qh[l] >> (2 * t)) & 3) << 4);
+                  dot += q * int32_t{qx[256 * b + 128 * h + 32 * t + l]};
+                }
+                const int64_t sixteen = (256 * b + 128 * h + 32 * t + 16 * half) / 16;
+                dot -= 32 * s16[sixteen];
+                const float scale =
+                    d * static_cast<float>(static_cast<int8_t>(block[192 + 8 * h + 2 * t + half]));
+                acc = std::fma(static_cast<float>(dot), scale * dx[8 * b + 4 * h + t], acc);
+              }
+            }
+          }
+        }
+        y[i * ldy + g * kGroupRows + r] = acc;
+      }
+    }
+  }
+}
+
+void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s,
+                           int32_t* s16) {
   // Adding and taking away 1.5·2²³ rounds to the nearest integer, ties to
   // even, for |v| < 2²²; unlike a libm call it vectorizes.
   constexpr float kRound = 12582912.0f;
@@ -178,17 +286,21 @@ void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32
     }
     const float scale = amax / 127.0f;
     const float inv = scale > 0.0f && std::isfinite(scale) ? 1.0f / scale : 0.0f;
-    int32_t sum = 0;
+    int32_t sum[2] = {0, 0};
     for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
       float v = (xb[i] * inv + kRound) - kRound;
       // |x·inv| <= 127 up to rounding; NaN (from a NaN x) becomes 0.
       v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v == v ? v : 0.0f;
       const int8_t qi = static_cast<int8_t>(v);
       q[b * kQ8Rows16Block + i] = qi;
-      sum += qi;
+      sum[i / 16] += qi;
     }
     d[b] = inv > 0.0f ? scale : 0.0f;
-    s[b] = sum;
+    s[b] = sum[0] + sum[1];
+    if (s16 != nullptr) {
+      s16[2 * b] = sum[0];
+      s16[2 * b + 1] = sum[1];
+    }
   }
 }
 

@@ -164,6 +164,7 @@ constexpr KernelTable kScalarTable = {
                &ToF32Blocks<&DequantizeQ5KBlock, kQKValues, kQ5_KBlockBytes>},
     .gemv_q8_rows16 = &GemvQ8Rows16Plain,
     .gemv_q4k_rows16 = &GemvQ4KRows16Plain,
+    .gemv_q6k_rows16 = &GemvQ6KRows16Plain,
     .pack_panel = nullptr,
     .gemm_panel = nullptr,
     .dot = &Dot,

@@ -277,8 +277,10 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
         EXPECT_NE(a[i]->data, (*copied)->weights().embedding.data);
         if (a[i]->layout == cpu::WeightLayout::kQ8Rows16) {
           cpu::PackQ8Rows16(want.data(), b[i]->rows, b[i]->cols);
-        } else {
+        } else if (a[i]->layout == cpu::WeightLayout::kQ4KRows16) {
           cpu::PackQ4KRows16(want.data(), b[i]->rows, b[i]->cols);
+        } else {
+          cpu::PackQ6KRows16(want.data(), b[i]->rows, b[i]->cols);
         }
       }
       EXPECT_EQ(std::memcmp(a[i]->data, want.data(), want.size()), 0) << "matrix " << i;

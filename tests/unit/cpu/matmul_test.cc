@@ -208,7 +208,7 @@ std::vector<float> QuantizedX(const std::vector<float>& x, int64_t cols) {
   std::vector<int32_t> s(m * blocks);
   for (int64_t i = 0; i < m; ++i) {
     QuantizeActivationRow(x.data() + i * cols, cols, q.data() + i * cols, d.data() + i * blocks,
-                          s.data() + i * blocks);
+                          s.data() + i * blocks, nullptr);
   }
   for (size_t k = 0; k < x.size(); ++k) {
     out[k] = static_cast<float>(q[k]) * d[(k / cols) * blocks + (k % cols) / kQ8Rows16Block];
@@ -230,6 +230,10 @@ PackedPair MakePacked(int64_t rows, int64_t cols, std::mt19937& rng, DType dtype
     EXPECT_TRUE(CanPackQ4KRows16(p.plain.matrix));
     PackQ4KRows16(p.packed_bytes.data(), rows, cols);
     p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ4KRows16};
+  } else if (dtype == DType::kQ6_K) {
+    EXPECT_TRUE(CanPackQ6KRows16(p.plain.matrix));
+    PackQ6KRows16(p.packed_bytes.data(), rows, cols);
+    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ6KRows16};
   } else {
     EXPECT_TRUE(CanPackQ8Rows16(p.plain.matrix));
     PackQ8Rows16(p.packed_bytes.data(), rows, cols);
@@ -246,8 +250,8 @@ TEST(Q8Rows16Test, QuantizerRoundsToTheNearestStepOfMaxOver127) {
   x[64 + 6] = 4.0f;  // exactly -63.5 steps: ties go to even
   std::vector<int8_t> q(x.size());
   float d[4];
-  int32_t s[4];
-  QuantizeActivationRow(x.data(), 128, q.data(), d, s);
+  int32_t s[4], s16[8];
+  QuantizeActivationRow(x.data(), 128, q.data(), d, s, s16);
   EXPECT_EQ(d[1], 0.0f);
   EXPECT_EQ(s[1], 0);
   EXPECT_FLOAT_EQ(d[2], 8.0f / 127.0f);
@@ -263,11 +267,15 @@ TEST(Q8Rows16Test, QuantizerRoundsToTheNearestStepOfMaxOver127) {
       sum += q[32 * b + i];
     }
     EXPECT_EQ(s[b], sum);
+    EXPECT_EQ(s16[2 * b] + s16[2 * b + 1], sum);
+    int32_t first = 0;
+    for (int i = 0; i < 16; ++i) first += q[32 * b + i];
+    EXPECT_EQ(s16[2 * b], first);
   }
   // NaN and inf leave defined quants: NaN counts as 0, an inf block is all 0.
   x[3] = std::nanf("");
   x[96] = INFINITY;
-  QuantizeActivationRow(x.data(), 128, q.data(), d, s);
+  QuantizeActivationRow(x.data(), 128, q.data(), d, s, s16);
   EXPECT_EQ(q[3], 0);
   EXPECT_EQ(d[3], 0.0f);
   for (int i = 96; i < 128; ++i) EXPECT_EQ(q[i], 0);
@@ -295,7 +303,8 @@ TEST(Q8Rows16Test, PackingPlacesScalesAndQuantsOfEachRow) {
 
 TEST(Q8Rows16Test, RowsDequantizeAsBeforePacking) {
   std::mt19937 rng(8);
-  for (const auto& [dtype, cols] : {std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ4_K, 512}}) {
+  for (const auto& [dtype, cols] :
+       {std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ4_K, 512}, std::pair{DType::kQ6_K, 512}}) {
     const PackedPair p = MakePacked(48, cols, rng, dtype);
     std::vector<float> want(cols), got(cols);
     for (int64_t row = 0; row < 48; ++row) {
@@ -320,7 +329,8 @@ TEST_P(Q8Rows16LevelTest, MatchesReferenceAndScalarExactly) {
   std::mt19937 rng(5);
   for (const auto& [dtype, cols] :
        {std::pair{DType::kQ8_0, 32}, std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ8_0, 800},
-        std::pair{DType::kQ4_K, 256}, std::pair{DType::kQ4_K, 768}}) {
+        std::pair{DType::kQ4_K, 256}, std::pair{DType::kQ4_K, 768}, std::pair{DType::kQ6_K, 256},
+        std::pair{DType::kQ6_K, 768}}) {
     for (int64_t rows : {16, 48, 112, 272}) {
       const PackedPair p = MakePacked(rows, cols, rng, dtype);
       for (int64_t m : {1, 3, 4, 9, 37}) {
@@ -345,6 +355,7 @@ TEST_P(Q8Rows16LevelTest, RowsDoNotDependOnTheBatch) {
   std::mt19937 rng(6);
   const PackedPair p = MakePacked(96, 256, rng);
   const PackedPair q = MakePacked(32, 256, rng, DType::kQ4_K);
+  const PackedPair q6 = MakePacked(48, 256, rng, DType::kQ6_K);
   const testing::TestWeights f = MakeWeights(DType::kF16, 40, 256, rng);
   for (bool invariant : {false, true}) {
     const int64_t m = 21;
@@ -355,16 +366,20 @@ TEST_P(Q8Rows16LevelTest, RowsDoNotDependOnTheBatch) {
       MatMulWithIsa(GetParam(), p.packed, x.data() + i * 256, 1, single.data(), nullptr, pool);
       for (int64_t r = 0; r < 96; ++r) ASSERT_EQ(batched[i * 96 + r], single[r]) << i << " " << r;
     }
-    std::vector<float> ya(m * 96), yb(m * 32), yc(m * 40), want_b(m * 32), want_c(m * 40);
+    std::vector<float> ya(m * 96), yb(m * 32), yc(m * 40), yd(m * 48), want_b(m * 32),
+        want_c(m * 40), want_d(m * 48);
     const MatMulOut outs[] = {{&p.packed, ya.data(), nullptr},
                               {&q.packed, yb.data(), nullptr},
-                              {&f.matrix, yc.data(), nullptr}};
-    MatMulManyWithIsa(GetParam(), outs, 3, x.data(), m, pool, invariant);
+                              {&f.matrix, yc.data(), nullptr},
+                              {&q6.packed, yd.data(), nullptr}};
+    MatMulManyWithIsa(GetParam(), outs, 4, x.data(), m, pool, invariant);
     MatMulWithIsa(GetParam(), q.packed, x.data(), m, want_b.data(), nullptr, pool, invariant);
     MatMulWithIsa(GetParam(), f.matrix, x.data(), m, want_c.data(), nullptr, pool, invariant);
+    MatMulWithIsa(GetParam(), q6.packed, x.data(), m, want_d.data(), nullptr, pool, invariant);
     EXPECT_EQ(ya, batched);
     EXPECT_EQ(yb, want_b);
     EXPECT_EQ(yc, want_c);
+    EXPECT_EQ(yd, want_d);
   }
 }
 
@@ -377,7 +392,7 @@ INSTANTIATE_TEST_SUITE_P(AllLevels, Q8Rows16LevelTest,
 TEST(Q8Rows16Test, IntegerProductsStayCloseToUnquantizedX) {
   ThreadPool pool(2);
   std::mt19937 rng(7);
-  for (DType dtype : {DType::kQ8_0, DType::kQ4_K}) {
+  for (DType dtype : {DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
     const PackedPair p = MakePacked(64, 2048, rng, dtype);
     const std::vector<float> x = RandomVector(2 * 2048, rng);
     std::vector<float> packed(2 * 64), plain(2 * 64);
