@@ -6,6 +6,7 @@
 // could be picked by the linker for baseline code and crash older CPUs.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "common/cpu_features.h"
@@ -838,32 +839,32 @@ __attribute__((target("avx512vnni"))) void GemvQ8Rows16Vnni(const char* group, i
   for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
 
-void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
-                  int64_t ldy) {
+// One of a layout's VNNI kernels, for m = 1..4 x rows, over one group.
+using Rows16Kernel = void (*)(const char* group, int64_t cols, QuantizedRows x, float* y,
+                              int64_t ldy);
+
+// A GemvQ8Rows16Fn from a layout's VNNI kernels by m, or its plain kernel
+// where this CPU has no VNNI.
+void RunRows16(const Rows16Kernel (&by_m)[4], GemvQ8Rows16Fn plain, int64_t group_bytes,
+               const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
+               int64_t ldy) {
   static const bool vnni = GetCpuFeatures().avx512vnni;
   if (!vnni) {
-    GemvQ8Rows16Plain(w, groups, cols, x, m, y, ldy);
+    plain(w, groups, cols, x, m, y, ldy);
     return;
   }
-  const int64_t group_bytes = cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
+  const Rows16Kernel kernel = by_m[std::clamp<int64_t>(m, 1, 4) - 1];
   for (int64_t g = 0; g < groups; ++g) {
-    const char* group = static_cast<const char*>(w) + g * group_bytes;
-    float* yg = y + 16 * g;
-    switch (m) {
-      case 4:
-        GemvQ8Rows16Vnni<4>(group, cols, x, yg, ldy);
-        break;
-      case 3:
-        GemvQ8Rows16Vnni<3>(group, cols, x, yg, ldy);
-        break;
-      case 2:
-        GemvQ8Rows16Vnni<2>(group, cols, x, yg, ldy);
-        break;
-      default:
-        GemvQ8Rows16Vnni<1>(group, cols, x, yg, ldy);
-        break;
-    }
+    kernel(static_cast<const char*>(w) + g * group_bytes, cols, x, y + 16 * g, ldy);
   }
+}
+
+void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
+                  int64_t ldy) {
+  static constexpr Rows16Kernel kByM[] = {&GemvQ8Rows16Vnni<1>, &GemvQ8Rows16Vnni<2>,
+                                          &GemvQ8Rows16Vnni<3>, &GemvQ8Rows16Vnni<4>};
+  RunRows16(kByM, &GemvQ8Rows16Plain, cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes, w, groups,
+            cols, x, m, y, ldy);
 }
 
 // kQ4KRows16 against int8 x with VNNI: as GemvQ8Rows16Vnni, with the low
@@ -954,30 +955,10 @@ __attribute__((target("avx512vnni"))) void GemvQ4KRows16Vnni(const char* group, 
 
 void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                    float* y, int64_t ldy) {
-  static const bool vnni = GetCpuFeatures().avx512vnni;
-  if (!vnni) {
-    GemvQ4KRows16Plain(w, groups, cols, x, m, y, ldy);
-    return;
-  }
-  const int64_t group_bytes = cols / 256 * kQ4KRows16GroupBlockBytes;
-  for (int64_t g = 0; g < groups; ++g) {
-    const char* group = static_cast<const char*>(w) + g * group_bytes;
-    float* yg = y + 16 * g;
-    switch (m) {
-      case 4:
-        GemvQ4KRows16Vnni<4>(group, cols, x, yg, ldy);
-        break;
-      case 3:
-        GemvQ4KRows16Vnni<3>(group, cols, x, yg, ldy);
-        break;
-      case 2:
-        GemvQ4KRows16Vnni<2>(group, cols, x, yg, ldy);
-        break;
-      default:
-        GemvQ4KRows16Vnni<1>(group, cols, x, yg, ldy);
-        break;
-    }
-  }
+  static constexpr Rows16Kernel kByM[] = {&GemvQ4KRows16Vnni<1>, &GemvQ4KRows16Vnni<2>,
+                                          &GemvQ4KRows16Vnni<3>, &GemvQ4KRows16Vnni<4>};
+  RunRows16(kByM, &GemvQ4KRows16Plain, cols / 256 * kQ4KRows16GroupBlockBytes, w, groups, cols, x,
+            m, y, ldy);
 }
 
 // kQ6KRows16 against int8 x with VNNI: the 6-bit quants of four 32-value
@@ -1055,30 +1036,10 @@ __attribute__((target("avx512vnni"))) void GemvQ6KRows16Vnni(const char* group, 
 
 void GemvQ6KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                    float* y, int64_t ldy) {
-  static const bool vnni = GetCpuFeatures().avx512vnni;
-  if (!vnni) {
-    GemvQ6KRows16Plain(w, groups, cols, x, m, y, ldy);
-    return;
-  }
-  const int64_t group_bytes = cols / 256 * kQ6KRows16GroupBlockBytes;
-  for (int64_t g = 0; g < groups; ++g) {
-    const char* group = static_cast<const char*>(w) + g * group_bytes;
-    float* yg = y + 16 * g;
-    switch (m) {
-      case 4:
-        GemvQ6KRows16Vnni<4>(group, cols, x, yg, ldy);
-        break;
-      case 3:
-        GemvQ6KRows16Vnni<3>(group, cols, x, yg, ldy);
-        break;
-      case 2:
-        GemvQ6KRows16Vnni<2>(group, cols, x, yg, ldy);
-        break;
-      default:
-        GemvQ6KRows16Vnni<1>(group, cols, x, yg, ldy);
-        break;
-    }
-  }
+  static constexpr Rows16Kernel kByM[] = {&GemvQ6KRows16Vnni<1>, &GemvQ6KRows16Vnni<2>,
+                                          &GemvQ6KRows16Vnni<3>, &GemvQ6KRows16Vnni<4>};
+  RunRows16(kByM, &GemvQ6KRows16Plain, cols / 256 * kQ6KRows16GroupBlockBytes, w, groups, cols, x,
+            m, y, ldy);
 }
 
 constexpr KernelTable kAvx512Table = {

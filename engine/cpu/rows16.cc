@@ -27,38 +27,83 @@ float HalfAt(const uint8_t* p) {
 
 bool Rows16Fast() { return BestIsa() == Isa::kAvx512 && GetCpuFeatures().avx512vnni; }
 
-bool CanPackQ8Rows16(const WeightMatrix& w) {
-  return w.dtype == DType::kQ8_0 && w.layout == WeightLayout::kRows && w.rows > 0 &&
-         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQ8Rows16Block == 0;
+namespace {
+
+// Whether w is `dtype` in rows, in whole groups of 16 rows and whole blocks.
+bool CanPackRows16(const WeightMatrix& w, DType dtype, int64_t block_values) {
+  return w.dtype == dtype && w.layout == WeightLayout::kRows && w.rows > 0 &&
+         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % block_values == 0;
 }
 
-void PackQ8Rows16(void* data, int64_t rows, int64_t cols) {
-  const int64_t blocks = cols / kQ8Rows16Block;
-  const int64_t row_bytes = blocks * kQ8BlockBytes;
+// Rewrites each group of 16 rows in place: `place(block, r, run)` puts row
+// r's block into the run of the group's 16 blocks at that column, which has
+// the same size as those 16 blocks.
+template <class Place>
+void PackGroups(void* data, int64_t rows, int64_t blocks, int64_t block_bytes, Place place) {
+  const int64_t row_bytes = blocks * block_bytes;
   std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
   for (int64_t g = 0; g < rows / kGroupRows; ++g) {
     uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
     std::memcpy(group.data(), base, group.size());
     for (int64_t b = 0; b < blocks; ++b) {
-      uint8_t* out = base + b * kQ8Rows16GroupBlockBytes;
       for (int64_t r = 0; r < kGroupRows; ++r) {
-        const uint8_t* block = group.data() + r * row_bytes + b * kQ8BlockBytes;
-        std::memcpy(out + 2 * r, block, 2);
-        for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
-          out[32 + 64 * (i / 4) + 4 * r + i % 4] = static_cast<uint8_t>(block[2 + i] ^ 0x80);
-        }
+        place(group.data() + r * row_bytes + b * block_bytes, r,
+              base + b * kGroupRows * block_bytes);
       }
     }
   }
 }
 
+// The run of 16 blocks holding `row`'s block b.
+const uint8_t* RunOf(const void* data, int64_t blocks, int64_t block_bytes, int64_t row,
+                     int64_t b) {
+  return static_cast<const uint8_t*>(data) +
+         (row / kGroupRows * blocks + b) * kGroupRows * block_bytes;
+}
+
+void Q8ToRun(const uint8_t* block, int64_t r, uint8_t* run) {
+  std::memcpy(run + 2 * r, block, 2);
+  for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
+    run[32 + 64 * (i / 4) + 4 * r + i % 4] = static_cast<uint8_t>(block[2 + i] ^ 0x80);
+  }
+}
+
+void Q4KToRun(const uint8_t* block, int64_t r, uint8_t* run) {
+  std::memcpy(run + 2 * r, block, 2);
+  std::memcpy(run + 32 + 2 * r, block + 2, 2);
+  for (int64_t i = 0; i < 12; ++i) run[64 + 16 * i + r] = block[4 + i];
+  for (int64_t p = 0; p < 4; ++p) {
+    for (int64_t c = 0; c < 8; ++c) {
+      std::memcpy(run + 256 + 512 * p + 64 * c + 4 * r, block + 16 + 32 * p + 4 * c, 4);
+    }
+  }
+}
+
+void Q4KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
+  std::memcpy(block, run + 2 * r, 2);
+  std::memcpy(block + 2, run + 32 + 2 * r, 2);
+  for (int64_t i = 0; i < 12; ++i) block[4 + i] = run[64 + 16 * i + r];
+  for (int64_t p = 0; p < 4; ++p) {
+    for (int64_t c = 0; c < 8; ++c) {
+      std::memcpy(block + 16 + 32 * p + 4 * c, run + 256 + 512 * p + 64 * c + 4 * r, 4);
+    }
+  }
+}
+
+}  // namespace
+
+bool CanPackQ8Rows16(const WeightMatrix& w) {
+  return CanPackRows16(w, DType::kQ8_0, kQ8Rows16Block);
+}
+
+void PackQ8Rows16(void* data, int64_t rows, int64_t cols) {
+  PackGroups(data, rows, cols / kQ8Rows16Block, kQ8BlockBytes, &Q8ToRun);
+}
+
 void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out) {
-  const int64_t blocks = cols / kQ8Rows16Block;
-  const uint8_t* group =
-      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ8Rows16GroupBlockBytes;
-  const int64_t r = row % kGroupRows;
+  const int64_t blocks = cols / kQ8Rows16Block, r = row % kGroupRows;
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* p = group + b * kQ8Rows16GroupBlockBytes;
+    const uint8_t* p = RunOf(data, blocks, kQ8BlockBytes, row, b);
     const float d = HalfAt(p + 2 * r);
     for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
       const int q = static_cast<int>(p[32 + 64 * (k / 4) + 4 * r + k % 4]) - 128;
@@ -67,33 +112,10 @@ void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* o
   }
 }
 
-bool CanPackQ4KRows16(const WeightMatrix& w) {
-  return w.dtype == DType::kQ4_K && w.layout == WeightLayout::kRows && w.rows > 0 &&
-         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQKValues == 0;
-}
+bool CanPackQ4KRows16(const WeightMatrix& w) { return CanPackRows16(w, DType::kQ4_K, kQKValues); }
 
 void PackQ4KRows16(void* data, int64_t rows, int64_t cols) {
-  const int64_t blocks = cols / kQKValues;
-  const int64_t row_bytes = blocks * kQ4_KBlockBytes;
-  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
-  for (int64_t g = 0; g < rows / kGroupRows; ++g) {
-    uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
-    std::memcpy(group.data(), base, group.size());
-    for (int64_t b = 0; b < blocks; ++b) {
-      uint8_t* out = base + b * kQ4KRows16GroupBlockBytes;
-      for (int64_t r = 0; r < kGroupRows; ++r) {
-        const uint8_t* block = group.data() + r * row_bytes + b * kQ4_KBlockBytes;
-        std::memcpy(out + 2 * r, block, 2);
-        std::memcpy(out + 32 + 2 * r, block + 2, 2);
-        for (int64_t i = 0; i < 12; ++i) out[64 + 16 * i + r] = block[4 + i];
-        for (int64_t p = 0; p < 4; ++p) {
-          for (int64_t c = 0; c < 8; ++c) {
-            std::memcpy(out + 256 + 512 * p + 64 * c + 4 * r, block + 16 + 32 * p + 4 * c, 4);
-          }
-        }
-      }
-    }
-  }
+  PackGroups(data, rows, cols / kQKValues, kQ4_KBlockBytes, &Q4KToRun);
 }
 
 namespace {
@@ -109,21 +131,10 @@ void Q4KRunScales(const uint8_t* run, int64_t r, uint8_t* sc, uint8_t* m) {
 
 void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
   const int64_t blocks = cols / kQKValues;
-  const uint8_t* group =
-      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ4KRows16GroupBlockBytes;
-  const int64_t r = row % kGroupRows;
   // Rebuild the row's plain block and decode it as the format says.
   uint8_t block[kQ4_KBlockBytes];
   for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* run = group + b * kQ4KRows16GroupBlockBytes;
-    std::memcpy(block, run + 2 * r, 2);
-    std::memcpy(block + 2, run + 32 + 2 * r, 2);
-    for (int64_t i = 0; i < 12; ++i) block[4 + i] = run[64 + 16 * i + r];
-    for (int64_t p = 0; p < 4; ++p) {
-      for (int64_t c = 0; c < 8; ++c) {
-        std::memcpy(block + 16 + 32 * p + 4 * c, run + 256 + 512 * p + 64 * c + 4 * r, 4);
-      }
-    }
+    Q4KFromRun(RunOf(data, blocks, kQ4_KBlockBytes, row, b), row % kGroupRows, block);
     DequantizeQ4KBlock(block, out + b * kQKValues);
   }
 }
@@ -165,10 +176,7 @@ void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRo
   }
 }
 
-bool CanPackQ6KRows16(const WeightMatrix& w) {
-  return w.dtype == DType::kQ6_K && w.layout == WeightLayout::kRows && w.rows > 0 &&
-         w.rows % kGroupRows == 0 && w.cols > 0 && w.cols % kQKValues == 0;
-}
+bool CanPackQ6KRows16(const WeightMatrix& w) { return CanPackRows16(w, DType::kQ6_K, kQKValues); }
 
 namespace {
 
@@ -202,28 +210,14 @@ void Q6KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
 }  // namespace
 
 void PackQ6KRows16(void* data, int64_t rows, int64_t cols) {
-  const int64_t blocks = cols / kQKValues;
-  const int64_t row_bytes = blocks * kQ6_KBlockBytes;
-  std::vector<uint8_t> group(static_cast<size_t>(kGroupRows * row_bytes));
-  for (int64_t g = 0; g < rows / kGroupRows; ++g) {
-    uint8_t* base = static_cast<uint8_t*>(data) + g * kGroupRows * row_bytes;
-    std::memcpy(group.data(), base, group.size());
-    for (int64_t b = 0; b < blocks; ++b) {
-      for (int64_t r = 0; r < kGroupRows; ++r) {
-        Q6KToRun(group.data() + r * row_bytes + b * kQ6_KBlockBytes, r,
-                 base + b * kQ6KRows16GroupBlockBytes);
-      }
-    }
-  }
+  PackGroups(data, rows, cols / kQKValues, kQ6_KBlockBytes, &Q6KToRun);
 }
 
 void DequantizeQ6KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
   const int64_t blocks = cols / kQKValues;
-  const uint8_t* group =
-      static_cast<const uint8_t*>(data) + row / kGroupRows * blocks * kQ6KRows16GroupBlockBytes;
   uint8_t block[kQ6_KBlockBytes];
   for (int64_t b = 0; b < blocks; ++b) {
-    Q6KFromRun(group + b * kQ6KRows16GroupBlockBytes, row % kGroupRows, block);
+    Q6KFromRun(RunOf(data, blocks, kQ6_KBlockBytes, row, b), row % kGroupRows, block);
     DequantizeQ6KBlock(block, out + b * kQKValues);
   }
 }
