@@ -102,17 +102,24 @@ WeightCopies MakeCopies(DType dtype, int64_t rows, int64_t cols, int64_t copies)
 }
 
 // Decode-style MatMul of `batch` x rows over weights cold in memory.
-// With `layout` kQ8Rows16 the Q8_0 copies are packed for the integer kernels.
+// With `rows16` the copies are packed for the integer kernels.
 void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant = false,
-                   WeightLayout layout = WeightLayout::kRows) {
+                   bool rows16 = false) {
   const int64_t rows = state.range(0), cols = state.range(1);
   const DType dtype = static_cast<DType>(state.range(2));
   const int threads = static_cast<int>(state.range(3));
   const int64_t bytes = MatrixBytes(dtype, rows, cols);
   const int64_t copies = std::max<int64_t>(2, kColdBytes / bytes);
   const WeightCopies w = MakeCopies(dtype, rows, cols, copies);
-  if (layout == WeightLayout::kQ8Rows16) {
-    for (int64_t c = 0; c < copies; ++c) PackQ8Rows16(w.bytes.get() + c * w.stride, rows, cols);
+  WeightLayout layout = WeightLayout::kRows;
+  if (rows16) {
+    layout = Rows16LayoutOf({dtype, rows, cols, w.bytes.get()});
+    if (layout == WeightLayout::kRows) {
+      state.SkipWithError("this dtype and shape have no 16-row layout");
+      return;
+    }
+    for (int64_t c = 0; c < copies; ++c)
+      PackRows16(layout, w.bytes.get() + c * w.stride, rows, cols);
   }
   std::vector<float> x(batch * cols, 0.5f), y(batch * rows);
   ThreadPool& pool = Pool(threads);
@@ -127,18 +134,16 @@ void RunColdMatMul(benchmark::State& state, int64_t batch, bool batch_invariant 
   state.counters["FLOP/s"] = benchmark::Counter(static_cast<double>(2 * batch * rows * cols),
                                                 benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(DTypeName(dtype)) + " " + IsaName(BestIsa()) +
-                 (layout == WeightLayout::kQ8Rows16 ? " q8_rows16" : ""));
+                 (rows16 ? " rows16" : ""));
 }
 
 // Args: rows, cols, dtype (DType as int), threads.
 void BM_Gemv(benchmark::State& state) { RunColdMatMul(state, 1); }
 
-// Args: rows, cols, dtype (Q8_0), threads, m: Q8_0 packed for the integer
-// kernels (int8 activations), the layout the loader gives Q8_0 matrices on
-// CPUs with AVX-512 VNNI.
-void BM_Q8Rows16(benchmark::State& state) {
-  RunColdMatMul(state, state.range(4), false, WeightLayout::kQ8Rows16);
-}
+// Args: rows, cols, dtype, threads, m: the matrix packed for the integer
+// kernels (int8 activations), the layout the loader gives Q8_0, Q4_0, Q5_0
+// and k-quant matrices on CPUs with AVX-512 VNNI.
+void BM_Q8Rows16(benchmark::State& state) { RunColdMatMul(state, state.range(4), false, true); }
 
 // Args: rows, cols, dtype, threads, m, bi: batched decode around the switch
 // from per-row GEMV to the GEMM kernels; bi = 1 keeps the batch-invariant
@@ -217,6 +222,10 @@ void Q8Rows16Shapes(benchmark::internal::Benchmark* b) {
         b->Args({shape[0], shape[1], static_cast<int64_t>(DType::kQ8_0), threads, m});
       }
     }
+  }
+  // The other layouts on the medium FFN.
+  for (DType dtype : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ4_0, DType::kQ5_0}) {
+    for (int threads : {1, 2}) b->Args({5632, 2048, static_cast<int64_t>(dtype), threads, 1});
   }
   b->UseRealTime();
 }

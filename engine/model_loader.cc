@@ -228,7 +228,7 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar, bool integer_kernels) {
   for (LayerWeights& L : w.layers) {
     for (cpu::WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) move(*m);
   }
-  // Q8_0, Q4_K and Q6_K matrices go into the layouts of the integer kernels where
+  // Q8_0, Q4_0, Q5_0 and k-quant matrices go into the layouts of the integer kernels where
   // this CPU has them (BENCHMARKS.md); the embedding keeps its rows for
   // lookups, and so does an output matrix tied to it.
   if (integer_kernels && cpu::Rows16Fast()) {
@@ -236,22 +236,11 @@ bool ModelBuilder::CopyIntoMemory(ProgressBar& bar, bool integer_kernels) {
     auto pack = [&](cpu::WeightMatrix& m) {
       const uint8_t* d = static_cast<const uint8_t*>(m.data);
       const bool in_arena = d >= arena->data() && d < arena->data() + size;
-      cpu::WeightLayout layout;
-      void (*pack_fn)(void*, int64_t, int64_t);
-      if (cpu::CanPackQ8Rows16(m)) {
-        layout = cpu::WeightLayout::kQ8Rows16;
-        pack_fn = &cpu::PackQ8Rows16;
-      } else if (cpu::CanPackQ4KRows16(m)) {
-        layout = cpu::WeightLayout::kQ4KRows16;
-        pack_fn = &cpu::PackQ4KRows16;
-      } else if (cpu::CanPackQ6KRows16(m)) {
-        layout = cpu::WeightLayout::kQ6KRows16;
-        pack_fn = &cpu::PackQ6KRows16;
-      } else {
-        return;
-      }
+      const cpu::WeightLayout layout = cpu::Rows16LayoutOf(m);
+      if (layout == cpu::WeightLayout::kRows) return;
       if (!in_arena || m.data == w.embedding.data) return;
-      if (packed.insert(m.data).second) pack_fn(const_cast<void*>(m.data), m.rows, m.cols);
+      if (packed.insert(m.data).second)
+        cpu::PackRows16(layout, const_cast<void*>(m.data), m.rows, m.cols);
       m.layout = layout;
     };
     pack(w.output);

@@ -843,9 +843,9 @@ __attribute__((target("avx512vnni"))) void GemvQ8Rows16Vnni(const char* group, i
 using Rows16Kernel = void (*)(const char* group, int64_t cols, QuantizedRows x, float* y,
                               int64_t ldy);
 
-// A GemvQ8Rows16Fn from a layout's VNNI kernels by m, or its plain kernel
+// A GemvRows16Fn from a layout's VNNI kernels by m, or its plain kernel
 // where this CPU has no VNNI.
-void RunRows16(const Rows16Kernel (&by_m)[4], GemvQ8Rows16Fn plain, int64_t group_bytes,
+void RunRows16(const Rows16Kernel (&by_m)[4], GemvRows16Fn plain, int64_t group_bytes,
                const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
                int64_t ldy) {
   static const bool vnni = GetCpuFeatures().avx512vnni;
@@ -871,20 +871,23 @@ void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, 
 // and high nibbles of each 64-byte word run as sub-blocks 2p and 2p + 1.
 // The sixteen rows' (scale, min) pairs are unpacked side by side from the
 // byte planes; x's sum times min·dmin takes away each sub-block's offset.
-template <int kM>
-__attribute__((target("avx512vnni"))) void GemvQ4KRows16Vnni(const char* group, int64_t cols,
-                                                             QuantizedRows x, float* y,
-                                                             int64_t ldy) {
+// With kFifth, kQ5KRows16: bit j of each fifth-bit byte, moved to bit 4,
+// completes sub-block j's quants.
+template <int kM, bool kFifth>
+__attribute__((target("avx512vnni"))) void GemvScaleMinRows16Vnni(const char* group, int64_t cols,
+                                                                  QuantizedRows x, float* y,
+                                                                  int64_t ldy) {
+  constexpr int64_t kRun = kFifth ? kQ5KRows16GroupBlockBytes : kQ4KRows16GroupBlockBytes;
   const int64_t blocks = cols / 256, xblocks = cols / kQ8Rows16Block;
-  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  const __m512i nibble = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
   const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), top2 = _mm_set1_epi8(0x30);
   __m512 acc[kM];
 #pragma GCC unroll 4
   for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
   auto widen = [](__m128i bytes) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(bytes)); };
   for (int64_t b = 0; b < blocks; ++b) {
-    const char* run = group + b * kQ4KRows16GroupBlockBytes;
-    PrefetchSpan<kQ4KRows16GroupBlockBytes>(run + kPrefetchBytes);
+    const char* run = group + b * kRun;
+    PrefetchSpan<kRun>(run + kPrefetchBytes);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run)));
     const __m512 dmin =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + 32)));
@@ -922,8 +925,19 @@ __attribute__((target("avx512vnni"))) void GemvQ4KRows16Vnni(const char* group, 
 #pragma GCC unroll 8
       for (int c = 0; c < 8; ++c) {
         const __m512i wq = _mm512_loadu_si512(run + 256 + 512 * p + 64 * c);
-        const __m512i lo = _mm512_and_si512(wq, nibble);
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wq, 4), nibble);
+        __m512i lo = _mm512_and_si512(wq, nibble);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wq, 4), nibble);
+        if constexpr (kFifth) {
+          // Bits 2p and 2p + 1 of each byte to bit 4 (no bit of a
+          // neighbouring byte lands there for shifts up to 4).
+          const __m512i qh = _mm512_loadu_si512(run + 2304 + 64 * c);
+          const __m512i at_lo =
+              p < 2 ? _mm512_slli_epi16(qh, 4 - 2 * p) : _mm512_srli_epi16(qh, 2 * p - 4);
+          const __m512i at_hi =
+              p < 2 ? _mm512_slli_epi16(qh, 3 - 2 * p) : _mm512_srli_epi16(qh, 2 * p - 3);
+          lo = _mm512_or_si512(lo, _mm512_and_si512(at_lo, bit4));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(at_hi, bit4));
+        }
 #pragma GCC unroll 4
         for (int i = 0; i < kM; ++i) {
           const int8_t* xq = x.q + i * cols + 256 * b + 64 * p + 4 * c;
@@ -955,10 +969,101 @@ __attribute__((target("avx512vnni"))) void GemvQ4KRows16Vnni(const char* group, 
 
 void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                    float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {&GemvQ4KRows16Vnni<1>, &GemvQ4KRows16Vnni<2>,
-                                          &GemvQ4KRows16Vnni<3>, &GemvQ4KRows16Vnni<4>};
+  static constexpr Rows16Kernel kByM[] = {
+      &GemvScaleMinRows16Vnni<1, false>, &GemvScaleMinRows16Vnni<2, false>,
+      &GemvScaleMinRows16Vnni<3, false>, &GemvScaleMinRows16Vnni<4, false>};
   RunRows16(kByM, &GemvQ4KRows16Plain, cols / 256 * kQ4KRows16GroupBlockBytes, w, groups, cols, x,
             m, y, ldy);
+}
+
+void GemvQ5KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                   float* y, int64_t ldy) {
+  static constexpr Rows16Kernel kByM[] = {
+      &GemvScaleMinRows16Vnni<1, true>, &GemvScaleMinRows16Vnni<2, true>,
+      &GemvScaleMinRows16Vnni<3, true>, &GemvScaleMinRows16Vnni<4, true>};
+  RunRows16(kByM, &GemvQ5KRows16Plain, cols / 256 * kQ5KRows16GroupBlockBytes, w, groups, cols, x,
+            m, y, ldy);
+}
+
+// kQ40Rows16 against int8 x with VNNI: per 64-byte word c, the low nibbles
+// are values 4c..4c+3 and the high ones 16 + 4c..; x's sum times 8 takes
+// away the offset. With kFifth, kQ50Rows16: a permute looks up the four
+// fifth bits of each lane's values as bytes (lane r's word shifted right by
+// 4c indexes a table of the sixteen 4-bit patterns), and the offset is 16.
+template <int kM, bool kFifth>
+__attribute__((target("avx512vnni"))) void GemvQ4Or5Rows16Vnni(const char* group, int64_t cols,
+                                                               QuantizedRows x, float* y,
+                                                               int64_t ldy) {
+  constexpr int64_t kRun = kFifth ? kQ50Rows16GroupBlockBytes : kQ40Rows16GroupBlockBytes;
+  constexpr int kQuants = kFifth ? 96 : 32;
+  constexpr int32_t kOffset = kFifth ? 16 : 8;
+  const int64_t blocks = cols / kQ8Rows16Block;
+  const __m512i nibble = _mm512_set1_epi8(0x0F);
+  // Entry k: byte i is 0x10 where bit i of k is set.
+  const __m512i spread =
+      _mm512_setr_epi32(0x00000000, 0x00000010, 0x00001000, 0x00001010, 0x00100000, 0x00100010,
+                        0x00101000, 0x00101010, 0x10000000, 0x10000010, 0x10001000, 0x10001010,
+                        0x10100000, 0x10100010, 0x10101000, 0x10101010);
+  __m512 acc[kM];
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < blocks; ++b) {
+    const char* run = group + b * kRun;
+    PrefetchSpan<kRun>(run + kPrefetchBytes);
+    const __m512 scale = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(run)));
+    __m512i qh = _mm512_setzero_si512();
+    if constexpr (kFifth) qh = _mm512_loadu_si512(run + 32);
+    __m512i dot[kM];
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) dot[i] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      const __m512i wq = _mm512_loadu_si512(run + kQuants + 64 * c);
+      __m512i lo = _mm512_and_si512(wq, nibble);
+      __m512i hi = _mm512_and_si512(_mm512_srli_epi16(wq, 4), nibble);
+      if constexpr (kFifth) {
+        lo = _mm512_or_si512(lo, _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 4 * c), spread));
+        hi = _mm512_or_si512(hi,
+                             _mm512_permutexvar_epi32(_mm512_srli_epi32(qh, 16 + 4 * c), spread));
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < kM; ++i) {
+        const int8_t* xq = x.q + i * cols + b * kQ8Rows16Block + 4 * c;
+        int32_t four_lo, four_hi;
+        __builtin_memcpy(&four_lo, xq, sizeof four_lo);
+        __builtin_memcpy(&four_hi, xq + 16, sizeof four_hi);
+        dot[i] = _mm512_dpbusd_epi32(dot[i], lo, _mm512_set1_epi32(four_lo));
+        dot[i] = _mm512_dpbusd_epi32(dot[i], hi, _mm512_set1_epi32(four_hi));
+      }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < kM; ++i) {
+      const __m512i exact =
+          _mm512_sub_epi32(dot[i], _mm512_set1_epi32(kOffset * x.s[i * blocks + b]));
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact),
+                               _mm512_mul_ps(scale, _mm512_set1_ps(x.d[i * blocks + b])), acc[i]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+void GemvQ40Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                   float* y, int64_t ldy) {
+  static constexpr Rows16Kernel kByM[] = {
+      &GemvQ4Or5Rows16Vnni<1, false>, &GemvQ4Or5Rows16Vnni<2, false>,
+      &GemvQ4Or5Rows16Vnni<3, false>, &GemvQ4Or5Rows16Vnni<4, false>};
+  RunRows16(kByM, &GemvQ40Rows16Plain, cols / kQ8Rows16Block * kQ40Rows16GroupBlockBytes, w, groups,
+            cols, x, m, y, ldy);
+}
+
+void GemvQ50Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                   float* y, int64_t ldy) {
+  static constexpr Rows16Kernel kByM[] = {
+      &GemvQ4Or5Rows16Vnni<1, true>, &GemvQ4Or5Rows16Vnni<2, true>, &GemvQ4Or5Rows16Vnni<3, true>,
+      &GemvQ4Or5Rows16Vnni<4, true>};
+  RunRows16(kByM, &GemvQ50Rows16Plain, cols / kQ8Rows16Block * kQ50Rows16GroupBlockBytes, w, groups,
+            cols, x, m, y, ldy);
 }
 
 // kQ6KRows16 against int8 x with VNNI: the 6-bit quants of four 32-value
@@ -1050,9 +1155,8 @@ constexpr KernelTable kAvx512Table = {
                   &GemvRowsQ8Any, nullptr, nullptr, nullptr, nullptr, nullptr},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
-    .gemv_q8_rows16 = &GemvQ8Rows16,
-    .gemv_q4k_rows16 = &GemvQ4KRows16,
-    .gemv_q6k_rows16 = &GemvQ6KRows16,
+    .gemv_rows16 = {&GemvQ8Rows16, &GemvQ4KRows16, &GemvQ6KRows16, &GemvQ5KRows16, &GemvQ40Rows16,
+                    &GemvQ50Rows16},
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

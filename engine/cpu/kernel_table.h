@@ -23,40 +23,49 @@ static_assert(static_cast<int>(DType::kI32) == kNumWeightDTypes,
 // y[r] = Σ_k w[r][k] · x[k] for r in [0, rows); rows start `row_bytes` apart.
 using GemvFn = void (*)(const void* w, int64_t row_bytes, int64_t rows, int64_t cols,
                         const float* x, float* y);
-// x quantized for kQ8Rows16 weights: per block of kQ8Rows16Block values a
-// scale d (max |x| / 127), quants q = round(x / d) and their sum s.
+// x quantized for the 16-row layouts: per block of kQ8Rows16Block values a
+// scale d (max |x| / 127), quants q = round(x / d) and their sums.
 inline constexpr int64_t kQ8Rows16Block = 32;
-inline constexpr int64_t kQ8Rows16GroupBlockBytes = 544;  // 16 x 34
 struct QuantizedRows {
-  const int8_t* q;   // m rows of cols
-  const float* d;    // m rows of cols / 32
-  const int32_t* s;  // m rows of cols / 32
+  const int8_t* q;     // m rows of cols
+  const float* d;      // m rows of cols / 32
+  const int32_t* s;    // m rows of cols / 32
   const int32_t* s16;  // m rows of cols / 16: sums over 16 values
 };
-// Row `row` of a kQ8Rows16 matrix of `cols` columns as fp32.
-void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out);
 // One row of x; n a multiple of the block. All-zero blocks get d = 0.
 // s16 (may be null) gets the sums over each 16 values.
 void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32_t* s,
                            int32_t* s16);
-// y[i][16g + l] for groups g in [g0, g1) of a kQ8Rows16 matrix (`w` at its
-// first group) and x rows i < m (1 <= m <= kGemvRowsMax), rows of y ldy
-// apart. Every level computes each row in the same order with fp32 fused
-// multiply-adds, so results agree bit for bit.
-using GemvQ8Rows16Fn = void (*)(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
-                                int64_t m, float* y, int64_t ldy);
-// The same for kQ4KRows16 (cols a multiple of 256).
-void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                        float* y, int64_t ldy);
+// y[i][16g + l] for groups g in [0, groups) of a matrix in one 16-row layout
+// (`w` at its first group) and x rows i < m (1 <= m <= kGemvRowsMax), rows
+// of y ldy apart. Every level computes each row in the same order with fp32
+// fused multiply-adds, so results agree bit for bit.
+using GemvRows16Fn = void (*)(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
+                              int64_t m, float* y, int64_t ldy);
+// The 16-row layouts (WeightLayout after kRows), indexed from 0.
+inline constexpr int kNumRows16Layouts = 6;
+// Bytes of one run (16 blocks) of a 16-row layout: kQ8Rows16 and the rest.
+inline constexpr int64_t kQ8Rows16GroupBlockBytes = 544;    // 16 x 34
 inline constexpr int64_t kQ4KRows16GroupBlockBytes = 2304;  // 16 x 144
-void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out);
-// The same for kQ6KRows16.
-void GemvQ6KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                        float* y, int64_t ldy);
 inline constexpr int64_t kQ6KRows16GroupBlockBytes = 3360;  // 16 x 210
-void DequantizeQ6KRows16Row(const void* data, int64_t cols, int64_t row, float* out);
+inline constexpr int64_t kQ5KRows16GroupBlockBytes = 2816;  // 16 x 176
+inline constexpr int64_t kQ40Rows16GroupBlockBytes = 288;   // 16 x 18
+inline constexpr int64_t kQ50Rows16GroupBlockBytes = 352;   // 16 x 22
+// The plain kernels, the statement of what the SIMD ones compute.
 void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                        float* y, int64_t ldy);
+void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+void GemvQ6KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+void GemvQ5KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+void GemvQ40Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+void GemvQ50Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy);
+// Row `row` of a matrix in a 16-row layout as fp32 (w.cols values).
+void DequantizeRows16Row(const WeightMatrix& w, int64_t row, float* out);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx
 // apart, y rows ldy apart), each result bit-for-bit the GemvFn's for its row.
 // w_cached: these rows of W were just read (by the previous x rows), so the
@@ -87,9 +96,8 @@ struct KernelTable {
   // one GemvFn call per x row instead.
   GemvRowsFn gemv_rows[kNumWeightDTypes];
   ToF32Fn to_f32[kNumWeightDTypes];
-  GemvQ8Rows16Fn gemv_q8_rows16;
-  GemvQ8Rows16Fn gemv_q4k_rows16;
-  GemvQ8Rows16Fn gemv_q6k_rows16;
+  // By 16-row layout (WeightLayout value - 1).
+  GemvRows16Fn gemv_rows16[kNumRows16Layouts];
   // Null where OpenBLAS sgemm is the faster choice for this level.
   PackPanelFn pack_panel;
   GemmPanelFn gemm_panel;

@@ -23,16 +23,8 @@ void DequantizeRow(const WeightMatrix& w, int64_t row, float* out) {
                  static_cast<int>(w.dtype), static_cast<long long>(w.cols));
     std::abort();
   }
-  if (w.layout == WeightLayout::kQ8Rows16) {
-    DequantizeQ8Rows16Row(w.data, w.cols, row, out);
-    return;
-  }
-  if (w.layout == WeightLayout::kQ4KRows16) {
-    DequantizeQ4KRows16Row(w.data, w.cols, row, out);
-    return;
-  }
-  if (w.layout == WeightLayout::kQ6KRows16) {
-    DequantizeQ6KRows16Row(w.data, w.cols, row, out);
+  if (w.layout != WeightLayout::kRows) {
+    DequantizeRows16Row(w, row, out);
     return;
   }
   const int64_t row_bytes = w.cols / b.values * b.bytes;

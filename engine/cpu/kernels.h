@@ -20,15 +20,43 @@ namespace ferry::cpu {
 // k-quants blocks of 256 (engine/formats/kquants.h has the layouts).
 // Supported dtypes: the weight dtypes of engine/formats/dtype.h.
 //
-// Q8_0 matrices may instead be stored as kQ8Rows16 (PackQ8Rows16): rows in
+// Matrices of the integer-kernel dtypes (Q8_0, Q4_0, Q5_0, Q4_K, Q5_K,
+// Q6_K) may instead be stored in a 16-row layout (PackRows16): rows in
 // groups of 16, laid out for integer dot products. MatMul then multiplies
 // them by x quantized to int8 in blocks of 32 (d = max|x| / 127 per block,
 // as llama.cpp does), an exact integer sum per block scaled once, on every
 // path (GEMV and GEMM, any m), so each row's result is the same whatever
 // the batch. Against unquantized x a dot product errs by about 0.2%.
-// Q4_K matrices likewise as kQ4KRows16 (PackQ4KRows16), with the same x.
-// And Q6_K as kQ6KRows16 (PackQ6KRows16).
-enum class WeightLayout : uint8_t { kRows, kQ8Rows16, kQ4KRows16, kQ6KRows16 };
+//
+// Each group of 16 rows becomes cols/block runs, one per block column, of
+// the same size as the 16 blocks (so packing works in place). Within a run
+// the 16 rows' pieces sit side by side so that lane r of a vector is row r:
+// - kQ8Rows16, 544 bytes: the rows' fp16 scales, then for each 4-value
+//   chunk c the rows' quants 4c..4c+3 plus 128 as unsigned bytes (row r at
+//   32 + 64c + 4r).
+// - kQ4KRows16, 2304 bytes: the rows' d, their dmin (fp16), byte i of their
+//   12 packed (scale, min) bytes at 64 + 16i + r, then for each 32-byte
+//   quant chunk p and each 4-byte word c of it the rows' words (row r at
+//   256 + 512p + 64c + 4r).
+// - kQ5KRows16, 2816 bytes: kQ4KRows16's 2304, then the rows' fifth-bit
+//   words (word c of the 32 bytes at 2304 + 64c + 4r).
+// - kQ6KRows16, 3360 bytes: the rows' d (fp16), their 16 scales (scale s of
+//   row r at 32 + 16s + r), then their ql words (half h, word w of the
+//   half's 64 bytes: 288 + 1024h + 64w + 4r) and qh words (half h, word w
+//   of its 32 bytes: 2336 + 512h + 64w + 4r).
+// - kQ40Rows16, 288 bytes: the rows' d (fp16), then word c of their 16
+//   quant bytes at 32 + 64c + 4r.
+// - kQ50Rows16, 352 bytes: the rows' d, their fifth-bit words at 32 + 4r,
+//   then word c of their quant bytes at 96 + 64c + 4r.
+enum class WeightLayout : uint8_t {
+  kRows,
+  kQ8Rows16,
+  kQ4KRows16,
+  kQ6KRows16,
+  kQ5KRows16,
+  kQ40Rows16,
+  kQ50Rows16,
+};
 
 struct WeightMatrix {
   DType dtype;
@@ -41,27 +69,13 @@ struct WeightMatrix {
 // True when this CPU has fast kernels for the 16-row layouts (AVX-512
 // VNNI); the layouts work everywhere, through plain loops elsewhere.
 bool Rows16Fast();
-// Whether a Q8_0 matrix of this shape can be packed: rows a multiple of 16.
-bool CanPackQ8Rows16(const WeightMatrix& w);
-// Rewrites the Q8_0 bytes at `data` (rows x cols, CanPackQ8Rows16) in place
-// as kQ8Rows16; the size does not change. Each group of 16 rows becomes
-// cols/32 runs of 544 bytes: the 16 rows' fp16 scales, then for each
-// 4-value chunk c of the block the 16 rows' quants 4c..4c+3 plus 128 as
-// unsigned bytes (row r at 64c + 4r).
-void PackQ8Rows16(void* data, int64_t rows, int64_t cols);
-// The same for Q4_K (rows a multiple of 16), also in place and the same size:
-// each group of 16 rows becomes cols/256 runs of 2304 bytes: the rows' d,
-// their dmin (fp16), byte i of their 12 packed (scale, min) bytes at
-// 64 + 16i + r, then for each 32-byte quant chunk p of the block and each
-// 4-byte word c of it the 16 rows' words (row r at 256 + 512p + 64c + 4r).
-bool CanPackQ4KRows16(const WeightMatrix& w);
-void PackQ4KRows16(void* data, int64_t rows, int64_t cols);
-// Q6_K likewise, runs of 3360 bytes: the rows' d (fp16), their 16 scales
-// (scale s of row r at 32 + 16s + r), then their ql words (half h, word w of
-// the half's 64 bytes: 288 + 1024h + 64w + 4r) and qh words (half h, word w
-// of its 32 bytes: 2336 + 512h + 64w + 4r).
-bool CanPackQ6KRows16(const WeightMatrix& w);
-void PackQ6KRows16(void* data, int64_t rows, int64_t cols);
+// The 16-row layout w (in rows) can be packed into: its dtype has one, its
+// rows are a multiple of 16 and its cols whole blocks. kRows where not.
+WeightLayout Rows16LayoutOf(const WeightMatrix& w);
+// Rewrites the bytes at `data` (rows x cols of the layout's dtype, for which
+// Rows16LayoutOf gave `layout`) in place into that layout; the size does not
+// change.
+void PackRows16(WeightLayout layout, void* data, int64_t rows, int64_t cols);
 
 // y[m, rows] = x[m, cols] · Wᵀ (+ bias[rows] if non-null); x and y are fp32,
 // row-major and must not overlap. m == 1 streams W once across the pool's

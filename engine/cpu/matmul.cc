@@ -45,11 +45,9 @@ int64_t RowBytes(const WeightMatrix& w) {
 
 void CheckWeights(const WeightMatrix& w) {
   const bool ok_dtype = static_cast<int>(w.dtype) < kNumWeightDTypes;
-  const bool ok_layout =
-      w.layout == WeightLayout::kRows ||
-      (w.layout == WeightLayout::kQ8Rows16 && w.dtype == DType::kQ8_0 && w.rows % 16 == 0) ||
-      (w.layout == WeightLayout::kQ4KRows16 && w.dtype == DType::kQ4_K && w.rows % 16 == 0) ||
-      (w.layout == WeightLayout::kQ6KRows16 && w.dtype == DType::kQ6_K && w.rows % 16 == 0);
+  const bool ok_layout = w.layout == WeightLayout::kRows ||
+                         (static_cast<int>(w.layout) <= kNumRows16Layouts &&
+                          Rows16LayoutOf({w.dtype, w.rows, w.cols, w.data}) == w.layout);
   if (!ok_dtype || !ok_layout || w.cols % BlockingOf(w.dtype).values != 0 || w.rows < 0 ||
       w.cols < 0) {
     std::fprintf(stderr, "ferry::cpu::MatMul: unsupported weights (dtype %d, %lld x %lld)\n",
@@ -78,15 +76,8 @@ bool IsRows16(const WeightMatrix& w) { return w.layout != WeightLayout::kRows; }
 // passes.
 void Rows16Range(const KernelTable& t, const WeightMatrix& w, QuantizedRows x, int64_t m, float* y,
                  int64_t begin, int64_t end) {
-  GemvQ8Rows16Fn gemv = t.gemv_q8_rows16;
-  int64_t group_bytes = w.cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes;
-  if (w.layout == WeightLayout::kQ4KRows16) {
-    gemv = t.gemv_q4k_rows16;
-    group_bytes = w.cols / kQKValues * kQ4KRows16GroupBlockBytes;
-  } else if (w.layout == WeightLayout::kQ6KRows16) {
-    gemv = t.gemv_q6k_rows16;
-    group_bytes = w.cols / kQKValues * kQ6KRows16GroupBlockBytes;
-  }
+  const GemvRows16Fn gemv = t.gemv_rows16[static_cast<int>(w.layout) - 1];
+  const int64_t group_bytes = RowBytes(w) * 16;
   const int64_t blocks = w.cols / kQ8Rows16Block, sixteens = w.cols / 16;
   for (int64_t g = begin / 16; g < end / 16; ++g) {
     const char* group = static_cast<const char*>(w.data) + g * group_bytes;

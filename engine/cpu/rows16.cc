@@ -1,6 +1,6 @@
-// The kQ8Rows16 layout of Q8_0 matrices (kernels.h): packing, the int8
-// quantization of x, and the plain kernel that states what the SIMD one
-// computes. Built without SIMD flags: every level may call these.
+// The 16-row layouts of kernels.h: packing, reading rows back, the int8
+// quantization of x, and the plain kernels that state what the SIMD ones
+// compute. Built without SIMD flags: every level may call these.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -68,117 +68,65 @@ void Q8ToRun(const uint8_t* block, int64_t r, uint8_t* run) {
   }
 }
 
-void Q4KToRun(const uint8_t* block, int64_t r, uint8_t* run) {
+void Q8FromRun(const uint8_t* run, int64_t r, uint8_t* block) {
+  std::memcpy(block, run + 2 * r, 2);
+  for (int64_t i = 0; i < kQ8Rows16Block; ++i) {
+    block[2 + i] = static_cast<uint8_t>(run[32 + 64 * (i / 4) + 4 * r + i % 4] ^ 0x80);
+  }
+}
+
+// Q4_K and Q5_K: d, dmin, the 12 (scale, min) bytes and the 128 low-bit
+// quant bytes (at `qs` in the block) go to the same places; Q5_K's 32
+// fifth-bit bytes (at 16 in its block) follow at 2304.
+template <int64_t kQs>
+void ScaleMinToRun(const uint8_t* block, int64_t r, uint8_t* run) {
   std::memcpy(run + 2 * r, block, 2);
   std::memcpy(run + 32 + 2 * r, block + 2, 2);
   for (int64_t i = 0; i < 12; ++i) run[64 + 16 * i + r] = block[4 + i];
   for (int64_t p = 0; p < 4; ++p) {
     for (int64_t c = 0; c < 8; ++c) {
-      std::memcpy(run + 256 + 512 * p + 64 * c + 4 * r, block + 16 + 32 * p + 4 * c, 4);
+      std::memcpy(run + 256 + 512 * p + 64 * c + 4 * r, block + kQs + 32 * p + 4 * c, 4);
     }
+  }
+  if constexpr (kQs == 48) {
+    for (int64_t c = 0; c < 8; ++c) std::memcpy(run + 2304 + 64 * c + 4 * r, block + 16 + 4 * c, 4);
   }
 }
 
-void Q4KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
+template <int64_t kQs>
+void ScaleMinFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
   std::memcpy(block, run + 2 * r, 2);
   std::memcpy(block + 2, run + 32 + 2 * r, 2);
   for (int64_t i = 0; i < 12; ++i) block[4 + i] = run[64 + 16 * i + r];
   for (int64_t p = 0; p < 4; ++p) {
     for (int64_t c = 0; c < 8; ++c) {
-      std::memcpy(block + 16 + 32 * p + 4 * c, run + 256 + 512 * p + 64 * c + 4 * r, 4);
+      std::memcpy(block + kQs + 32 * p + 4 * c, run + 256 + 512 * p + 64 * c + 4 * r, 4);
     }
   }
-}
-
-}  // namespace
-
-bool CanPackQ8Rows16(const WeightMatrix& w) {
-  return CanPackRows16(w, DType::kQ8_0, kQ8Rows16Block);
-}
-
-void PackQ8Rows16(void* data, int64_t rows, int64_t cols) {
-  PackGroups(data, rows, cols / kQ8Rows16Block, kQ8BlockBytes, &Q8ToRun);
-}
-
-void DequantizeQ8Rows16Row(const void* data, int64_t cols, int64_t row, float* out) {
-  const int64_t blocks = cols / kQ8Rows16Block, r = row % kGroupRows;
-  for (int64_t b = 0; b < blocks; ++b) {
-    const uint8_t* p = RunOf(data, blocks, kQ8BlockBytes, row, b);
-    const float d = HalfAt(p + 2 * r);
-    for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
-      const int q = static_cast<int>(p[32 + 64 * (k / 4) + 4 * r + k % 4]) - 128;
-      out[b * kQ8Rows16Block + k] = d * static_cast<float>(q);
-    }
+  if constexpr (kQs == 48) {
+    for (int64_t c = 0; c < 8; ++c) std::memcpy(block + 16 + 4 * c, run + 2304 + 64 * c + 4 * r, 4);
   }
 }
 
-bool CanPackQ4KRows16(const WeightMatrix& w) { return CanPackRows16(w, DType::kQ4_K, kQKValues); }
-
-void PackQ4KRows16(void* data, int64_t rows, int64_t cols) {
-  PackGroups(data, rows, cols / kQKValues, kQ4_KBlockBytes, &Q4KToRun);
-}
-
-namespace {
-
-// Row r's (scale, min) bytes of one kQ4KRows16 run, gathered back.
-void Q4KRunScales(const uint8_t* run, int64_t r, uint8_t* sc, uint8_t* m) {
-  uint8_t packed[12];
-  for (int64_t i = 0; i < 12; ++i) packed[i] = run[64 + 16 * i + r];
-  for (int j = 0; j < 8; ++j) Q4KScaleMin(packed, j, &sc[j], &m[j]);
-}
-
-}  // namespace
-
-void DequantizeQ4KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
-  const int64_t blocks = cols / kQKValues;
-  // Rebuild the row's plain block and decode it as the format says.
-  uint8_t block[kQ4_KBlockBytes];
-  for (int64_t b = 0; b < blocks; ++b) {
-    Q4KFromRun(RunOf(data, blocks, kQ4_KBlockBytes, row, b), row % kGroupRows, block);
-    DequantizeQ4KBlock(block, out + b * kQKValues);
+// Q4_0 and Q5_0: d, Q5_0's fifth-bit word, then the 16 quant bytes as four
+// words (at 2 + 4·kFifth in the block, 32 + 64·kFifth in the run).
+template <bool kFifth>
+void Q4Or5ToRun(const uint8_t* block, int64_t r, uint8_t* run) {
+  std::memcpy(run + 2 * r, block, 2);
+  if (kFifth) std::memcpy(run + 32 + 4 * r, block + 2, 4);
+  for (int64_t c = 0; c < 4; ++c) {
+    std::memcpy(run + 32 + 64 * kFifth + 64 * c + 4 * r, block + 2 + 4 * kFifth + 4 * c, 4);
   }
 }
 
-void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                        float* y, int64_t ldy) {
-  const int64_t blocks = cols / kQKValues, xblocks = cols / kQ8Rows16Block;
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kQ4KRows16GroupBlockBytes;
-    for (int64_t i = 0; i < m; ++i) {
-      const int8_t* qx = x.q + i * cols;
-      const float* dx = x.d + i * xblocks;
-      const int32_t* sx = x.s + i * xblocks;
-      for (int64_t r = 0; r < kGroupRows; ++r) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < blocks; ++b) {
-          const uint8_t* run = group + b * kQ4KRows16GroupBlockBytes;
-          const float d = HalfAt(run + 2 * r), dmin = HalfAt(run + 32 + 2 * r);
-          uint8_t sc[8], mn[8];
-          Q4KRunScales(run, r, sc, mn);
-          for (int64_t p = 0; p < 4; ++p) {
-            for (int h = 0; h < 2; ++h) {
-              const int64_t j = 2 * p + h, xb = 8 * b + j;
-              int32_t dot = 0;
-              for (int64_t k = 0; k < 32; ++k) {
-                const uint8_t byte = run[256 + 512 * p + 64 * (k / 4) + 4 * r + k % 4];
-                dot += int32_t{h == 0 ? byte & 0x0F : byte >> 4} * int32_t{qx[32 * xb + k]};
-              }
-              const float scale = d * static_cast<float>(sc[j]);
-              const float min = dmin * static_cast<float>(mn[j]);
-              acc = std::fma(static_cast<float>(dot), scale * dx[xb], acc);
-              acc = std::fma(-min, static_cast<float>(sx[xb]) * dx[xb], acc);
-            }
-          }
-        }
-        y[i * ldy + g * kGroupRows + r] = acc;
-      }
-    }
+template <bool kFifth>
+void Q4Or5FromRun(const uint8_t* run, int64_t r, uint8_t* block) {
+  std::memcpy(block, run + 2 * r, 2);
+  if (kFifth) std::memcpy(block + 2, run + 32 + 4 * r, 4);
+  for (int64_t c = 0; c < 4; ++c) {
+    std::memcpy(block + 2 + 4 * kFifth + 4 * c, run + 32 + 64 * kFifth + 64 * c + 4 * r, 4);
   }
 }
-
-bool CanPackQ6KRows16(const WeightMatrix& w) { return CanPackRows16(w, DType::kQ6_K, kQKValues); }
-
-namespace {
 
 // Where the pieces of row r's Q6_K block go in its kQ6KRows16 run, and back.
 void Q6KToRun(const uint8_t* block, int64_t r, uint8_t* run) {
@@ -207,19 +155,176 @@ void Q6KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
   }
 }
 
+// One 16-row layout: its dtype's blocks and where their pieces go in a run.
+struct Rows16Format {
+  DType dtype;
+  int64_t block_values;
+  int64_t block_bytes;
+  void (*to_run)(const uint8_t* block, int64_t r, uint8_t* run);
+  void (*from_run)(const uint8_t* run, int64_t r, uint8_t* block);
+  void (*dequantize)(const uint8_t* block, float* out);
+};
+
+// In WeightLayout order, from kQ8Rows16.
+constexpr Rows16Format kFormats[kNumRows16Layouts] = {
+    {DType::kQ8_0, kQ8Rows16Block, kQ8BlockBytes, &Q8ToRun, &Q8FromRun, &DequantizeQ8_0Block},
+    {DType::kQ4_K, kQKValues, kQ4_KBlockBytes, &ScaleMinToRun<16>, &ScaleMinFromRun<16>,
+     &DequantizeQ4KBlock},
+    {DType::kQ6_K, kQKValues, kQ6_KBlockBytes, &Q6KToRun, &Q6KFromRun, &DequantizeQ6KBlock},
+    {DType::kQ5_K, kQKValues, kQ5_KBlockBytes, &ScaleMinToRun<48>, &ScaleMinFromRun<48>,
+     &DequantizeQ5KBlock},
+    {DType::kQ4_0, kQ8Rows16Block, kQ4_0BlockBytes, &Q4Or5ToRun<false>, &Q4Or5FromRun<false>,
+     &DequantizeQ4_0Block},
+    {DType::kQ5_0, kQ8Rows16Block, kQ5_0BlockBytes, &Q4Or5ToRun<true>, &Q4Or5FromRun<true>,
+     &DequantizeQ5_0Block},
+};
+
+const Rows16Format& FormatOf(WeightLayout layout) { return kFormats[static_cast<int>(layout) - 1]; }
+
+static_assert(kFormats[0].block_bytes * kGroupRows == kQ8Rows16GroupBlockBytes);
+static_assert(kFormats[1].block_bytes * kGroupRows == kQ4KRows16GroupBlockBytes);
+static_assert(kFormats[2].block_bytes * kGroupRows == kQ6KRows16GroupBlockBytes);
+static_assert(kFormats[3].block_bytes * kGroupRows == kQ5KRows16GroupBlockBytes);
+static_assert(kFormats[4].block_bytes * kGroupRows == kQ40Rows16GroupBlockBytes);
+static_assert(kFormats[5].block_bytes * kGroupRows == kQ50Rows16GroupBlockBytes);
+
 }  // namespace
 
-void PackQ6KRows16(void* data, int64_t rows, int64_t cols) {
-  PackGroups(data, rows, cols / kQKValues, kQ6_KBlockBytes, &Q6KToRun);
+WeightLayout Rows16LayoutOf(const WeightMatrix& w) {
+  for (int i = 0; i < kNumRows16Layouts; ++i) {
+    if (CanPackRows16(w, kFormats[i].dtype, kFormats[i].block_values)) {
+      return static_cast<WeightLayout>(i + 1);
+    }
+  }
+  return WeightLayout::kRows;
 }
 
-void DequantizeQ6KRows16Row(const void* data, int64_t cols, int64_t row, float* out) {
-  const int64_t blocks = cols / kQKValues;
-  uint8_t block[kQ6_KBlockBytes];
+void PackRows16(WeightLayout layout, void* data, int64_t rows, int64_t cols) {
+  const Rows16Format& f = FormatOf(layout);
+  PackGroups(data, rows, cols / f.block_values, f.block_bytes, f.to_run);
+}
+
+void DequantizeRows16Row(const WeightMatrix& w, int64_t row, float* out) {
+  const Rows16Format& f = FormatOf(w.layout);
+  const int64_t blocks = w.cols / f.block_values;
+  uint8_t block[kQ6_KBlockBytes];  // the largest
   for (int64_t b = 0; b < blocks; ++b) {
-    Q6KFromRun(RunOf(data, blocks, kQ6_KBlockBytes, row, b), row % kGroupRows, block);
-    DequantizeQ6KBlock(block, out + b * kQKValues);
+    f.from_run(RunOf(w.data, blocks, f.block_bytes, row, b), row % kGroupRows, block);
+    f.dequantize(block, out + b * f.block_values);
   }
+}
+
+namespace {
+
+// Row r's (scale, min) bytes of one kQ4KRows16 or kQ5KRows16 run, gathered back.
+void ScaleMinOfRun(const uint8_t* run, int64_t r, uint8_t* sc, uint8_t* m) {
+  uint8_t packed[12];
+  for (int64_t i = 0; i < 12; ++i) packed[i] = run[64 + 16 * i + r];
+  for (int j = 0; j < 8; ++j) Q4KScaleMin(packed, j, &sc[j], &m[j]);
+}
+
+// kQ4KRows16 and, with kFifth, kQ5KRows16: per sub-block j of a block, the
+// unsigned quants against x scaled by d·scale_j and x's d, less dmin·min_j
+// times x's sum and d.
+template <bool kFifth>
+void GemvScaleMinRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
+                             int64_t m, float* y, int64_t ldy) {
+  constexpr int64_t kRun = kFifth ? kQ5KRows16GroupBlockBytes : kQ4KRows16GroupBlockBytes;
+  const int64_t blocks = cols / kQKValues, xblocks = cols / kQ8Rows16Block;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kRun;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* qx = x.q + i * cols;
+      const float* dx = x.d + i * xblocks;
+      const int32_t* sx = x.s + i * xblocks;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* run = group + b * kRun;
+          const float d = HalfAt(run + 2 * r), dmin = HalfAt(run + 32 + 2 * r);
+          uint8_t sc[8], mn[8];
+          ScaleMinOfRun(run, r, sc, mn);
+          for (int64_t p = 0; p < 4; ++p) {
+            for (int h = 0; h < 2; ++h) {
+              const int64_t j = 2 * p + h, xb = 8 * b + j;
+              int32_t dot = 0;
+              for (int64_t k = 0; k < 32; ++k) {
+                const int64_t at = 64 * (k / 4) + 4 * r + k % 4;
+                const uint8_t byte = run[256 + 512 * p + at];
+                int32_t q = h == 0 ? byte & 0x0F : byte >> 4;
+                if (kFifth) q |= ((run[2304 + at] >> j) & 1) << 4;
+                dot += q * int32_t{qx[32 * xb + k]};
+              }
+              const float scale = d * static_cast<float>(sc[j]);
+              const float min = dmin * static_cast<float>(mn[j]);
+              acc = std::fma(static_cast<float>(dot), scale * dx[xb], acc);
+              acc = std::fma(-min, static_cast<float>(sx[xb]) * dx[xb], acc);
+            }
+          }
+        }
+        y[i * ldy + g * kGroupRows + r] = acc;
+      }
+    }
+  }
+}
+
+// kQ40Rows16 and, with kFifth, kQ50Rows16: per block the unsigned quants
+// against x, less their offset (8, or 16) times x's sum, scaled by d and x's d.
+template <bool kFifth>
+void GemvQ4Or5Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                          float* y, int64_t ldy) {
+  constexpr int64_t kRun = kFifth ? kQ50Rows16GroupBlockBytes : kQ40Rows16GroupBlockBytes;
+  constexpr int64_t kQuants = kFifth ? 96 : 32;
+  constexpr int32_t kOffset = kFifth ? 16 : 8;
+  const int64_t blocks = cols / kQ8Rows16Block;
+  for (int64_t g = 0; g < groups; ++g) {
+    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kRun;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* qx = x.q + i * cols;
+      const float* dx = x.d + i * blocks;
+      const int32_t* sx = x.s + i * blocks;
+      for (int64_t r = 0; r < kGroupRows; ++r) {
+        float acc = 0.0f;
+        for (int64_t b = 0; b < blocks; ++b) {
+          const uint8_t* run = group + b * kRun;
+          uint32_t qh = 0;
+          if (kFifth) std::memcpy(&qh, run + 32 + 4 * r, 4);
+          int32_t dot = 0;
+          for (int64_t k = 0; k < 32; ++k) {
+            const uint8_t byte = run[kQuants + 64 * ((k % 16) / 4) + 4 * r + k % 4];
+            int32_t q = k < 16 ? byte & 0x0F : byte >> 4;
+            if (kFifth) q |= static_cast<int32_t>((qh >> k) & 1) << 4;
+            dot += q * int32_t{qx[32 * b + k]};
+          }
+          dot -= kOffset * sx[b];
+          acc = std::fma(static_cast<float>(dot), HalfAt(run + 2 * r) * dx[b], acc);
+        }
+        y[i * ldy + g * kGroupRows + r] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void GemvQ4KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  GemvScaleMinRows16Plain<false>(w, groups, cols, x, m, y, ldy);
+}
+
+void GemvQ5KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  GemvScaleMinRows16Plain<true>(w, groups, cols, x, m, y, ldy);
+}
+
+void GemvQ40Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  GemvQ4Or5Rows16Plain<false>(w, groups, cols, x, m, y, ldy);
+}
+
+void GemvQ50Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                        float* y, int64_t ldy) {
+  GemvQ4Or5Rows16Plain<true>(w, groups, cols, x, m, y, ldy);
 }
 
 // Per half h of a block, per 16-value half g of its 32-value quarters t

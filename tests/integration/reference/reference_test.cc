@@ -275,13 +275,7 @@ TEST(ModelLoadTest, WeightsCopiedIntoMemoryOrLeftMappedGiveTheSameLogits) {
         any_packed = true;
         EXPECT_TRUE(cpu::Rows16Fast());
         EXPECT_NE(a[i]->data, (*copied)->weights().embedding.data);
-        if (a[i]->layout == cpu::WeightLayout::kQ8Rows16) {
-          cpu::PackQ8Rows16(want.data(), b[i]->rows, b[i]->cols);
-        } else if (a[i]->layout == cpu::WeightLayout::kQ4KRows16) {
-          cpu::PackQ4KRows16(want.data(), b[i]->rows, b[i]->cols);
-        } else {
-          cpu::PackQ6KRows16(want.data(), b[i]->rows, b[i]->cols);
-        }
+        cpu::PackRows16(a[i]->layout, want.data(), b[i]->rows, b[i]->cols);
       }
       EXPECT_EQ(std::memcmp(a[i]->data, want.data(), want.size()), 0) << "matrix " << i;
       EXPECT_EQ(reinterpret_cast<uintptr_t>(a[i]->data) % 64, 0u) << "matrix " << i;
@@ -344,6 +338,10 @@ TEST(QuantizedModelTest, BlockQuantizedFilesFollowTheF32Model) {
     EXPECT_EQ(w.layers[0].wq.dtype, v.matrices);
     EXPECT_EQ(w.layers[1].w_down.dtype, v.matrices);
     EXPECT_EQ(w.output.dtype, v.output);
+    // Every quantized layer matrix takes the integer kernels where the CPU has them.
+    const bool integer = cpu::Rows16Fast() && v.matrices != DType::kF32;
+    EXPECT_EQ(w.layers[0].wq.layout != cpu::WeightLayout::kRows, integer);
+    EXPECT_EQ(w.layers[1].w_down.layout != cpu::WeightLayout::kRows, integer);
     const std::vector<float> prefill = FerryLogits(**model, kIds, 2);
     const std::vector<float> decode = FerryLogitsIncremental(**model, kIds);
     EXPECT_LE(RelativeError(decode, prefill), 1e-4);

@@ -216,7 +216,7 @@ std::vector<float> QuantizedX(const std::vector<float>& x, int64_t cols) {
   return out;
 }
 
-// A Q8_0 or Q4_K matrix and its copy in the 16-row layout.
+// A matrix of an integer-kernel dtype and its copy in the 16-row layout.
 struct PackedPair {
   testing::TestWeights plain;
   std::vector<uint8_t> packed_bytes;
@@ -226,20 +226,31 @@ struct PackedPair {
 PackedPair MakePacked(int64_t rows, int64_t cols, std::mt19937& rng, DType dtype = DType::kQ8_0) {
   PackedPair p{MakeWeights(dtype, rows, cols, rng), {}, {}};
   p.packed_bytes = p.plain.bytes;
-  if (dtype == DType::kQ4_K) {
-    EXPECT_TRUE(CanPackQ4KRows16(p.plain.matrix));
-    PackQ4KRows16(p.packed_bytes.data(), rows, cols);
-    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ4KRows16};
-  } else if (dtype == DType::kQ6_K) {
-    EXPECT_TRUE(CanPackQ6KRows16(p.plain.matrix));
-    PackQ6KRows16(p.packed_bytes.data(), rows, cols);
-    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ6KRows16};
-  } else {
-    EXPECT_TRUE(CanPackQ8Rows16(p.plain.matrix));
-    PackQ8Rows16(p.packed_bytes.data(), rows, cols);
-    p.packed = {dtype, rows, cols, p.packed_bytes.data(), WeightLayout::kQ8Rows16};
-  }
+  const WeightLayout layout = Rows16LayoutOf(p.plain.matrix);
+  EXPECT_NE(layout, WeightLayout::kRows) << DTypeName(dtype);
+  PackRows16(layout, p.packed_bytes.data(), rows, cols);
+  p.packed = {dtype, rows, cols, p.packed_bytes.data(), layout};
   return p;
+}
+
+// The dtypes with a 16-row layout, and the block each takes.
+constexpr std::pair<DType, int64_t> kRows16DTypes[] = {{DType::kQ8_0, 32},  {DType::kQ4_K, 256},
+                                                       {DType::kQ6_K, 256}, {DType::kQ5_K, 256},
+                                                       {DType::kQ4_0, 32},  {DType::kQ5_0, 32}};
+
+TEST(Q8Rows16Test, LayoutsFollowTheDTypeAndTheShape) {
+  std::vector<uint8_t> bytes(1);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ8_0, 32, 64, bytes.data()}), WeightLayout::kQ8Rows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ4_K, 16, 256, bytes.data()}), WeightLayout::kQ4KRows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ6_K, 16, 256, bytes.data()}), WeightLayout::kQ6KRows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ5_K, 16, 256, bytes.data()}), WeightLayout::kQ5KRows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ4_0, 16, 32, bytes.data()}), WeightLayout::kQ40Rows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ5_0, 16, 32, bytes.data()}), WeightLayout::kQ50Rows16);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ8_0, 24, 64, bytes.data()}), WeightLayout::kRows);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ4_K, 16, 128, bytes.data()}), WeightLayout::kRows);
+  EXPECT_EQ(Rows16LayoutOf({DType::kF16, 16, 256, bytes.data()}), WeightLayout::kRows);
+  EXPECT_EQ(Rows16LayoutOf({DType::kQ8_0, 16, 64, bytes.data(), WeightLayout::kQ8Rows16}),
+            WeightLayout::kRows);
 }
 
 TEST(Q8Rows16Test, QuantizerRoundsToTheNearestStepOfMaxOver127) {
@@ -303,8 +314,8 @@ TEST(Q8Rows16Test, PackingPlacesScalesAndQuantsOfEachRow) {
 
 TEST(Q8Rows16Test, RowsDequantizeAsBeforePacking) {
   std::mt19937 rng(8);
-  for (const auto& [dtype, cols] :
-       {std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ4_K, 512}, std::pair{DType::kQ6_K, 512}}) {
+  for (const auto& [dtype, block] : kRows16DTypes) {
+    const int64_t cols = 2 * block + (block == 32 ? 32 : 0);
     const PackedPair p = MakePacked(48, cols, rng, dtype);
     std::vector<float> want(cols), got(cols);
     for (int64_t row = 0; row < 48; ++row) {
@@ -330,7 +341,9 @@ TEST_P(Q8Rows16LevelTest, MatchesReferenceAndScalarExactly) {
   for (const auto& [dtype, cols] :
        {std::pair{DType::kQ8_0, 32}, std::pair{DType::kQ8_0, 96}, std::pair{DType::kQ8_0, 800},
         std::pair{DType::kQ4_K, 256}, std::pair{DType::kQ4_K, 768}, std::pair{DType::kQ6_K, 256},
-        std::pair{DType::kQ6_K, 768}}) {
+        std::pair{DType::kQ6_K, 768}, std::pair{DType::kQ5_K, 256}, std::pair{DType::kQ5_K, 768},
+        std::pair{DType::kQ4_0, 32}, std::pair{DType::kQ4_0, 800}, std::pair{DType::kQ5_0, 32},
+        std::pair{DType::kQ5_0, 800}}) {
     for (int64_t rows : {16, 48, 112, 272}) {
       const PackedPair p = MakePacked(rows, cols, rng, dtype);
       for (int64_t m : {1, 3, 4, 9, 37}) {
@@ -383,6 +396,32 @@ TEST_P(Q8Rows16LevelTest, RowsDoNotDependOnTheBatch) {
   }
 }
 
+// The same for every 16-row layout, and MatMulMany over all of them at once.
+TEST_P(Q8Rows16LevelTest, EveryLayoutIsBatchInvariant) {
+  ThreadPool pool(2);
+  std::mt19937 rng(9);
+  const int64_t m = 6, cols = 512;
+  const std::vector<float> x = RandomVector(m * cols, rng);
+  std::vector<PackedPair> pairs;
+  for (const auto& [dtype, block] : kRows16DTypes)
+    pairs.push_back(MakePacked(32, cols, rng, dtype));
+  std::vector<std::vector<float>> many(pairs.size(), std::vector<float>(m * 32));
+  std::vector<MatMulOut> outs;
+  for (size_t j = 0; j < pairs.size(); ++j)
+    outs.push_back({&pairs[j].packed, many[j].data(), nullptr});
+  MatMulManyWithIsa(GetParam(), outs.data(), static_cast<int>(outs.size()), x.data(), m, pool);
+  for (size_t j = 0; j < pairs.size(); ++j) {
+    std::vector<float> single(32);
+    for (int64_t i = 0; i < m; ++i) {
+      MatMulWithIsa(GetParam(), pairs[j].packed, x.data() + i * cols, 1, single.data(), nullptr,
+                    pool);
+      for (int64_t r = 0; r < 32; ++r) {
+        ASSERT_EQ(many[j][i * 32 + r], single[r]) << DTypeName(pairs[j].packed.dtype) << " " << i;
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllLevels, Q8Rows16LevelTest,
                          ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
                          [](const ::testing::TestParamInfo<Isa>& info) {
@@ -392,7 +431,7 @@ INSTANTIATE_TEST_SUITE_P(AllLevels, Q8Rows16LevelTest,
 TEST(Q8Rows16Test, IntegerProductsStayCloseToUnquantizedX) {
   ThreadPool pool(2);
   std::mt19937 rng(7);
-  for (DType dtype : {DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+  for (const auto& [dtype, block] : kRows16DTypes) {
     const PackedPair p = MakePacked(64, 2048, rng, dtype);
     const std::vector<float> x = RandomVector(2 * 2048, rng);
     std::vector<float> packed(2 * 64), plain(2 * 64);
