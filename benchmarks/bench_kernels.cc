@@ -254,6 +254,36 @@ void BM_RmsNorm(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * n);
 }
 
+// Args: dtype, m. One 256 x 2048 matrix in its 16-row layout, the same one
+// every time so that it stays in L2, on one thread: what the integer kernels
+// compute per second when memory is not the limit.
+void BM_Rows16Hot(benchmark::State& state) {
+  const int64_t rows = 256, cols = 2048, m = state.range(1);
+  const DType dtype = static_cast<DType>(state.range(0));
+  const WeightCopies w = MakeCopies(dtype, rows, cols, 1);
+  const WeightLayout layout = Rows16LayoutOf({dtype, rows, cols, w.bytes.get()});
+  PackRows16(layout, w.bytes.get(), rows, cols);
+  const WeightMatrix matrix{dtype, rows, cols, w.bytes.get(), layout};
+  std::vector<float> x(m * cols, 0.5f), y(m * rows);
+  for (int64_t k = 0; k < m * cols; ++k) x[k] = 0.01f * static_cast<float>(k % 101) - 0.5f;
+  ThreadPool& pool = Pool(1);
+  for (auto _ : state) {
+    MatMul(matrix, x.data(), m, y.data(), nullptr, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weights/s"] = benchmark::Counter(static_cast<double>(m * rows * cols),
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(DTypeName(dtype)));
+}
+
+void Rows16HotArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"dtype", "m"});
+  for (DType dtype :
+       {DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K, DType::kQ4_0, DType::kQ5_0}) {
+    for (int64_t m : {1, 4}) b->Args({static_cast<int64_t>(dtype), m});
+  }
+}
+
 void BM_Softmax(benchmark::State& state) {
   const int64_t n = state.range(0);
   std::vector<float> x(n);
@@ -277,6 +307,7 @@ void BM_SiluMul(benchmark::State& state) {
 
 BENCHMARK(BM_Gemv)->Apply(ModelShapes);
 BENCHMARK(BM_Q8Rows16)->Apply(Q8Rows16Shapes);
+BENCHMARK(BM_Rows16Hot)->Apply(Rows16HotArgs);
 BENCHMARK(BM_Gemm)->Apply(GemmShapes);
 BENCHMARK(BM_SmallBatch)->Apply(SmallBatchShapes);
 BENCHMARK(BM_RmsNorm)->Apply(VectorOpArgs);
