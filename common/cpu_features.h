@@ -20,7 +20,8 @@ struct CpuFeatures {
 };
 
 // Features of the running CPU, honouring FERRY_PORTABLE builds (which report
-// none) and the FERRY_CPU_FEATURES=baseline environment override.
+// none) and the FERRY_CPU_FEATURES environment override: `baseline` (no
+// SIMD) or `avx2` (no AVX-512).
 const CpuFeatures& GetCpuFeatures();
 
 }  // namespace ferry

@@ -843,14 +843,13 @@ __attribute__((target("avx512vnni"))) void GemvQ8Rows16Vnni(const char* group, i
 using Rows16Kernel = void (*)(const char* group, int64_t cols, QuantizedRows x, float* y,
                               int64_t ldy);
 
-// A GemvRows16Fn from a layout's VNNI kernels by m, or its plain kernel
+// A GemvRows16Fn from a layout's VNNI kernels by m, or its AVX2 kernel
 // where this CPU has no VNNI.
-void RunRows16(const Rows16Kernel (&by_m)[4], GemvRows16Fn plain, int64_t group_bytes,
-               const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
-               int64_t ldy) {
+void RunRows16(const Rows16Kernel (&by_m)[4], GemvRows16Fn avx2, int64_t group_bytes, const void* w,
+               int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y, int64_t ldy) {
   static const bool vnni = GetCpuFeatures().avx512vnni;
   if (!vnni) {
-    plain(w, groups, cols, x, m, y, ldy);
+    avx2(w, groups, cols, x, m, y, ldy);
     return;
   }
   const Rows16Kernel kernel = by_m[std::clamp<int64_t>(m, 1, 4) - 1];
@@ -863,7 +862,7 @@ void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, 
                   int64_t ldy) {
   static constexpr Rows16Kernel kByM[] = {&GemvQ8Rows16Vnni<1>, &GemvQ8Rows16Vnni<2>,
                                           &GemvQ8Rows16Vnni<3>, &GemvQ8Rows16Vnni<4>};
-  RunRows16(kByM, &GemvQ8Rows16Plain, cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes, w, groups,
+  RunRows16(kByM, &GemvQ8Rows16Avx2, cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes, w, groups,
             cols, x, m, y, ldy);
 }
 
@@ -972,8 +971,8 @@ void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
   static constexpr Rows16Kernel kByM[] = {
       &GemvScaleMinRows16Vnni<1, false>, &GemvScaleMinRows16Vnni<2, false>,
       &GemvScaleMinRows16Vnni<3, false>, &GemvScaleMinRows16Vnni<4, false>};
-  RunRows16(kByM, &GemvQ4KRows16Plain, cols / 256 * kQ4KRows16GroupBlockBytes, w, groups, cols, x,
-            m, y, ldy);
+  RunRows16(kByM, &GemvQ4KRows16Avx2, cols / 256 * kQ4KRows16GroupBlockBytes, w, groups, cols, x, m,
+            y, ldy);
 }
 
 void GemvQ5KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
@@ -981,8 +980,8 @@ void GemvQ5KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
   static constexpr Rows16Kernel kByM[] = {
       &GemvScaleMinRows16Vnni<1, true>, &GemvScaleMinRows16Vnni<2, true>,
       &GemvScaleMinRows16Vnni<3, true>, &GemvScaleMinRows16Vnni<4, true>};
-  RunRows16(kByM, &GemvQ5KRows16Plain, cols / 256 * kQ5KRows16GroupBlockBytes, w, groups, cols, x,
-            m, y, ldy);
+  RunRows16(kByM, &GemvQ5KRows16Avx2, cols / 256 * kQ5KRows16GroupBlockBytes, w, groups, cols, x, m,
+            y, ldy);
 }
 
 // kQ40Rows16 against int8 x with VNNI: per 64-byte word c, the low nibbles
@@ -1053,7 +1052,7 @@ void GemvQ40Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
   static constexpr Rows16Kernel kByM[] = {
       &GemvQ4Or5Rows16Vnni<1, false>, &GemvQ4Or5Rows16Vnni<2, false>,
       &GemvQ4Or5Rows16Vnni<3, false>, &GemvQ4Or5Rows16Vnni<4, false>};
-  RunRows16(kByM, &GemvQ40Rows16Plain, cols / kQ8Rows16Block * kQ40Rows16GroupBlockBytes, w, groups,
+  RunRows16(kByM, &GemvQ40Rows16Avx2, cols / kQ8Rows16Block * kQ40Rows16GroupBlockBytes, w, groups,
             cols, x, m, y, ldy);
 }
 
@@ -1062,7 +1061,7 @@ void GemvQ50Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
   static constexpr Rows16Kernel kByM[] = {
       &GemvQ4Or5Rows16Vnni<1, true>, &GemvQ4Or5Rows16Vnni<2, true>, &GemvQ4Or5Rows16Vnni<3, true>,
       &GemvQ4Or5Rows16Vnni<4, true>};
-  RunRows16(kByM, &GemvQ50Rows16Plain, cols / kQ8Rows16Block * kQ50Rows16GroupBlockBytes, w, groups,
+  RunRows16(kByM, &GemvQ50Rows16Avx2, cols / kQ8Rows16Block * kQ50Rows16GroupBlockBytes, w, groups,
             cols, x, m, y, ldy);
 }
 
@@ -1143,8 +1142,8 @@ void GemvQ6KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x,
                    float* y, int64_t ldy) {
   static constexpr Rows16Kernel kByM[] = {&GemvQ6KRows16Vnni<1>, &GemvQ6KRows16Vnni<2>,
                                           &GemvQ6KRows16Vnni<3>, &GemvQ6KRows16Vnni<4>};
-  RunRows16(kByM, &GemvQ6KRows16Plain, cols / 256 * kQ6KRows16GroupBlockBytes, w, groups, cols, x,
-            m, y, ldy);
+  RunRows16(kByM, &GemvQ6KRows16Avx2, cols / 256 * kQ6KRows16GroupBlockBytes, w, groups, cols, x, m,
+            y, ldy);
 }
 
 constexpr KernelTable kAvx512Table = {

@@ -66,8 +66,9 @@ struct WeightMatrix {
   WeightLayout layout = WeightLayout::kRows;
 };
 
-// True when this CPU has fast kernels for the 16-row layouts (AVX-512
-// VNNI); the layouts work everywhere, through plain loops elsewhere.
+// True when this CPU has fast kernels for the 16-row layouts (AVX-512 VNNI,
+// or AVX2 at about half the rate); the layouts work everywhere, through
+// plain loops elsewhere.
 bool Rows16Fast();
 // The 16-row layout w (in rows) can be packed into: its dtype has one, its
 // rows are a multiple of 16 and its cols whole blocks. kRows where not.

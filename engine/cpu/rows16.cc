@@ -25,7 +25,7 @@ float HalfAt(const uint8_t* p) {
 
 }  // namespace
 
-bool Rows16Fast() { return BestIsa() == Isa::kAvx512 && GetCpuFeatures().avx512vnni; }
+bool Rows16Fast() { return BestIsa() != Isa::kScalar; }
 
 namespace {
 

@@ -1,6 +1,7 @@
 // MatMul on every level and dtype against a double-precision reference.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <tuple>
@@ -418,6 +419,38 @@ TEST_P(Q8Rows16LevelTest, EveryLayoutIsBatchInvariant) {
       for (int64_t r = 0; r < 32; ++r) {
         ASSERT_EQ(many[j][i * 32 + r], single[r]) << DTypeName(pairs[j].packed.dtype) << " " << i;
       }
+    }
+  }
+}
+
+// Any bytes a file may hold: quants at their extremes (all bits set, or
+// Q8_0's -128) against x at ±127 overflow no intermediate sum, and random
+// bytes agree too; bit for bit the scalar level.
+TEST_P(Q8Rows16LevelTest, ExtremeQuantsStayExact) {
+  ThreadPool pool(1);
+  std::mt19937 rng(10);
+  const int64_t rows = 32, m = 3;
+  for (const auto& [dtype, block] : kRows16DTypes) {
+    const int64_t cols = 2 * (block == 32 ? 128 : block);
+    const DTypeBlocking b = BlockingOf(dtype);
+    for (int fill : {0xFF, 0x80, 0x7F, -1}) {
+      std::vector<uint8_t> bytes(static_cast<size_t>(rows * cols / b.values * b.bytes));
+      for (uint8_t& v : bytes) v = static_cast<uint8_t>(fill >= 0 ? fill : rng());
+      // Finite fp16 scales (1/256) where the format keeps them.
+      const uint16_t small = 0x1c00;
+      for (size_t k = 0; k < bytes.size(); k += b.bytes) {
+        std::memcpy(&bytes[k + (dtype == DType::kQ6_K ? 208 : 0)], &small, 2);
+        if (dtype == DType::kQ4_K || dtype == DType::kQ5_K) std::memcpy(&bytes[k + 2], &small, 2);
+      }
+      const WeightLayout layout = Rows16LayoutOf({dtype, rows, cols, bytes.data()});
+      PackRows16(layout, bytes.data(), rows, cols);
+      const WeightMatrix w{dtype, rows, cols, bytes.data(), layout};
+      std::vector<float> x(m * cols);
+      for (int64_t k = 0; k < m * cols; ++k) x[k] = k % 3 == 2 ? -1.0f : k % 7 == 0 ? 0.0f : 1.0f;
+      std::vector<float> y(m * rows), scalar(m * rows);
+      MatMulWithIsa(GetParam(), w, x.data(), m, y.data(), nullptr, pool);
+      MatMulWithIsa(Isa::kScalar, w, x.data(), m, scalar.data(), nullptr, pool);
+      ASSERT_EQ(y, scalar) << DTypeName(dtype) << " fill " << fill;
     }
   }
 }
