@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "engine/cpu/kernel_table.h"
+#include "engine/cpu/rows16_simd.h"
 
 namespace ferry::cpu {
 namespace {
@@ -146,7 +147,6 @@ void ScaleMinHalf(const char* group, int64_t cols, QuantizedRows x, float* y, in
   constexpr int64_t kRun = kFifth ? kQ5KRows16GroupBlockBytes : kQ4KRows16GroupBlockBytes;
   const int64_t blocks = cols / 256, xblocks = cols / kQ8Rows16Block;
   const __m256i nibble = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
-  const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), top2 = _mm_set1_epi8(0x30);
   __m256 acc[kM];
   for (int i = 0; i < kM; ++i) acc[i] = _mm256_setzero_ps();
   for (int64_t b = 0; b < blocks; ++b) {
@@ -163,15 +163,7 @@ void ScaleMinHalf(const char* group, int64_t cols, QuantizedRows x, float* y, in
       for (int h = 0; h < 2; ++h) {
         const int j = 2 * p + h;
         __m128i sc, mn;
-        if (j < 4) {
-          sc = _mm_and_si128(plane[j], low6);
-          mn = _mm_and_si128(plane[j + 4], low6);
-        } else {
-          sc = _mm_or_si128(_mm_and_si128(plane[j + 4], low4),
-                            _mm_and_si128(_mm_srli_epi16(plane[j - 4], 2), top2));
-          mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(plane[j + 4], 4), low4),
-                            _mm_and_si128(_mm_srli_epi16(plane[j], 2), top2));
-        }
+        UnpackScaleMin(plane, j, &sc, &mn);
         scale[h] = _mm256_mul_ps(d, BytesU(sc));
         min[h] = _mm256_mul_ps(dmin, BytesU(mn));
       }
@@ -275,9 +267,29 @@ void Q6KHalf(const char* group, int64_t cols, QuantizedRows x, float* y, int64_t
   for (int i = 0; i < kM; ++i) _mm256_storeu_ps(y + i * ldy + 8 * half, acc[i]);
 }
 
+}  // namespace
+
 // Each group's two halves, for x rows two at a time.
-void Run(HalfKernel one, HalfKernel two, int64_t group_bytes, const void* w, int64_t groups,
-         int64_t cols, QuantizedRows x, int64_t m, float* y, int64_t ldy) {
+template <WeightLayout L>
+void GemvRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                    float* y, int64_t ldy) {
+  HalfKernel one, two;
+  if constexpr (L == WeightLayout::kQ8Rows16) {
+    one = &Q8Half<1>, two = &Q8Half<2>;
+  } else if constexpr (L == WeightLayout::kQ4KRows16) {
+    one = &ScaleMinHalf<1, false>, two = &ScaleMinHalf<2, false>;
+  } else if constexpr (L == WeightLayout::kQ6KRows16) {
+    one = &Q6KHalf<1>, two = &Q6KHalf<2>;
+  } else if constexpr (L == WeightLayout::kQ5KRows16) {
+    one = &ScaleMinHalf<1, true>, two = &ScaleMinHalf<2, true>;
+  } else if constexpr (L == WeightLayout::kQ40Rows16) {
+    one = &Q4Or5Half<1, false>, two = &Q4Or5Half<2, false>;
+  } else {
+    static_assert(L == WeightLayout::kQ50Rows16);
+    one = &Q4Or5Half<1, true>, two = &Q4Or5Half<2, true>;
+  }
+  constexpr int kIndex = static_cast<int>(L) - 1;
+  const int64_t group_bytes = cols / kRows16BlockValues[kIndex] * kRows16RunBytes[kIndex];
   const int64_t xblocks = cols / kQ8Rows16Block, sixteens = cols / 16;
   for (int64_t g = 0; g < groups; ++g) {
     const char* group = static_cast<const char*>(w) + g * group_bytes;
@@ -290,42 +302,17 @@ void Run(HalfKernel one, HalfKernel two, int64_t group_bytes, const void* w, int
   }
 }
 
-}  // namespace
-
-void GemvQ8Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                      float* y, int64_t ldy) {
-  Run(&Q8Half<1>, &Q8Half<2>, cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes, w, groups, cols, x,
-      m, y, ldy);
-}
-
-void GemvQ4KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy) {
-  Run(&ScaleMinHalf<1, false>, &ScaleMinHalf<2, false>, cols / 256 * kQ4KRows16GroupBlockBytes, w,
-      groups, cols, x, m, y, ldy);
-}
-
-void GemvQ6KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy) {
-  Run(&Q6KHalf<1>, &Q6KHalf<2>, cols / 256 * kQ6KRows16GroupBlockBytes, w, groups, cols, x, m, y,
-      ldy);
-}
-
-void GemvQ5KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy) {
-  Run(&ScaleMinHalf<1, true>, &ScaleMinHalf<2, true>, cols / 256 * kQ5KRows16GroupBlockBytes, w,
-      groups, cols, x, m, y, ldy);
-}
-
-void GemvQ40Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy) {
-  Run(&Q4Or5Half<1, false>, &Q4Or5Half<2, false>, cols / kQ8Rows16Block * kQ40Rows16GroupBlockBytes,
-      w, groups, cols, x, m, y, ldy);
-}
-
-void GemvQ50Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy) {
-  Run(&Q4Or5Half<1, true>, &Q4Or5Half<2, true>, cols / kQ8Rows16Block * kQ50Rows16GroupBlockBytes,
-      w, groups, cols, x, m, y, ldy);
-}
+template void GemvRows16Avx2<WeightLayout::kQ8Rows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                      int64_t, float*, int64_t);
+template void GemvRows16Avx2<WeightLayout::kQ4KRows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                       int64_t, float*, int64_t);
+template void GemvRows16Avx2<WeightLayout::kQ6KRows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                       int64_t, float*, int64_t);
+template void GemvRows16Avx2<WeightLayout::kQ5KRows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                       int64_t, float*, int64_t);
+template void GemvRows16Avx2<WeightLayout::kQ40Rows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                       int64_t, float*, int64_t);
+template void GemvRows16Avx2<WeightLayout::kQ50Rows16>(const void*, int64_t, int64_t, QuantizedRows,
+                                                       int64_t, float*, int64_t);
 
 }  // namespace ferry::cpu

@@ -11,6 +11,7 @@
 
 #include "common/cpu_features.h"
 #include "engine/cpu/kernel_table.h"
+#include "engine/cpu/rows16_simd.h"
 #include "engine/cpu/simd_exp.h"
 
 namespace ferry::cpu {
@@ -843,29 +844,6 @@ __attribute__((target("avx512vnni"))) void GemvQ8Rows16Vnni(const char* group, i
 using Rows16Kernel = void (*)(const char* group, int64_t cols, QuantizedRows x, float* y,
                               int64_t ldy);
 
-// A GemvRows16Fn from a layout's VNNI kernels by m, or its AVX2 kernel
-// where this CPU has no VNNI.
-void RunRows16(const Rows16Kernel (&by_m)[4], GemvRows16Fn avx2, int64_t group_bytes, const void* w,
-               int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y, int64_t ldy) {
-  static const bool vnni = GetCpuFeatures().avx512vnni;
-  if (!vnni) {
-    avx2(w, groups, cols, x, m, y, ldy);
-    return;
-  }
-  const Rows16Kernel kernel = by_m[std::clamp<int64_t>(m, 1, 4) - 1];
-  for (int64_t g = 0; g < groups; ++g) {
-    kernel(static_cast<const char*>(w) + g * group_bytes, cols, x, y + 16 * g, ldy);
-  }
-}
-
-void GemvQ8Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
-                  int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {&GemvQ8Rows16Vnni<1>, &GemvQ8Rows16Vnni<2>,
-                                          &GemvQ8Rows16Vnni<3>, &GemvQ8Rows16Vnni<4>};
-  RunRows16(kByM, &GemvQ8Rows16Avx2, cols / kQ8Rows16Block * kQ8Rows16GroupBlockBytes, w, groups,
-            cols, x, m, y, ldy);
-}
-
 // kQ4KRows16 against int8 x with VNNI: as GemvQ8Rows16Vnni, with the low
 // and high nibbles of each 64-byte word run as sub-blocks 2p and 2p + 1.
 // The sixteen rows' (scale, min) pairs are unpacked side by side from the
@@ -879,7 +857,6 @@ __attribute__((target("avx512vnni"))) void GemvScaleMinRows16Vnni(const char* gr
   constexpr int64_t kRun = kFifth ? kQ5KRows16GroupBlockBytes : kQ4KRows16GroupBlockBytes;
   const int64_t blocks = cols / 256, xblocks = cols / kQ8Rows16Block;
   const __m512i nibble = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-  const __m128i low6 = _mm_set1_epi8(63), low4 = _mm_set1_epi8(0x0F), top2 = _mm_set1_epi8(0x30);
   __m512 acc[kM];
 #pragma GCC unroll 4
   for (int i = 0; i < kM; ++i) acc[i] = _mm512_setzero_ps();
@@ -903,15 +880,7 @@ __attribute__((target("avx512vnni"))) void GemvScaleMinRows16Vnni(const char* gr
       for (int h = 0; h < 2; ++h) {
         const int j = 2 * p + h;
         __m128i sc, mn;
-        if (j < 4) {
-          sc = _mm_and_si128(plane[j], low6);
-          mn = _mm_and_si128(plane[j + 4], low6);
-        } else {
-          sc = _mm_or_si128(_mm_and_si128(plane[j + 4], low4),
-                            _mm_and_si128(_mm_srli_epi16(plane[j - 4], 2), top2));
-          mn = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(plane[j + 4], 4), low4),
-                            _mm_and_si128(_mm_srli_epi16(plane[j], 2), top2));
-        }
+        UnpackScaleMin(plane, j, &sc, &mn);
         scale[h] = _mm512_mul_ps(d, widen(sc));
         min[h] = _mm512_mul_ps(dmin, widen(mn));
       }
@@ -964,24 +933,6 @@ __attribute__((target("avx512vnni"))) void GemvScaleMinRows16Vnni(const char* gr
   }
 #pragma GCC unroll 4
   for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
-}
-
-void GemvQ4KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                   float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {
-      &GemvScaleMinRows16Vnni<1, false>, &GemvScaleMinRows16Vnni<2, false>,
-      &GemvScaleMinRows16Vnni<3, false>, &GemvScaleMinRows16Vnni<4, false>};
-  RunRows16(kByM, &GemvQ4KRows16Avx2, cols / 256 * kQ4KRows16GroupBlockBytes, w, groups, cols, x, m,
-            y, ldy);
-}
-
-void GemvQ5KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                   float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {
-      &GemvScaleMinRows16Vnni<1, true>, &GemvScaleMinRows16Vnni<2, true>,
-      &GemvScaleMinRows16Vnni<3, true>, &GemvScaleMinRows16Vnni<4, true>};
-  RunRows16(kByM, &GemvQ5KRows16Avx2, cols / 256 * kQ5KRows16GroupBlockBytes, w, groups, cols, x, m,
-            y, ldy);
 }
 
 // kQ40Rows16 against int8 x with VNNI: per 64-byte word c, the low nibbles
@@ -1045,24 +996,6 @@ __attribute__((target("avx512vnni"))) void GemvQ4Or5Rows16Vnni(const char* group
   }
 #pragma GCC unroll 4
   for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
-}
-
-void GemvQ40Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                   float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {
-      &GemvQ4Or5Rows16Vnni<1, false>, &GemvQ4Or5Rows16Vnni<2, false>,
-      &GemvQ4Or5Rows16Vnni<3, false>, &GemvQ4Or5Rows16Vnni<4, false>};
-  RunRows16(kByM, &GemvQ40Rows16Avx2, cols / kQ8Rows16Block * kQ40Rows16GroupBlockBytes, w, groups,
-            cols, x, m, y, ldy);
-}
-
-void GemvQ50Rows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                   float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {
-      &GemvQ4Or5Rows16Vnni<1, true>, &GemvQ4Or5Rows16Vnni<2, true>, &GemvQ4Or5Rows16Vnni<3, true>,
-      &GemvQ4Or5Rows16Vnni<4, true>};
-  RunRows16(kByM, &GemvQ50Rows16Avx2, cols / kQ8Rows16Block * kQ50Rows16GroupBlockBytes, w, groups,
-            cols, x, m, y, ldy);
 }
 
 // kQ6KRows16 against int8 x with VNNI: the 6-bit quants of four 32-value
@@ -1138,12 +1071,39 @@ __attribute__((target("avx512vnni"))) void GemvQ6KRows16Vnni(const char* group, 
   for (int i = 0; i < kM; ++i) _mm512_storeu_ps(y + i * ldy, acc[i]);
 }
 
-void GemvQ6KRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                   float* y, int64_t ldy) {
-  static constexpr Rows16Kernel kByM[] = {&GemvQ6KRows16Vnni<1>, &GemvQ6KRows16Vnni<2>,
-                                          &GemvQ6KRows16Vnni<3>, &GemvQ6KRows16Vnni<4>};
-  RunRows16(kByM, &GemvQ6KRows16Avx2, cols / 256 * kQ6KRows16GroupBlockBytes, w, groups, cols, x, m,
-            y, ldy);
+// A GemvRows16Fn for layout L: its VNNI kernel for up to four x rows at a
+// time, or its AVX2 kernel where this CPU has no VNNI.
+template <WeightLayout L>
+void GemvRows16(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m, float* y,
+                int64_t ldy) {
+  static const bool vnni = GetCpuFeatures().avx512vnni;
+  if (!vnni) {
+    GemvRows16Avx2<L>(w, groups, cols, x, m, y, ldy);
+    return;
+  }
+  Rows16Kernel by_m[4];
+  if constexpr (L == WeightLayout::kQ8Rows16) {
+    by_m[0] = &GemvQ8Rows16Vnni<1>, by_m[1] = &GemvQ8Rows16Vnni<2>;
+    by_m[2] = &GemvQ8Rows16Vnni<3>, by_m[3] = &GemvQ8Rows16Vnni<4>;
+  } else if constexpr (L == WeightLayout::kQ4KRows16 || L == WeightLayout::kQ5KRows16) {
+    constexpr bool kFifth = L == WeightLayout::kQ5KRows16;
+    by_m[0] = &GemvScaleMinRows16Vnni<1, kFifth>, by_m[1] = &GemvScaleMinRows16Vnni<2, kFifth>;
+    by_m[2] = &GemvScaleMinRows16Vnni<3, kFifth>, by_m[3] = &GemvScaleMinRows16Vnni<4, kFifth>;
+  } else if constexpr (L == WeightLayout::kQ6KRows16) {
+    by_m[0] = &GemvQ6KRows16Vnni<1>, by_m[1] = &GemvQ6KRows16Vnni<2>;
+    by_m[2] = &GemvQ6KRows16Vnni<3>, by_m[3] = &GemvQ6KRows16Vnni<4>;
+  } else {
+    constexpr bool kFifth = L == WeightLayout::kQ50Rows16;
+    static_assert(kFifth || L == WeightLayout::kQ40Rows16);
+    by_m[0] = &GemvQ4Or5Rows16Vnni<1, kFifth>, by_m[1] = &GemvQ4Or5Rows16Vnni<2, kFifth>;
+    by_m[2] = &GemvQ4Or5Rows16Vnni<3, kFifth>, by_m[3] = &GemvQ4Or5Rows16Vnni<4, kFifth>;
+  }
+  constexpr int kIndex = static_cast<int>(L) - 1;
+  const int64_t group_bytes = cols / kRows16BlockValues[kIndex] * kRows16RunBytes[kIndex];
+  const Rows16Kernel kernel = by_m[std::clamp<int64_t>(m, 1, 4) - 1];
+  for (int64_t g = 0; g < groups; ++g) {
+    kernel(static_cast<const char*>(w) + g * group_bytes, cols, x, y + 16 * g, ldy);
+  }
 }
 
 constexpr KernelTable kAvx512Table = {
@@ -1154,8 +1114,9 @@ constexpr KernelTable kAvx512Table = {
                   &GemvRowsQ8Any, nullptr, nullptr, nullptr, nullptr, nullptr},
     .to_f32 = {&ToF32Typed<F32Weights>, &ToF32Typed<F16Weights>, &ToF32Typed<Bf16Weights>, &ToF32Q8,
                &ToF32K<Q4K>, &ToF32K<Q6K>, &ToF32K<Q40>, &ToF32K<Q50>, &ToF32K<Q5K>},
-    .gemv_rows16 = {&GemvQ8Rows16, &GemvQ4KRows16, &GemvQ6KRows16, &GemvQ5KRows16, &GemvQ40Rows16,
-                    &GemvQ50Rows16},
+    .gemv_rows16 = {&GemvRows16<WeightLayout::kQ8Rows16>, &GemvRows16<WeightLayout::kQ4KRows16>,
+                    &GemvRows16<WeightLayout::kQ6KRows16>, &GemvRows16<WeightLayout::kQ5KRows16>,
+                    &GemvRows16<WeightLayout::kQ40Rows16>, &GemvRows16<WeightLayout::kQ50Rows16>},
     .pack_panel = &Avx512PackGemmPanel,
     .gemm_panel = &Avx512GemmPanel,
     .dot = &Dot,

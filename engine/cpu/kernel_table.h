@@ -64,20 +64,17 @@ void GemvQ40Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRo
                         float* y, int64_t ldy);
 void GemvQ50Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                         float* y, int64_t ldy);
-// Their AVX2 kernels (avx2_rows16.cc), for AVX2 CPUs and AVX-512 ones
-// without VNNI; to be called only where AVX2 is available.
-void GemvQ8Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                      float* y, int64_t ldy);
-void GemvQ4KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy);
-void GemvQ6KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy);
-void GemvQ5KRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy);
-void GemvQ40Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy);
-void GemvQ50Rows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                       float* y, int64_t ldy);
+// Each layout's run bytes and the values of one of its blocks, by index.
+inline constexpr int64_t kRows16RunBytes[kNumRows16Layouts] = {
+    kQ8Rows16GroupBlockBytes,  kQ4KRows16GroupBlockBytes, kQ6KRows16GroupBlockBytes,
+    kQ5KRows16GroupBlockBytes, kQ40Rows16GroupBlockBytes, kQ50Rows16GroupBlockBytes};
+inline constexpr int64_t kRows16BlockValues[kNumRows16Layouts] = {32, 256, 256, 256, 32, 32};
+// The AVX2 kernel of layout L (avx2_rows16.cc, instantiated there for each
+// layout), for AVX2 CPUs and AVX-512 ones without VNNI; to be called only
+// where AVX2 is available.
+template <WeightLayout L>
+void GemvRows16Avx2(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                    float* y, int64_t ldy);
 // Row `row` of a matrix in a 16-row layout as fp32 (w.cols values).
 void DequantizeRows16Row(const WeightMatrix& w, int64_t row, float* out);
 // The GemvFn for m rows of x at once, 1 <= m <= kGemvRowsMax (x rows ldx

@@ -268,14 +268,16 @@ void GemvScaleMinRows16Plain(const void* w, int64_t groups, int64_t cols, Quanti
   }
 }
 
-// kQ40Rows16 and, with kFifth, kQ50Rows16: per block the unsigned quants
-// against x, less their offset (8, or 16) times x's sum, scaled by d and x's d.
-template <bool kFifth>
-void GemvQ4Or5Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
-                          float* y, int64_t ldy) {
-  constexpr int64_t kRun = kFifth ? kQ50Rows16GroupBlockBytes : kQ40Rows16GroupBlockBytes;
+// The layouts of 32-value blocks (kQ8Rows16, kQ40Rows16, kQ50Rows16): per
+// block the unsigned quants against x, less their offset (128, 8 or 16)
+// times x's sum, scaled by d and x's d.
+template <WeightLayout L>
+void GemvBlock32Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
+                            float* y, int64_t ldy) {
+  constexpr bool kQ8 = L == WeightLayout::kQ8Rows16, kFifth = L == WeightLayout::kQ50Rows16;
+  constexpr int64_t kRun = kRows16RunBytes[static_cast<int>(L) - 1];
   constexpr int64_t kQuants = kFifth ? 96 : 32;
-  constexpr int32_t kOffset = kFifth ? 16 : 8;
+  constexpr int32_t kOffset = kQ8 ? 128 : kFifth ? 16 : 8;
   const int64_t blocks = cols / kQ8Rows16Block;
   for (int64_t g = 0; g < groups; ++g) {
     const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kRun;
@@ -291,9 +293,14 @@ void GemvQ4Or5Rows16Plain(const void* w, int64_t groups, int64_t cols, Quantized
           if (kFifth) std::memcpy(&qh, run + 32 + 4 * r, 4);
           int32_t dot = 0;
           for (int64_t k = 0; k < 32; ++k) {
-            const uint8_t byte = run[kQuants + 64 * ((k % 16) / 4) + 4 * r + k % 4];
-            int32_t q = k < 16 ? byte & 0x0F : byte >> 4;
-            if (kFifth) q |= static_cast<int32_t>((qh >> k) & 1) << 4;
+            int32_t q;
+            if (kQ8) {
+              q = run[kQuants + 64 * (k / 4) + 4 * r + k % 4];
+            } else {
+              const uint8_t byte = run[kQuants + 64 * ((k % 16) / 4) + 4 * r + k % 4];
+              q = k < 16 ? byte & 0x0F : byte >> 4;
+              if (kFifth) q |= static_cast<int32_t>((qh >> k) & 1) << 4;
+            }
             dot += q * int32_t{qx[32 * b + k]};
           }
           dot -= kOffset * sx[b];
@@ -319,12 +326,12 @@ void GemvQ5KRows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRo
 
 void GemvQ40Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                         float* y, int64_t ldy) {
-  GemvQ4Or5Rows16Plain<false>(w, groups, cols, x, m, y, ldy);
+  GemvBlock32Rows16Plain<WeightLayout::kQ40Rows16>(w, groups, cols, x, m, y, ldy);
 }
 
 void GemvQ50Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                         float* y, int64_t ldy) {
-  GemvQ4Or5Rows16Plain<true>(w, groups, cols, x, m, y, ldy);
+  GemvBlock32Rows16Plain<WeightLayout::kQ50Rows16>(w, groups, cols, x, m, y, ldy);
 }
 
 // Per half h of a block, per 16-value half g of its 32-value quarters t
@@ -405,29 +412,7 @@ void QuantizeActivationRow(const float* x, int64_t n, int8_t* q, float* d, int32
 
 void GemvQ8Rows16Plain(const void* w, int64_t groups, int64_t cols, QuantizedRows x, int64_t m,
                        float* y, int64_t ldy) {
-  const int64_t blocks = cols / kQ8Rows16Block;
-  for (int64_t g = 0; g < groups; ++g) {
-    const uint8_t* group = static_cast<const uint8_t*>(w) + g * blocks * kQ8Rows16GroupBlockBytes;
-    for (int64_t i = 0; i < m; ++i) {
-      const int8_t* qx = x.q + i * cols;
-      const float* dx = x.d + i * blocks;
-      const int32_t* sx = x.s + i * blocks;
-      for (int64_t r = 0; r < kGroupRows; ++r) {
-        float acc = 0.0f;
-        for (int64_t b = 0; b < blocks; ++b) {
-          const uint8_t* p = group + b * kQ8Rows16GroupBlockBytes;
-          int32_t dot = 0;
-          for (int64_t k = 0; k < kQ8Rows16Block; ++k) {
-            dot +=
-                int32_t{p[32 + 64 * (k / 4) + 4 * r + k % 4]} * int32_t{qx[b * kQ8Rows16Block + k]};
-          }
-          dot -= 128 * sx[b];
-          acc = std::fma(static_cast<float>(dot), HalfAt(p + 2 * r) * dx[b], acc);
-        }
-        y[i * ldy + g * kGroupRows + r] = acc;
-      }
-    }
-  }
+  GemvBlock32Rows16Plain<WeightLayout::kQ8Rows16>(w, groups, cols, x, m, y, ldy);
 }
 
 }  // namespace ferry::cpu
