@@ -4,6 +4,7 @@
 // everything. And: every role rejects a bad config at start, naming the key.
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
 #include <sstream>
 
 #include "ferry/v1/scheduler.grpc.pb.h"
@@ -21,7 +22,10 @@ const std::map<std::string, std::string> kSmallWorkers = {
 
 TEST(LocalDeployTest, RunsTheKubernetesTopologyFromTheSameConfig) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
+  // A fresh directory: one left by an earlier run under the same pid would
+  // hold its `ready` file until the script clears it.
   const std::string dir = absl::StrCat(::testing::TempDir(), "/ferry_local_", ::getpid());
+  std::filesystem::remove_all(dir);
   ChildProcess run({"/bin/bash", std::string(FERRY_SOURCE_DIR) + "/deploy/local/run", "--bin",
                     testing::FerryBinary(), "--model", model, "--prefill", "1", "--decode", "1", "--port", "0",
                     "--dir", dir},
@@ -88,6 +92,7 @@ TEST(LocalDeployTest, RunsTheKubernetesTopologyFromTheSameConfig) {
   grpc::ClientContext after;
   after.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   EXPECT_FALSE(stub->ListWorkers(&after, {}, &list).ok()) << "the scheduler is still up";
+  if (!HasFailure()) std::filesystem::remove_all(dir);  // kept with its logs otherwise
 }
 
 TEST(LocalDeployTest, RefusesABadTopology) {
