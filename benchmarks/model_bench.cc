@@ -107,7 +107,8 @@ int Main(int argc, char** argv) {
                   "measured read bandwidth per thread count (GB/s, comma-separated); measured when empty");
   flags.AddBool("mmap", &map_weights, "decode from the file's mapping instead of a copy in memory");
   flags.AddBool("fp32-activations", &fp32_activations,
-                "no integer kernels for Q8_0, Q4_K and Q6_K: weights stay in the file's layout");
+                "no integer kernels for Q8_0, Q4_0, Q5_0 and k-quant weights: they stay in the "
+                "file's layout");
   return RunWithFlags(flags, argc, argv, [&]() -> int {
     (void)SetupLogging("warn");
     std::shared_ptr<const Model> model =

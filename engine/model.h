@@ -38,7 +38,7 @@ struct LoadOptions {
   // share the page cache; weights that go to a GPU are read once), but a
   // CPU decode step on mapped file pages was measured 3x slower.
   bool map_weights = false;
-  // Pack Q8_0, Q4_K and Q6_K layer matrices for the integer kernels where this CPU
+  // Pack Q8_0, Q4_0, Q5_0 and k-quant layer matrices for the integer kernels where this CPU
   // has them (cpu::Rows16Fast): activations then go in as int8 blocks, as in
   // llama.cpp. False keeps fp32 activations (and the file's row layout).
   bool integer_kernels = true;

@@ -46,9 +46,10 @@ void EngineFlags::Register(FlagParser& flags) {
                 "less RAM where several processes serve one file, slower CPU decode (always on with a GPU)");
   flags.AddBool(
       "fp32-activations", &fp32_activations,
-      "on the cpu backend, keep activations in fp32 for Q8_0, Q4_K and Q6_K weights instead of "
+      "on the cpu backend, keep activations in fp32 for Q8_0, Q4_0, Q5_0 and k-quant weights "
+      "instead of "
       "the integer kernels (int8 activations, as llama.cpp; about 2x faster where the CPU "
-      "has AVX-512 VNNI)");
+      "has AVX-512 VNNI or AVX2)");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
                   "copied there and copied back on a prefix hit instead of being recomputed; bytes "
