@@ -445,8 +445,12 @@ TEST_P(Q8Rows16LevelTest, ExtremeQuantsStayExact) {
       const WeightLayout layout = Rows16LayoutOf({dtype, rows, cols, bytes.data()});
       PackRows16(layout, bytes.data(), rows, cols);
       const WeightMatrix w{dtype, rows, cols, bytes.data(), layout};
+      // x rows all +127, all -127 (the largest sums), and mixed.
       std::vector<float> x(m * cols);
-      for (int64_t k = 0; k < m * cols; ++k) x[k] = k % 3 == 2 ? -1.0f : k % 7 == 0 ? 0.0f : 1.0f;
+      for (int64_t k = 0; k < m * cols; ++k) {
+        const int64_t row = k / cols;
+        x[k] = row == 0 ? 1.0f : row == 1 ? -1.0f : k % 3 == 2 ? -1.0f : k % 7 == 0 ? 0.0f : 1.0f;
+      }
       std::vector<float> y(m * rows), scalar(m * rows);
       MatMulWithIsa(GetParam(), w, x.data(), m, y.data(), nullptr, pool);
       MatMulWithIsa(Isa::kScalar, w, x.data(), m, scalar.data(), nullptr, pool);
