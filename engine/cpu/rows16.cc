@@ -15,7 +15,6 @@ namespace ferry::cpu {
 namespace {
 
 constexpr int64_t kGroupRows = 16;
-constexpr int64_t kQ8BlockBytes = 34;
 
 float HalfAt(const uint8_t* p) {
   uint16_t bits;
@@ -155,11 +154,11 @@ void Q6KFromRun(const uint8_t* run, int64_t r, uint8_t* block) {
   }
 }
 
-// One 16-row layout: its dtype's blocks and where their pieces go in a run.
+// One 16-row layout: its dtype and where the pieces of a block go in a run.
+// The block's size and values are the layout's entries in kRows16RunBytes
+// (over 16 rows) and kRows16BlockValues, which the kernels read too.
 struct Rows16Format {
   DType dtype;
-  int64_t block_values;
-  int64_t block_bytes;
   void (*to_run)(const uint8_t* block, int64_t r, uint8_t* run);
   void (*from_run)(const uint8_t* run, int64_t r, uint8_t* block);
   void (*dequantize)(const uint8_t* block, float* out);
@@ -167,32 +166,23 @@ struct Rows16Format {
 
 // In WeightLayout order, from kQ8Rows16.
 constexpr Rows16Format kFormats[kNumRows16Layouts] = {
-    {DType::kQ8_0, kQ8Rows16Block, kQ8BlockBytes, &Q8ToRun, &Q8FromRun, &DequantizeQ8_0Block},
-    {DType::kQ4_K, kQKValues, kQ4_KBlockBytes, &ScaleMinToRun<16>, &ScaleMinFromRun<16>,
-     &DequantizeQ4KBlock},
-    {DType::kQ6_K, kQKValues, kQ6_KBlockBytes, &Q6KToRun, &Q6KFromRun, &DequantizeQ6KBlock},
-    {DType::kQ5_K, kQKValues, kQ5_KBlockBytes, &ScaleMinToRun<48>, &ScaleMinFromRun<48>,
-     &DequantizeQ5KBlock},
-    {DType::kQ4_0, kQ8Rows16Block, kQ4_0BlockBytes, &Q4Or5ToRun<false>, &Q4Or5FromRun<false>,
-     &DequantizeQ4_0Block},
-    {DType::kQ5_0, kQ8Rows16Block, kQ5_0BlockBytes, &Q4Or5ToRun<true>, &Q4Or5FromRun<true>,
-     &DequantizeQ5_0Block},
+    {DType::kQ8_0, &Q8ToRun, &Q8FromRun, &DequantizeQ8_0Block},
+    {DType::kQ4_K, &ScaleMinToRun<16>, &ScaleMinFromRun<16>, &DequantizeQ4KBlock},
+    {DType::kQ6_K, &Q6KToRun, &Q6KFromRun, &DequantizeQ6KBlock},
+    {DType::kQ5_K, &ScaleMinToRun<48>, &ScaleMinFromRun<48>, &DequantizeQ5KBlock},
+    {DType::kQ4_0, &Q4Or5ToRun<false>, &Q4Or5FromRun<false>, &DequantizeQ4_0Block},
+    {DType::kQ5_0, &Q4Or5ToRun<true>, &Q4Or5FromRun<true>, &DequantizeQ5_0Block},
 };
 
-const Rows16Format& FormatOf(WeightLayout layout) { return kFormats[static_cast<int>(layout) - 1]; }
+int LayoutIndex(WeightLayout layout) { return static_cast<int>(layout) - 1; }
 
-static_assert(kFormats[0].block_bytes * kGroupRows == kQ8Rows16GroupBlockBytes);
-static_assert(kFormats[1].block_bytes * kGroupRows == kQ4KRows16GroupBlockBytes);
-static_assert(kFormats[2].block_bytes * kGroupRows == kQ6KRows16GroupBlockBytes);
-static_assert(kFormats[3].block_bytes * kGroupRows == kQ5KRows16GroupBlockBytes);
-static_assert(kFormats[4].block_bytes * kGroupRows == kQ40Rows16GroupBlockBytes);
-static_assert(kFormats[5].block_bytes * kGroupRows == kQ50Rows16GroupBlockBytes);
+int64_t BlockBytes(int i) { return kRows16RunBytes[i] / kGroupRows; }
 
 }  // namespace
 
 WeightLayout Rows16LayoutOf(const WeightMatrix& w) {
   for (int i = 0; i < kNumRows16Layouts; ++i) {
-    if (CanPackRows16(w, kFormats[i].dtype, kFormats[i].block_values)) {
+    if (CanPackRows16(w, kFormats[i].dtype, kRows16BlockValues[i])) {
       return static_cast<WeightLayout>(i + 1);
     }
   }
@@ -200,17 +190,17 @@ WeightLayout Rows16LayoutOf(const WeightMatrix& w) {
 }
 
 void PackRows16(WeightLayout layout, void* data, int64_t rows, int64_t cols) {
-  const Rows16Format& f = FormatOf(layout);
-  PackGroups(data, rows, cols / f.block_values, f.block_bytes, f.to_run);
+  const int i = LayoutIndex(layout);
+  PackGroups(data, rows, cols / kRows16BlockValues[i], BlockBytes(i), kFormats[i].to_run);
 }
 
 void DequantizeRows16Row(const WeightMatrix& w, int64_t row, float* out) {
-  const Rows16Format& f = FormatOf(w.layout);
-  const int64_t blocks = w.cols / f.block_values;
+  const int i = LayoutIndex(w.layout);
+  const int64_t values = kRows16BlockValues[i], blocks = w.cols / values;
   uint8_t block[kQ6_KBlockBytes];  // the largest
   for (int64_t b = 0; b < blocks; ++b) {
-    f.from_run(RunOf(w.data, blocks, f.block_bytes, row, b), row % kGroupRows, block);
-    f.dequantize(block, out + b * f.block_values);
+    kFormats[i].from_run(RunOf(w.data, blocks, BlockBytes(i), row, b), row % kGroupRows, block);
+    kFormats[i].dequantize(block, out + b * values);
   }
 }
 
