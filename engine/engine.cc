@@ -163,8 +163,46 @@ absl::Status Engine::ValidateInput(const GenerateInput& input) const {
   return absl::OkStatus();
 }
 
+absl::Status Engine::CompileGrammar(GenerateInput& input) {
+  if (input.params.structured.empty()) return absl::OkStatus();
+  auto grammar = structured::Compile(input.params.structured);
+  if (!grammar.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("structured output: ", grammar.status().message()));
+  }
+  input.grammar = *std::move(grammar);
+  return absl::OkStatus();
+}
+
+const structured::TokenTrie& Engine::token_trie() {
+  if (token_trie_ == nullptr) {
+    const Tokenizer& tok = model_->tokenizer();
+    const std::vector<int32_t>& eos = model_->eos_ids();
+    std::vector<std::string> bytes(static_cast<size_t>(tok.vocab_size()));
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+      if (!tok.IsControl(id) && !Contains(eos, id))
+        bytes[static_cast<size_t>(id)] = tok.TokenBytes(id);
+    }
+    token_trie_ = std::make_unique<structured::TokenTrie>(bytes);
+  }
+  return *token_trie_;
+}
+
+bool Engine::SyncMatcher(Sequence& seq) {
+  const Tokenizer& tok = model_->tokenizer();
+  const std::vector<int32_t>& eos = model_->eos_ids();
+  while (seq.matched_tokens < seq.num_output_tokens()) {
+    const int32_t id = seq.output()[static_cast<size_t>(seq.matched_tokens)];
+    ++seq.matched_tokens;
+    if (Contains(eos, id)) continue;
+    if (!seq.matcher->Accept(tok.TokenBytes(id))) return false;
+  }
+  return true;
+}
+
 absl::Status Engine::Submit(GenerateInput input, EventSink sink) {
   FERRY_RETURN_IF_ERROR(ValidateInput(input));
+  FERRY_RETURN_IF_ERROR(CompileGrammar(input));
   auto group = std::make_shared<RequestGroup>();
   group->input = std::move(input);
   group->sink = std::move(sink);
@@ -488,7 +526,19 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
 
 void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished) {
   const std::vector<int32_t>& eos = model_->eos_ids();
-  ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos), finished);
+  if (!seq.matcher) {
+    ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos), finished);
+    return;
+  }
+  TokenMask mask;
+  if (SyncMatcher(seq)) {
+    seq.matcher->FillAllowed(token_trie(), &allowed_tokens_);
+    mask.end_allowed = seq.matcher->CanEnd();
+  } else {
+    allowed_tokens_.clear();  // a resumed output that breaks the grammar: end it
+  }
+  mask.allowed = &allowed_tokens_;
+  ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos, &mask), finished);
 }
 
 void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>& finished) {
@@ -504,7 +554,11 @@ void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>&
   }
   FinishReason reason = FinishReason::kNone;
   const int32_t id = seq.tokens.back();
-  if (!p.ignore_eos && Contains(eos, id)) {
+  // Under a grammar, end of sequence ends it (ignore_eos or not), and so
+  // does a complete match that nothing may follow.
+  const bool grammar_done =
+      seq.matcher && (Contains(eos, id) || !SyncMatcher(seq) || seq.matcher->Done());
+  if ((!p.ignore_eos || seq.matcher) && Contains(eos, id)) {
     reason = FinishReason::kStop;
   } else if (Contains(p.stop_token_ids, id)) {
     reason = FinishReason::kStop;
@@ -517,6 +571,7 @@ void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>&
       ev.stop_reason = r.matched;
     }
   }
+  if (reason == FinishReason::kNone && grammar_done) reason = FinishReason::kStop;
   if (reason == FinishReason::kNone &&
       (seq.num_output_tokens() >= p.max_tokens || seq.num_tokens() >= max_model_len_)) {
     reason = FinishReason::kLength;

@@ -18,7 +18,7 @@ add_library(ferry_engine
   ${CMAKE_CURRENT_SOURCE_DIR}/sampling_params.cc)
 target_link_libraries(ferry_engine PUBLIC
   ferry_kvcache ferry_formats ferry_tokenizer ferry_cpu_kernels ferry_sim_cost_model ferry_common
-  nlohmann_json::nlohmann_json)
+  ferry_structured nlohmann_json::nlohmann_json)
 if(FERRY_HAVE_CUDA)
   target_sources(ferry_engine PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/cuda_backend.cc)
   target_link_libraries(ferry_engine PUBLIC ferry_cuda)

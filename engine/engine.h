@@ -367,6 +367,13 @@ class Engine {
   void Post(std::function<void()> task);
   absl::StatusOr<std::unique_ptr<Sequence>> MakeSequence(const std::shared_ptr<RequestGroup>& group);
   absl::Status ValidateInput(const GenerateInput& input) const;
+  // Compiles params.structured into input.grammar (InvalidArgument when the
+  // schema, regex or choice list is bad or unsupported).
+  static absl::Status CompileGrammar(GenerateInput& input);
+  // Brings seq.matcher up to the sample's output; false when an output
+  // token breaks the grammar.
+  bool SyncMatcher(Sequence& seq);
+  const structured::TokenTrie& token_trie();
   void ExpireReservations();
   // Grows reservation `id` to header.num_blocks and returns the ids of its
   // blocks [first_block, header.num_blocks), for a chunk that reaches past
@@ -435,6 +442,8 @@ class Engine {
   uint64_t next_hold_id_ = 0;
   Rng seed_rng_;
   std::vector<float> logits_;
+  std::unique_ptr<structured::TokenTrie> token_trie_;  // built on first use
+  std::vector<uint64_t> allowed_tokens_;
   std::vector<ForwardBackend::RowSampling> row_sampling_;
   std::vector<int32_t> sampled_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;

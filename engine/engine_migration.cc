@@ -301,6 +301,7 @@ std::future<absl::Status> Engine::ResumeMigrated(GenerateInput input, int64_t nu
   auto promise = std::make_shared<std::promise<absl::Status>>();
   auto future = promise->get_future();
   absl::Status valid = ValidateInput(input);
+  if (valid.ok()) valid = CompileGrammar(input);
   if (!valid.ok() || !input.resume) {
     promise->set_value(valid.ok() ? absl::InvalidArgumentError("no resume state") : valid);
     return future;

@@ -84,6 +84,8 @@ struct GenerateInput {
   // DistAttention (CPU backend, n = 1): positions from remote_kv->local_tokens()
   // on live in blocks borrowed from other workers.
   std::shared_ptr<RemoteKv> remote_kv;
+  // params.structured compiled (by the engine on submission).
+  std::shared_ptr<const structured::Grammar> grammar;
 };
 
 // kMigrated: the sample continues on another worker (EngineEvent::migrated_to).

@@ -151,7 +151,8 @@ void Sampler::ApplyPenalties(std::span<float> logits, std::span<const int32_t> p
 }
 
 SampledToken Sampler::Sample(std::span<float> logits, std::span<const int32_t> prompt,
-                             std::span<const int32_t> output, std::span<const int32_t> eos_ids) {
+                             std::span<const int32_t> output, std::span<const int32_t> eos_ids,
+                             const TokenMask* mask) {
   SampledToken result;
   float log_z = 0;
   if (params_.logprobs >= 0) result.top = TopLogprobs(logits, params_.logprobs, &log_z);
@@ -169,9 +170,43 @@ SampledToken Sampler::Sample(std::span<float> logits, std::span<const int32_t> p
       if (id >= 0 && id < vocab) logits[id] = kNegInf;
     }
   }
-  result.id = Draw(logits);
+  if (mask != nullptr && !ApplyMask(logits, *mask, eos_ids) && !eos_ids.empty()) {
+    result.id = eos_ids.front();
+  } else {
+    result.id = Draw(logits);
+  }
   if (params_.logprobs >= 0) result.logprob = raw[result.id] - chosen_raw_base;
   return result;
+}
+
+bool Sampler::ApplyMask(std::span<float> logits, const TokenMask& mask,
+                        std::span<const int32_t> eos_ids) {
+  const size_t vocab = logits.size();
+  std::vector<float> eos_logits;
+  for (int32_t id : eos_ids) {
+    if (id >= 0 && static_cast<size_t>(id) < vocab)
+      eos_logits.push_back(logits[static_cast<size_t>(id)]);
+  }
+  const std::vector<uint64_t>& bits = *mask.allowed;
+  bool any = false;
+  for (size_t t = 0; t < vocab; ++t) {
+    const bool ok = t / 64 < bits.size() && ((bits[t / 64] >> (t % 64)) & 1);
+    if (!ok) {
+      logits[t] = kNegInf;
+    } else {
+      any = any || logits[t] > kNegInf;
+    }
+  }
+  if (mask.end_allowed) {
+    size_t k = 0;
+    for (int32_t id : eos_ids) {
+      if (id >= 0 && static_cast<size_t>(id) < vocab) {
+        logits[static_cast<size_t>(id)] = eos_logits[k++];
+        any = any || logits[static_cast<size_t>(id)] > kNegInf;
+      }
+    }
+  }
+  return any;
 }
 
 int32_t SampleByThresholds(std::span<const float> logits, float temperature, int32_t top_k, float top_p,
@@ -229,8 +264,9 @@ int32_t SampleByThresholds(std::span<const float> logits, float temperature, int
 
 bool Sampler::PicksOnly(int num_output_tokens) const {
   const SamplingParams& p = params_;
-  return p.logprobs < 0 && p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f &&
-         p.presence_penalty == 0.0f && p.logit_bias.empty() && p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
+  return p.logprobs < 0 && p.structured.empty() && p.repetition_penalty == 1.0f &&
+         p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f && p.logit_bias.empty() &&
+         p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
 }
 
 float Sampler::DrawForBackend() {

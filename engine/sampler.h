@@ -34,6 +34,13 @@ class Rng {
   std::array<uint64_t, 4> s_{};
 };
 
+// The tokens structured output allows at a step: bit t of `allowed` for
+// token t; end-of-sequence ids only when `end_allowed`.
+struct TokenMask {
+  const std::vector<uint64_t>* allowed = nullptr;
+  bool end_allowed = true;
+};
+
 struct SampledToken {
   int32_t id = 0;
   float logprob = 0;  // log-softmax of the model's logits (when asked for)
@@ -59,8 +66,12 @@ class Sampler {
   // Picks the next token. `logits` (one row over the vocabulary) is modified
   // in place. `prompt` and `output` are the request's tokens so far (for
   // penalties and min_tokens); `eos_ids` are masked until min_tokens.
+  // With a `mask`, tokens it does not allow are never picked (logprobs stay
+  // those of the model's distribution); when it allows nothing, the first
+  // of `eos_ids` is the pick.
   SampledToken Sample(std::span<float> logits, std::span<const int32_t> prompt,
-                      std::span<const int32_t> output, std::span<const int32_t> eos_ids);
+                      std::span<const int32_t> output, std::span<const int32_t> eos_ids,
+                      const TokenMask* mask = nullptr);
 
   // True when Sample would only pick a token from the logits as they come
   // (greedy, or temperature / top-k / top-p) with no penalty, bias, min-p,
@@ -81,6 +92,9 @@ class Sampler {
                                                             float* log_z);
 
  private:
+  // False when the mask leaves no token.
+  static bool ApplyMask(std::span<float> logits, const TokenMask& mask,
+                        std::span<const int32_t> eos_ids);
   void ApplyPenalties(std::span<float> logits, std::span<const int32_t> prompt,
                       std::span<const int32_t> output);
   int32_t Draw(std::span<const float> logits);

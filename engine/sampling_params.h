@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/structured/structured_output.h"
 
 namespace ferry {
 
@@ -32,6 +33,8 @@ struct SamplingParams {
   // each sample. The whole prompt is then computed (no prefix-cache hit).
   int prompt_logprobs = -1;
   int n = 1;
+  // The text generated must match this grammar (structured output).
+  structured::OutputSpec structured;
 
   // InvalidArgument naming the parameter when a value is out of range
   // (token ids are checked against `vocab_size`).

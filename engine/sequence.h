@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "engine/engine_types.h"
 #include "engine/sampler.h"
 #include "engine/stop_checker.h"
+#include "engine/structured/grammar.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "kvcache/block_table.h"
 
@@ -40,7 +42,9 @@ struct Sequence {
         table(std::move(t)),
         sampler(group->input.params, seed),
         detokenizer(tokenizer, /*skip_special=*/true, tokens.back()),
-        stop(group->input.params.stop) {}
+        stop(group->input.params.stop) {
+    if (group->input.grammar) matcher.emplace(group->input.grammar);
+  }
 
   const std::string& id() const { return group->input.request_id; }
   RemoteKv* remote_kv() const { return group->input.remote_kv.get(); }
@@ -70,6 +74,11 @@ struct Sequence {
   int64_t emitted_bytes = 0;    // text delivered to the client so far
   bool finished = false;
   bool prompt_logprobs_sent = false;
+  // Structured output: the grammar's state after the first `matched_tokens`
+  // output tokens (it catches up lazily, so resumed and forked samples need
+  // nothing else).
+  std::optional<structured::Matcher> matcher;
+  int matched_tokens = 0;
 };
 
 inline int Sequence::LocalTokens(int num_tokens) const {

@@ -14,6 +14,28 @@
 namespace ferry {
 namespace {
 
+v1::StructuredOutput ToStructuredOutput(const structured::OutputSpec& spec) {
+  v1::StructuredOutput out;
+  using Kind = structured::OutputSpec::Kind;
+  switch (spec.kind) {
+    case Kind::kNone:
+      break;
+    case Kind::kJsonSchema:
+      out.set_json_schema(spec.text);
+      break;
+    case Kind::kJsonObject:
+      out.set_json_object(true);
+      break;
+    case Kind::kRegex:
+      out.set_regex(spec.text);
+      break;
+    case Kind::kChoice:
+      for (const std::string& c : spec.choices) out.add_choice(c);
+      break;
+  }
+  return out;
+}
+
 std::atomic<uint64_t> g_request_counter{0};
 
 }  // namespace
@@ -65,6 +87,17 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
   s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
   s.prompt_logprobs = p.has_prompt_logprobs() ? p.prompt_logprobs() : -1;
   s.n = p.n() == 0 ? 1 : p.n();
+  const v1::StructuredOutput& so = p.structured();
+  using Kind = structured::OutputSpec::Kind;
+  if (!so.json_schema().empty()) {
+    s.structured = {Kind::kJsonSchema, so.json_schema(), {}};
+  } else if (so.json_object()) {
+    s.structured = {Kind::kJsonObject, "", {}};
+  } else if (!so.regex().empty()) {
+    s.structured = {Kind::kRegex, so.regex(), {}};
+  } else if (so.choice_size() > 0) {
+    s.structured = {Kind::kChoice, "", {so.choice().begin(), so.choice().end()}};
+  }
   return s;
 }
 
@@ -91,6 +124,7 @@ v1::RequestState ToRequestState(const GenerateInput& in) {
   q->set_ignore_eos(p.ignore_eos);
   if (p.logprobs >= 0) q->set_logprobs(p.logprobs);
   q->set_n(1);
+  *q->mutable_structured() = ToStructuredOutput(p.structured);
   s.set_priority(in.priority);
   if (in.resume) {
     for (int32_t id : in.resume->output_ids) s.add_output_ids(id);

@@ -15,7 +15,9 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr int kMaxSchemaDepth = 64;
-constexpr int kMaxWhitespace = 20;
+// One optional space between tokens (as outlines does): a model given
+// room for more pads with it, often until max_tokens.
+constexpr int kMaxWhitespace = 1;
 constexpr int kMaxDigits = 16;
 constexpr int kMaxLengthBound = 10000;
 
@@ -46,9 +48,7 @@ class SchemaCompiler {
 
   int Whitespace() {
     if (ws_ < 0) {
-      ByteSet s;
-      for (char c : std::string(" \t\n\r")) s.Add(static_cast<uint8_t>(c));
-      ws_ = b_.Repeat({b_.Bytes(s)}, 0, kMaxWhitespace);
+      ws_ = b_.Repeat({b_.Byte(' ')}, 0, kMaxWhitespace);
     }
     return ws_;
   }

@@ -10,8 +10,9 @@
 // string minLength, maxLength, pattern and format (date, time, date-time,
 // uuid, email, ipv4), integer and number (a minimum >= 0 drops the sign; other
 // bounds are not enforced). Annotations (title, description, default...) are
-// ignored. Whitespace between tokens is limited to 20 characters so that a
-// model cannot pad forever; numbers to 16 digits in each part.
+// ignored. Whitespace between tokens is one optional space (compact JSON;
+// given more room, small models pad with it until max_tokens); numbers have
+// up to 16 digits in each part.
 #pragma once
 
 #include <memory>

@@ -44,7 +44,8 @@ TEST(StructuredOutputTest, ObjectWithRequiredAndOptionalProperties) {
   EXPECT_TRUE(Matches(g, R"({"name":"Bo"})"));
   EXPECT_TRUE(Matches(g, R"({"name":"Bo","age":3,"ok":true})"));
   EXPECT_TRUE(Matches(g, R"({ "name" : "Bo" , "ok" : false })"));
-  EXPECT_TRUE(Matches(g, R"(  {"name":"a\"b\\c\u00e9", "age": -12})"));
+  EXPECT_FALSE(Matches(g, "{\n  \"name\": \"Bo\"\n}"));  // compact: one space at most
+  EXPECT_TRUE(Matches(g, R"( {"name":"a\"b\\c\u00e9", "age": -12})"));
   EXPECT_TRUE(Matches(g, "{\"name\":\"h\xC3\xA9llo \xE2\x82\xAC\"}"));
   EXPECT_FALSE(Matches(g, R"({"age":3})"));             // name is required
   EXPECT_FALSE(Matches(g, R"({"age":3,"name":"x"})"));  // properties in schema order
@@ -126,7 +127,7 @@ TEST(StructuredOutputTest, AnyJsonObject) {
   EXPECT_FALSE(Matches(*g, R"({"a":tru})"));
   EXPECT_FALSE(Matches(*g, R"({a:1})"));
   // Whitespace is bounded, so a model cannot pad forever.
-  EXPECT_FALSE(Viable(*g, "{" + std::string(64, ' ')));
+  EXPECT_FALSE(Viable(*g, "{  "));
 }
 
 TEST(StructuredOutputTest, BadSchemasAreErrors) {
