@@ -6,6 +6,7 @@
 #include "server/json_fields.h"
 #include "server/openai_error.h"
 #include "server/openai_request.h"
+#include "server/structured_request.h"
 
 namespace ferry {
 namespace {
@@ -154,14 +155,9 @@ absl::StatusOr<ChatRequest> ParseChatRequest(const Json& body, int vocab_size) {
   if (kwargs != nullptr) {
     for (const auto& [k, v] : kwargs->items()) context[k] = v;
   }
-  auto tools = body.find("tools");
-  if (tools != body.end() && !tools->is_null()) {
-    if (!tools->is_array()) return InvalidParamError("tools", "'tools' must be an array");
-    for (const Json& t : *tools) {
-      if (!t.is_object()) return InvalidParamError("tools", "'tools' entries must be objects");
-    }
+  FERRY_RETURN_IF_ERROR(ParseToolChoice(body, &r.options));
+  if (auto tools = body.find("tools"); tools != body.end() && !tools->is_null())
     context["tools"] = *tools;
-  }
   context["messages"] = std::move(converted);
   context["add_generation_prompt"] = r.add_generation_prompt;
   r.template_context = std::move(context);

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "server/openai_error.h"
+#include "server/structured_request.h"
 
 namespace ferry {
 namespace {
@@ -185,14 +186,25 @@ Json GenerationRun::ChoiceJson(int index) const {
   const Choice& c = choices_[index];
   Json j = Json::object();
   j["index"] = index;
+  Json finish = FinishReasonJson(c.finish);
   if (plan_.header.chat) {
-    j["message"] = Json{{"role", "assistant"}, {"content", c.text}};
+    Json message = Json{{"role", "assistant"}, {"content", c.text}};
+    if (plan_.options.tool_call != GenerationOptions::ToolCall::kNone) {
+      Json calls = ToolCallsJson(plan_.options, c.text, ToolCallId(index));
+      if (!calls.is_null()) {
+        message["content"] = nullptr;
+        message["tool_calls"] = std::move(calls);
+        if (plan_.options.tool_call == GenerationOptions::ToolCall::kRequired)
+          finish = "tool_calls";
+      }
+    }
+    j["message"] = std::move(message);
     j["logprobs"] = plan_.options.logprobs >= 0 ? c.chat_logprobs.ToJson() : Json(nullptr);
   } else {
     j["text"] = c.text;
     j["logprobs"] = plan_.options.logprobs >= 0 ? c.completion_logprobs.ToJson() : Json(nullptr);
   }
-  j["finish_reason"] = FinishReasonJson(c.finish);
+  j["finish_reason"] = std::move(finish);
   j["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
   return j;
 }
@@ -252,6 +264,36 @@ Json GenerationRun::StartChunk(int index, const v1::TokenEvent* first) {
   return chunk;
 }
 
+std::string GenerationRun::ToolCallId(int index) const {
+  const std::string& id = plan_.header.id;
+  return absl::StrCat("call_", id.substr(std::min(id.find('-') + 1, id.size())), "_", index);
+}
+
+Json GenerationRun::ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish) {
+  Choice& c = choices_[index];
+  const bool final = IsFinal(ev.finish_reason());
+  if (plan_.options.tool_call == GenerationOptions::ToolCall::kNamed) {
+    // The arguments stream as they come; the first piece names the call.
+    if (ev.text().empty()) return Json::object();
+    Json call = Json{{"index", 0}, {"function", {{"arguments", ev.text()}}}};
+    if (!c.tool_call_sent) {
+      call = Json{{"index", 0},
+                  {"id", absl::StrCat(ToolCallId(index), "-0")},
+                  {"type", "function"},
+                  {"function", {{"name", plan_.options.tool_name}, {"arguments", ev.text()}}}};
+      c.tool_call_sent = true;
+    }
+    return Json{{"tool_calls", Json::array({std::move(call)})}};
+  }
+  // A list of calls goes out whole at the end, once it parses.
+  if (!final) return Json::object();
+  Json calls = ToolCallsJson(plan_.options, c.text, ToolCallId(index));
+  if (calls.is_null()) return c.text.empty() ? Json::object() : Json{{"content", c.text}};
+  for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+  if (c.finish == v1::FINISH_REASON_STOP) *finish = "tool_calls";
+  return Json{{"tool_calls", std::move(calls)}};
+}
+
 Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
   Choice& c = choices_[index];
   const v1::TokenEvent& ev = item.event;
@@ -269,14 +311,18 @@ Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
       logprobs = lp.ToJson();
     }
   }
-  if (plan_.header.chat) {
+  Json finish =
+      FinishReasonJson(IsFinal(ev.finish_reason()) ? c.finish : v1::FINISH_REASON_UNSPECIFIED);
+  if (plan_.header.chat && plan_.options.tool_call != GenerationOptions::ToolCall::kNone) {
+    choice["delta"] = ToolCallDelta(index, ev, &finish);
+  } else if (plan_.header.chat) {
     choice["delta"] = ev.text().empty() && IsFinal(ev.finish_reason()) ? Json::object()
                                                                         : Json{{"content", ev.text()}};
   } else {
     choice["text"] = plan_.echo_only ? std::string() : ev.text();
   }
   choice["logprobs"] = std::move(logprobs);
-  choice["finish_reason"] = FinishReasonJson(IsFinal(ev.finish_reason()) ? c.finish : v1::FINISH_REASON_UNSPECIFIED);
+  choice["finish_reason"] = std::move(finish);
   if (IsFinal(ev.finish_reason())) choice["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
   Json chunk = ResponseTop(plan_.header, /*chunk=*/true);
   chunk["choices"] = Json::array({std::move(choice)});
@@ -317,7 +363,11 @@ void GenerationRun::StreamTo(ChunkWriter& writer) {
         finished_ = true;
         return;
       }
-      bool empty = ((ev.text().empty() && ev.logprobs_size() == 0) || plan_.echo_only) && !IsFinal(ev.finish_reason());
+      // A list of tool calls is sent whole with the last event.
+      const bool held = plan_.options.tool_call == GenerationOptions::ToolCall::kRequired &&
+                        ev.logprobs_size() == 0;
+      bool empty = ((ev.text().empty() && ev.logprobs_size() == 0) || plan_.echo_only || held) &&
+                   !IsFinal(ev.finish_reason());
       if (empty) continue;
       if (!send(SseEvent(StreamChunk(index, item)))) return give_up();
       last_write = absl::Now();

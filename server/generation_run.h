@@ -67,6 +67,7 @@ class GenerationRun {
     ChatLogprobs chat_logprobs;
     bool started = false;  // streaming: the first chunk went out
     bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in
+    bool tool_call_sent = false;  // streaming a named tool call: its first delta went out
   };
   // Echo with logprobs: the prompt's tokens carry logprobs from the first
   // event of their sample, so they are added (and, streaming, the first
@@ -74,6 +75,10 @@ class GenerationRun {
   bool EchoLogprobs() const { return plan_.echo && plan_.options.logprobs >= 0; }
 
   int ChoiceIndex(const RequestStream::Item& item) const;
+  // Forced tool calls: the ids of a choice's calls, and a stream chunk's
+  // delta (may set the chunk's finish reason to "tool_calls").
+  std::string ToolCallId(int index) const;
+  Json ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // Folds an event into its choice; returns the choice index.
   int Apply(const RequestStream::Item& item);
   bool Finished() const;

@@ -8,6 +8,7 @@
 #include "common/strings.h"
 #include "server/json_fields.h"
 #include "server/openai_error.h"
+#include "server/structured_request.h"
 
 namespace ferry {
 namespace {
@@ -167,15 +168,6 @@ absl::Status ParseStreaming(const JsonFields& f, GenerationOptions* o) {
 absl::Status ParseUnsupported(const JsonFields& f) {
   FERRY_ASSIGN_OR_RETURN(auto suffix, f.String("suffix"));
   if (suffix && !suffix->empty()) return InvalidParamError("suffix", "'suffix' is not supported");
-  FERRY_ASSIGN_OR_RETURN(const Json* format, f.Object("response_format"));
-  if (format != nullptr) {
-    JsonFields rf(*format, "response_format.");
-    FERRY_ASSIGN_OR_RETURN(auto type, rf.String("type"));
-    if (type && *type != "text") {
-      return InvalidParamError("response_format",
-                               absl::StrCat("response_format type '", *type, "' is not supported"));
-    }
-  }
   return absl::OkStatus();
 }
 
@@ -193,6 +185,7 @@ absl::Status ParseCommon(const JsonFields& f, bool chat, int vocab_size, Generat
   FERRY_RETURN_IF_ERROR(ParseStops(f, vocab_size, &o->params));
   FERRY_RETURN_IF_ERROR(ParseLengths(f, chat, o));
   FERRY_RETURN_IF_ERROR(ParseStreaming(f, o));
+  FERRY_RETURN_IF_ERROR(ParseStructuredOutput(f, o));
   return ParseUnsupported(f);
 }
 

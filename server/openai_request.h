@@ -25,6 +25,12 @@ struct GenerationOptions {
   int logprobs = -1;                 // alternatives per token; -1: no logprobs
   int priority = 0;
   std::string user;
+  // Chat with a forced tool call (tool_choice "required" or a named
+  // function): the output, constrained to the call, is returned as
+  // message.tool_calls.
+  enum class ToolCall { kNone, kNamed, kRequired };
+  ToolCall tool_call = ToolCall::kNone;
+  std::string tool_name;  // kNamed
 };
 
 struct PromptInput {

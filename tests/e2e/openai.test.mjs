@@ -126,6 +126,89 @@ test('the same seed gives the same sample', async () => {
   assert.notEqual(a.choices[0].text, c.choices[0].text);
 });
 
+const PERSON = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 10 },
+    age: { type: 'integer', minimum: 0 },
+    pet: { type: 'string', enum: ['cat', 'dog'] },
+  },
+  required: ['name', 'age', 'pet'],
+  additionalProperties: false,
+};
+
+test('response_format json_schema gives JSON that matches the schema', async () => {
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: 'Tell me about a person.' }], max_tokens: 100,
+      temperature: 0.8, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON, strict: true } },
+    });
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    const person = JSON.parse(r.choices[0].message.content);
+    assert.deepEqual(Object.keys(person), ['name', 'age', 'pet']);
+    assert.equal(typeof person.name, 'string');
+    assert.ok(Number.isInteger(person.age) && person.age >= 0);
+    assert.ok(['cat', 'dog'].includes(person.pet));
+  }
+  const c = await client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 60, temperature: 0,
+    response_format: { type: 'json_object' },
+  });
+  if (c.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(c.choices[0].text), 'object');
+});
+
+test('a forced tool call comes back as tool_calls, whole and streamed', async () => {
+  const tools = [{
+    type: 'function',
+    function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] } },
+  }];
+  const r = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Weather?' }], max_tokens: 60, temperature: 0, tools,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  });
+  const call = r.choices[0].message.tool_calls[0];
+  assert.equal(call.type, 'function');
+  assert.equal(call.function.name, 'get_weather');
+  const args = JSON.parse(call.function.arguments);
+  assert.ok(['c', 'f'].includes(args.unit));
+  const stream = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Weather?' }], max_tokens: 60, temperature: 0, tools,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } }, stream: true,
+  });
+  let name = null;
+  let streamed = '';
+  for await (const chunk of stream) {
+    for (const tc of chunk.choices[0]?.delta?.tool_calls ?? []) {
+      if (tc.function?.name) name = tc.function.name;
+      streamed += tc.function?.arguments ?? '';
+    }
+  }
+  assert.equal(name, 'get_weather');
+  assert.deepEqual(JSON.parse(streamed), args);
+  const required = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Weather?' }], max_tokens: 100, temperature: 0, tools,
+    tool_choice: 'required',
+  });
+  if (required.choices[0].finish_reason === 'tool_calls') {
+    assert.equal(required.choices[0].message.tool_calls[0].function.name, 'get_weather');
+  }
+  await assert.rejects(
+    client.chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: 'x' }], tools,
+      tool_choice: { type: 'function', function: { name: 'nope' } },
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice',
+  );
+  await assert.rejects(
+    client.chat.completions.create({
+      model: MODEL, messages: [{ role: 'user', content: 'x' }],
+      response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'strin' } } },
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format' && /strin/.test(e.message),
+  );
+});
+
 test('bad requests raise the SDK error classes', async () => {
   await assert.rejects(
     client.completions.create({ model: MODEL, prompt: 'x', temperature: -1 }),
