@@ -48,5 +48,44 @@ TEST(ServeClusterTest, WorkersAndDisaggregationGiveTheSingleEngineText) {
   EXPECT_EQ(bad.port(), 0);
 }
 
+// Structured output survives the prefill/decode hand-off: the prefill
+// worker's first token and the decode worker's rest stay under the grammar,
+// and a seeded sample is the single engine's.
+TEST(ServeClusterTest, StructuredOutputCrossesTheHandOff) {
+  FERRY_REQUIRE_STORIES(model);
+  const Json request = {{"prompt", "Once upon a time"},
+                        {"max_tokens", 120},
+                        {"temperature", 0.9},
+                        {"seed", 7},
+                        {"response_format",
+                         {{"type", "json_schema"},
+                          {"json_schema",
+                           {{"name", "pet"},
+                            {"schema",
+                             {{"type", "object"},
+                              {"properties",
+                               {{"name", {{"type", "string"}, {"maxLength", 12}}},
+                                {"kind", {{"enum", {"cat", "dog"}}}}}},
+                              {"required", {"name", "kind"}}}}}}}}};
+  std::vector<std::string> texts;
+  for (std::vector<std::string> extra :
+       {std::vector<std::string>{},
+        std::vector<std::string>{"--pd", "1:1", "--pd-threshold", "1"}}) {
+    std::vector<std::string> args = {"serve", "--model", model, "--port", "0", "--threads", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ServerProcess server(args);
+    ASSERT_GT(server.port(), 0) << server.log();
+    HttpResult r = PostJson(server.port(), "/v1/completions", request);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const Json body = Json::parse(r.body);
+    EXPECT_EQ(body["choices"][0]["finish_reason"], "stop") << r.body;
+    texts.push_back(body["choices"][0]["text"]);
+    const Json out = Json::parse(texts.back(), nullptr, false);
+    ASSERT_TRUE(out.is_object()) << texts.back();
+    EXPECT_TRUE(out["kind"] == "cat" || out["kind"] == "dog") << texts.back();
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+}
+
 }  // namespace
 }  // namespace ferry::testing
