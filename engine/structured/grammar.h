@@ -161,6 +161,8 @@ class Matcher {
 
   // How many stack nodes the matcher holds (for tests of its bounds).
   size_t num_nodes() const { return nodes_.size(); }
+  // Forgets the masks of states seen before (to time a mask from scratch).
+  void ClearMaskCache() { mask_cache_.clear(); }
 
  private:
   static constexpr int32_t kEmpty = -1;  // the empty stack: the match is complete
