@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "engine/chat_template/utf8.h"
 
 namespace ferry::structured {
 namespace {
@@ -44,29 +45,11 @@ Ranges Digits() { return {{'0', '9'}}; }
 Ranges Word() { return {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}}; }
 Ranges Space() { return {{'\t', '\r'}, {' ', ' '}}; }
 
-void EncodeUtf8(uint32_t cp, std::vector<uint8_t>& out) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<uint8_t>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<uint8_t>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<uint8_t>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<uint8_t>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<uint8_t>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<uint8_t>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<uint8_t>(0x80 | (cp & 0x3F)));
-  }
-}
-
 // lo..hi have the same encoded length.
 void SplitSameLength(uint32_t lo, uint32_t hi,
                      std::vector<std::vector<std::pair<uint8_t, uint8_t>>>& out) {
-  std::vector<uint8_t> a, b;
-  EncodeUtf8(lo, a);
+  std::string a, b;
+  chat_template::AppendUtf8(lo, a);
   for (size_t i = 1; i < a.size(); ++i) {
     const uint32_t m = (uint32_t{1} << (6 * i)) - 1;
     if ((lo & ~m) != (hi & ~m)) {
@@ -82,9 +65,10 @@ void SplitSameLength(uint32_t lo, uint32_t hi,
       }
     }
   }
-  EncodeUtf8(hi, b);
+  chat_template::AppendUtf8(hi, b);
   std::vector<std::pair<uint8_t, uint8_t>> seq;
-  for (size_t i = 0; i < a.size(); ++i) seq.emplace_back(a[i], b[i]);
+  for (size_t i = 0; i < a.size(); ++i)
+    seq.emplace_back(static_cast<uint8_t>(a[i]), static_cast<uint8_t>(b[i]));
   out.push_back(std::move(seq));
 }
 
@@ -99,17 +83,8 @@ struct Parser {
   }
   bool AtEnd() const { return i >= p.size(); }
 
-  // Decodes one UTF-8 code point (invalid bytes stand for themselves).
-  uint32_t NextCodePoint() {
-    const auto c = static_cast<uint8_t>(p[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if (i + static_cast<size_t>(len) > p.size()) len = 1;
-    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (int k = 1; k < len; ++k)
-      cp = (cp << 6) | (static_cast<uint8_t>(p[i + static_cast<size_t>(k)]) & 0x3F);
-    i += static_cast<size_t>(len);
-    return cp;
-  }
+  // One UTF-8 code point (a malformed byte stands for itself).
+  uint32_t NextCodePoint() { return chat_template::DecodeUtf8(p, i); }
 
   absl::StatusOr<uint32_t> Hex(int digits) {
     uint32_t v = 0;
@@ -300,12 +275,9 @@ struct Parser {
     if (c == '*' || c == '+' || c == '?' || c == '{')
       return Error("a quantifier with nothing before it");
     if (c == '^' || c == '$') return Error("anchors are only supported at the ends of the pattern");
-    const uint32_t cp = NextCodePoint();
-    std::vector<uint8_t> bytes;
-    EncodeUtf8(cp, bytes);
-    Sequence s;
-    for (uint8_t byte : bytes) s.push_back(b.Byte(byte));
-    return s;
+    std::string bytes;
+    chat_template::AppendUtf8(NextCodePoint(), bytes);
+    return b.Literal(bytes);
   }
 
   absl::StatusOr<int> Count() {
