@@ -13,6 +13,7 @@
 #include "server/gateway_metrics.h"
 #include "server/generate_backend.h"
 #include "server/model_assets.h"
+#include "server/tool_call_parser.h"
 
 namespace ferry {
 
@@ -32,6 +33,8 @@ struct GatewayOptions {
   absl::Duration request_timeout = absl::Minutes(10);
   // Largest request body accepted (413 beyond); the HTTP layer enforces it.
   int64_t max_body_bytes = 16 << 20;
+  // How tool calls are found in chat answers with tool_choice "auto".
+  ToolCallFormat tool_call_format = ToolCallFormat::kAuto;
 };
 
 // Backend request ids of the generations running now.

@@ -197,6 +197,19 @@ Json GenerationRun::ChoiceJson(int index) const {
         if (plan_.options.tool_call == GenerationOptions::ToolCall::kRequired)
           finish = "tool_calls";
       }
+    } else if (AutoToolCalls()) {
+      auto parsed =
+          FindToolCalls(ctx_.options.tool_call_format, c.text, plan_.options.auto_tool_names);
+      if (parsed) {
+        std::string content = c.text.substr(0, parsed->content_end);
+        const size_t b = content.find_first_not_of(" \t\r\n");
+        message["content"] =
+            b == std::string::npos
+                ? Json(nullptr)
+                : Json(content.substr(b, content.find_last_not_of(" \t\r\n") - b + 1));
+        message["tool_calls"] = ToolCallsJson(parsed->calls, ToolCallId(index));
+        finish = "tool_calls";
+      }
     }
     j["message"] = std::move(message);
     j["logprobs"] = plan_.options.logprobs >= 0 ? c.chat_logprobs.ToJson() : Json(nullptr);
@@ -286,12 +299,46 @@ Json GenerationRun::ToolCallDelta(int index, const v1::TokenEvent& ev, Json* fin
     return Json{{"tool_calls", Json::array({std::move(call)})}};
   }
   // A list of calls goes out whole at the end, once it parses.
-  if (!final) return Json::object();
+  if (!final) return nullptr;
   Json calls = ToolCallsJson(plan_.options, c.text, ToolCallId(index));
   if (calls.is_null()) return c.text.empty() ? Json::object() : Json{{"content", c.text}};
   for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
   if (c.finish == v1::FINISH_REASON_STOP) *finish = "tool_calls";
   return Json{{"tool_calls", std::move(calls)}};
+}
+
+bool GenerationRun::AutoToolCalls() const {
+  return plan_.header.chat && plan_.options.tool_call == GenerationOptions::ToolCall::kNone &&
+         !plan_.options.auto_tool_names.empty() &&
+         ctx_.options.tool_call_format != ToolCallFormat::kNone;
+}
+
+Json GenerationRun::AutoToolDelta(int index, const v1::TokenEvent& ev, Json* finish) {
+  Choice& c = choices_[index];
+  const ToolCallFormat format = ctx_.options.tool_call_format;
+  if (!IsFinal(ev.finish_reason())) {
+    // Content goes out as far as no call can have begun.
+    const size_t safe = ContentPrefix(format, c.text);
+    if (safe <= c.content_sent) return nullptr;
+    Json delta = Json{{"content", c.text.substr(c.content_sent, safe - c.content_sent)}};
+    c.content_sent = safe;
+    return delta;
+  }
+  auto parsed = FindToolCalls(format, c.text, plan_.options.auto_tool_names);
+  Json delta = Json::object();
+  const size_t end = parsed ? std::max(parsed->content_end, c.content_sent) : c.text.size();
+  std::string rest = c.text.substr(c.content_sent, end - c.content_sent);
+  c.content_sent = end;
+  if (!rest.empty() && (!parsed || rest.find_first_not_of(" \t\r\n") != std::string::npos)) {
+    delta["content"] = std::move(rest);
+  }
+  if (parsed) {
+    Json calls = ToolCallsJson(parsed->calls, ToolCallId(index));
+    for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
+    delta["tool_calls"] = std::move(calls);
+    *finish = "tool_calls";
+  }
+  return delta;
 }
 
 Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
@@ -315,11 +362,18 @@ Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
       FinishReasonJson(IsFinal(ev.finish_reason()) ? c.finish : v1::FINISH_REASON_UNSPECIFIED);
   if (plan_.header.chat && plan_.options.tool_call != GenerationOptions::ToolCall::kNone) {
     choice["delta"] = ToolCallDelta(index, ev, &finish);
+  } else if (AutoToolCalls()) {
+    choice["delta"] = AutoToolDelta(index, ev, &finish);
   } else if (plan_.header.chat) {
     choice["delta"] = ev.text().empty() && IsFinal(ev.finish_reason()) ? Json::object()
                                                                         : Json{{"content", ev.text()}};
   } else {
     choice["text"] = plan_.echo_only ? std::string() : ev.text();
+  }
+  // Nothing to say yet (text held back as a possible tool call).
+  if (choice.contains("delta") && choice["delta"].is_null()) {
+    if (logprobs.is_null()) return nullptr;
+    choice["delta"] = Json::object();
   }
   choice["logprobs"] = std::move(logprobs);
   choice["finish_reason"] = std::move(finish);
@@ -363,13 +417,12 @@ void GenerationRun::StreamTo(ChunkWriter& writer) {
         finished_ = true;
         return;
       }
-      // A list of tool calls is sent whole with the last event.
-      const bool held = plan_.options.tool_call == GenerationOptions::ToolCall::kRequired &&
-                        ev.logprobs_size() == 0;
-      bool empty = ((ev.text().empty() && ev.logprobs_size() == 0) || plan_.echo_only || held) &&
+      bool empty = ((ev.text().empty() && ev.logprobs_size() == 0) || plan_.echo_only) &&
                    !IsFinal(ev.finish_reason());
       if (empty) continue;
-      if (!send(SseEvent(StreamChunk(index, item)))) return give_up();
+      Json chunk = StreamChunk(index, item);
+      if (chunk.is_null()) continue;  // held back
+      if (!send(SseEvent(chunk))) return give_up();
       last_write = absl::Now();
     }
     items.clear();

@@ -68,6 +68,7 @@ class GenerationRun {
     bool started = false;  // streaming: the first chunk went out
     bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in
     bool tool_call_sent = false;  // streaming a named tool call: its first delta went out
+    size_t content_sent = 0;      // streaming with auto tool calls: bytes of text sent as content
   };
   // Echo with logprobs: the prompt's tokens carry logprobs from the first
   // event of their sample, so they are added (and, streaming, the first
@@ -78,7 +79,11 @@ class GenerationRun {
   // Forced tool calls: the ids of a choice's calls, and a stream chunk's
   // delta (may set the chunk's finish reason to "tool_calls").
   std::string ToolCallId(int index) const;
+  // Null when there is nothing to send yet.
   Json ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish);
+  // tool_choice "auto" with tools: calls found in the answer.
+  bool AutoToolCalls() const;
+  Json AutoToolDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // Folds an event into its choice; returns the choice index.
   int Apply(const RequestStream::Item& item);
   bool Finished() const;

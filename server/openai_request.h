@@ -31,6 +31,9 @@ struct GenerationOptions {
   enum class ToolCall { kNone, kNamed, kRequired };
   ToolCall tool_call = ToolCall::kNone;
   std::string tool_name;  // kNamed
+  // Chat with tools and tool_choice "auto" (or none given): the functions
+  // whose calls are looked for in the answer (see tool_call_parser.h).
+  std::vector<std::string> auto_tool_names;
 };
 
 struct PromptInput {

@@ -205,11 +205,16 @@ absl::Status ParseToolChoice(const Json& body, GenerationOptions* o) {
     }
   }
   auto choice = body.find("tool_choice");
-  if (choice == body.end() || choice->is_null()) return absl::OkStatus();
+  const bool is_auto =
+      choice == body.end() || choice->is_null() || (choice->is_string() && *choice == "auto");
+  if (is_auto) {
+    for (const auto& [name, params] : functions) o->auto_tool_names.push_back(name);
+    return absl::OkStatus();
+  }
   Json schema;
   if (choice->is_string()) {
     const std::string c = choice->get<std::string>();
-    if (c == "none" || c == "auto") return absl::OkStatus();
+    if (c == "none") return absl::OkStatus();
     if (c != "required") {
       return InvalidParamError("tool_choice",
                                absl::StrCat("'tool_choice' must be 'none', 'auto', 'required' or "
@@ -256,28 +261,33 @@ absl::Status ParseToolChoice(const Json& body, GenerationOptions* o) {
   return Apply({"tool_choice", {Kind::kJsonSchema, schema.dump(), {}}}, o);
 }
 
+Json ToolCallsJson(const std::vector<ParsedToolCall>& calls, const std::string& id_prefix) {
+  Json out = Json::array();
+  for (const ParsedToolCall& c : calls) {
+    out.push_back(Json{{"id", absl::StrCat(id_prefix, "-", out.size())},
+                       {"type", "function"},
+                       {"function", {{"name", c.name}, {"arguments", c.arguments}}}});
+  }
+  return out;
+}
+
 Json ToolCallsJson(const GenerationOptions& o, const std::string& text,
                    const std::string& id_prefix) {
-  auto call = [&](size_t index, const std::string& name, std::string arguments) {
-    return Json{{"id", absl::StrCat(id_prefix, "-", index)},
-                {"type", "function"},
-                {"function", {{"name", name}, {"arguments", std::move(arguments)}}}};
-  };
   Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return nullptr;
-  Json calls = Json::array();
+  std::vector<ParsedToolCall> calls;
   if (o.tool_call == GenerationOptions::ToolCall::kNamed) {
-    calls.push_back(call(0, o.tool_name, parsed.dump()));
+    calls.push_back({o.tool_name, parsed.dump()});
   } else if (o.tool_call == GenerationOptions::ToolCall::kRequired && parsed.is_array()) {
     for (const Json& c : parsed) {
       if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) return nullptr;
-      calls.push_back(call(calls.size(), c["name"].get<std::string>(),
-                           c.contains("parameters") ? c["parameters"].dump() : std::string("{}")));
+      calls.push_back(
+          {c["name"].get<std::string>(), c.contains("parameters") ? c["parameters"].dump() : "{}"});
     }
   } else {
     return nullptr;
   }
-  return calls;
+  return ToolCallsJson(calls, id_prefix);
 }
 
 }  // namespace ferry

@@ -12,6 +12,7 @@
 #include "nlohmann/json.hpp"
 #include "server/json_fields.h"
 #include "server/openai_request.h"
+#include "server/tool_call_parser.h"
 
 namespace ferry {
 
@@ -20,13 +21,18 @@ absl::Status ParseStructuredOutput(const JsonFields& f, GenerationOptions* o);
 
 // Chat's tools and tool_choice: checks the tool definitions and, for
 // "required" or a named function, constrains the output to the call(s).
-// "auto" and "none" leave the output free (tools still reach the template).
+// "auto" and "none" leave the output free (tools still reach the template);
+// with "auto" (the default when tools are given) the answer is searched
+// for calls (o->auto_tool_names).
 absl::Status ParseToolChoice(const nlohmann::ordered_json& body, GenerationOptions* o);
 
 // The message's tool_calls for a forced call's output `text` (ids from
 // `id_prefix` and the call's index); null when the text is not a complete
 // call (it ran out of tokens).
 nlohmann::ordered_json ToolCallsJson(const GenerationOptions& o, const std::string& text,
+                                     const std::string& id_prefix);
+// tool_calls for calls found in an answer.
+nlohmann::ordered_json ToolCallsJson(const std::vector<ParsedToolCall>& calls,
                                      const std::string& id_prefix);
 
 }  // namespace ferry

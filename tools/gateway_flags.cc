@@ -14,6 +14,10 @@ namespace ferry {
 
 void GatewayFlags::Register(FlagParser& flags) {
   flags.AddString("chat-template", &chat_template, "Jinja chat template file (default: the model's own)");
+  flags.AddString(
+      "tool-call-parser", &tool_call_parser,
+      "how tool calls are found in chat answers with tool_choice 'auto': auto, hermes, mistral, "
+      "llama3_json or none");
   flags.AddString("served-model-name", &served_model_name,
                   "model name(s) the API answers to, comma-separated (default: the model's file or "
                   "directory name)");
@@ -81,6 +85,11 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
     FERRY_ASSIGN_OR_RETURN(std::vector<std::string> keys, ApiKeys::ReadFile(api_key_file));
     for (std::string& k : keys) o.api_keys.push_back(std::move(k));
   }
+  auto format = ParseToolCallFormat(tool_call_parser);
+  if (!format.ok())
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tool-call-parser: ", format.status().message()));
+  o.tool_call_format = *format;
   return o;
 }
 

@@ -95,6 +95,8 @@ class FakeBackend : public GenerateBackend {
   bool ready_ = true;
   bool hold_ = false;
   int tokens_per_sample_ = 4;
+  // When set, the text of each token in turn (instead of "t<i> ").
+  std::vector<std::string> script_;
   int error_event_code_ = 0;
   absl::Status fail_with_;
   ClusterAdmin* cluster_admin_ = nullptr;  // null: a single-worker backend
@@ -103,14 +105,16 @@ class FakeBackend : public GenerateBackend {
   static int Samples(const v1::GenerateRequest& r) { return r.params().n() > 0 ? r.params().n() : 1; }
 
   void Emit(const v1::GenerateRequest& request, const EventCallback& on_event) {
-    int tokens = std::min(tokens_per_sample_, request.params().max_tokens());
+    int tokens = std::min(script_.empty() ? tokens_per_sample_ : static_cast<int>(script_.size()),
+                          request.params().max_tokens());
     for (int s = 0; s < Samples(request); ++s) {
       for (int i = 0; i < tokens; ++i) {
         v1::TokenEvent ev;
         ev.set_request_id(request.request_id());
         ev.set_sample_index(s);
         ev.add_token_ids(3 + i);
-        ev.set_text("t" + std::to_string(i) + " ");
+        ev.set_text(script_.empty() ? "t" + std::to_string(i) + " "
+                                    : script_[static_cast<size_t>(i)]);
         if (request.params().has_logprobs()) {
           v1::TokenLogprob* lp = ev.add_logprobs();
           lp->set_token_id(3 + i);

@@ -268,6 +268,64 @@ TEST_F(GatewayTest, StreamedChatStartsWithTheRole) {
   EXPECT_EQ(finished, 2);
 }
 
+// tool_choice "auto" (the default with tools): a call the model writes
+// comes back as tool_calls, whole and streamed; the text before it is the
+// content, and a stream holds back what may be the start of a call.
+TEST_F(GatewayTest, ToolCallsInTheAnswerBecomeToolCalls) {
+  backend_.script_ = {"Checking", " the weather. <tool", "_call>{\"name\": \"get_weather\", ",
+                      "\"arguments\": {\"city\": \"Oslo\"}}</tool_call>"};
+  const Json tools = Json::array(
+      {Json{{"type", "function"},
+            {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "weather?"}}});
+  Json r =
+      Post("/v1/chat/completions", {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}});
+  const Json& choice = r["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_EQ(choice["message"]["content"], "Checking the weather.");
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["arguments"], R"({"city":"Oslo"})");
+
+  Json body = {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}, {"stream", true}};
+  auto events = Stream(Call("POST", "/v1/chat/completions", body.dump()));
+  std::string content;
+  Json calls;
+  std::string finish;
+  for (const auto& e : events) {
+    if (e == "[DONE]") continue;
+    const Json c = Json::parse(e)["choices"][0];
+    const Json& delta = c["delta"];
+    if (delta.contains("content") && delta["content"].is_string())
+      content += delta["content"].get<std::string>();
+    if (delta.contains("tool_calls")) calls = delta["tool_calls"];
+    if (c["finish_reason"].is_string()) finish = c["finish_reason"];
+    EXPECT_EQ(content.find("<tool"), std::string::npos) << e;
+  }
+  EXPECT_EQ(content, "Checking the weather. ");
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["index"], 0);
+  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(finish, "tool_calls");
+
+  // Without a call (or with tool_choice "none"), the text is the content.
+  backend_.script_ = {"No ", "<tools> ", "here."};
+  r = Post("/v1/chat/completions", {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}});
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "No <tools> here.");
+  EXPECT_FALSE(r["choices"][0]["message"].contains("tool_calls"));
+  body["stream"] = true;
+  events = Stream(Call("POST", "/v1/chat/completions", body.dump()));
+  content.clear();
+  for (const auto& e : events) {
+    if (e == "[DONE]") continue;
+    const Json delta = Json::parse(e)["choices"][0]["delta"];
+    if (delta.contains("content") && delta["content"].is_string())
+      content += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(content, "No <tools> here.");
+}
+
 TEST_F(GatewayTest, ChatWithoutATemplateIs400) {
   Make(GatewayOptions{}, plain_assets_.get());
   Json r = Post("/v1/chat/completions", {{"messages", Json::array({Json{{"role", "user"}, {"content", "hi"}}})}},
