@@ -93,10 +93,10 @@ absl::Status ReadGuided(const JsonFields& f, std::vector<Given>* given) {
     FERRY_ASSIGN_OR_RETURN(auto choices, Choices(*v, "guided_choice"));
     given->push_back({"guided_choice", {Kind::kChoice, "", std::move(choices)}});
   }
-  if (f.Get("guided_grammar") != nullptr) {
-    return InvalidParamError("guided_grammar",
-                             "'guided_grammar' is not supported (use guided_json, guided_regex "
-                             "or guided_choice)");
+  // GBNF, as vLLM's guided_grammar and llama.cpp's grammar take it.
+  for (const char* key : {"guided_grammar", "grammar"}) {
+    FERRY_ASSIGN_OR_RETURN(auto grammar, f.String(key));
+    if (grammar) given->push_back({key, {Kind::kGrammar, *grammar, {}}});
   }
   FERRY_ASSIGN_OR_RETURN(const Json* so, f.Object("structured_outputs"));
   if (so == nullptr) return absl::OkStatus();
@@ -114,7 +114,9 @@ absl::Status ReadGuided(const JsonFields& f, std::vector<Given>* given) {
   FERRY_ASSIGN_OR_RETURN(auto json_object, sf.Bool("json_object"));
   if (json_object.value_or(false))
     given->push_back({"structured_outputs", {Kind::kJsonObject, "", {}}});
-  for (const char* unsupported : {"grammar", "structural_tag"}) {
+  FERRY_ASSIGN_OR_RETURN(auto so_grammar, sf.String("grammar"));
+  if (so_grammar) given->push_back({"structured_outputs", {Kind::kGrammar, *so_grammar, {}}});
+  for (const char* unsupported : {"structural_tag"}) {
     if (sf.Get(unsupported) != nullptr) {
       return InvalidParamError(sf.Name(unsupported),
                                absl::StrCat("'", sf.Name(unsupported), "' is not supported"));
@@ -144,6 +146,9 @@ absl::Status Apply(const Given& g, GenerationOptions* o) {
     case Kind::kChoice:
       for (const std::string& c : g.spec.choices) so->add_choice(c);
       break;
+    case Kind::kGrammar:
+      so->set_grammar(g.spec.text);
+      break;
   }
   return absl::OkStatus();
 }
@@ -151,7 +156,7 @@ absl::Status Apply(const Given& g, GenerationOptions* o) {
 bool HasStructured(const GenerationOptions& o) {
   const v1::StructuredOutput& so = o.params.structured();
   return !so.json_schema().empty() || so.json_object() || !so.regex().empty() ||
-         so.choice_size() > 0;
+         so.choice_size() > 0 || !so.grammar().empty();
 }
 
 }  // namespace

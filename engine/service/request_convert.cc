@@ -32,6 +32,9 @@ v1::StructuredOutput ToStructuredOutput(const structured::OutputSpec& spec) {
     case Kind::kChoice:
       for (const std::string& c : spec.choices) out.add_choice(c);
       break;
+    case Kind::kGrammar:
+      out.set_grammar(spec.text);
+      break;
   }
   return out;
 }
@@ -97,6 +100,8 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
     s.structured = {Kind::kRegex, so.regex(), {}};
   } else if (so.choice_size() > 0) {
     s.structured = {Kind::kChoice, "", {so.choice().begin(), so.choice().end()}};
+  } else if (!so.grammar().empty()) {
+    s.structured = {Kind::kGrammar, so.grammar(), {}};
   }
   return s;
 }

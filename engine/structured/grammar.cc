@@ -15,6 +15,8 @@ constexpr size_t kMaxSlots = 1 << 20;
 constexpr int kMaxStackDepth = 4096;
 constexpr size_t kMaxStacks = 4096;
 constexpr size_t kMaskCacheEntries = 32;
+constexpr int64_t kMaxClosureWork = 1 << 14;  // stacks visited by one Advance
+constexpr int64_t kMaxWalkWork = 1 << 24;     // by one mask
 
 }  // namespace
 
@@ -79,8 +81,103 @@ int GrammarBuilder::Repeat(const Sequence& body_in, int min, int max) {
   return Choice({std::move(seq)});
 }
 
+absl::Status GrammarBuilder::CheckLeftRecursion() const {
+  const size_t n = rules_.size();
+  // Rules that can match nothing (a few passes reach a fixpoint for the
+  // rules the compilers build; one left unmarked only loses the check).
+  std::vector<char> nullable(n, 0);
+  for (int pass = 0, changed = 1; changed && pass < 64; ++pass) {
+    changed = 0;
+    for (size_t r = 0; r < n; ++r) {
+      if (nullable[r]) continue;
+      for (const Sequence& alt : rules_[r]) {
+        bool all = true;
+        for (const Element& e : alt) {
+          all = all && e.kind == Element::Kind::kRule && nullable[static_cast<size_t>(e.arg)];
+        }
+        if (all) {
+          nullable[r] = 1;
+          changed = 1;
+          break;
+        }
+      }
+    }
+  }
+  // Edges to the rules an alternative can start with; an edge "grows" the
+  // parse stack unless the reference ends its alternative.
+  std::vector<std::vector<std::pair<int, bool>>> edges(n);
+  for (size_t r = 0; r < n; ++r) {
+    for (const Sequence& alt : rules_[r]) {
+      for (size_t k = 0; k < alt.size(); ++k) {
+        if (alt[k].kind != Element::Kind::kRule) break;
+        edges[r].emplace_back(alt[k].arg, k + 1 < alt.size());
+        if (!nullable[static_cast<size_t>(alt[k].arg)]) break;
+      }
+    }
+  }
+  // Strongly connected components (iterative Tarjan): a growing edge inside
+  // one is left recursion, which would deepen the stack without end.
+  std::vector<int> index(n, -1), low(n, 0), comp(n, -1), stack;
+  std::vector<char> on_stack(n, 0);
+  std::vector<std::pair<size_t, size_t>> frames;  // rule, next edge
+  int next_index = 0, next_comp = 0;
+  for (size_t start = 0; start < n; ++start) {
+    if (index[start] >= 0) continue;
+    frames.emplace_back(start, 0);
+    while (!frames.empty()) {
+      auto& [v, e] = frames.back();
+      if (e == 0 && index[v] < 0) {
+        index[v] = low[v] = next_index++;
+        stack.push_back(static_cast<int>(v));
+        on_stack[v] = 1;
+      }
+      if (e < edges[v].size()) {
+        const auto w = static_cast<size_t>(edges[v][e++].first);
+        if (index[w] < 0) {
+          frames.emplace_back(w, 0);
+        } else if (on_stack[w]) {
+          low[v] = std::min(low[v], index[w]);
+        }
+        continue;
+      }
+      if (low[v] == index[v]) {
+        while (true) {
+          const auto w = static_cast<size_t>(stack.back());
+          stack.pop_back();
+          on_stack[w] = 0;
+          comp[w] = next_comp;
+          if (w == v) break;
+        }
+        ++next_comp;
+      }
+      const size_t done = v;
+      frames.pop_back();
+      if (!frames.empty()) low[frames.back().first] = std::min(low[frames.back().first], low[done]);
+    }
+  }
+  for (size_t r = 0; r < n; ++r) {
+    for (const auto& [t, grows] : edges[r]) {
+      if (grows && comp[r] == comp[static_cast<size_t>(t)]) {
+        return absl::InvalidArgumentError(absl::StrCat("the grammar is left-recursive (rule ", r,
+                                                       " can start with itself); use repetition"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::shared_ptr<const Grammar>> GrammarBuilder::Build(int root) const {
   if (root < 0 || root >= NumRules()) return absl::InvalidArgumentError("grammar has no root rule");
+  for (const auto& rule : rules_) {
+    for (const Sequence& alt : rule) {
+      for (const Element& e : alt) {
+        if (e.kind == Element::Kind::kRule && (e.arg < 0 || e.arg >= NumRules())) {
+          return absl::InvalidArgumentError("grammar rule refers to a missing rule");
+        }
+      }
+    }
+  }
+  if (absl::Status s = CheckLeftRecursion(); !s.ok()) return s;
   auto g = std::make_shared<Grammar>();
   g->root_ = root;
   g->sets_ = sets_;
@@ -160,6 +257,7 @@ TokenTrie::TokenTrie(const std::vector<std::string>& token_bytes)
 
 Matcher::Matcher(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(grammar)) {
   const Grammar& g = *grammar_;
+  NewEpoch();
   for (uint32_t start : g.alternatives(g.root())) Closure(Intern(start, kEmpty), stacks_);
   std::sort(stacks_.begin(), stacks_.end());
   stacks_.erase(std::unique(stacks_.begin(), stacks_.end()), stacks_.end());
@@ -171,7 +269,10 @@ int32_t Matcher::Intern(uint32_t pos, int32_t next) {
   if (depth > kMaxStackDepth) return kDead;
   const uint64_t key = (uint64_t{pos} << 32) | static_cast<uint32_t>(next);
   auto [it, inserted] = intern_.try_emplace(key, static_cast<int32_t>(nodes_.size()));
-  if (inserted) nodes_.push_back({pos, next, depth});
+  if (inserted) {
+    nodes_.push_back({pos, next, depth});
+    mark_.push_back(0);
+  }
   return it->second;
 }
 
@@ -183,13 +284,21 @@ void Matcher::Closure(int32_t start, std::vector<int32_t>& out) {
     const int32_t n = work_.back();
     work_.pop_back();
     if (n == kDead) continue;
-    // Stack sets are small; a linear search beats hashing here. The
-    // visited list also stops cycles through rules that match nothing.
-    if (std::find(visited_.begin(), visited_.end(), n) != visited_.end()) continue;
-    visited_.push_back(n);
+    // Each stack once per Advance: this also stops cycles through rules
+    // that match nothing.
     if (n == kEmpty) {
-      out.push_back(kEmpty);
+      if (empty_epoch_ != epoch_) out.push_back(kEmpty);
+      empty_epoch_ = epoch_;
       continue;
+    }
+    if (mark_[static_cast<size_t>(n)] == epoch_) continue;
+    mark_[static_cast<size_t>(n)] = epoch_;
+    // A pathological grammar (quantifiers of quantifiers of nullable
+    // parts) can reach very many stacks; past the budget the rest are
+    // dropped, so a step stays bounded.
+    if (--budget_ < 0) {
+      work_.clear();
+      break;
     }
     const Node node = nodes_[static_cast<size_t>(n)];
     const Grammar::Slot& s = g.slot(node.pos);
@@ -213,9 +322,18 @@ void Matcher::Closure(int32_t start, std::vector<int32_t>& out) {
   }
 }
 
+void Matcher::NewEpoch() {
+  if (++epoch_ == 0) {  // wrapped: forget every mark
+    std::fill(mark_.begin(), mark_.end(), 0);
+    empty_epoch_ = 0;
+    epoch_ = 1;
+  }
+  budget_ = kMaxClosureWork;
+}
+
 void Matcher::Advance(const std::vector<int32_t>& stacks, uint8_t byte, std::vector<int32_t>& out) {
   out.clear();
-  visited_.clear();
+  NewEpoch();
   const Grammar& g = *grammar_;
   for (int32_t n : stacks) {
     if (n < 0) continue;
@@ -248,6 +366,7 @@ void Matcher::Truncate(size_t num_nodes) {
     intern_.erase((uint64_t{n.pos} << 32) | static_cast<uint32_t>(n.next));
   }
   nodes_.resize(num_nodes);
+  mark_.resize(num_nodes);
 }
 
 void Matcher::Walk(const TokenTrie& trie, uint32_t index, const std::vector<int32_t>& stacks,
@@ -273,8 +392,10 @@ void Matcher::Walk(const TokenTrie& trie, uint32_t index, const std::vector<int3
     if (!next_bytes.Has(trie.node(child).byte)) continue;
     // The set is moved out of its scratch slot while the deeper levels run
     // (they may grow scratch_), then given back with its capacity.
+    if (walk_work_ > kMaxWalkWork) return;  // a pathological grammar: the mask stays partial
     std::vector<int32_t> next = std::move(scratch_[static_cast<size_t>(depth)]);
     Advance(stacks, trie.node(child).byte, next);
+    walk_work_ += kMaxClosureWork - std::max<int64_t>(budget_, 0) + 1;
     if (!next.empty()) Walk(trie, child, next, allowed, depth + 1);
     scratch_[static_cast<size_t>(depth)] = std::move(next);
   }
@@ -289,6 +410,7 @@ void Matcher::FillAllowed(const TokenTrie& trie, std::vector<uint64_t>* allowed)
     }
   }
   const size_t committed = nodes_.size();
+  walk_work_ = 0;
   Walk(trie, 0, stacks_, *allowed, 0);
   Truncate(committed);
   if (mask_cache_.size() >= kMaskCacheEntries) mask_cache_.erase(mask_cache_.begin());

@@ -83,6 +83,11 @@ class GrammarBuilder {
   absl::StatusOr<std::shared_ptr<const Grammar>> Build(int root) const;
 
  private:
+  // InvalidArgument when a rule can begin with itself other than as the
+  // last element of an alternative (which the matcher runs without growing
+  // its stacks).
+  absl::Status CheckLeftRecursion() const;
+
   std::vector<std::vector<Sequence>> rules_;
   std::vector<ByteSet> sets_;
   absl::flat_hash_map<std::string, int32_t> set_index_;
@@ -186,7 +191,14 @@ class Matcher {
   std::vector<Node> nodes_;
   absl::flat_hash_map<uint64_t, int32_t> intern_;
   std::vector<int32_t> stacks_;  // the current parses
-  std::vector<int32_t> work_, visited_;
+  // Starts an Advance: a new mark for visited stacks, a fresh work budget.
+  void NewEpoch();
+
+  std::vector<int32_t> work_;
+  std::vector<uint32_t> mark_;  // per node: the epoch that last visited it
+  uint32_t epoch_ = 0, empty_epoch_ = 0;
+  int64_t budget_ = 0;
+  int64_t walk_work_ = 0;
   std::vector<std::vector<int32_t>> scratch_;  // one stack set per trie depth
   // Masks of states seen before (a string's characters, list items...).
   std::vector<std::pair<std::vector<int32_t>, std::vector<uint64_t>>> mask_cache_;

@@ -321,6 +321,9 @@ struct Parser {
       }
       if (!AtEnd() && (p[i] == '?' || p[i] == '+')) ++i;  // lazy / possessive
       seq = {GrammarBuilder::Ref(b.Repeat(seq, min, max))};
+      if (!AtEnd() && (p[i] == '*' || p[i] == '+' || p[i] == '?' || p[i] == '{')) {
+        return Error("a repeated quantifier (as Python's re, write a group)");
+      }
     }
     return seq;
   }
@@ -374,6 +377,28 @@ absl::StatusOr<Sequence> AddRegex(std::string_view pattern, GrammarBuilder& b) {
   if (!seq.ok()) return seq.status();
   if (!parser.AtEnd()) return parser.Error("an unmatched ')'");
   return seq;
+}
+
+absl::StatusOr<Sequence> AddCharClass(std::string_view text, size_t* pos, GrammarBuilder& b) {
+  Parser parser{text, *pos, b};
+  auto ranges = parser.Class();
+  if (!ranges.ok()) return ranges.status();
+  auto seq = parser.FromRanges(*std::move(ranges));
+  *pos = parser.i;
+  return seq;
+}
+
+absl::StatusOr<uint32_t> ParseEscape(std::string_view text, size_t* pos) {
+  GrammarBuilder unused;
+  Parser parser{text, *pos, unused};
+  auto ranges = parser.Escape(/*in_class=*/false);
+  if (!ranges.ok()) return ranges.status();
+  if (ranges->size() != 1 || (*ranges)[0].first != (*ranges)[0].second) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a class escape where one character belongs at offset ", *pos));
+  }
+  *pos = parser.i;
+  return (*ranges)[0].first;
 }
 
 }  // namespace ferry::structured

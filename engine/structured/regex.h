@@ -23,6 +23,14 @@ namespace ferry::structured {
 // pattern.
 absl::StatusOr<Sequence> AddRegex(std::string_view pattern, GrammarBuilder& b);
 
+// A character class such as `[a-z\d]` or `[^"\\]` starting at text[*pos]
+// (just after the '['), as one element; *pos moves past the ']'. For other
+// grammar syntaxes that share regex classes (GBNF).
+absl::StatusOr<Sequence> AddCharClass(std::string_view text, size_t* pos, GrammarBuilder& b);
+// The code point of the escape at text[*pos] (just after the backslash):
+// \n \t \xHH \uHHHH, escaped punctuation...; *pos moves past it.
+absl::StatusOr<uint32_t> ParseEscape(std::string_view text, size_t* pos);
+
 // The UTF-8 byte-range sequences that together match exactly the code points
 // lo..hi (surrogates excluded), as regex engines build them.
 std::vector<std::vector<std::pair<uint8_t, uint8_t>>> Utf8Ranges(uint32_t lo, uint32_t hi);

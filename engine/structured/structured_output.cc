@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "engine/structured/gbnf.h"
 #include "engine/structured/regex.h"
 
 namespace ferry::structured {
@@ -474,6 +475,8 @@ absl::StatusOr<std::shared_ptr<const Grammar>> Compile(const OutputSpec& spec) {
       if (!seq.ok()) return seq.status();
       return b.Build(b.Choice({std::move(*seq)}));
     }
+    case OutputSpec::Kind::kGrammar:
+      return CompileGbnf(spec.text);
     case OutputSpec::Kind::kChoice: {
       if (spec.choices.empty()) return absl::InvalidArgumentError("the choice list is empty");
       GrammarBuilder b;

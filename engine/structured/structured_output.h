@@ -26,9 +26,9 @@
 namespace ferry::structured {
 
 struct OutputSpec {
-  enum class Kind { kNone, kJsonSchema, kJsonObject, kRegex, kChoice };
+  enum class Kind { kNone, kJsonSchema, kJsonObject, kRegex, kChoice, kGrammar };
   Kind kind = Kind::kNone;
-  std::string text;                  // the schema (JSON text) or the regex
+  std::string text;                  // the schema (JSON text), the regex or the GBNF grammar
   std::vector<std::string> choices;  // kChoice
 
   bool empty() const { return kind == Kind::kNone; }

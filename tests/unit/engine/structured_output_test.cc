@@ -176,6 +176,48 @@ TEST(StructuredOutputTest, Regexes) {
   }
 }
 
+std::shared_ptr<const Grammar> Gbnf(const std::string& text) {
+  auto g = Compile({OutputSpec::Kind::kGrammar, text, {}});
+  EXPECT_TRUE(g.ok()) << g.status();
+  return g.ok() ? *g : nullptr;
+}
+
+TEST(StructuredOutputTest, GbnfGrammars) {
+  // An arithmetic grammar as llama.cpp ships it (right-recursive), with
+  // comments, classes, groups, escapes and bounded repetition.
+  auto g = Gbnf(R"G(# arithmetic
+root  ::= (expr "=" ws term "\n")+
+expr  ::= term ([-+*/] ws term)*
+term  ::= ident | num | "(" ws expr ")" ws
+ident ::= [a-z] [a-z0-9_]{0,7} ws
+num   ::= [0-9]+ ws
+ws    ::= [ \t]*
+)G");
+  EXPECT_TRUE(Matches(g, "1+2*x=3\n"));
+  EXPECT_TRUE(Matches(g, "(a + b_1) * 2 = c\nz=0\n"));
+  EXPECT_FALSE(Matches(g, "1+=3\n"));
+  EXPECT_FALSE(Matches(g, "abcdefghij=1\n"));  // identifiers of at most 8 characters
+  EXPECT_FALSE(Matches(g, "1=2"));             // the newline is required
+  auto any = Gbnf("root ::= \"<\" . . \">\" \"\\u00e9\"?\n");
+  EXPECT_TRUE(Matches(any, "<\xE2\x82\xAC\n>"));  // '.' is any one character
+  EXPECT_TRUE(Matches(any, "<ab>\xC3\xA9"));
+  EXPECT_FALSE(Matches(any, "<a>"));
+  auto multi = Gbnf("root ::= item (\n  \",\" item\n)*\nitem ::= \"x\" | \"y\"");
+  EXPECT_TRUE(Matches(multi, "x,y,x"));
+  for (const char* bad :
+       {"", "root ::= missing", "other ::= \"a\"", "root ::= \"a", "root ::= [a-",
+        "root ::= (\"a\"", "root ::= \"a\"\nroot ::= \"b\"", "root = \"a\"", "root ::= \"a\"{3,1}",
+        "root ::= root \"a\" | \"b\"", "root ::= x\nx ::= y \"a\"\ny ::= x | \"b\"",
+        "root ::= x\nx ::= \"a\"? x \"b\" | \"c\""}) {
+    auto r = Compile({OutputSpec::Kind::kGrammar, bad, {}});
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+  // Recursion that is not on the left is fine.
+  auto nested = Gbnf("root ::= \"(\" root \")\" | \"x\"");
+  EXPECT_TRUE(Matches(nested, "((x))"));
+  EXPECT_FALSE(Matches(nested, "((x)"));
+}
+
 TEST(StructuredOutputTest, Utf8RangesCoverExactlyTheCodePoints) {
   std::mt19937 rng(7);
   for (int trial = 0; trial < 200; ++trial) {

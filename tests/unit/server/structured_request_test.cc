@@ -53,6 +53,9 @@ TEST(StructuredRequestTest, EachFormReachesTheEngine) {
   r = Completion(R"(,"structured_outputs":{"choice":["a","b","c"]})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->options.params.structured().choice_size(), 3);
+  r = Completion(R"(,"guided_grammar":"root ::= [0-9]+ (\",\" [0-9]+)*")");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->options.params.structured().grammar(), R"(root ::= [0-9]+ ("," [0-9]+)*)");
   r = Completion(R"(,"response_format":{"type":"text"})");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->options.params.has_structured());
@@ -72,10 +75,12 @@ TEST(StructuredRequestTest, BadSpecificationsAre400sNamingTheParameter) {
       {R"(,"guided_regex":5)", "guided_regex"},
       {R"(,"guided_choice":[])", "guided_choice"},
       {R"(,"guided_choice":["a",1])", "guided_choice"},
-      {R"(,"guided_grammar":"root ::= \"a\"")", "guided_grammar"},
+      {R"(,"guided_grammar":"root ::= root \"a\"")", "guided_grammar"},
+      {R"(,"grammar":"start ::= \"a\"")", "grammar"},
       {R"(,"guided_regex":"a","guided_choice":["a"])", "guided_choice"},
       {R"(,"response_format":{"type":"json_object"},"guided_regex":"a")", "guided_regex"},
-      {R"(,"structured_outputs":{"grammar":"x"})", "structured_outputs.grammar"},
+      {R"(,"structured_outputs":{"grammar":"x"})", "structured_outputs"},
+      {R"(,"structured_outputs":{"structural_tag":"x"})", "structured_outputs.structural_tag"},
   };
   for (const auto& [extra, param] : cases) {
     auto r = Completion(extra);
