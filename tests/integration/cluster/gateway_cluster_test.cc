@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -208,17 +209,27 @@ TEST_F(GatewayClusterTest, AdminEndpointsListMigrateAndDrainTheRealCluster) {
   std::thread mover;
   StreamResult streamed = PostStream(
       gateway_port_, "/v1/completions", Completion(kLongTokens, true),
-      [&](const std::string&, size_t index) {
+      [&](const std::string& data, size_t index) {
         if (index == 4 && !mover.joinable()) {
-          mover = std::thread([&] {
-            Json c = Cluster();
-            for (const Json& w : c["workers"]) {
-              if (w["requests"].empty()) continue;
-              const std::string to = w["id"] == ids[0] ? ids[1] : ids[0];
-              HttpResult r = Admin("/admin/migrate",
-                                   Json{{"request_id", w["requests"][0]}, {"to", to}}.dump());
-              move_answer = r.body;
-              moved = r.status == 200;
+          // This stream's request (the listing, refreshed by heartbeats,
+          // may still name the finished reference request for a moment).
+          Json chunk = Json::parse(data, nullptr, false);
+          const std::string mine =
+              chunk.is_object() ? chunk.value("id", std::string()) : std::string();
+          mover = std::thread([&, mine] {
+            for (int attempt = 0; attempt < 50 && !moved; ++attempt) {
+              Json c = Cluster();
+              for (const Json& w : c["workers"]) {
+                for (const Json& id : w["requests"]) {
+                  if (!id.is_string() || id.get<std::string>().rfind(mine, 0) != 0) continue;
+                  const std::string to = w["id"] == ids[0] ? ids[1] : ids[0];
+                  HttpResult r =
+                      Admin("/admin/migrate", Json{{"request_id", id}, {"to", to}}.dump());
+                  move_answer = r.body;
+                  moved = r.status == 200;
+                }
+              }
+              if (!moved) std::this_thread::sleep_for(std::chrono::milliseconds(20));
             }
           });
         }
