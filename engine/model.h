@@ -46,7 +46,8 @@ struct LoadOptions {
 
 class Model {
  public:
-  // Loads a GGUF file or a Hugging Face directory. Errors name the file and,
+  // Loads a GGUF file, a Hugging Face directory or a llama2.c checkpoint (with
+  // its tokenizer next to it). Errors name the file and,
   // where one is at fault, the tensor: NotFound (missing file or tensor),
   // InvalidArgument (shape, dtype or metadata that does not fit), DataLoss
   // (truncated file), Unimplemented (architecture or tensor type).

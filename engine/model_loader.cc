@@ -1,4 +1,4 @@
-// Model::Load for GGUF files and Hugging Face directories.
+// Model::Load for GGUF files, Hugging Face directories and llama2.c checkpoints.
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "engine/formats/gguf.h"
+#include "engine/formats/llama2c.h"
 #include "engine/formats/safetensors.h"
 #include "engine/model.h"
 #include "nlohmann/json.hpp"
@@ -40,6 +41,7 @@ class ModelBuilder {
 
   absl::Status LoadGguf(const std::string& path, const LoadOptions& options);
   absl::Status LoadHf(const std::string& dir, const LoadOptions& options);
+  absl::Status LoadLlama2c(const std::string& path, const LoadOptions& options);
 
  private:
   using Lookup = std::function<absl::StatusOr<FoundTensor>(const std::string&)>;
@@ -355,10 +357,7 @@ absl::Status ModelBuilder::LoadHf(const std::string& dir, const LoadOptions& opt
       }
     }
   }
-  std::string tok_config = (root / "tokenizer_config.json").string();
-  if (!fs::exists(tok_config)) tok_config.clear();
-  FERRY_ASSIGN_OR_RETURN(m_.tokenizer_,
-                         Tokenizer::FromHuggingFace((root / "tokenizer.json").string(), tok_config));
+  FERRY_ASSIGN_OR_RETURN(m_.tokenizer_, Tokenizer::FromHfDirectory(dir));
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsModel> st_owned, SafetensorsModel::Open(dir));
   std::shared_ptr<SafetensorsModel> st(std::move(st_owned));
   m_.keep_alive_.push_back(st);
@@ -399,6 +398,52 @@ absl::Status ModelBuilder::LoadHf(const std::string& dir, const LoadOptions& opt
   return absl::OkStatus();
 }
 
+// llama2.c's model.py is Meta's Llama: RoPE on adjacent pairs (as GGUF
+// "llama" stores Q and K), norm epsilon 1e-5, theta 10000, BOS 1, EOS 2.
+absl::Status ModelBuilder::LoadLlama2c(const std::string& path, const LoadOptions& options) {
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Llama2cCheckpoint> owned, Llama2cCheckpoint::Open(path));
+  std::shared_ptr<Llama2cCheckpoint> checkpoint(std::move(owned));
+  m_.keep_alive_.push_back(checkpoint);
+  const Llama2cConfig& l2 = checkpoint->config();
+  ModelConfig& c = m_.config_;
+  c.architecture = "llama";
+  c.vocab_size = l2.vocab_size;
+  c.hidden_size = l2.dim;
+  c.num_layers = l2.num_layers;
+  c.num_heads = l2.num_heads;
+  c.num_kv_heads = l2.num_kv_heads;
+  c.head_dim = l2.head_dim();
+  c.intermediate_size = l2.hidden_dim;
+  c.max_position_embeddings = l2.seq_len;
+  c.rms_norm_eps = 1e-5f;
+  c.rope_theta = 10000.0f;
+  c.rope_dim = c.head_dim;
+  c.rope_style = RopeStyle::kInterleaved;
+  c.tie_word_embeddings = l2.shared_classifier;
+  c.bos_token_id = 1;
+  FERRY_RETURN_IF_ERROR(c.Validate(path));
+  FERRY_ASSIGN_OR_RETURN(m_.tokenizer_, Tokenizer::ForLlama2cCheckpoint(path, l2.vocab_size));
+  Lookup lookup = [&](const std::string& name) -> absl::StatusOr<FoundTensor> {
+    const Llama2cTensor* t = checkpoint->Find(name);
+    if (t == nullptr)
+      return absl::NotFoundError(absl::StrCat(path, ": tensor '", name, "' is missing"));
+    return FoundTensor{path, name, DType::kF32, t->shape, t->data, t->num_bytes};
+  };
+  auto layer_name = [](int l, const char* part) {
+    static const std::map<std::string, std::string> kNames = {
+        {"attn_norm", "attention_norm.weight"}, {"wq", "attention.wq.weight"},
+        {"wk", "attention.wk.weight"},          {"wv", "attention.wv.weight"},
+        {"wo", "attention.wo.weight"},          {"ffn_norm", "ffn_norm.weight"},
+        {"w_gate", "feed_forward.w1.weight"},   {"w_up", "feed_forward.w3.weight"},
+        {"w_down", "feed_forward.w2.weight"}};
+    return absl::StrCat("layers.", l, ".", kNames.at(part));
+  };
+  FERRY_RETURN_IF_ERROR(BindAll(lookup, layer_name, "tok_embeddings.weight", "norm.weight",
+                                "output.weight", options));
+  FinishTokenizerIds();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
                                                    const LoadOptions& options) {
   std::unique_ptr<Model> model(new Model());
@@ -411,6 +456,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   ModelBuilder builder(*model);
   if (fs::is_directory(p, ec)) {
     FERRY_RETURN_IF_ERROR(builder.LoadHf(path, options));
+  } else if (Llama2cCheckpoint::SniffFile(path)) {
+    FERRY_RETURN_IF_ERROR(builder.LoadLlama2c(path, options));
   } else {
     FERRY_RETURN_IF_ERROR(builder.LoadGguf(path, options));
   }

@@ -8,6 +8,7 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "engine/formats/gguf.h"
+#include "engine/formats/llama2c.h"
 #include "nlohmann/json.hpp"
 
 namespace ferry {
@@ -79,15 +80,19 @@ absl::StatusOr<std::unique_ptr<ModelAssets>> ModelAssets::Load(const std::string
   if (fs::is_directory(path, ec)) {
     fs::path root(path);
     FERRY_ASSIGN_OR_RETURN(context_length, HfContextLength((root / "config.json").string()));
-    std::string tok_config = (root / "tokenizer_config.json").string();
-    if (!fs::exists(tok_config, ec)) tok_config.clear();
-    FERRY_ASSIGN_OR_RETURN(tokenizer,
-                           Tokenizer::FromHuggingFace((root / "tokenizer.json").string(), tok_config));
+    FERRY_ASSIGN_OR_RETURN(tokenizer, Tokenizer::FromHfDirectory(path));
     template_source = tokenizer->chat_template();
     if (template_source.empty() && fs::exists(root / "chat_template.jinja", ec)) {
       template_origin = (root / "chat_template.jinja").string();
       FERRY_ASSIGN_OR_RETURN(template_source, ReadFile(template_origin));
     }
+  } else if (Llama2cCheckpoint::SniffFile(path)) {
+    // Mapped, not read: the gateway needs the header alone.
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<Llama2cCheckpoint> checkpoint,
+                           Llama2cCheckpoint::Open(path));
+    const Llama2cConfig& config = checkpoint->config();
+    context_length = config.seq_len;
+    FERRY_ASSIGN_OR_RETURN(tokenizer, Tokenizer::ForLlama2cCheckpoint(path, config.vocab_size));
   } else {
     FERRY_ASSIGN_OR_RETURN(gguf, GgufFile::Open(path));
     FERRY_ASSIGN_OR_RETURN(std::string_view arch, gguf->GetString("general.architecture"));

@@ -74,7 +74,9 @@ int RunGateway(int argc, char** argv) {
   flags.AddString("listen", &f.listen, "HOST:PORT to serve HTTP on (port 0: any free port)");
   flags.AddString("scheduler", &f.scheduler, "HOST:PORT of the ferry scheduler (ferry.v1.Scheduler)");
   flags.AddString("worker", &f.worker, "HOST:PORT of one ferry worker (ferry.v1.Worker), instead of a scheduler");
-  flags.AddString("model", &f.model, "GGUF file or Hugging Face directory: its tokenizer and chat template");
+  flags.AddString(
+      "model", &f.model,
+      "GGUF file, Hugging Face directory or llama2.c checkpoint: its tokenizer and chat template");
   flags.AddInt("max-model-len", &f.max_model_len, "context length to admit requests up to (0: the model's)");
   f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunGatewayMain(f); });

@@ -10,7 +10,9 @@
 namespace ferry {
 
 void EngineFlags::Register(FlagParser& flags) {
-  flags.AddString("model", &model, "GGUF file or Hugging Face directory (default: the built-in model)");
+  flags.AddString(
+      "model", &model,
+      "GGUF file, Hugging Face directory or llama2.c checkpoint (default: the built-in model)");
   flags.AddInt("block-size", &block_size, "tokens per KV block");
   flags.AddString("kv-cache-memory", &kv_cache_memory,
                   "KV cache size: bytes (e.g. 2GiB) or a fraction of available memory (e.g. 0.3); "

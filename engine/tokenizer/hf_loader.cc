@@ -19,6 +19,7 @@
 #include "engine/tokenizer/bpe_tokenizer.h"
 #include "engine/tokenizer/merge_ranks.h"
 #include "engine/tokenizer/pre_tokenizer.h"
+#include "engine/tokenizer/sentencepiece_model.h"
 #include "engine/tokenizer/spm_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/vocab_tokenizer.h"
@@ -458,9 +459,10 @@ absl::Status ApplyConfig(const std::string& path, HfModel* model) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& tokenizer_json_path,
-                                                 const std::string& tokenizer_config_path) {
-  FERRY_ASSIGN_OR_RETURN(HfModel model, ReadTokenizerJson(tokenizer_json_path));
+// Applies the defaults and tokenizer_config.json (when its path is not
+// empty) to a vocabulary read from `source`, and builds the tokenizer.
+absl::StatusOr<std::unique_ptr<Tokenizer>> Finish(HfModel model, const std::string& source,
+                                                  const std::string& tokenizer_config_path) {
   VocabSpec& spec = model.spec;
   // Defaults before the config: the post-processor's BOS, SentencePiece's <s> </s>.
   if (model.post_processor_bos) {
@@ -480,11 +482,28 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& tokenizer_js
   if (!tokenizer_config_path.empty()) {
     FERRY_RETURN_IF_ERROR(ApplyConfig(tokenizer_config_path, &model));
   }
-  FERRY_RETURN_IF_ERROR(ValidateVocabSpec(spec, tokenizer_json_path));
+  FERRY_RETURN_IF_ERROR(ValidateVocabSpec(spec, source));
   if (model.byte_level) {
     return std::make_unique<ByteLevelBpeTokenizer>(std::move(spec), model.byte_level_options);
   }
   return std::make_unique<SpmTokenizer>(std::move(spec), model.add_space_prefix);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& tokenizer_json_path,
+                                                 const std::string& tokenizer_config_path) {
+  FERRY_ASSIGN_OR_RETURN(HfModel model, ReadTokenizerJson(tokenizer_json_path));
+  return Finish(std::move(model), tokenizer_json_path, tokenizer_config_path);
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> BuildSentencePiece(
+    const std::string& model_path, const std::string& tokenizer_config_path) {
+  FERRY_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(model_path));
+  FERRY_ASSIGN_OR_RETURN(SentencePieceModel sp, ParseSentencePieceModel(bytes, model_path));
+  HfModel model;
+  model.spec = std::move(sp.spec);
+  model.add_space_prefix = sp.add_dummy_prefix;
+  model.post_processor_bos = model.spec.bos_id;  // SentencePiece's own BOS, as its encoder adds
+  return Finish(std::move(model), model_path, tokenizer_config_path);
 }
 
 }  // namespace
@@ -499,6 +518,37 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
     return absl::InvalidArgumentError(
         absl::StrCat(tokenizer_json_path, ": cannot load tokenizer: ", e.what()));
   }
+}
+
+}  // namespace ferry
+
+namespace ferry {
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromSentencePiece(
+    const std::string& model_path, const std::string& tokenizer_config_path) {
+  try {
+    return BuildSentencePiece(model_path, tokenizer_config_path);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(model_path, ": cannot load tokenizer: ", e.what()));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfDirectory(const std::string& dir) {
+  const std::filesystem::path root(dir);
+  std::error_code ec;
+  std::string config = (root / "tokenizer_config.json").string();
+  if (!std::filesystem::exists(config, ec)) config.clear();
+  const std::string json = (root / "tokenizer.json").string();
+  const std::string sentencepiece = (root / "tokenizer.model").string();
+  if (!std::filesystem::exists(json, ec) && std::filesystem::exists(sentencepiece, ec)) {
+    return FromSentencePiece(sentencepiece, config);
+  }
+  if (!std::filesystem::exists(json, ec)) {
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": no tokenizer (neither tokenizer.json nor tokenizer.model)"));
+  }
+  return FromHuggingFace(json, config);
 }
 
 }  // namespace ferry

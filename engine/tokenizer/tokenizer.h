@@ -41,6 +41,25 @@ class Tokenizer {
   // pre-tokenizer pattern that is not supported (naming it).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHuggingFace(
       const std::string& tokenizer_json_path, const std::string& tokenizer_config_path);
+  // From SentencePiece's tokenizer.model (BPE) and, if non-empty,
+  // tokenizer_config.json, which it reads as FromHuggingFace does. NotFound
+  // for a file that cannot be opened; InvalidArgument for a malformed model;
+  // Unimplemented for a unigram model.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromSentencePiece(
+      const std::string& model_path, const std::string& tokenizer_config_path);
+  // The tokenizer of a Hugging Face model directory: tokenizer.json, else
+  // tokenizer.model, with tokenizer_config.json when there is one. NotFound
+  // naming both files when neither is there.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromHfDirectory(const std::string& dir);
+  // From llama2.c's tokenizer.bin, reading `vocab_size` tokens (0: all).
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromLlama2c(const std::string& path,
+                                                                int vocab_size);
+  // The tokenizer of a llama2.c checkpoint with `vocab_size` tokens: the
+  // first of tokenizer.model, tok{vocab_size}.model, tokenizer.bin and
+  // tok{vocab_size}.bin next to it. NotFound naming them when none is there;
+  // InvalidArgument when its size is not the checkpoint's.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> ForLlama2cCheckpoint(
+      const std::string& checkpoint_path, int vocab_size);
 
   // Encodes `text`. `add_special` adds BOS (and EOS) as the vocabulary asks;
   // `parse_special` turns special-token text (e.g. "<|im_start|>") into its id

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/formats/gguf_writer.h"
@@ -261,6 +262,101 @@ void MakeSchedulerPeer(const fs::path& dir) {
   Write(dir / "prefill_decode_bad_loads", pd);
 }
 
+void PutI32(Bytes* b, int32_t v) {
+  const auto* p = reinterpret_cast<const uint8_t*>(&v);
+  b->insert(b->end(), p, p + 4);
+}
+
+void PutF32s(Bytes* b, size_t n) {
+  for (float v : Values(n)) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    b->insert(b->end(), p, p + 4);
+  }
+}
+
+// llama2.c checkpoints: legacy with its own classifier, version 1 shared.
+void MakeLlama2c(const fs::path& dir) {
+  const int32_t dim = 8, hidden = 12, layers = 1, heads = 2, kv_heads = 1, vocab = 5, seq = 4;
+  const size_t kv = kv_heads * (dim / heads);
+  const size_t weights =
+      layers * (2 * dim + 2 * dim * dim + 2 * kv * dim + 3 * hidden * dim) + vocab * dim + dim;
+  Bytes legacy;
+  for (int32_t v : {dim, hidden, layers, heads, kv_heads, -vocab, seq}) PutI32(&legacy, v);
+  PutF32s(&legacy, weights + 2 * seq * (dim / heads / 2) + vocab * dim);
+  Write(dir / "legacy_unshared.bin", legacy);
+  Variants(dir, "legacy_unshared.bin", legacy);
+  Bytes v1;
+  for (int32_t v : {0x616b3432, 1, dim, hidden, layers, heads, kv_heads, vocab, seq})
+    PutI32(&v1, v);
+  v1.push_back(1);
+  v1.resize(256, 0);
+  PutF32s(&v1, weights);
+  Write(dir / "v1_shared.bin", v1);
+  Variants(dir, "v1_shared.bin", v1);
+}
+
+void PutVarint(Bytes* b, uint64_t v) {
+  while (v >= 0x80) {
+    b->push_back(static_cast<uint8_t>((v & 0x7F) | 0x80));
+    v >>= 7;
+  }
+  b->push_back(static_cast<uint8_t>(v));
+}
+
+void PutField(Bytes* b, int field, const Bytes& bytes) {
+  PutVarint(b, static_cast<uint64_t>(field) << 3 | 2);
+  PutVarint(b, bytes.size());
+  b->insert(b->end(), bytes.begin(), bytes.end());
+}
+
+// tokenizer.model (first byte 0) and tokenizer.bin (first byte odd: the
+// vocabulary size to read, times two, plus one).
+void MakeSentencePiece(const fs::path& dir) {
+  const std::vector<std::tuple<std::string, float, int>> pieces = {
+      {"<unk>", 0, 2},  {"<s>", 0, 3},
+      {"</s>", 0, 3},   {"<0x0A>", 0, 6},
+      {"<0x41>", 0, 6}, {"\xE2\x96\x81t", -1, 1},
+      {"he", -2, 1},    {"\xE2\x96\x81the", -3, 1}};
+  Bytes model = {0};
+  for (const auto& [text, score, type] : pieces) {
+    Bytes msg;
+    PutField(&msg, 1, Bytes(text.begin(), text.end()));
+    PutVarint(&msg, 2 << 3 | 5);
+    const auto* p = reinterpret_cast<const uint8_t*>(&score);
+    msg.insert(msg.end(), p, p + 4);
+    PutVarint(&msg, 3 << 3);
+    PutVarint(&msg, static_cast<uint64_t>(type));
+    PutField(&model, 1, msg);
+  }
+  Bytes trainer;
+  PutVarint(&trainer, 3 << 3);
+  PutVarint(&trainer, 2);  // BPE
+  PutVarint(&trainer, 43 << 3);
+  PutVarint(&trainer, ~uint64_t{0});  // pad_id -1
+  PutField(&model, 2, trainer);
+  Bytes normalizer;
+  PutVarint(&normalizer, 3 << 3);
+  PutVarint(&normalizer, 1);
+  PutField(&model, 3, normalizer);
+  Write(dir / "model_bpe", model);
+  Variants(dir, "model_bpe", model);
+
+  Bytes bin = {1};  // read to the end
+  PutI32(&bin, 6);
+  for (const char* text : {"<unk>", "\n<s>\n", "\n</s>\n", "<0x0A>", " t", "he", " the"}) {
+    const float score = -1;
+    const auto* p = reinterpret_cast<const uint8_t*>(&score);
+    bin.insert(bin.end(), p, p + 4);
+    PutI32(&bin, static_cast<int32_t>(std::strlen(text)));
+    bin.insert(bin.end(), text, text + std::strlen(text));
+  }
+  Write(dir / "llama2c_vocab", bin);
+  Variants(dir, "llama2c_vocab", bin);
+  Bytes first4 = bin;
+  first4[0] = 4 * 2 + 1;
+  Write(dir / "llama2c_vocab_first4", first4);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -273,6 +369,10 @@ int main(int argc, char** argv) {
   fs::create_directories(root / "safetensors");
   MakeGguf(root / "gguf");
   MakeSafetensors(root / "safetensors");
+  fs::create_directories(root / "llama2c");
+  fs::create_directories(root / "sentencepiece");
+  MakeLlama2c(root / "llama2c");
+  MakeSentencePiece(root / "sentencepiece");
   fs::create_directories(root / "worker_request");
   fs::create_directories(root / "scheduler_peer");
   MakeWorkerRequest(root / "worker_request");

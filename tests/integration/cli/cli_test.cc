@@ -2,11 +2,15 @@
 // generation on a real trained model against llama.cpp's recorded output.
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/str_split.h"
+#include "engine/formats/llama2c.h"
 #include "gtest/gtest.h"
 #include "tests/process_util.h"
 #include "tests/test_support.h"
@@ -76,6 +80,11 @@ TEST(CliTest, NotAModelFileIsAClearError) {
 }
 
 // llama.cpp (build b4748), greedy, 64 tokens, recorded in ../shared/models/README.md.
+constexpr char kStoriesGreedyIds[] =
+    "432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 "
+    "411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 "
+    "338 391 266 267 337 335 312 432 398 312 286 267 414 270 333 415 426 13 438 310 "
+    "439 419 357 336";
 TEST(CliTest, Stories260KGreedyMatchesLlamaCpp) {
   FERRY_REQUIRE_SHARED(model, "models/stories260K.gguf");
   for (int threads : {1, 2}) {
@@ -84,15 +93,86 @@ TEST(CliTest, Stories260KGreedyMatchesLlamaCpp) {
                                  " --print-ids --threads " + std::to_string(threads));
     ASSERT_EQ(r.exit_code, 0) << r.out;
     EXPECT_EQ(LineAfter(r.out, "prompt_ids: "), "1 403 407 261 378");
-    EXPECT_EQ(LineAfter(r.out, "gen_ids: "),
-              "432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 "
-              "411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 "
-              "338 391 266 267 337 335 312 432 398 312 286 267 414 270 333 415 426 13 438 310 "
-              "439 419 357 336");
+    EXPECT_EQ(LineAfter(r.out, "gen_ids: "), kStoriesGreedyIds);
     EXPECT_NE(r.out.find(", there was a little girl named Lily. She loved to play outside in the park."),
               std::string::npos)
         << r.out;
   }
+}
+
+// The same model as Karpathy's llama2.c checkpoint, with tok512.model next to it.
+TEST(CliTest, Stories260KLlama2cCheckpointMatchesLlamaCpp) {
+  FERRY_REQUIRE_SHARED(model, "models/llama2c-stories260K/stories260K.bin");
+  CommandResult r =
+      RunCommand(FerryBinary() + " generate --model " + model +
+                 " --prompt 'Once upon a time' --max-tokens 64 --temperature 0 --print-ids");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(LineAfter(r.out, "prompt_ids: "), "1 403 407 261 378");
+  EXPECT_EQ(LineAfter(r.out, "gen_ids: "), kStoriesGreedyIds);
+}
+
+// Rewrites a legacy llama2.c checkpoint as version 1 ("ak42" header, the
+// norms first), as llama2.c's export.py writes it.
+std::string LegacyToVersion1(const std::string& legacy) {
+  auto checkpoint = Llama2cCheckpoint::Open(legacy);
+  if (!checkpoint.ok()) return "";
+  const Llama2cConfig& c = (*checkpoint)->config();
+  std::string out(256, '\0');
+  const int32_t header[] = {static_cast<int32_t>(Llama2cCheckpoint::kMagic),
+                            1,
+                            c.dim,
+                            c.hidden_dim,
+                            c.num_layers,
+                            c.num_heads,
+                            c.num_kv_heads,
+                            c.vocab_size,
+                            c.seq_len};
+  std::memcpy(out.data(), header, sizeof(header));
+  out[sizeof(header)] = c.shared_classifier ? 1 : 0;
+  const auto put = [&](const std::string& name) {
+    const Llama2cTensor* t = (*checkpoint)->Find(name);
+    if (t != nullptr) out.append(reinterpret_cast<const char*>(t->data), t->num_bytes);
+  };
+  const auto per_layer = [&](const std::string& part) {
+    for (int l = 0; l < c.num_layers; ++l) put("layers." + std::to_string(l) + "." + part);
+  };
+  per_layer("attention_norm.weight");
+  per_layer("ffn_norm.weight");
+  put("norm.weight");
+  put("tok_embeddings.weight");
+  for (const char* part :
+       {"attention.wq.weight", "attention.wk.weight", "attention.wv.weight", "attention.wo.weight",
+        "feed_forward.w1.weight", "feed_forward.w2.weight", "feed_forward.w3.weight"}) {
+    per_layer(part);
+  }
+  put("output.weight");
+  return out;
+}
+
+// Version 1 of the checkpoint, with llama2.c's own tokenizer.bin beside it.
+TEST(CliTest, Llama2cVersion1CheckpointWithTokenizerBinMatches) {
+  FERRY_REQUIRE_SHARED(model, "models/llama2c-stories260K/stories260K.bin");
+  FERRY_REQUIRE_SHARED(vocab, "models/llama2c-stories260K/tok512.bin");
+  const std::string dir = UniqueTempPath("llama2c-v1");
+  std::filesystem::create_directories(dir);
+  const std::string v1 = LegacyToVersion1(model);
+  ASSERT_FALSE(v1.empty());
+  std::ofstream(dir + "/model.bin", std::ios::binary) << v1;
+  std::filesystem::create_symlink(vocab, dir + "/tokenizer.bin");
+  CommandResult r =
+      RunCommand(FerryBinary() + " generate --model " + dir + "/model.bin" +
+                 " --prompt 'Once upon a time' --max-tokens 64 --temperature 0 --print-ids");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(LineAfter(r.out, "prompt_ids: "), "1 403 407 261 378");
+  EXPECT_EQ(LineAfter(r.out, "gen_ids: "), kStoriesGreedyIds);
+  // Without a tokenizer next to it the error says where it looked.
+  std::filesystem::remove(dir + "/tokenizer.bin");
+  r = RunCommand(FerryBinary() + " generate --model " + dir + "/model.bin --prompt hi", true);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("no tokenizer next to this llama2.c checkpoint"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("tok512.model"), std::string::npos) << r.out;
+  std::filesystem::remove_all(dir);
 }
 
 TEST(CliTest, BuiltinModelGeneratesWithoutAModelFlag) {

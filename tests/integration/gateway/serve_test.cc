@@ -59,6 +59,33 @@ TEST(ServeTest, GreedyCompletionMatchesLlamaCppAndChatWorks) {
   EXPECT_EQ(server.Stop(), 0);
 }
 
+// The same model as a llama2.c checkpoint with its tokenizer.model beside it:
+// the gateway reads its tokenizer and context length from there.
+TEST(ServeTest, Llama2cCheckpointServesTheSameText) {
+  FERRY_REQUIRE_SHARED(model, "models/llama2c-stories260K/stories260K.bin");
+  ServerProcess server(ServeArgs(model));
+  ASSERT_GT(server.port(), 0) << server.log();
+  HttpResult models = HttpCall(server.port(), "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  EXPECT_EQ(Json::parse(models.body)["data"][0]["id"], "stories260K.bin");
+  HttpResult r = PostJson(server.port(), "/v1/completions",
+                          {{"model", "stories260K.bin"},
+                           {"prompt", "Once upon a time"},
+                           {"max_tokens", 20},
+                           {"temperature", 0}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Json::parse(r.body)["choices"][0]["text"], kStoriesGreedy);
+  HttpResult tok = PostJson(server.port(), "/tokenize", {{"prompt", "Once upon a time"}});
+  ASSERT_EQ(tok.status, 200) << tok.body;
+  EXPECT_EQ(Json::parse(tok.body)["tokens"], Json::array({1, 403, 407, 261, 378}));
+  // seq_len 512 is the context: a prompt and max_tokens past it are refused.
+  HttpResult over = PostJson(server.port(), "/v1/completions",
+                             {{"prompt", "Once upon a time"}, {"max_tokens", 600}});
+  EXPECT_EQ(over.status, 400) << over.body;
+  EXPECT_NE(over.body.find("512"), std::string::npos) << over.body;
+  EXPECT_EQ(server.Stop(), 0);
+}
+
 TEST(ServeTest, StreamsTheSameTextAsTheWholeAnswer) {
   FERRY_REQUIRE_STORIES(model);
   ServerProcess server(ServeArgs(model));
