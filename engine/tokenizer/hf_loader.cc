@@ -520,10 +520,6 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHuggingFace(
   }
 }
 
-}  // namespace ferry
-
-namespace ferry {
-
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromSentencePiece(
     const std::string& model_path, const std::string& tokenizer_config_path) {
   try {
@@ -540,15 +536,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromHfDirectory(const std:
   std::string config = (root / "tokenizer_config.json").string();
   if (!std::filesystem::exists(config, ec)) config.clear();
   const std::string json = (root / "tokenizer.json").string();
+  if (std::filesystem::exists(json, ec)) return FromHuggingFace(json, config);
   const std::string sentencepiece = (root / "tokenizer.model").string();
-  if (!std::filesystem::exists(json, ec) && std::filesystem::exists(sentencepiece, ec)) {
-    return FromSentencePiece(sentencepiece, config);
-  }
-  if (!std::filesystem::exists(json, ec)) {
-    return absl::NotFoundError(
-        absl::StrCat(dir, ": no tokenizer (neither tokenizer.json nor tokenizer.model)"));
-  }
-  return FromHuggingFace(json, config);
+  if (std::filesystem::exists(sentencepiece, ec)) return FromSentencePiece(sentencepiece, config);
+  return absl::NotFoundError(
+      absl::StrCat(dir, ": no tokenizer (neither tokenizer.json nor tokenizer.model)"));
 }
 
 }  // namespace ferry

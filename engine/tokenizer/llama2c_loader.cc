@@ -1,14 +1,14 @@
 // Tokenizer::FromLlama2c and ForLlama2cCheckpoint: the vocabularies that
 // come with llama2.c checkpoints.
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/mapped_file.h"
 #include "common/status_macros.h"
 #include "engine/tokenizer/sentencepiece_model.h"
 #include "engine/tokenizer/spm_tokenizer.h"
@@ -18,12 +18,9 @@ namespace ferry {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromLlama2c(const std::string& path,
                                                                   int vocab_size) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  FERRY_ASSIGN_OR_RETURN(VocabSpec spec, ParseLlama2cVocab(buffer.str(), vocab_size, path));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> file, MappedFile::Open(path));
+  const std::string_view bytes(reinterpret_cast<const char*>(file->data()), file->size());
+  FERRY_ASSIGN_OR_RETURN(VocabSpec spec, ParseLlama2cVocab(bytes, vocab_size, path));
   FERRY_RETURN_IF_ERROR(ValidateVocabSpec(spec, path));
   // run.c encodes with a dummy-prefix space, as SentencePiece does.
   return std::make_unique<SpmTokenizer>(std::move(spec), /*add_space_prefix=*/true);
