@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "engine/structured/gbnf.h"
+#include "engine/structured/numeric_range.h"
 #include "engine/structured/regex.h"
 
 namespace ferry::structured {
@@ -103,17 +104,13 @@ class SchemaCompiler {
         {Lit("0"), Cat({{b_.Bytes(ByteSet::Range('1', '9'))}, Digits(0, kMaxDigits - 1)})}))};
   }
 
-  int Integer(bool sign) {
-    int& rule = sign ? integer_ : natural_;
-    if (rule < 0) {
-      rule = sign ? b_.Choice({Cat({{R(b_.Repeat(Lit("-"), 0, 1))}, IntegerPart()})})
-                  : b_.Choice({IntegerPart()});
-    }
-    return rule;
+  int Integer() {
+    if (integer_ < 0) integer_ = b_.Choice({Cat({{R(b_.Repeat(Lit("-"), 0, 1))}, IntegerPart()})});
+    return integer_;
   }
 
-  int Number(bool sign) {
-    int& rule = sign ? number_ : positive_number_;
+  int Number() {
+    int& rule = number_;
     if (rule < 0) {
       const int frac = b_.Repeat(Cat({Lit("."), Digits(1, kMaxDigits)}), 0, 1);
       ByteSet e;
@@ -124,7 +121,7 @@ class SchemaCompiler {
       pm.Add('-');
       const int exp =
           b_.Repeat(Cat({{b_.Bytes(e)}, {R(b_.Repeat({b_.Bytes(pm)}, 0, 1))}, Digits(1, 3)}), 0, 1);
-      rule = b_.Choice({Cat({{R(Integer(sign))}, {R(frac)}, {R(exp)}})});
+      rule = b_.Choice({Cat({{R(Integer())}, {R(frac)}, {R(exp)}})});
     }
     return rule;
   }
@@ -139,7 +136,7 @@ class SchemaCompiler {
     const int more = b_.Repeat(Cat({Ws(), Lit(","), Ws(), {R(value_)}}), 0, -1);
     b_.AddAlternative(array, Cat({Lit("["), Ws(), {R(value_)}, {R(more)}, Ws(), Lit("]")}));
     for (Sequence alt : {Sequence{R(object)}, Sequence{R(array)}, Sequence{R(AnyString())},
-                         Sequence{R(Number(true))}, Lit("true"), Lit("false"), Lit("null")}) {
+                         Sequence{R(Number())}, Lit("true"), Lit("false"), Lit("null")}) {
       b_.AddAlternative(value_, std::move(alt));
     }
     return value_;
@@ -263,19 +260,53 @@ class SchemaCompiler {
     return std::optional<int>(static_cast<int>(it->get<int64_t>()));
   }
 
-  static bool NonNegative(const Json& s) {
-    for (const char* key : {"minimum", "exclusiveMinimum"}) {
+  // minimum / maximum / exclusiveMinimum / exclusiveMaximum (numbers, or
+  // draft 4's booleans that make minimum and maximum exclusive); nullopt
+  // when the schema has none.
+  static absl::StatusOr<std::optional<NumericRange>> Range(const Json& s) {
+    NumericRange range;
+    bool any = false;
+    for (const char* key : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
       auto it = s.find(key);
-      if (it != s.end() && it->is_number() && it->get<double>() >= 0) return true;
+      if (it == s.end() || it->is_boolean()) continue;
+      if (!it->is_number()) return Bad(absl::StrCat(key, " must be a number"));
+      auto bound = ParseDecimal(it->dump());
+      if (!bound.ok()) return Bad(absl::StrCat(key, ": ", bound.status().message()));
+      const std::string_view name(key);
+      bound->exclusive = name.starts_with("exclusive");
+      const bool lower = name.ends_with("inimum");
+      std::optional<DecimalBound>& slot = lower ? range.lower : range.upper;
+      // Both an inclusive and an exclusive bound on one side: the tighter.
+      const int order = slot ? CompareDecimal(*bound, *slot) : 0;
+      if (!slot || (lower ? order > 0 : order < 0) || (order == 0 && bound->exclusive)) {
+        slot = *bound;
+      }
+      any = true;
     }
-    return false;
+    for (const auto& [key, slot] : {std::pair{"exclusiveMinimum", &range.lower},
+                                    std::pair{"exclusiveMaximum", &range.upper}}) {
+      auto it = s.find(key);
+      if (it != s.end() && it->is_boolean() && it->get<bool>() && slot->has_value())
+        (*slot)->exclusive = true;
+    }
+    if (!any) return std::optional<NumericRange>();
+    return std::optional<NumericRange>(std::move(range));
+  }
+
+  absl::StatusOr<Sequence> Numeric(const Json& s, bool integer) {
+    auto range = Range(s);
+    if (!range.ok()) return range.status();
+    if (!range->has_value()) return Sequence{R(integer ? Integer() : Number())};
+    auto seq = AddNumericRange(**range, integer, kMaxDigits, b_);
+    if (!seq.ok()) return Bad(std::string(seq.status().message()));
+    return seq;
   }
 
   absl::StatusOr<Sequence> Typed(const Json& s, const std::string& type, int depth) {
     if (type == "null") return Lit("null");
     if (type == "boolean") return Sequence{R(b_.Choice({Lit("true"), Lit("false")}))};
-    if (type == "integer") return Sequence{R(Integer(!NonNegative(s)))};
-    if (type == "number") return Sequence{R(Number(!NonNegative(s)))};
+    if (type == "integer") return Numeric(s, /*integer=*/true);
+    if (type == "number") return Numeric(s, /*integer=*/false);
     if (type == "string") return String(s);
     if (type == "array") return Array(s, depth);
     if (type == "object") return Object(s, depth);
@@ -445,8 +476,7 @@ class SchemaCompiler {
   const Json& root_;
   GrammarBuilder b_;
   absl::flat_hash_map<std::string, int> refs_;
-  int ws_ = -1, char_ = -1, string_ = -1, integer_ = -1, natural_ = -1, number_ = -1,
-      positive_number_ = -1;
+  int ws_ = -1, char_ = -1, string_ = -1, integer_ = -1, number_ = -1;
   int value_ = -1, object_ = -1;
 };
 

@@ -59,11 +59,12 @@ class StructuredEngineTest : public ::testing::Test {
 
 const char* kPersonSchema = R"({"type":"object","properties":{
   "name":{"type":"string","maxLength":12},
-  "age":{"type":"integer","minimum":0},
+  "age":{"type":"integer","minimum":18,"maximum":99},
+  "score":{"type":"number","exclusiveMinimum":0,"maximum":1},
   "pet":{"enum":["cat","dog","bird"]},
   "friends":{"type":"array","items":{"type":"string","maxLength":6},"maxItems":3},
   "happy":{"type":"boolean"}},
-  "required":["name","age","pet","happy"]})";
+  "required":["name","age","score","pet","happy"]})";
 
 void ExpectPerson(const std::string& text, const std::string& where) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
@@ -72,7 +73,11 @@ void ExpectPerson(const std::string& text, const std::string& where) {
   ASSERT_TRUE(j["name"].is_string()) << text;
   EXPECT_LE(j["name"].get<std::string>().size(), 12u * 4) << text;
   ASSERT_TRUE(j["age"].is_number_integer()) << text;
-  EXPECT_GE(j["age"].get<int64_t>(), 0) << text;
+  EXPECT_GE(j["age"].get<int64_t>(), 18) << text;
+  EXPECT_LE(j["age"].get<int64_t>(), 99) << text;
+  ASSERT_TRUE(j["score"].is_number()) << text;
+  EXPECT_GT(j["score"].get<double>(), 0.0) << text;
+  EXPECT_LE(j["score"].get<double>(), 1.0) << text;
   EXPECT_TRUE(std::set<std::string>({"cat", "dog", "bird"}).count(j["pet"].get<std::string>()))
       << text;
   EXPECT_TRUE(j["happy"].is_boolean()) << text;
@@ -81,7 +86,8 @@ void ExpectPerson(const std::string& text, const std::string& where) {
     EXPECT_LE(j["friends"].size(), 3u) << text;
   }
   for (const auto& [key, value] : j.items()) {
-    EXPECT_TRUE(std::set<std::string>({"name", "age", "pet", "friends", "happy"}).count(key))
+    EXPECT_TRUE(
+        std::set<std::string>({"name", "age", "score", "pet", "friends", "happy"}).count(key))
         << text;
   }
 }
