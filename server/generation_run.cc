@@ -298,13 +298,86 @@ Json GenerationRun::ToolCallDelta(int index, const v1::TokenEvent& ev, Json* fin
     }
     return Json{{"tool_calls", Json::array({std::move(call)})}};
   }
-  // A list of calls goes out whole at the end, once it parses.
-  if (!final) return nullptr;
-  Json calls = ToolCallsJson(plan_.options, c.text, ToolCallId(index));
-  if (calls.is_null()) return c.text.empty() ? Json::object() : Json{{"content", c.text}};
-  for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
-  if (c.finish == v1::FINISH_REASON_STOP) *finish = "tool_calls";
+  // A list of calls streams as it is written: each call's name once it is
+  // complete, then its arguments.
+  Json calls = Json::array();
+  if (!final) {
+    StreamToolCalls(index, *ScanToolCallList(c.text), nullptr, calls);
+    if (calls.empty()) return nullptr;
+    return Json{{"tool_calls", std::move(calls)}};
+  }
+  auto parsed = ForcedToolCalls(plan_.options, c.text);
+  if (!parsed && c.tool_args_sent.empty())
+    return c.text.empty() ? Json::object() : Json{{"content", c.text}};
+  FinishToolCalls(index, parsed ? &*parsed : nullptr, ScanToolCallList(c.text), calls);
+  if (parsed && c.finish == v1::FINISH_REASON_STOP) *finish = "tool_calls";
+  if (calls.empty()) return Json::object();
   return Json{{"tool_calls", std::move(calls)}};
+}
+
+void GenerationRun::StreamToolCalls(int index, const PartialToolCalls& scan,
+                                    const std::vector<std::string>* functions, Json& out) {
+  Choice& c = choices_[index];
+  if (c.tool_stream_stopped) return;
+  for (size_t i = 0; i < scan.calls.size(); ++i) {
+    const PartialToolCall& call = scan.calls[i];
+    if (call.name.empty()) break;  // later calls wait for this one's name
+    if (functions != nullptr &&
+        std::find(functions->begin(), functions->end(), call.name) == functions->end()) {
+      c.tool_stream_stopped = true;  // not a call after all; the end decides
+      return;
+    }
+    Json entry = Json{{"index", i}};
+    bool send = false;
+    if (i >= c.tool_args_sent.size()) {
+      entry["id"] = absl::StrCat(ToolCallId(index), "-", i);
+      entry["type"] = "function";
+      entry["function"] = Json{{"name", call.name}, {"arguments", ""}};
+      c.tool_args_sent.push_back(0);
+      send = true;
+    }
+    if (!call.arguments_quoted && call.arguments.size() > c.tool_args_sent[i]) {
+      entry["function"]["arguments"] = call.arguments.substr(c.tool_args_sent[i]);
+      c.tool_args_sent[i] = call.arguments.size();
+      send = true;
+    }
+    if (send) out.push_back(std::move(entry));
+  }
+  if (scan.malformed) c.tool_stream_stopped = true;
+}
+
+void GenerationRun::FinishToolCalls(int index, const std::vector<ParsedToolCall>* parsed,
+                                    const std::optional<PartialToolCalls>& scan, Json& out) {
+  Choice& c = choices_[index];
+  const size_t n = parsed != nullptr ? parsed->size() : c.tool_args_sent.size();
+  for (size_t i = 0; i < n; ++i) {
+    Json entry = Json{{"index", i}};
+    if (i >= c.tool_args_sent.size()) {
+      // Not begun: the whole call.
+      const ParsedToolCall& p = (*parsed)[i];
+      entry["id"] = absl::StrCat(ToolCallId(index), "-", i);
+      entry["type"] = "function";
+      entry["function"] = Json{{"name", p.name}, {"arguments", p.arguments}};
+      c.tool_args_sent.push_back(p.arguments.size());
+      out.push_back(std::move(entry));
+      continue;
+    }
+    const PartialToolCall* call = scan && i < scan->calls.size() ? &scan->calls[i] : nullptr;
+    if (call != nullptr && !call->arguments_quoted && !call->arguments.empty() &&
+        (parsed == nullptr || call->name == (*parsed)[i].name)) {
+      // The rest of the arguments as written.
+      if (call->arguments.size() <= c.tool_args_sent[i]) continue;
+      entry["function"] = Json{{"arguments", call->arguments.substr(c.tool_args_sent[i])}};
+      c.tool_args_sent[i] = call->arguments.size();
+    } else if (parsed != nullptr && c.tool_args_sent[i] == 0) {
+      // Arguments that could not stream as written (a JSON string, or none).
+      entry["function"] = Json{{"arguments", (*parsed)[i].arguments}};
+      c.tool_args_sent[i] = (*parsed)[i].arguments.size();
+    } else {
+      continue;
+    }
+    out.push_back(std::move(entry));
+  }
 }
 
 bool GenerationRun::AutoToolCalls() const {
@@ -315,29 +388,42 @@ bool GenerationRun::AutoToolCalls() const {
 
 Json GenerationRun::AutoToolDelta(int index, const v1::TokenEvent& ev, Json* finish) {
   Choice& c = choices_[index];
-  const ToolCallFormat format = ctx_.options.tool_call_format;
-  if (!IsFinal(ev.finish_reason())) {
-    // Content goes out as far as no call can have begun.
-    const size_t safe = ContentPrefix(format, c.text);
-    if (safe <= c.content_sent) return nullptr;
-    Json delta = Json{{"content", c.text.substr(c.content_sent, safe - c.content_sent)}};
-    c.content_sent = safe;
-    return delta;
-  }
-  auto parsed = FindToolCalls(format, c.text, plan_.options.auto_tool_names);
+  const ToolCallFormat format =
+      c.tool_format != ToolCallFormat::kAuto ? c.tool_format : ctx_.options.tool_call_format;
+  const std::vector<std::string>& names = plan_.options.auto_tool_names;
   Json delta = Json::object();
-  const size_t end = parsed ? std::max(parsed->content_end, c.content_sent) : c.text.size();
+  Json calls = Json::array();
+  if (!IsFinal(ev.finish_reason())) {
+    // Content goes out as far as no call can have begun; a call's name once
+    // it is complete (and names a listed function), then its arguments.
+    const size_t safe = ContentPrefix(format, c.text);
+    if (safe > c.content_sent) {
+      delta["content"] = c.text.substr(c.content_sent, safe - c.content_sent);
+      c.content_sent = safe;
+    }
+    if (auto scan = ScanToolCalls(format, c.text)) {
+      StreamToolCalls(index, *scan, &names, calls);
+      if (!c.tool_args_sent.empty()) c.tool_format = scan->format;
+    }
+    if (!calls.empty()) delta["tool_calls"] = std::move(calls);
+    return delta.empty() ? Json(nullptr) : delta;
+  }
+  auto parsed = FindToolCalls(format, c.text, names);
+  const bool streamed = !c.tool_args_sent.empty();
+  // Text after streamed calls that did not parse is not content either.
+  const size_t end = parsed     ? std::max(parsed->content_end, c.content_sent)
+                     : streamed ? c.content_sent
+                                : c.text.size();
   std::string rest = c.text.substr(c.content_sent, end - c.content_sent);
   c.content_sent = end;
   if (!rest.empty() && (!parsed || rest.find_first_not_of(" \t\r\n") != std::string::npos)) {
     delta["content"] = std::move(rest);
   }
-  if (parsed) {
-    Json calls = ToolCallsJson(parsed->calls, ToolCallId(index));
-    for (size_t i = 0; i < calls.size(); ++i) calls[i]["index"] = i;
-    delta["tool_calls"] = std::move(calls);
-    *finish = "tool_calls";
+  if (parsed || streamed) {
+    FinishToolCalls(index, parsed ? &parsed->calls : nullptr, ScanToolCalls(format, c.text), calls);
+    if (!calls.empty()) delta["tool_calls"] = std::move(calls);
   }
+  if (parsed) *finish = "tool_calls";
   return delta;
 }
 

@@ -69,6 +69,13 @@ class GenerationRun {
     bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in
     bool tool_call_sent = false;  // streaming a named tool call: its first delta went out
     size_t content_sent = 0;      // streaming with auto tool calls: bytes of text sent as content
+    // Streaming tool calls: one entry per call whose name went out, the
+    // bytes of its arguments sent so far.
+    std::vector<size_t> tool_args_sent;
+    bool tool_stream_stopped = false;  // what followed could not be a call
+    // tool_choice "auto": the format of the calls streamed (kAuto until
+    // one went out; then the answer is read in that format to its end).
+    ToolCallFormat tool_format = ToolCallFormat::kAuto;
   };
   // Echo with logprobs: the prompt's tokens carry logprobs from the first
   // event of their sample, so they are added (and, streaming, the first
@@ -84,6 +91,16 @@ class GenerationRun {
   // tool_choice "auto" with tools: calls found in the answer.
   bool AutoToolCalls() const;
   Json AutoToolDelta(int index, const v1::TokenEvent& ev, Json* finish);
+  // Streaming tool calls: delta entries (appended to `out`) for what `scan`
+  // holds beyond what went out; calls to functions not in `functions` (when
+  // given) stop the streaming.
+  void StreamToolCalls(int index, const PartialToolCalls& scan,
+                       const std::vector<std::string>* functions, Json& out);
+  // At the end: the rest of each call. `parsed` are the calls of the whole
+  // answer (null when it holds none that parse: then only the rest of what
+  // was streamed goes out), `scan` the calls as written.
+  void FinishToolCalls(int index, const std::vector<ParsedToolCall>* parsed,
+                       const std::optional<PartialToolCalls>& scan, Json& out);
   // Folds an event into its choice; returns the choice index.
   int Apply(const RequestStream::Item& item);
   bool Finished() const;

@@ -276,23 +276,30 @@ Json ToolCallsJson(const std::vector<ParsedToolCall>& calls, const std::string& 
   return out;
 }
 
-Json ToolCallsJson(const GenerationOptions& o, const std::string& text,
-                   const std::string& id_prefix) {
+std::optional<std::vector<ParsedToolCall>> ForcedToolCalls(const GenerationOptions& o,
+                                                           const std::string& text) {
   Json parsed = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return nullptr;
+  if (parsed.is_discarded()) return std::nullopt;
   std::vector<ParsedToolCall> calls;
   if (o.tool_call == GenerationOptions::ToolCall::kNamed) {
     calls.push_back({o.tool_name, parsed.dump()});
   } else if (o.tool_call == GenerationOptions::ToolCall::kRequired && parsed.is_array()) {
     for (const Json& c : parsed) {
-      if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) return nullptr;
+      if (!c.is_object() || !c.contains("name") || !c["name"].is_string()) return std::nullopt;
       calls.push_back(
           {c["name"].get<std::string>(), c.contains("parameters") ? c["parameters"].dump() : "{}"});
     }
   } else {
-    return nullptr;
+    return std::nullopt;
   }
-  return ToolCallsJson(calls, id_prefix);
+  return calls;
+}
+
+Json ToolCallsJson(const GenerationOptions& o, const std::string& text,
+                   const std::string& id_prefix) {
+  auto calls = ForcedToolCalls(o, text);
+  if (!calls) return nullptr;
+  return ToolCallsJson(*calls, id_prefix);
 }
 
 }  // namespace ferry

@@ -6,6 +6,7 @@
 // before any work is queued.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -26,6 +27,10 @@ absl::Status ParseStructuredOutput(const JsonFields& f, GenerationOptions* o);
 // for calls (o->auto_tool_names).
 absl::Status ParseToolChoice(const nlohmann::ordered_json& body, GenerationOptions* o);
 
+// The calls of a forced call's output `text`; nullopt when the text is not
+// complete (it ran out of tokens).
+std::optional<std::vector<ParsedToolCall>> ForcedToolCalls(const GenerationOptions& o,
+                                                           const std::string& text);
 // The message's tool_calls for a forced call's output `text` (ids from
 // `id_prefix` and the call's index); null when the text is not a complete
 // call (it ran out of tokens).

@@ -1,6 +1,7 @@
 #include "server/tool_call_parser.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -111,6 +112,170 @@ std::optional<ParsedToolCalls> Llama3Json(std::string_view text,
   return out;
 }
 
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// A cursor over JSON text that may stop anywhere (the answer so far).
+class PartialJson {
+ public:
+  enum class R { kDone, kMore, kBad };  // complete, cut by the end of the text, not JSON
+
+  PartialJson(std::string_view text, size_t pos) : t_(text), p_(pos) {}
+  size_t pos() const { return p_; }
+  bool AtEnd() const { return p_ >= t_.size(); }
+  char Peek() const { return t_[p_]; }
+  void SkipSpace() {
+    while (p_ < t_.size() && IsSpace(t_[p_])) ++p_;
+  }
+  bool Consume(char c) {
+    if (AtEnd() || t_[p_] != c) return false;
+    ++p_;
+    return true;
+  }
+
+  // A string, decoded into *out.
+  R String(std::string* out) {
+    if (AtEnd()) return R::kMore;
+    if (t_[p_] != '"') return R::kBad;
+    size_t q = p_ + 1;
+    while (q < t_.size() && t_[q] != '"') {
+      if (static_cast<unsigned char>(t_[q]) < 0x20) return R::kBad;
+      q += t_[q] == '\\' ? 2 : 1;
+    }
+    if (q >= t_.size()) return R::kMore;
+    Json j = Json::parse(t_.substr(p_, q + 1 - p_), nullptr, /*allow_exceptions=*/false);
+    if (!j.is_string()) return R::kBad;
+    *out = j.get<std::string>();
+    p_ = q + 1;
+    return R::kDone;
+  }
+
+  // Any value; a number or literal that reaches the end of the text may
+  // still go on, so it counts as cut.
+  R SkipValue() {
+    if (AtEnd()) return R::kMore;
+    const char c = t_[p_];
+    if (c == '"') {
+      std::string ignored;
+      return String(&ignored);
+    }
+    if (c == '{' || c == '[') {
+      int depth = 0;
+      bool in_string = false;
+      for (; p_ < t_.size(); ++p_) {
+        const char ch = t_[p_];
+        if (in_string) {
+          if (ch == '\\') {
+            ++p_;
+          } else if (ch == '"') {
+            in_string = false;
+          }
+        } else if (ch == '"') {
+          in_string = true;
+        } else if (ch == '{' || ch == '[') {
+          ++depth;
+        } else if ((ch == '}' || ch == ']') && --depth == 0) {
+          ++p_;
+          return R::kDone;
+        }
+      }
+      p_ = t_.size();
+      return R::kMore;
+    }
+    const size_t start = p_;
+    while (p_ < t_.size() && (std::isalnum(static_cast<unsigned char>(t_[p_])) || t_[p_] == '-' ||
+                              t_[p_] == '+' || t_[p_] == '.')) {
+      ++p_;
+    }
+    if (p_ == start) return R::kBad;
+    return AtEnd() ? R::kMore : R::kDone;
+  }
+
+ private:
+  std::string_view t_;
+  size_t p_;
+};
+
+using R = PartialJson::R;
+
+// One call's object, {"name": ..., "arguments" or "parameters": {...}}, as
+// far as it goes.
+R ScanCall(std::string_view text, PartialJson& r, PartialToolCall* call) {
+  if (!r.Consume('{')) return R::kBad;
+  bool first = true, seen_arguments = false;
+  while (true) {
+    r.SkipSpace();
+    if (r.AtEnd()) return R::kMore;
+    if (r.Consume('}')) {
+      call->done = true;
+      return R::kDone;
+    }
+    if (!first) {
+      if (!r.Consume(',')) return R::kBad;
+      r.SkipSpace();
+    }
+    first = false;
+    std::string key;
+    if (R k = r.String(&key); k != R::kDone) return k;
+    r.SkipSpace();
+    if (r.AtEnd()) return R::kMore;
+    if (!r.Consume(':')) return R::kBad;
+    r.SkipSpace();
+    if (r.AtEnd()) return R::kMore;
+    if (key == "name") {
+      std::string name;
+      if (R n = r.String(&name); n != R::kDone) return n;
+      call->name = std::move(name);
+    } else if ((key == "arguments" || key == "parameters") && !seen_arguments) {
+      seen_arguments = true;
+      const size_t start = r.pos();
+      call->arguments_quoted = r.Peek() == '"';
+      if (!call->arguments_quoted && r.Peek() != '{') return R::kBad;
+      const R v = r.SkipValue();
+      call->arguments = std::string(text.substr(start, r.pos() - start));
+      if (v != R::kDone) return v;
+      call->arguments_done = true;
+    } else if (R v = r.SkipValue(); v != R::kDone) {
+      return v;
+    }
+  }
+}
+
+// Adds the call at r's position (after spaces) to `out`; false when the
+// scan should stop (the text ends, or it is not a call).
+bool AddCall(std::string_view text, PartialJson& r, PartialToolCalls& out) {
+  r.SkipSpace();
+  if (r.AtEnd()) return false;
+  PartialToolCall call;
+  const R s = ScanCall(text, r, &call);
+  out.calls.push_back(std::move(call));
+  if (s == R::kBad) out.malformed = true;
+  return s == R::kDone;
+}
+
+// A call or a list of calls ("[{...}, {...}]") from `pos`.
+void ScanList(std::string_view text, size_t pos, PartialToolCalls& out) {
+  PartialJson r(text, pos);
+  r.SkipSpace();
+  if (r.AtEnd()) return;
+  if (r.Peek() == '{') {
+    AddCall(text, r, out);
+    return;
+  }
+  if (!r.Consume('[')) {
+    out.malformed = true;
+    return;
+  }
+  for (bool first = true;; first = false) {
+    r.SkipSpace();
+    if (r.AtEnd() || r.Peek() == ']') return;
+    if (!first && !r.Consume(',')) {
+      out.malformed = true;
+      return;
+    }
+    if (!AddCall(text, r, out)) return;
+  }
+}
+
 // The longest suffix of `text` that is a proper prefix of `marker`.
 size_t PartialMarker(std::string_view text, std::string_view marker) {
   for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
@@ -148,6 +313,49 @@ std::optional<ParsedToolCalls> FindToolCalls(ToolCallFormat format, std::string_
       return Llama3Json(text, functions);
   }
   return std::nullopt;
+}
+
+std::optional<PartialToolCalls> ScanToolCalls(ToolCallFormat format, std::string_view text) {
+  if (format == ToolCallFormat::kNone) return std::nullopt;
+  const size_t hermes = text.find(kHermesOpen), mistral = text.find(kMistralMarker);
+  PartialToolCalls out;
+  if ((format == ToolCallFormat::kHermes || format == ToolCallFormat::kAuto) &&
+      hermes != std::string_view::npos) {
+    out.format = ToolCallFormat::kHermes;
+    for (size_t at = hermes; at != std::string_view::npos; at = text.find(kHermesOpen, at)) {
+      PartialJson r(text, at + kHermesOpen.size());
+      if (!AddCall(text, r, out)) break;
+      at = r.pos();
+    }
+    return out;
+  }
+  if ((format == ToolCallFormat::kMistral || format == ToolCallFormat::kAuto) &&
+      mistral != std::string_view::npos) {
+    out.format = ToolCallFormat::kMistral;
+    ScanList(text, mistral + kMistralMarker.size(), out);
+    return out;
+  }
+  if (format != ToolCallFormat::kLlama3Json && format != ToolCallFormat::kAuto) return std::nullopt;
+  // The whole answer is the call(s), maybe after the python tag, joined by ';'.
+  PartialJson r(text, 0);
+  r.SkipSpace();
+  if (text.substr(r.pos(), kPythonTag.size()) == kPythonTag) {
+    r = PartialJson(text, r.pos() + kPythonTag.size());
+    r.SkipSpace();
+  }
+  if (r.AtEnd() || r.Peek() != '{') return std::nullopt;
+  out.format = ToolCallFormat::kLlama3Json;
+  while (AddCall(text, r, out)) {
+    r.SkipSpace();
+    if (!r.Consume(';')) break;
+  }
+  return out;
+}
+
+std::optional<PartialToolCalls> ScanToolCallList(std::string_view text) {
+  PartialToolCalls out;
+  ScanList(text, 0, out);
+  return out;
 }
 
 size_t ContentPrefix(ToolCallFormat format, std::string_view text) {

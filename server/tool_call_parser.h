@@ -47,4 +47,33 @@ std::optional<ParsedToolCalls> FindToolCalls(ToolCallFormat format, std::string_
 // held back until the answer ends.
 size_t ContentPrefix(ToolCallFormat format, std::string_view text);
 
+// Streaming: the calls of an answer as far as they are written, so that a
+// call's name goes out as soon as it is complete and its arguments as they
+// come (as vLLM streams them).
+struct PartialToolCall {
+  std::string name;       // empty until the name's string is complete
+  std::string arguments;  // the arguments' JSON text so far, as written
+  bool arguments_done = false;
+  // The arguments are a JSON string holding the object (some models write
+  // them so): they cannot be streamed as written, only sent whole.
+  bool arguments_quoted = false;
+  bool done = false;  // the call's object is closed
+};
+
+struct PartialToolCalls {
+  // The format the calls are in (for kAuto, the one the text has so far:
+  // a stream keeps to it once a call went out).
+  ToolCallFormat format = ToolCallFormat::kAuto;
+  std::vector<PartialToolCall> calls;  // in order; the last may be partial
+  // Something that cannot be a call was seen (bad JSON, a name of the wrong
+  // type): nothing more of it should stream; the end of the answer decides.
+  bool malformed = false;
+};
+
+// The calls begun in `text` (the answer so far) for `format`; nullopt when
+// none has begun.
+std::optional<PartialToolCalls> ScanToolCalls(ToolCallFormat format, std::string_view text);
+// The same for a forced list of calls: `[{"name": ..., "parameters": {...}}, ...]`.
+std::optional<PartialToolCalls> ScanToolCallList(std::string_view text);
+
 }  // namespace ferry

@@ -193,6 +193,23 @@ test('a forced tool call comes back as tool_calls, whole and streamed', async ()
   if (required.choices[0].finish_reason === 'tool_calls') {
     assert.equal(required.choices[0].message.tool_calls[0].function.name, 'get_weather');
   }
+  // Streamed, the calls merge in the SDK's own stream helper into the same message.
+  const merged = await client.beta.chat.completions.stream({
+    model: MODEL, messages: [{ role: 'user', content: 'Weather?' }], max_tokens: 100, temperature: 0, tools,
+    tool_choice: 'required',
+  }).finalChatCompletion();
+  assert.equal(merged.choices[0].finish_reason, required.choices[0].finish_reason);
+  if (required.choices[0].finish_reason === 'tool_calls') {
+    const want = required.choices[0].message.tool_calls;
+    const got = merged.choices[0].message.tool_calls;
+    assert.equal(got.length, want.length);
+    for (let i = 0; i < want.length; i++) {
+      assert.equal(got[i].type, 'function');
+      assert.match(got[i].id, /^call_/);
+      assert.equal(got[i].function.name, want[i].function.name);
+      assert.deepEqual(JSON.parse(got[i].function.arguments), JSON.parse(want[i].function.arguments));
+    }
+  }
   await assert.rejects(
     client.chat.completions.create({
       model: MODEL, messages: [{ role: 'user', content: 'x' }], tools,

@@ -1,7 +1,8 @@
 // Fuzz target: the gateway's request parsing and validation
 // (/v1/completions and /v1/chat/completions bodies) on arbitrary bytes: any
 // JSON must give a request or an error, never a crash or a hang; the same
-// bytes as a model's answer are searched for tool calls.
+// bytes as a model's answer are searched for tool calls, whole and as a
+// stream scans them.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -19,7 +20,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         ferry::ToolCallFormat::kMistral, ferry::ToolCallFormat::kLlama3Json}) {
     (void)ferry::FindToolCalls(f, text, {"f", "get_weather"});
     (void)ferry::ContentPrefix(f, text);
+    // Streaming: what the first half of the answer shows of a call (its
+    // name, its arguments so far) is never taken back by the rest.
+    auto half = ferry::ScanToolCalls(f, text.substr(0, text.size() / 2));
+    auto whole = ferry::ScanToolCalls(f, text);
+    if (half && whole && half->format == whole->format) {
+      for (size_t i = 0; i < half->calls.size(); ++i) {
+        const ferry::PartialToolCall& a = half->calls[i];
+        if (a.name.empty()) break;
+        if (i >= whole->calls.size() || whole->calls[i].name != a.name) __builtin_trap();
+        if (!a.arguments_quoted && whole->calls[i].arguments.rfind(a.arguments, 0) != 0)
+          __builtin_trap();
+      }
+    }
   }
+  (void)ferry::ScanToolCallList(text);
   nlohmann::ordered_json body = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;
   (void)ferry::ParseCompletionRequest(body, 32000);

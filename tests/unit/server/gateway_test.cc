@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "gtest/gtest.h"
 #include "server/model_assets.h"
@@ -38,6 +39,50 @@ class StringWriter : public ChunkWriter {
  private:
   int fail_after_;
   int writes_ = 0;
+};
+
+// A streamed chat message merged as the openai SDKs merge deltas: content
+// appended, tool calls by index (id, type and name as first given,
+// arguments appended).
+struct StreamedMessage {
+  std::string content;
+  Json calls = Json::array();
+  std::string finish;
+  int calls_before_finish = 0;            // chunks with tool calls before the final one
+  int argument_pieces_before_finish = 0;  // of call 0, non-empty, before the final chunk
+
+  void Add(const std::string& event) {
+    if (event == "[DONE]") return;
+    const Json chunk = Json::parse(event);
+    if (chunk["choices"].empty()) return;
+    const Json& choice = chunk["choices"][0];
+    const Json& delta = choice["delta"];
+    const bool final = choice["finish_reason"].is_string();
+    if (final) finish = choice["finish_reason"];
+    if (delta.contains("content") && delta["content"].is_string())
+      content += delta["content"].get<std::string>();
+    if (!delta.contains("tool_calls")) return;
+    if (!final) ++calls_before_finish;
+    for (const Json& d : delta["tool_calls"]) {
+      const size_t i = d["index"].get<size_t>();
+      while (calls.size() <= i) calls.push_back(Json{{"function", {{"arguments", ""}}}});
+      Json& call = calls[i];
+      for (const char* key : {"id", "type"}) {
+        if (d.contains(key)) {
+          EXPECT_FALSE(call.contains(key)) << "a second " << key << ": " << event;
+          call[key] = d[key];
+        }
+      }
+      if (!d.contains("function")) continue;
+      const Json& f = d["function"];
+      if (f.contains("name")) call["function"]["name"] = f["name"];
+      if (f.contains("arguments")) {
+        const std::string piece = f["arguments"].get<std::string>();
+        call["function"]["arguments"] = call["function"]["arguments"].get<std::string>() + piece;
+        if (i == 0 && !final && !piece.empty()) ++argument_pieces_before_finish;
+      }
+    }
+  }
 };
 
 class GatewayTest : public ::testing::Test {
@@ -290,24 +335,20 @@ TEST_F(GatewayTest, ToolCallsInTheAnswerBecomeToolCalls) {
 
   Json body = {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}, {"stream", true}};
   auto events = Stream(Call("POST", "/v1/chat/completions", body.dump()));
-  std::string content;
-  Json calls;
-  std::string finish;
+  StreamedMessage m;
   for (const auto& e : events) {
-    if (e == "[DONE]") continue;
-    const Json c = Json::parse(e)["choices"][0];
-    const Json& delta = c["delta"];
-    if (delta.contains("content") && delta["content"].is_string())
-      content += delta["content"].get<std::string>();
-    if (delta.contains("tool_calls")) calls = delta["tool_calls"];
-    if (c["finish_reason"].is_string()) finish = c["finish_reason"];
-    EXPECT_EQ(content.find("<tool"), std::string::npos) << e;
+    m.Add(e);
+    EXPECT_EQ(m.content.find("<tool"), std::string::npos) << e;
   }
-  EXPECT_EQ(content, "Checking the weather. ");
-  ASSERT_EQ(calls.size(), 1u);
-  EXPECT_EQ(calls[0]["index"], 0);
-  EXPECT_EQ(calls[0]["function"]["name"], "get_weather");
-  EXPECT_EQ(finish, "tool_calls");
+  EXPECT_EQ(m.content, "Checking the weather. ");
+  ASSERT_EQ(m.calls.size(), 1u);
+  EXPECT_EQ(m.calls[0]["id"].get<std::string>().rfind("call_", 0), 0u);
+  EXPECT_EQ(m.calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(Json::parse(m.calls[0]["function"]["arguments"].get<std::string>()),
+            Json::parse(R"({"city":"Oslo"})"));
+  EXPECT_EQ(m.finish, "tool_calls");
+  // The name went out as soon as it was written, before the last token.
+  EXPECT_GE(m.calls_before_finish, 1);
 
   // Without a call (or with tool_choice "none"), the text is the content.
   backend_.script_ = {"No ", "<tools> ", "here."};
@@ -316,14 +357,101 @@ TEST_F(GatewayTest, ToolCallsInTheAnswerBecomeToolCalls) {
   EXPECT_FALSE(r["choices"][0]["message"].contains("tool_calls"));
   body["stream"] = true;
   events = Stream(Call("POST", "/v1/chat/completions", body.dump()));
-  content.clear();
-  for (const auto& e : events) {
-    if (e == "[DONE]") continue;
-    const Json delta = Json::parse(e)["choices"][0]["delta"];
-    if (delta.contains("content") && delta["content"].is_string())
-      content += delta["content"].get<std::string>();
+  m = StreamedMessage();
+  for (const auto& e : events) m.Add(e);
+  EXPECT_EQ(m.content, "No <tools> here.");
+  EXPECT_TRUE(m.calls.empty());
+}
+
+// Streamed tool calls arrive as the openai SDKs merge them: a call's id, type
+// and name in its first delta, its arguments in pieces as they are written,
+// and the merged calls equal the non-streamed response's.
+TEST_F(GatewayTest, ToolCallArgumentsStreamAsTheyAreWritten) {
+  const Json tools = Json::array(
+      {Json{{"type", "function"},
+            {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}},
+       Json{{"type", "function"}, {"function", {{"name", "now"}}}}});
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "weather?"}}});
+  struct Case {
+    std::vector<std::string> script;
+    std::vector<std::pair<std::string, std::string>> calls;  // name, arguments
+    int min_argument_pieces;  // of the first call, before the last token
+    std::string content;
+  };
+  const std::vector<Case> cases = {
+      // Hermes, two calls; the second writes its arguments before its name.
+      {{"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"ci", "ty\": \"Os",
+        "lo\", \"days\": [1, ", "2]}}\n</tool_call>\n<tool_call>{\"arguments\": {\"tz\": ",
+        "\"UTC\"}, \"name\": \"now\"}</tool_call>"},
+       {{"get_weather", R"({"city":"Oslo","days":[1,2]})"}, {"now", R"({"tz":"UTC"})"}},
+       3,
+       ""},
+      // Mistral's marker and list, after some content.
+      {{"Let me check.", " [TOOL_CALLS] [{\"name\": \"now\", ", "\"arguments\": {}}, {\"name\"",
+        ": \"get_weather\", \"arguments\": {\"city\": \"Bergen\"}}]"},
+       {{"now", "{}"}, {"get_weather", R"({"city":"Bergen"})"}},
+       1,
+       "Let me check. "},  // streamed content keeps the space before the marker
+      // A bare JSON call whose arguments are a JSON string: sent whole at the end.
+      {{"{\"name\": \"get_weather\", ", "\"parameters\": \"{\\\"city\\\": \\\"Oslo\\\"}\"}"},
+       {{"get_weather", R"({"city":"Oslo"})"}},
+       0,
+       ""},
+      // A call without arguments.
+      {{"<tool_call>{\"name\": \"now\"", "}</tool_call>"}, {{"now", "{}"}}, 0, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.script[0]);
+    backend_.script_ = c.script;
+    Json whole = Post("/v1/chat/completions",
+                      {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}});
+    const Json& message = whole["choices"][0]["message"];
+    ASSERT_EQ(message["tool_calls"].size(), c.calls.size()) << whole.dump();
+    Json body = {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}, {"stream", true}};
+    StreamedMessage m;
+    for (const auto& e : Stream(Call("POST", "/v1/chat/completions", body.dump()))) m.Add(e);
+    EXPECT_EQ(m.finish, "tool_calls");
+    EXPECT_EQ(m.content, c.content);
+    ASSERT_EQ(m.calls.size(), c.calls.size());
+    for (size_t i = 0; i < c.calls.size(); ++i) {
+      const std::string id = m.calls[i]["id"].get<std::string>();
+      EXPECT_EQ(id.rfind("call_", 0), 0u) << id;
+      EXPECT_EQ(id.substr(id.size() - 2), absl::StrCat("-", i)) << id;
+      EXPECT_EQ(m.calls[i]["type"], "function");
+      EXPECT_EQ(m.calls[i]["function"]["name"], c.calls[i].first);
+      EXPECT_EQ(message["tool_calls"][i]["function"]["name"], c.calls[i].first);
+      const Json want = Json::parse(c.calls[i].second);
+      EXPECT_EQ(Json::parse(m.calls[i]["function"]["arguments"].get<std::string>()), want);
+      EXPECT_EQ(Json::parse(message["tool_calls"][i]["function"]["arguments"].get<std::string>()),
+                want);
+    }
+    EXPECT_GE(m.argument_pieces_before_finish, c.min_argument_pieces);
   }
-  EXPECT_EQ(content, "No <tools> here.");
+
+  // A call to a function the request does not list is not a call: nothing
+  // streams as one, and the whole text is the content.
+  backend_.script_ = {"<tool_call>{\"name\": \"other\", ", "\"arguments\": {}}</tool_call>"};
+  Json body = {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}, {"stream", true}};
+  StreamedMessage m;
+  for (const auto& e : Stream(Call("POST", "/v1/chat/completions", body.dump()))) m.Add(e);
+  EXPECT_TRUE(m.calls.empty());
+  EXPECT_EQ(m.content, "<tool_call>{\"name\": \"other\", \"arguments\": {}}</tool_call>");
+  EXPECT_EQ(m.finish, "stop");
+
+  // tool_choice "required": the forced list streams the same way.
+  backend_.script_ = {"[{\"name\": \"get_weather\", \"parameters\": {\"city\": ", "\"Oslo\"}}, ",
+                      "{\"name\": \"now\", \"parameters\": {}}]"};
+  body["tool_choice"] = "required";
+  m = StreamedMessage();
+  for (const auto& e : Stream(Call("POST", "/v1/chat/completions", body.dump()))) m.Add(e);
+  EXPECT_EQ(m.finish, "tool_calls");
+  ASSERT_EQ(m.calls.size(), 2u);
+  EXPECT_EQ(m.calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(Json::parse(m.calls[0]["function"]["arguments"].get<std::string>()),
+            Json::parse(R"({"city":"Oslo"})"));
+  EXPECT_EQ(m.calls[1]["function"]["name"], "now");
+  EXPECT_EQ(Json::parse(m.calls[1]["function"]["arguments"].get<std::string>()), Json::object());
+  EXPECT_GE(m.calls_before_finish, 1);
 }
 
 TEST_F(GatewayTest, ChatWithoutATemplateIs400) {

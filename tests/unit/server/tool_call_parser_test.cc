@@ -82,5 +82,85 @@ TEST(ToolCallParserTest, StreamingHoldsBackWhatMayStartACall) {
   EXPECT_EQ(ContentPrefix(ToolCallFormat::kNone, "{\"name\""), 7u);
 }
 
+TEST(ToolCallParserTest, ScanShowsCallsAsFarAsTheyAreWritten) {
+  EXPECT_FALSE(ScanToolCalls(ToolCallFormat::kAuto, "Hello <tool").has_value());
+  EXPECT_FALSE(ScanToolCalls(ToolCallFormat::kNone, "<tool_call>{\"name\": \"now\"}").has_value());
+
+  auto s = ScanToolCalls(ToolCallFormat::kAuto, "Hi <tool_call>{\"name\": \"get_wea");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->format, ToolCallFormat::kHermes);
+  ASSERT_EQ(s->calls.size(), 1u);
+  EXPECT_EQ(s->calls[0].name, "");  // not complete yet
+
+  s = ScanToolCalls(ToolCallFormat::kHermes,
+                    "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Os");
+  ASSERT_EQ(s->calls.size(), 1u);
+  EXPECT_EQ(s->calls[0].name, "get_weather");
+  EXPECT_EQ(s->calls[0].arguments, "{\"city\": \"Os");
+  EXPECT_FALSE(s->calls[0].arguments_done);
+  EXPECT_FALSE(s->calls[0].done);
+
+  // Braces and quotes inside strings do not end the arguments.
+  s = ScanToolCalls(ToolCallFormat::kHermes,
+                    "<tool_call>{\"name\": \"now\", \"arguments\": {\"q\": \"}\\\"{\"}}</tool_call>"
+                    "<tool_call>{\"name\": \"get_weather\"");
+  ASSERT_EQ(s->calls.size(), 2u);
+  EXPECT_EQ(s->calls[0].arguments, "{\"q\": \"}\\\"{\"}");
+  EXPECT_TRUE(s->calls[0].arguments_done);
+  EXPECT_TRUE(s->calls[0].done);
+  EXPECT_EQ(s->calls[1].name, "get_weather");
+  EXPECT_EQ(s->calls[1].arguments, "");
+
+  s = ScanToolCalls(ToolCallFormat::kAuto,
+                    "<|python_tag|>{\"name\": \"now\", \"parameters\": \"{\\\"tz\\\"");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->format, ToolCallFormat::kLlama3Json);
+  EXPECT_EQ(s->calls[0].name, "now");
+  EXPECT_TRUE(s->calls[0].arguments_quoted);
+
+  s = ScanToolCalls(
+      ToolCallFormat::kAuto,
+      "[TOOL_CALLS] [{\"name\": \"now\", \"arguments\": {}}, {\"name\": \"get_weather\"");
+  EXPECT_EQ(s->format, ToolCallFormat::kMistral);
+  ASSERT_EQ(s->calls.size(), 2u);
+  EXPECT_EQ(s->calls[0].arguments, "{}");
+  EXPECT_EQ(s->calls[1].name, "get_weather");
+
+  // Not a call's shape: marked, so that nothing more streams.
+  s = ScanToolCalls(ToolCallFormat::kHermes, "<tool_call>{\"name\": 3, ");
+  EXPECT_TRUE(s->malformed);
+  s = ScanToolCalls(ToolCallFormat::kHermes, "<tool_call>[1, 2]");
+  EXPECT_TRUE(s->malformed);
+
+  s = ScanToolCallList("[{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}, {\"na");
+  ASSERT_EQ(s->calls.size(), 2u);
+  EXPECT_EQ(s->calls[0].arguments, "{\"city\": \"Oslo\"}");
+  EXPECT_TRUE(s->calls[0].done);
+  EXPECT_EQ(s->calls[1].name, "");
+}
+
+// Every prefix of an answer shows calls that the longer prefixes keep: names
+// never change and arguments only grow.
+TEST(ToolCallParserTest, ScanOfAPrefixIsNeverTakenBack) {
+  const std::string text =
+      "Sure. <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"a\\\"}b\", "
+      "\"n\": [1, {\"x\": null}], \"ok\": true}}\n</tool_call>\n<tool_call>{\"arguments\": "
+      "{\"tz\": \"UTC\"}, \"name\": \"now\"}</tool_call>";
+  auto whole = ScanToolCalls(ToolCallFormat::kHermes, text);
+  ASSERT_TRUE(whole.has_value());
+  ASSERT_EQ(whole->calls.size(), 2u);
+  EXPECT_FALSE(whole->malformed);
+  for (size_t n = 0; n <= text.size(); ++n) {
+    auto part = ScanToolCalls(ToolCallFormat::kHermes, text.substr(0, n));
+    if (!part) continue;
+    EXPECT_FALSE(part->malformed) << n;
+    for (size_t i = 0; i < part->calls.size(); ++i) {
+      if (part->calls[i].name.empty()) continue;
+      EXPECT_EQ(part->calls[i].name, whole->calls[i].name) << n;
+      EXPECT_EQ(whole->calls[i].arguments.rfind(part->calls[i].arguments, 0), 0u) << n;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ferry
