@@ -4,24 +4,23 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 
 namespace ferry {
 namespace {
 
 absl::StatusOr<std::string> ReadPem(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the TLS ", what, " file ", path));
-  std::ostringstream out;
-  out << in.rdbuf();
-  if (out.str().find("-----BEGIN") == std::string::npos) {
+  auto text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("cannot read the TLS ", what, " file ",
+                                                           path, ": ", text.status().message()));
+  }
+  if (text->find("-----BEGIN") == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat("the TLS ", what, " file ", path, " is not PEM"));
   }
-  return out.str();
+  return text;
 }
 
 struct Pems {

@@ -1,10 +1,9 @@
 #include "server/model_assets.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "engine/formats/gguf.h"
@@ -16,16 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 absl::StatusOr<int> HfContextLength(const std::string& config_path) {
-  FERRY_ASSIGN_OR_RETURN(std::string text, ReadFile(config_path));
+  FERRY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(config_path));
   nlohmann::json config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(config_path, ": not a JSON object"));
@@ -84,7 +75,7 @@ absl::StatusOr<std::unique_ptr<ModelAssets>> ModelAssets::Load(const std::string
     template_source = tokenizer->chat_template();
     if (template_source.empty() && fs::exists(root / "chat_template.jinja", ec)) {
       template_origin = (root / "chat_template.jinja").string();
-      FERRY_ASSIGN_OR_RETURN(template_source, ReadFile(template_origin));
+      FERRY_ASSIGN_OR_RETURN(template_source, ReadFileToString(template_origin));
     }
   } else if (Llama2cCheckpoint::SniffFile(path)) {
     // Mapped, not read: the gateway needs the header alone.
@@ -109,7 +100,7 @@ absl::StatusOr<std::unique_ptr<ModelAssets>> ModelAssets::Load(const std::string
   }
   if (!chat_template_path.empty()) {
     template_origin = chat_template_path;
-    FERRY_ASSIGN_OR_RETURN(template_source, ReadFile(chat_template_path));
+    FERRY_ASSIGN_OR_RETURN(template_source, ReadFileToString(chat_template_path));
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<ChatTemplate> chat_template,
                          ParseTemplate(template_source, template_origin));

@@ -3,11 +3,10 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "nlohmann/json.hpp"
@@ -110,16 +109,6 @@ absl::Status ParseMetadata(const json& j, const std::string& file,
     out.emplace(it.key(), it->get<std::string>());
   }
   return absl::OkStatus();
-}
-
-// Reads a small text file (the shard index) whole.
-absl::StatusOr<std::string> ReadTextFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return ss.str();
 }
 
 }  // namespace
@@ -253,7 +242,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const s
     return m;
   }
 
-  FERRY_ASSIGN_OR_RETURN(std::string text, ReadTextFile(index_path));
+  FERRY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(index_path));
   json index = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (index.is_discarded() || !index.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(index_path, ": not a well-formed JSON object"));

@@ -5,14 +5,13 @@
 // and field.
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -32,17 +31,8 @@ using Json = nlohmann::json;
 
 constexpr std::string_view kSpaceMark = "\xE2\x96\x81";  // U+2581
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read failed"));
-  return buffer.str();
-}
-
 absl::StatusOr<Json> ParseJsonFile(const std::string& path) {
-  FERRY_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(path));
+  FERRY_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   Json json = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
@@ -453,7 +443,7 @@ absl::Status ApplyConfig(const std::string& path, HfModel* model) {
     const auto jinja = std::filesystem::path(path).parent_path() / "chat_template.jinja";
     std::error_code ec;
     if (std::filesystem::exists(jinja, ec)) {
-      FERRY_ASSIGN_OR_RETURN(spec.chat_template, ReadWholeFile(jinja.string()));
+      FERRY_ASSIGN_OR_RETURN(spec.chat_template, ReadFileToString(jinja.string()));
     }
   }
   return absl::OkStatus();
@@ -497,7 +487,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Build(const std::string& tokenizer_js
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> BuildSentencePiece(
     const std::string& model_path, const std::string& tokenizer_config_path) {
-  FERRY_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(model_path));
+  FERRY_ASSIGN_OR_RETURN(std::string bytes, ReadFileToString(model_path));
   FERRY_ASSIGN_OR_RETURN(SentencePieceModel sp, ParseSentencePieceModel(bytes, model_path));
   HfModel model;
   model.spec = std::move(sp.spec);
