@@ -485,6 +485,37 @@ absl::StatusOr<Value> Center(Interpreter&, Value input, CallArgs args) {
   return Value::String(std::string(left, ' ') + s + std::string(pad - left, ' '));
 }
 
+// jinja2's do_truncate (leeway from the default policy, 5).
+absl::StatusOr<Value> Truncate(Interpreter&, Value input, CallArgs args) {
+  FERRY_ASSIGN_OR_RETURN(auto a, BindArgs("truncate", std::move(args),
+                                          {"length", "killwords", "end", "leeway"}));
+  const std::string s = input.ToString();
+  for (int k : {0, 3}) {
+    if (!a[k].is_undefined() && !a[k].is_int() && !a[k].is_bool()) {
+      return absl::InvalidArgumentError("truncate: length and leeway must be integers");
+    }
+  }
+  const int64_t length = a[0].is_undefined() ? 255 : a[0].as_int();
+  const bool killwords = !a[1].is_undefined() && a[1].Truthy();
+  const std::string end = a[2].is_undefined() ? "..." : a[2].ToString();
+  const int64_t leeway = a[3].is_undefined() ? 5 : a[3].as_int();
+  const int64_t end_len = static_cast<int64_t>(Utf8Length(end));
+  if (length < end_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expected length >= ", end_len, ", got ", length));
+  }
+  if (leeway < 0) return absl::InvalidArgumentError(absl::StrCat("expected leeway >= 0, got ", leeway));
+  const std::vector<size_t> offsets = CodePointOffsets(s);
+  const int64_t len = static_cast<int64_t>(offsets.size()) - 1;
+  if (len <= length + leeway) return Value::String(s);
+  std::string head = s.substr(0, offsets[static_cast<size_t>(length - end_len)]);
+  if (!killwords) {
+    const size_t space = head.rfind(' ');
+    if (space != std::string::npos) head.resize(space);
+  }
+  return Value::String(head + end);
+}
+
 absl::StatusOr<Value> WordCount(Interpreter&, Value input, CallArgs) {
   std::string s = input.ToString();
   int64_t n = 0;
@@ -536,6 +567,21 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
        }},
       {"first", First},
       {"float", FloatFilter},
+      {"format",
+       [](Interpreter& i, Value v, CallArgs a) -> absl::StatusOr<Value> {
+         // jinja2's do_format: str(value) % args, or % kwargs as a mapping.
+         if (!a.positional.empty() && !a.keyword.empty()) {
+           return absl::InvalidArgumentError(
+               "can't handle positional and keyword arguments at the same time");
+         }
+         Value args = Value::Tuple(std::move(a.positional));
+         if (!a.keyword.empty()) {
+           auto d = std::make_shared<DictData>();
+           for (auto& [k, val] : a.keyword) d->SetStr(k, std::move(val));
+           args = Value::Dict(std::move(d));
+         }
+         return PercentFormat(i, SoftStr(v).ToString(), args);
+       }},
       {"forceescape",
        [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> {
          return Value::String(HtmlEscape(v.ToString()), true);
@@ -560,10 +606,10 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
          return MapString(v, PyLower);
        }},
       {"map", Map},
-      {"max",
-       [](Interpreter& i, Value v, CallArgs a) { return MinMax(i, std::move(v), std::move(a), true); }},
-      {"min",
-       [](Interpreter& i, Value v, CallArgs a) { return MinMax(i, std::move(v), std::move(a), false); }},
+      {"max", [](Interpreter& i, Value v,
+                 CallArgs a) { return MinMax(i, std::move(v), std::move(a), true); }},
+      {"min", [](Interpreter& i, Value v,
+                 CallArgs a) { return MinMax(i, std::move(v), std::move(a), false); }},
       {"reject",
        [](Interpreter& i, Value v, CallArgs a) {
          return SelectOrReject(i, std::move(v), std::move(a), false, false);
@@ -588,7 +634,8 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
          return SelectOrReject(i, std::move(v), std::move(a), true, true);
        }},
       {"sort", Sort},
-      {"string", [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> { return SoftStr(v); }},
+      {"string",
+       [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> { return SoftStr(v); }},
       {"sum", Sum},
       {"title",
        [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> {
@@ -601,6 +648,7 @@ const absl::flat_hash_map<std::string_view, FilterFn>& Filters() {
          Value s = SoftStr(v);
          return Value::String(PyStrip(s.str(), b[0], 'b'), s.is_markup());
        }},
+      {"truncate", Truncate},
       {"unique", Unique},
       {"upper",
        [](Interpreter&, Value v, CallArgs) -> absl::StatusOr<Value> {

@@ -1,6 +1,8 @@
 #include "engine/chat_template/operators.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -28,6 +30,198 @@ double PyFmod(double a, double b) {
   double m = std::fmod(a, b);
   if (m != 0 && ((m < 0) != (b < 0))) m += b;
   return m;
+}
+
+// Python's printf-style `format % args`: %[(key)][flags][width][.precision]
+// conversion, with s r a d i u x X o c e E f F g G and %%.
+absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
+                                    const Value& args) {
+  auto type_error = [](std::string what) { return absl::InvalidArgumentError(std::move(what)); };
+  std::vector<Value> positional;
+  const DictData* mapping = nullptr;
+  if (args.is_tuple()) {
+    positional = args.list().items;
+  } else if (args.is_dict() && fmt.find("%(") != std::string::npos) {
+    mapping = &args.dict();
+  } else {
+    positional.push_back(args);
+  }
+  const bool lone_mapping = args.is_dict() && !args.is_tuple();
+  size_t next = 0;
+  std::string out;
+  for (size_t i = 0; i < fmt.size();) {
+    if (fmt[i] != '%') {
+      out.push_back(fmt[i++]);
+      continue;
+    }
+    ++i;
+    const Value* value = nullptr;
+    if (i < fmt.size() && fmt[i] == '(') {
+      const size_t close = fmt.find(')', i);
+      if (close == std::string::npos) return type_error("incomplete format key");
+      if (mapping == nullptr) return type_error("format requires a mapping");
+      value = mapping->FindStr(std::string_view(fmt).substr(i + 1, close - i - 1));
+      if (value == nullptr) {
+        return type_error(absl::StrCat("'", fmt.substr(i + 1, close - i - 1), "'"));
+      }
+      i = close + 1;
+    }
+    std::string flags;
+    while (i < fmt.size() && std::string_view("-+ #0").find(fmt[i]) != std::string_view::npos) {
+      flags.push_back(fmt[i++]);
+    }
+    auto number = [&](int* n) {
+      *n = -1;
+      if (i < fmt.size() && fmt[i] == '*') return false;
+      while (i < fmt.size() && fmt[i] >= '0' && fmt[i] <= '9') {
+        *n = std::max(*n, 0) * 10 + (fmt[i++] - '0');
+        if (*n > 1000000) *n = 1000000;  // a string limit stops it later
+      }
+      return true;
+    };
+    int width = -1, precision = -1;
+    if (!number(&width)) return absl::UnimplementedError("'*' widths in % formatting");
+    if (i < fmt.size() && fmt[i] == '.') {
+      ++i;
+      if (!number(&precision)) return absl::UnimplementedError("'*' precisions in % formatting");
+      if (precision < 0) precision = 0;
+    }
+    while (i < fmt.size() && (fmt[i] == 'l' || fmt[i] == 'h' || fmt[i] == 'L')) ++i;
+    if (i >= fmt.size()) return type_error("incomplete format");
+    const char conv = fmt[i++];
+    if (conv == '%') {
+      if (!flags.empty() || width >= 0 || precision >= 0 || value != nullptr) {
+        return type_error("unsupported format character '%'");
+      }
+      out.push_back('%');
+      continue;
+    }
+    if (value == nullptr) {
+      if (mapping != nullptr) return type_error("format requires a mapping");
+      if (next >= positional.size()) return type_error("not enough arguments for format string");
+      value = &positional[next++];
+    }
+    const bool left = flags.find('-') != std::string::npos;
+    std::string piece;
+    std::string spec = "%" + flags;
+    if (width >= 0) absl::StrAppend(&spec, width);
+    if (precision >= 0) absl::StrAppend(&spec, ".", precision);
+    char buf[64];
+    switch (conv) {
+      case 's':
+      case 'r':
+      case 'a': {
+        piece = conv == 's' ? value->ToString() : value->Repr();
+        if (precision >= 0) {
+          const std::vector<size_t> offsets = CodePointOffsets(piece);
+          if (static_cast<size_t>(precision) < offsets.size()) piece.resize(offsets[precision]);
+        }
+        const size_t len = Utf8Length(piece);
+        if (width > 0 && len < static_cast<size_t>(width)) {
+          const std::string pad(static_cast<size_t>(width) - len, ' ');
+          piece = left ? piece + pad : pad + piece;
+        }
+        break;
+      }
+      case 'd':
+      case 'i':
+      case 'u':
+      case 'x':
+      case 'X':
+      case 'o': {
+        const bool integral_only = conv == 'x' || conv == 'X' || conv == 'o';
+        int64_t n;
+        if (value->is_int() || value->is_bool()) {
+          n = value->as_int();
+        } else if (value->is_float() && !integral_only) {
+          const double d = value->as_float();
+          if (!std::isfinite(d) || std::fabs(d) >= 9.2e18) {
+            return type_error("cannot convert float to integer");
+          }
+          n = static_cast<int64_t>(d);
+        } else {
+          return type_error(absl::StrCat("%", std::string(1, conv), " format: ",
+                                         integral_only ? "an integer" : "a real number",
+                                         " is required, not ", value->TypeName()));
+        }
+        // Sign, prefix, digits (at least `precision` of them), then padding
+        // with zeros after the prefix (flag 0) or spaces, as Python does.
+        std::string sign = n < 0                                  ? "-"
+                           : flags.find('+') != std::string::npos ? "+"
+                           : flags.find(' ') != std::string::npos ? " "
+                                                                  : "";
+        const unsigned long long mag =
+            n < 0 ? 0ULL - static_cast<unsigned long long>(n) : static_cast<unsigned long long>(n);
+        const char* cfmt = conv == 'x'   ? "%llx"
+                           : conv == 'X' ? "%llX"
+                           : conv == 'o' ? "%llo"
+                                         : "%llu";
+        std::snprintf(buf, sizeof buf, cfmt, mag);
+        std::string digits = buf;
+        if (precision > 0 && digits.size() < static_cast<size_t>(precision)) {
+          digits.insert(0, static_cast<size_t>(precision) - digits.size(), '0');
+        }
+        std::string prefix;
+        if (flags.find('#') != std::string::npos) {
+          prefix = conv == 'x' ? "0x" : conv == 'X' ? "0X" : conv == 'o' ? "0o" : "";
+        }
+        const size_t len = sign.size() + prefix.size() + digits.size();
+        if (width > 0 && len < static_cast<size_t>(width)) {
+          const size_t pad = static_cast<size_t>(width) - len;
+          if (left) {
+            digits.append(pad, ' ');
+          } else if (flags.find('0') != std::string::npos) {
+            digits.insert(0, pad, '0');
+          } else {
+            sign.insert(0, pad, ' ');
+          }
+        }
+        piece = sign + prefix + digits;
+        break;
+      }
+      case 'e':
+      case 'E':
+      case 'f':
+      case 'F':
+      case 'g':
+      case 'G': {
+        if (!value->is_number()) {
+          return type_error(absl::StrCat("must be real number, not ", value->TypeName()));
+        }
+        const std::string f = spec + std::string(1, conv);
+        std::vector<char> text(static_cast<size_t>(std::max(width, 0) + std::max(precision, 0)) +
+                               400);
+        std::snprintf(text.data(), text.size(), f.c_str(), value->as_float());
+        piece = text.data();
+        break;
+      }
+      case 'c': {
+        if (value->is_int()) {
+          const int64_t cp = value->as_int();
+          if (cp < 0 || cp > 0x10FFFF) return type_error("%c arg not in range(0x110000)");
+          AppendUtf8(static_cast<uint32_t>(cp), piece);
+        } else if (value->is_string() && Utf8Length(value->str()) == 1) {
+          piece = value->str();
+        } else {
+          return type_error("%c requires int or char");
+        }
+        if (width > 0 && 1 < width) {
+          const std::string pad(static_cast<size_t>(width) - 1, ' ');
+          piece = left ? piece + pad : pad + piece;
+        }
+        break;
+      }
+      default:
+        return type_error(
+            absl::StrCat("unsupported format character '", std::string(1, conv), "'"));
+    }
+    FERRY_RETURN_IF_ERROR(interp.ChargeString(piece.size()));
+    out += piece;
+  }
+  if (mapping == nullptr && !lone_mapping && next < positional.size()) {
+    return type_error("not all arguments converted during string formatting");
+  }
+  return Value::String(std::move(out));
 }
 
 absl::StatusOr<Value> Repeat(Interpreter& interp, const Value& seq, int64_t n) {
@@ -146,9 +340,7 @@ absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const V
   }
   if (op == "//" || op == "%") {
     if (!nums) {
-      if (op == "%" && a.is_string()) {
-        return absl::UnimplementedError("printf-style string formatting is not supported");
-      }
+      if (op == "%" && a.is_string()) return FormatPercent(interp, a.str(), b);
       return Unsupported(op, a, b);
     }
     if (ints) {
@@ -194,6 +386,11 @@ absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const V
     return Value::Float(std::pow(a.as_float(), b.as_float()));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown operator ", Sv(op)));
+}
+
+absl::StatusOr<Value> PercentFormat(Interpreter& interp, const std::string& fmt,
+                                    const Value& args) {
+  return FormatPercent(interp, fmt, args);
 }
 
 absl::StatusOr<bool> Contains(const Value& container, const Value& item) {

@@ -16,6 +16,9 @@ class Interpreter;
 // ZeroDivisionError), and on undefined operands as jinja2's Undefined does.
 absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const Value& a,
                                const Value& b);
+// Python's printf-style `fmt % args` (args a tuple, a mapping for
+// %(key)s, or one value).
+absl::StatusOr<Value> PercentFormat(Interpreter& interp, const std::string& fmt, const Value& args);
 // Python's `item in container`.
 absl::StatusOr<bool> Contains(const Value& container, const Value& item);
 // container[start:stop:step] for strings (by code point) and lists; step != 0.

@@ -685,7 +685,6 @@ class Parser {
   absl::StatusOr<ExprPtr> ParseFilter(ExprPtr input) {
     auto e = Make(Expr::Kind::kFilter);
     FERRY_ASSIGN_OR_RETURN(e->name, ParseDottedName());
-    if (!IsKnownFilter(e->name)) return Error(absl::StrCat("No filter named '", e->name, "'."));
     e->args.push_back(std::move(input));
     if (IsOp("(")) FERRY_RETURN_IF_ERROR(ParseArgs(*e));
     return e;
@@ -710,7 +709,6 @@ class Parser {
         auto e = Make(Expr::Kind::kTest);
         e->negated = SkipName("not");
         FERRY_ASSIGN_OR_RETURN(e->name, ParseDottedName());
-        if (!IsKnownTest(e->name)) return Error(absl::StrCat("No test named '", e->name, "'."));
         e->args.push_back(std::move(node));
         const TokenType t = Cur().type;
         if (IsOp("(")) {
@@ -740,11 +738,64 @@ class Parser {
   int loop_depth_ = 0;
 };
 
+// jinja2 rejects a filter or test that does not exist when it compiles the
+// template, except in an if statement or an inline if ("soft" frames: its
+// condition and the statements directly in its branches), where the error
+// comes only if the expression is evaluated. Loops, macros, with, filter and
+// set blocks open a frame of their own, which is not soft.
+absl::Status CheckExprNames(const Expr* root, bool soft) {
+  std::vector<std::pair<const Expr*, bool>> pending = {
+      {root, soft}};  // no recursion: chains are deep
+  while (!pending.empty()) {
+    const auto [e, in_soft] = pending.back();
+    pending.pop_back();
+    if (e == nullptr) continue;
+    if (!in_soft && e->kind == Expr::Kind::kFilter && !IsKnownFilter(e->name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", e->line, ": No filter named '", e->name, "'."));
+    }
+    if (!in_soft && e->kind == Expr::Kind::kTest && !IsKnownTest(e->name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("line ", e->line, ": No test named '", e->name, "'."));
+    }
+    const bool child_soft = in_soft || e->kind == Expr::Kind::kCond;
+    for (const ExprPtr& a : e->args) pending.emplace_back(a.get(), child_soft);
+    for (const auto& kw : e->kwargs) pending.emplace_back(kw.second.get(), child_soft);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNames(const Body& body, bool soft) {
+  for (const StmtPtr& s : body) {
+    using K = Stmt::Kind;
+    const bool is_if = s->kind == K::kIf;
+    // Evaluated in this frame: the statement's own expressions.
+    const bool here = soft || is_if;
+    FERRY_RETURN_IF_ERROR(CheckExprNames(s->expr.get(), here));
+    for (const ExprPtr& c : s->conditions) {
+      FERRY_RETURN_IF_ERROR(CheckExprNames(c.get(), s->kind == K::kMacro ? false : here));
+    }
+    // A for loop's filter and body, a macro's body and a block's body run
+    // in an inner frame; a loop's else branch in this one.
+    const bool inner = s->kind == K::kFor || s->kind == K::kMacro || s->kind == K::kWith ||
+                       s->kind == K::kSetBlock || s->kind == K::kFilterBlock;
+    FERRY_RETURN_IF_ERROR(CheckExprNames(s->cond.get(), inner ? false : here));
+    FERRY_RETURN_IF_ERROR(CheckExprNames(s->filter.get(), inner ? false : here));
+    for (size_t b = 0; b < s->bodies.size(); ++b) {
+      const bool for_else = s->kind == K::kFor && b == 1;
+      FERRY_RETURN_IF_ERROR(CheckNames(s->bodies[b], inner && !for_else ? false : here));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Body> ParseTemplate(std::string_view source) {
   FERRY_ASSIGN_OR_RETURN(std::vector<Token> tokens, Tokenize(source));
-  return Parser(std::move(tokens)).ParseAll();
+  FERRY_ASSIGN_OR_RETURN(Body body, Parser(std::move(tokens)).ParseAll());
+  FERRY_RETURN_IF_ERROR(CheckNames(body, /*soft=*/false));
+  return body;
 }
 
 }  // namespace ferry::chat_template

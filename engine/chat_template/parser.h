@@ -11,7 +11,8 @@ namespace ferry::chat_template {
 
 // Fails with InvalidArgument ("line N: ...") on a syntax error, an unknown
 // tag, or a filter or test that does not exist (jinja2 rejects those when
-// compiling, too).
+// compiling, too, unless they are inside an if, where they fail only when
+// evaluated).
 absl::StatusOr<Body> ParseTemplate(std::string_view source);
 
 }  // namespace ferry::chat_template
