@@ -563,10 +563,15 @@ void Engine::ProcessToken(Sequence& seq, SampledToken t, std::vector<Sequence*>&
   } else if (Contains(p.stop_token_ids, id)) {
     reason = FinishReason::kStop;
     ev.stop_token = id;
-  } else {
+  }
+  // A stop token's text is left out, unless include_stop_str_in_output asks
+  // for it (empty for a special token unless skip_special_tokens is off), as
+  // vLLM does.
+  const bool stop_token = reason == FinishReason::kStop;
+  if (!stop_token || p.include_stop_str_in_output) {
     StopChecker::Result r = seq.stop.Add(seq.detokenizer.Add(id));
     ev.text = std::move(r.emit);
-    if (r.stopped) {
+    if (r.stopped && !stop_token) {
       reason = FinishReason::kStop;
       ev.stop_reason = r.matched;
     }

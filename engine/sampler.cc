@@ -58,8 +58,11 @@ absl::Status Rng::LoadState(std::string_view state) {
   return absl::OkStatus();
 }
 
-Sampler::Sampler(const SamplingParams& params, uint64_t seed)
-    : params_(params), rng_(seed) {}
+Sampler::Sampler(const SamplingParams& params, uint64_t seed) : params_(params), rng_(seed) {
+  std::vector<int32_t>& allowed = params_.allowed_token_ids;
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+}
 
 int32_t Sampler::Argmax(std::span<const float> logits) {
   // The first index of the largest value; NaN never wins (a NaN first
@@ -147,6 +150,16 @@ void Sampler::ApplyPenalties(std::span<float> logits, std::span<const int32_t> p
   }
   for (const auto& [id, bias] : params_.logit_bias) {
     if (id >= 0 && id < vocab) logits[id] += bias;
+  }
+  if (!params_.allowed_token_ids.empty()) {
+    // Sorted and unique: everything between two allowed ids is masked.
+    int32_t next = 0;
+    for (int32_t id : params_.allowed_token_ids) {
+      if (id < next || id >= vocab) continue;
+      std::fill(logits.begin() + next, logits.begin() + id, kNegInf);
+      next = id + 1;
+    }
+    std::fill(logits.begin() + std::min(next, vocab), logits.end(), kNegInf);
   }
 }
 
@@ -266,7 +279,7 @@ bool Sampler::PicksOnly(int num_output_tokens) const {
   const SamplingParams& p = params_;
   return p.logprobs < 0 && p.structured.empty() && p.repetition_penalty == 1.0f &&
          p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f && p.logit_bias.empty() &&
-         p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
+         p.allowed_token_ids.empty() && p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
 }
 
 float Sampler::DrawForBackend() {

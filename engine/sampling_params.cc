@@ -39,6 +39,13 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
   for (int32_t id : stop_token_ids) {
     if (id < 0 || id >= vocab_size) return bad("stop_token_ids", "holds an id outside the vocabulary");
   }
+  for (int32_t id : allowed_token_ids) {
+    if (id < 0 || id >= vocab_size) {
+      return bad("allowed_token_ids",
+                 absl::StrCat("holds token id ", id, ", outside the vocabulary (0..",
+                              vocab_size - 1, ")"));
+    }
+  }
   for (const std::string& s : stop) {
     if (s.empty()) return bad("stop", "must not hold an empty string");
   }

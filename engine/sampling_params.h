@@ -33,6 +33,12 @@ struct SamplingParams {
   // each sample. The whole prompt is then computed (no prefix-cache hit).
   int prompt_logprobs = -1;
   int n = 1;
+  // vLLM's extensions: a matched stop string (or a stop token's text) stays
+  // in the output; special tokens' text is left out; only these tokens may
+  // be sampled (empty: any).
+  bool include_stop_str_in_output = false;
+  bool skip_special_tokens = true;
+  std::vector<int32_t> allowed_token_ids;
   // The text generated must match this grammar (structured output).
   structured::OutputSpec structured;
 

@@ -41,8 +41,8 @@ struct Sequence {
         num_prompt_tokens(static_cast<int>(tokens.size())),
         table(std::move(t)),
         sampler(group->input.params, seed),
-        detokenizer(tokenizer, /*skip_special=*/true, tokens.back()),
-        stop(group->input.params.stop) {
+        detokenizer(tokenizer, group->input.params.skip_special_tokens, tokens.back()),
+        stop(group->input.params.stop, group->input.params.include_stop_str_in_output) {
     if (group->input.grammar) matcher.emplace(group->input.grammar);
   }
 

@@ -34,7 +34,7 @@ StopChecker::Result StopChecker::Add(std::string_view text) {
     }
   }
   if (first != std::string::npos) {
-    r.emit = pending_.substr(0, first);
+    r.emit = pending_.substr(0, include_stop_ ? first + r.matched.size() : first);
     pending_.clear();
     stopped_ = r.stopped = true;
     return r;

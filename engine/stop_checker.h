@@ -11,11 +11,14 @@ namespace ferry {
 
 class StopChecker {
  public:
-  explicit StopChecker(std::vector<std::string> stops) : stops_(std::move(stops)) {}
+  // With `include_stop`, a matched stop string is emitted (what follows it
+  // still is not).
+  explicit StopChecker(std::vector<std::string> stops, bool include_stop = false)
+      : stops_(std::move(stops)), include_stop_(include_stop) {}
 
   struct Result {
     std::string emit;      // text safe to send now
-    bool stopped = false;  // a stop string matched (it and what follows are dropped)
+    bool stopped = false;  // a stop string matched (what follows it is dropped)
     std::string matched;   // which stop string
   };
 
@@ -30,6 +33,7 @@ class StopChecker {
 
  private:
   std::vector<std::string> stops_;
+  bool include_stop_ = false;
   std::string pending_;
   bool stopped_ = false;
 };

@@ -41,6 +41,15 @@ absl::Status Gateway::FitContext(const GenerationOptions& options, bool chat, si
   return absl::OkStatus();
 }
 
+bool Gateway::TruncatePrompt(const GenerationOptions& options, std::vector<int32_t>* ids) const {
+  if (!options.truncate_prompt_tokens) return false;
+  const int64_t keep = *options.truncate_prompt_tokens < 0 ? context_.context_length
+                                                           : *options.truncate_prompt_tokens;
+  if (static_cast<int64_t>(ids->size()) <= keep) return false;
+  ids->erase(ids->begin(), ids->end() - keep);
+  return true;
+}
+
 absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, int key_index) {
   absl::Time arrival = absl::Now();
   if (draining_.load()) return absl::UnavailableError("the server is shutting down");
@@ -59,6 +68,7 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
       p.ids = tok.Encode(*p.text, tok.add_bos(), /*parse_special=*/true);
       if (p.ids.empty()) return InvalidParamError("prompt", "the prompt is empty");
     }
+    if (TruncatePrompt(req.options, &p.ids)) p.text.reset();  // echo the tokens kept
     int max_tokens = 0;
     FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/false, p.ids.size(), &max_tokens));
     plan.max_tokens.push_back(max_tokens);
@@ -111,6 +121,7 @@ absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request
   // The template writes BOS itself where the model wants one.
   std::vector<int32_t> ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);
   if (ids.empty()) return InvalidParamError("messages", "the rendered chat prompt is empty");
+  TruncatePrompt(req.options, &ids);
   GenerationPlan plan;
   plan.header = ResponseHeader{true, NewId("chatcmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
   plan.endpoint = "/v1/chat/completions";

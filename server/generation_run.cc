@@ -198,8 +198,7 @@ Json GenerationRun::ChoiceJson(int index) const {
           finish = "tool_calls";
       }
     } else if (AutoToolCalls()) {
-      auto parsed =
-          FindToolCalls(ctx_.options.tool_call_format, c.text, plan_.options.auto_tool_names);
+      auto parsed = FindAutoToolCalls(ctx_.options.tool_call_format, c.text);
       if (parsed) {
         std::string content = c.text.substr(0, parsed->content_end);
         const size_t b = content.find_first_not_of(" \t\r\n");
@@ -319,7 +318,8 @@ void GenerationRun::StreamToolCalls(int index, const PartialToolCalls& scan,
                                     const std::vector<std::string>* functions, Json& out) {
   Choice& c = choices_[index];
   if (c.tool_stream_stopped) return;
-  for (size_t i = 0; i < scan.calls.size(); ++i) {
+  const size_t max_calls = plan_.options.parallel_tool_calls ? scan.calls.size() : 1;
+  for (size_t i = 0; i < std::min(scan.calls.size(), max_calls); ++i) {
     const PartialToolCall& call = scan.calls[i];
     if (call.name.empty()) break;  // later calls wait for this one's name
     if (functions != nullptr &&
@@ -380,6 +380,15 @@ void GenerationRun::FinishToolCalls(int index, const std::vector<ParsedToolCall>
   }
 }
 
+std::optional<ParsedToolCalls> GenerationRun::FindAutoToolCalls(ToolCallFormat format,
+                                                                const std::string& text) const {
+  auto parsed = FindToolCalls(format, text, plan_.options.auto_tool_names);
+  if (parsed && !plan_.options.parallel_tool_calls && parsed->calls.size() > 1) {
+    parsed->calls.resize(1);  // parallel_tool_calls: false
+  }
+  return parsed;
+}
+
 bool GenerationRun::AutoToolCalls() const {
   return plan_.header.chat && plan_.options.tool_call == GenerationOptions::ToolCall::kNone &&
          !plan_.options.auto_tool_names.empty() &&
@@ -408,7 +417,7 @@ Json GenerationRun::AutoToolDelta(int index, const v1::TokenEvent& ev, Json* fin
     if (!calls.empty()) delta["tool_calls"] = std::move(calls);
     return delta.empty() ? Json(nullptr) : delta;
   }
-  auto parsed = FindToolCalls(format, c.text, names);
+  auto parsed = FindAutoToolCalls(format, c.text);
   const bool streamed = !c.tool_args_sent.empty();
   // Text after streamed calls that did not parse is not content either.
   const size_t end = parsed     ? std::max(parsed->content_end, c.content_sent)

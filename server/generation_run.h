@@ -90,6 +90,9 @@ class GenerationRun {
   Json ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // tool_choice "auto" with tools: calls found in the answer.
   bool AutoToolCalls() const;
+  // The calls in an answer (at most one with parallel_tool_calls false).
+  std::optional<ParsedToolCalls> FindAutoToolCalls(ToolCallFormat format,
+                                                   const std::string& text) const;
   Json AutoToolDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // Streaming tool calls: delta entries (appended to `out`) for what `scan`
   // holds beyond what went out; calls to functions not in `functions` (when

@@ -91,6 +91,21 @@ absl::Status ParseStops(const JsonFields& f, int vocab_size, v1::SamplingParams*
       p->add_stop_token_ids(static_cast<int32_t>(id));
     }
   }
+  // vLLM's extensions.
+  FERRY_ASSIGN_OR_RETURN(auto include_stop, f.Bool("include_stop_str_in_output"));
+  if (include_stop) p->set_include_stop_str_in_output(*include_stop);
+  FERRY_ASSIGN_OR_RETURN(auto skip_special, f.Bool("skip_special_tokens"));
+  if (skip_special) p->set_skip_special_tokens(*skip_special);
+  FERRY_ASSIGN_OR_RETURN(auto allowed, f.IntList("allowed_token_ids"));
+  if (allowed) {
+    if (allowed->empty()) {
+      return InvalidParamError("allowed_token_ids", "'allowed_token_ids' must not be empty");
+    }
+    for (int64_t id : *allowed) {
+      FERRY_RETURN_IF_ERROR(CheckTokenId("allowed_token_ids", id, vocab_size));
+      p->add_allowed_token_ids(static_cast<int32_t>(id));
+    }
+  }
   FERRY_ASSIGN_OR_RETURN(const Json* bias, f.Object("logit_bias"));
   if (bias != nullptr) {
     for (const auto& [key, value] : bias->items()) {
@@ -134,6 +149,15 @@ absl::Status ParseLengths(const JsonFields& f, bool chat, GenerationOptions* o) 
     // 0 is for completions that only echo the prompt (checked with echo).
     FERRY_RETURN_IF_ERROR(CheckRange(max_name, static_cast<double>(*max_tokens), chat ? 1 : 0, 1 << 30));
     o->max_tokens = *max_tokens;
+  }
+  FERRY_ASSIGN_OR_RETURN(auto truncate, f.Int("truncate_prompt_tokens"));
+  if (truncate) {
+    if (*truncate != -1 && *truncate < 1) {
+      return InvalidParamError("truncate_prompt_tokens",
+                               "'truncate_prompt_tokens' must be -1 (the context length) or a "
+                               "positive number of tokens");
+    }
+    o->truncate_prompt_tokens = *truncate;
   }
   FERRY_ASSIGN_OR_RETURN(auto min_tokens, f.Int("min_tokens"));
   if (min_tokens) {

@@ -34,6 +34,11 @@ struct GenerationOptions {
   // Chat with tools and tool_choice "auto" (or none given): the functions
   // whose calls are looked for in the answer (see tool_call_parser.h).
   std::vector<std::string> auto_tool_names;
+  // parallel_tool_calls: false allows one call at most.
+  bool parallel_tool_calls = true;
+  // vLLM's truncate_prompt_tokens: keep only the prompt's last k tokens
+  // (-1: the context length).
+  std::optional<int64_t> truncate_prompt_tokens;
 };
 
 struct PromptInput {

@@ -209,6 +209,13 @@ absl::Status ParseToolChoice(const Json& body, GenerationOptions* o) {
       functions.emplace_back(name->get<std::string>(), std::move(params));
     }
   }
+  if (auto parallel = body.find("parallel_tool_calls");
+      parallel != body.end() && !parallel->is_null()) {
+    if (!parallel->is_boolean()) {
+      return InvalidParamError("parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+    }
+    o->parallel_tool_calls = parallel->get<bool>();
+  }
   auto choice = body.find("tool_choice");
   const bool is_auto =
       choice == body.end() || choice->is_null() || (choice->is_string() && *choice == "auto");
@@ -236,6 +243,7 @@ absl::Status ParseToolChoice(const Json& body, GenerationOptions* o) {
                             {"required", {"name", "parameters"}}});
     }
     schema = Json{{"type", "array"}, {"minItems", 1}, {"items", {{"anyOf", any_of}}}};
+    if (!o->parallel_tool_calls) schema["maxItems"] = 1;
     o->tool_call = GenerationOptions::ToolCall::kRequired;
   } else if (choice->is_object()) {
     auto fn = choice->find("function");

@@ -90,6 +90,9 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
   s.logprobs = p.has_logprobs() ? p.logprobs() : -1;
   s.prompt_logprobs = p.has_prompt_logprobs() ? p.prompt_logprobs() : -1;
   s.n = p.n() == 0 ? 1 : p.n();
+  s.include_stop_str_in_output = p.include_stop_str_in_output();
+  s.skip_special_tokens = !p.has_skip_special_tokens() || p.skip_special_tokens();
+  s.allowed_token_ids.assign(p.allowed_token_ids().begin(), p.allowed_token_ids().end());
   const v1::StructuredOutput& so = p.structured();
   using Kind = structured::OutputSpec::Kind;
   if (!so.json_schema().empty()) {
@@ -129,6 +132,9 @@ v1::RequestState ToRequestState(const GenerateInput& in) {
   q->set_ignore_eos(p.ignore_eos);
   if (p.logprobs >= 0) q->set_logprobs(p.logprobs);
   q->set_n(1);
+  q->set_include_stop_str_in_output(p.include_stop_str_in_output);
+  if (!p.skip_special_tokens) q->set_skip_special_tokens(false);
+  for (int32_t id : p.allowed_token_ids) q->add_allowed_token_ids(id);
   *q->mutable_structured() = ToStructuredOutput(p.structured);
   s.set_priority(in.priority);
   if (in.resume) {

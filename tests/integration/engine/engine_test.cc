@@ -308,6 +308,68 @@ TEST_F(EngineTest, StopStringsAreCutAcrossTokens) {
   EXPECT_EQ(r.last.stop_reason, "tle gi");
 }
 
+// vLLM's include_stop_str_in_output, skip_special_tokens and
+// allowed_token_ids.
+TEST_F(EngineTest, StopStringsStayWhenAskedAndSamplingKeepsToAllowedTokens) {
+  Collector::Result full = RunAlone(Greedy("full", "Once upon a time", 40));
+  const size_t pos = full.text.find("little girl");
+  ASSERT_NE(pos, std::string::npos) << full.text;
+  GenerateInput in = Greedy("kept", "Once upon a time", 40);
+  in.params.stop = {"tle gi"};
+  in.params.include_stop_str_in_output = true;
+  Collector::Result r = RunAlone(in);
+  EXPECT_EQ(r.finish, FinishReason::kStop);
+  EXPECT_EQ(r.text, full.text.substr(0, pos + 3 + 6));  // through the stop string, no further
+  EXPECT_EQ(r.last.stop_reason, "tle gi");
+
+  // Only the allowed tokens come out, sampled or greedy.
+  const std::vector<int32_t> allowed = {261, 267, 298, 13};
+  GenerateInput sampled = Greedy("allowed", "Once upon a time", 30);
+  sampled.params.temperature = 1.0f;
+  sampled.params.seed = 5;
+  sampled.params.allowed_token_ids = {298, 13, 261, 267, 261};  // any order, repeats
+  r = RunAlone(sampled);
+  ASSERT_EQ(r.tokens.size(), 30u);
+  std::set<int32_t> seen(r.tokens.begin(), r.tokens.end());
+  for (int32_t id : r.tokens) {
+    EXPECT_TRUE(std::find(allowed.begin(), allowed.end(), id) != allowed.end()) << id;
+  }
+  EXPECT_GT(seen.size(), 1u);
+
+  // End of sequence allowed alone (and ignored): its text "</s>" shows only
+  // with skip_special_tokens off.
+  const int32_t eos = model_->eos_ids().front();
+  for (bool skip : {true, false}) {
+    GenerateInput only_eos = Greedy(skip ? "skip" : "noskip", "Once upon a time", 3);
+    only_eos.params.allowed_token_ids = {eos};
+    only_eos.params.ignore_eos = true;
+    only_eos.params.skip_special_tokens = skip;
+    r = RunAlone(only_eos);
+    EXPECT_EQ(r.tokens, std::vector<int32_t>(3, eos));
+    EXPECT_EQ(r.text, skip ? "" : "</s></s></s>");
+  }
+  // A stop token's text stays with include_stop_str_in_output (when it is
+  // not skipped as special).
+  GenerateInput stop_token = Greedy("stoptok", "Once upon a time", 8);
+  stop_token.params.allowed_token_ids = {eos};
+  stop_token.params.ignore_eos = false;
+  stop_token.params.skip_special_tokens = false;
+  stop_token.params.include_stop_str_in_output = true;
+  r = RunAlone(stop_token);
+  EXPECT_EQ(r.finish, FinishReason::kStop);
+  EXPECT_EQ(r.text, "</s>");
+  stop_token.params.include_stop_str_in_output = false;
+  EXPECT_EQ(RunAlone(stop_token).text, "");
+
+  GenerateInput bad = Greedy("bad", "Once upon a time", 4);
+  bad.params.allowed_token_ids = {100000};
+  auto engine = MakeEngine();
+  Collector c;
+  absl::Status s = engine->Submit(std::move(bad), c.Sink());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("allowed_token_ids"), std::string::npos) << s;
+}
+
 TEST_F(EngineTest, AbortFreesBlocksAtOnce) {
   auto engine = MakeEngine();
   Collector c;

@@ -180,6 +180,37 @@ TEST_F(GatewayTest, CompletionResponseShape) {
   EXPECT_EQ(sent[0].params().max_tokens(), 3);
 }
 
+// vLLM's truncate_prompt_tokens keeps the prompt's last tokens (the echo
+// shows what was kept).
+TEST_F(GatewayTest, TruncatePromptTokensKeepsTheLastTokens) {
+  Json r = Post("/v1/completions", {{"prompt", Json::array({1, 300, 301, 302, 303, 304})},
+                                    {"max_tokens", 2},
+                                    {"truncate_prompt_tokens", 3},
+                                    {"echo", true}});
+  auto sent = backend_.requests();
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].prompt_ids_size(), 3);
+  EXPECT_EQ(sent[0].prompt_ids(0), 302);
+  EXPECT_EQ(sent[0].prompt_ids(2), 304);
+  EXPECT_EQ(r["usage"]["prompt_tokens"], 3);
+  const std::string kept = assets_->tokenizer().Decode(std::vector<int32_t>{302, 303, 304}, true);
+  EXPECT_EQ(r["choices"][0]["text"].get<std::string>().substr(0, kept.size()), kept);
+  // A prompt already short enough is left alone; -1 is the context length.
+  Post("/v1/completions",
+       {{"prompt", "Once upon"}, {"max_tokens", 2}, {"truncate_prompt_tokens", 50}});
+  Post("/v1/chat/completions",
+       {{"messages",
+         Json::array({Json{{"role", "user"}, {"content", "a fairly long question here"}}})},
+        {"max_tokens", 2},
+        {"truncate_prompt_tokens", 4}});
+  sent = backend_.requests();
+  ASSERT_EQ(sent.size(), 3u);
+  EXPECT_GT(sent[1].prompt_ids_size(), 2);
+  EXPECT_EQ(sent[2].prompt_ids_size(), 4);
+  Json bad = Post("/v1/completions", {{"prompt", "x"}, {"truncate_prompt_tokens", 0}}, 400);
+  EXPECT_EQ(bad["error"]["param"], "truncate_prompt_tokens");
+}
+
 TEST_F(GatewayTest, SeveralPromptsAndSamplesGiveIndexedChoices) {
   Json r = Post("/v1/completions", {{"prompt", Json::array({"a", "b"})}, {"n", 2}, {"max_tokens", 2}});
   ASSERT_EQ(r["choices"].size(), 4u);
@@ -437,6 +468,24 @@ TEST_F(GatewayTest, ToolCallArgumentsStreamAsTheyAreWritten) {
   EXPECT_TRUE(m.calls.empty());
   EXPECT_EQ(m.content, "<tool_call>{\"name\": \"other\", \"arguments\": {}}</tool_call>");
   EXPECT_EQ(m.finish, "stop");
+
+  // parallel_tool_calls false: the first call only, whole or streamed.
+  backend_.script_ = cases[0].script;
+  Json one = Post("/v1/chat/completions", {{"messages", messages},
+                                           {"tools", tools},
+                                           {"max_tokens", 50},
+                                           {"parallel_tool_calls", false}});
+  ASSERT_EQ(one["choices"][0]["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(one["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  Json one_body = body;
+  one_body["parallel_tool_calls"] = false;
+  m = StreamedMessage();
+  for (const auto& e : Stream(Call("POST", "/v1/chat/completions", one_body.dump()))) m.Add(e);
+  ASSERT_EQ(m.calls.size(), 1u);
+  EXPECT_EQ(m.calls[0]["function"]["name"], "get_weather");
+  EXPECT_EQ(m.finish, "tool_calls");
+  one_body["parallel_tool_calls"] = "no";
+  EXPECT_EQ(Call("POST", "/v1/chat/completions", one_body.dump()).status, 400);
 
   // tool_choice "required": the forced list streams the same way.
   backend_.script_ = {"[{\"name\": \"get_weather\", \"parameters\": {\"city\": ", "\"Oslo\"}}, ",

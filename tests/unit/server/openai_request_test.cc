@@ -38,6 +38,28 @@ TEST(OpenAiRequestTest, ParsesCompletionParameters) {
   EXPECT_EQ(*r->prompts[0].text, "hi");
 }
 
+TEST(OpenAiRequestTest, ParsesVllmExtensions) {
+  auto r = ParseCompletionRequest(
+      Json::parse(R"({"prompt":"hi","include_stop_str_in_output":true,"skip_special_tokens":false,
+      "allowed_token_ids":[5,7,5],"truncate_prompt_tokens":3})"),
+      100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->options.params.include_stop_str_in_output());
+  ASSERT_TRUE(r->options.params.has_skip_special_tokens());
+  EXPECT_FALSE(r->options.params.skip_special_tokens());
+  EXPECT_EQ(r->options.params.allowed_token_ids_size(), 3);
+  EXPECT_EQ(r->options.truncate_prompt_tokens, 3);
+  // Absent: vLLM's defaults (special tokens skipped, nothing else).
+  r = ParseCompletionRequest(Json::parse(R"({"prompt":"hi","truncate_prompt_tokens":null})"), 100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->options.params.has_skip_special_tokens());
+  EXPECT_FALSE(r->options.params.include_stop_str_in_output());
+  EXPECT_FALSE(r->options.truncate_prompt_tokens.has_value());
+  r = ParseCompletionRequest(Json::parse(R"({"prompt":"hi","truncate_prompt_tokens":-1})"), 100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->options.truncate_prompt_tokens, -1);
+}
+
 TEST(OpenAiRequestTest, DefaultTemperatureIsOne) {
   auto r = ParseCompletionRequest(Json::parse(R"({"prompt":"hi"})"), 100);
   ASSERT_TRUE(r.ok());
@@ -88,6 +110,14 @@ TEST(OpenAiRequestTest, WrongTypesAndRangesNameTheParameter) {
       {R"({"prompt":"a","seed":"1"})", "seed"},
       {R"({"prompt":"a","model":7})", "model"},
       {R"({"prompt":"a","suffix":"x"})", "suffix"},
+      {R"({"prompt":"a","include_stop_str_in_output":"yes"})", "include_stop_str_in_output"},
+      {R"({"prompt":"a","skip_special_tokens":1})", "skip_special_tokens"},
+      {R"({"prompt":"a","allowed_token_ids":[]})", "allowed_token_ids"},
+      {R"({"prompt":"a","allowed_token_ids":[1,100]})", "allowed_token_ids"},
+      {R"({"prompt":"a","allowed_token_ids":["1"]})", "allowed_token_ids"},
+      {R"({"prompt":"a","truncate_prompt_tokens":0})", "truncate_prompt_tokens"},
+      {R"({"prompt":"a","truncate_prompt_tokens":-2})", "truncate_prompt_tokens"},
+      {R"({"prompt":"a","truncate_prompt_tokens":"4"})", "truncate_prompt_tokens"},
   };
   for (const Case& c : cases) {
     absl::Status s = CompletionError(c.body);

@@ -104,6 +104,12 @@ TEST(StructuredRequestTest, ForcedToolCalls) {
   EXPECT_EQ(r->options.tool_call, GenerationOptions::ToolCall::kRequired);
   EXPECT_NE(r->options.params.structured().json_schema().find("\"const\":\"now\""),
             std::string::npos);
+  EXPECT_EQ(r->options.params.structured().json_schema().find("maxItems"), std::string::npos);
+  // parallel_tool_calls false: one call at most.
+  r = Chat(std::string(kTools) + R"(,"tool_choice":"required","parallel_tool_calls":false)");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->options.parallel_tool_calls);
+  EXPECT_NE(r->options.params.structured().json_schema().find("\"maxItems\":1"), std::string::npos);
   for (const char* choice : {R"("auto")", R"("none")"}) {
     r = Chat(std::string(kTools) + R"(,"tool_choice":)" + choice);
     ASSERT_TRUE(r.ok()) << r.status();
