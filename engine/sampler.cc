@@ -151,6 +151,15 @@ void Sampler::ApplyPenalties(std::span<float> logits, std::span<const int32_t> p
   for (const auto& [id, bias] : params_.logit_bias) {
     if (id >= 0 && id < vocab) logits[id] += bias;
   }
+  for (const std::vector<int32_t>& word : params_.bad_words_ids) {
+    // The word's last token is banned where the output ends with the rest.
+    const size_t prefix = word.size() - 1;
+    if (word.empty() || output.size() < prefix) continue;
+    if (!std::equal(word.begin(), word.end() - 1, output.end() - static_cast<ptrdiff_t>(prefix))) {
+      continue;
+    }
+    if (word.back() >= 0 && word.back() < vocab) logits[word.back()] = kNegInf;
+  }
   if (!params_.allowed_token_ids.empty()) {
     // Sorted and unique: everything between two allowed ids is masked.
     int32_t next = 0;
@@ -279,7 +288,8 @@ bool Sampler::PicksOnly(int num_output_tokens) const {
   const SamplingParams& p = params_;
   return p.logprobs < 0 && p.structured.empty() && p.repetition_penalty == 1.0f &&
          p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f && p.logit_bias.empty() &&
-         p.allowed_token_ids.empty() && p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
+         p.allowed_token_ids.empty() && p.bad_words_ids.empty() && p.min_p <= 0.0f &&
+         num_output_tokens >= p.min_tokens;
 }
 
 float Sampler::DrawForBackend() {

@@ -46,6 +46,12 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
                               vocab_size - 1, ")"));
     }
   }
+  for (const std::vector<int32_t>& word : bad_words_ids) {
+    if (word.empty()) return bad("bad_words", "holds an empty word");
+    for (int32_t id : word) {
+      if (id < 0 || id >= vocab_size) return bad("bad_words", "holds an id outside the vocabulary");
+    }
+  }
   for (const std::string& s : stop) {
     if (s.empty()) return bad("stop", "must not hold an empty string");
   }

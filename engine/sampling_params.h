@@ -39,6 +39,9 @@ struct SamplingParams {
   bool include_stop_str_in_output = false;
   bool skip_special_tokens = true;
   std::vector<int32_t> allowed_token_ids;
+  // vLLM's bad_words, tokenized: the last token of each is masked whenever
+  // the output ends with the ones before it (always, for one token).
+  std::vector<std::vector<int32_t>> bad_words_ids;
   // The text generated must match this grammar (structured output).
   structured::OutputSpec structured;
 

@@ -56,6 +56,8 @@ class Gateway {
   absl::StatusOr<HttpResponse> ChatCompletions(const HttpRequest& request, int key_index);
   absl::StatusOr<HttpResponse> RunGeneration(GenerationPlan plan, int key_index, absl::Time arrival);
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& context, bool continue_final) const;
+  // bad_words: the words' token sequences into options->params.
+  void TokenizeBadWords(GenerationOptions* options) const;
   // truncate_prompt_tokens: drops the prompt's first tokens; true when some were.
   bool TruncatePrompt(const GenerationOptions& options, std::vector<int32_t>* ids) const;
   absl::Status FitContext(const GenerationOptions& options, bool chat, size_t prompt_len,

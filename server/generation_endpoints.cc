@@ -1,5 +1,7 @@
 // Gateway::Completions and Gateway::ChatCompletions: parse, render and
 // tokenize, fit the context, take an admission slot, then run.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/gateway.h"
@@ -50,6 +52,24 @@ bool Gateway::TruncatePrompt(const GenerationOptions& options, std::vector<int32
   return true;
 }
 
+void Gateway::TokenizeBadWords(GenerationOptions* options) const {
+  const Tokenizer& tok = context_.assets->tokenizer();
+  for (const std::string& word : options->bad_words) {
+    // As vLLM does: the word as given, and with a space before it where
+    // that makes other tokens of the same count (a word inside a sentence).
+    const std::string w = word.substr(std::min(word.find_first_not_of(' '), word.size()));
+    const std::vector<int32_t> plain =
+        tok.Encode(w, /*add_special=*/false, /*parse_special=*/false);
+    if (plain.empty()) continue;
+    options->params.add_bad_words()->mutable_ids()->Add(plain.begin(), plain.end());
+    const std::vector<int32_t> spaced =
+        tok.Encode(" " + w, /*add_special=*/false, /*parse_special=*/false);
+    if (!spaced.empty() && spaced[0] != plain[0] && spaced.size() == plain.size()) {
+      options->params.add_bad_words()->mutable_ids()->Add(spaced.begin(), spaced.end());
+    }
+  }
+}
+
 absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, int key_index) {
   absl::Time arrival = absl::Now();
   if (draining_.load()) return absl::UnavailableError("the server is shutting down");
@@ -75,6 +95,7 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
     if (req.echo) plan.echo_texts.push_back(p.text ? *p.text : tok.Decode(p.ids, /*skip_special=*/true));
     plan.prompts.push_back(std::move(p.ids));
   }
+  TokenizeBadWords(&req.options);
   plan.options = std::move(req.options);
   // Echoed prompt tokens come with their logprobs too.
   if (plan.echo && plan.options.logprobs >= 0) plan.options.params.set_prompt_logprobs(plan.options.logprobs);
@@ -129,6 +150,7 @@ absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request
   FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/true, ids.size(), &max_tokens));
   plan.max_tokens.push_back(max_tokens);
   plan.prompts.push_back(std::move(ids));
+  TokenizeBadWords(&req.options);
   plan.options = std::move(req.options);
   return RunGeneration(std::move(plan), key_index, arrival);
 }

@@ -18,6 +18,7 @@ using Json = nlohmann::ordered_json;
 constexpr int kMaxN = 128;
 constexpr int kMaxLogprobs = 20;
 constexpr int kMaxStops = 64;
+constexpr size_t kMaxBadWords = 256;
 
 absl::Status CheckTokenId(const std::string& param, int64_t id, int vocab_size) {
   if (id < 0 || id >= vocab_size) {
@@ -74,7 +75,8 @@ absl::Status ParseSampling(const JsonFields& f, int vocab_size, v1::SamplingPara
   return absl::OkStatus();
 }
 
-absl::Status ParseStops(const JsonFields& f, int vocab_size, v1::SamplingParams* p) {
+absl::Status ParseStops(const JsonFields& f, int vocab_size, GenerationOptions* o) {
+  v1::SamplingParams* p = &o->params;
   FERRY_ASSIGN_OR_RETURN(auto stop, f.StringOrList("stop"));
   if (stop) {
     if (stop->size() > kMaxStops) {
@@ -96,6 +98,19 @@ absl::Status ParseStops(const JsonFields& f, int vocab_size, v1::SamplingParams*
   if (include_stop) p->set_include_stop_str_in_output(*include_stop);
   FERRY_ASSIGN_OR_RETURN(auto skip_special, f.Bool("skip_special_tokens"));
   if (skip_special) p->set_skip_special_tokens(*skip_special);
+  FERRY_ASSIGN_OR_RETURN(auto bad_words, f.StringOrList("bad_words"));
+  if (bad_words) {
+    if (bad_words->size() > kMaxBadWords) {
+      return InvalidParamError(
+          "bad_words", absl::StrCat("'bad_words' may hold at most ", kMaxBadWords, " words"));
+    }
+    for (const std::string& w : *bad_words) {
+      if (w.find_first_not_of(" ") == std::string::npos) {
+        return InvalidParamError("bad_words", "'bad_words' must not hold an empty word");
+      }
+    }
+    o->bad_words = std::move(*bad_words);
+  }
   FERRY_ASSIGN_OR_RETURN(auto allowed, f.IntList("allowed_token_ids"));
   if (allowed) {
     if (allowed->empty()) {
@@ -206,7 +221,7 @@ absl::Status ParseCommon(const JsonFields& f, bool chat, int vocab_size, Generat
     o->priority = static_cast<int>(*priority);
   }
   FERRY_RETURN_IF_ERROR(ParseSampling(f, vocab_size, &o->params));
-  FERRY_RETURN_IF_ERROR(ParseStops(f, vocab_size, &o->params));
+  FERRY_RETURN_IF_ERROR(ParseStops(f, vocab_size, o));
   FERRY_RETURN_IF_ERROR(ParseLengths(f, chat, o));
   FERRY_RETURN_IF_ERROR(ParseStreaming(f, o));
   FERRY_RETURN_IF_ERROR(ParseStructuredOutput(f, o));

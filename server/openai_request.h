@@ -39,6 +39,8 @@ struct GenerationOptions {
   // vLLM's truncate_prompt_tokens: keep only the prompt's last k tokens
   // (-1: the context length).
   std::optional<int64_t> truncate_prompt_tokens;
+  // vLLM's bad_words, tokenized by the caller into params.bad_words.
+  std::vector<std::string> bad_words;
 };
 
 struct PromptInput {

@@ -93,6 +93,8 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
   s.include_stop_str_in_output = p.include_stop_str_in_output();
   s.skip_special_tokens = !p.has_skip_special_tokens() || p.skip_special_tokens();
   s.allowed_token_ids.assign(p.allowed_token_ids().begin(), p.allowed_token_ids().end());
+  for (const v1::TokenSequence& w : p.bad_words())
+    s.bad_words_ids.emplace_back(w.ids().begin(), w.ids().end());
   const v1::StructuredOutput& so = p.structured();
   using Kind = structured::OutputSpec::Kind;
   if (!so.json_schema().empty()) {
@@ -135,6 +137,9 @@ v1::RequestState ToRequestState(const GenerateInput& in) {
   q->set_include_stop_str_in_output(p.include_stop_str_in_output);
   if (!p.skip_special_tokens) q->set_skip_special_tokens(false);
   for (int32_t id : p.allowed_token_ids) q->add_allowed_token_ids(id);
+  for (const std::vector<int32_t>& w : p.bad_words_ids) {
+    q->add_bad_words()->mutable_ids()->Add(w.begin(), w.end());
+  }
   *q->mutable_structured() = ToStructuredOutput(p.structured);
   s.set_priority(in.priority);
   if (in.resume) {

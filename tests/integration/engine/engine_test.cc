@@ -361,6 +361,25 @@ TEST_F(EngineTest, StopStringsStayWhenAskedAndSamplingKeepsToAllowedTokens) {
   stop_token.params.include_stop_str_in_output = false;
   EXPECT_EQ(RunAlone(stop_token).text, "");
 
+  // bad_words: a banned token never comes; a banned pair never comes in
+  // that order (its first token still may).
+  const std::vector<int32_t>& g = full.tokens;
+  ASSERT_GE(g.size(), 6u);
+  GenerateInput ban_one = Greedy("ban1", "Once upon a time", 40);
+  ban_one.params.bad_words_ids = {{g[3]}};
+  r = RunAlone(ban_one);
+  EXPECT_EQ(std::count(r.tokens.begin(), r.tokens.end(), g[3]), 0);
+  EXPECT_EQ(std::vector<int32_t>(r.tokens.begin(), r.tokens.begin() + 3),
+            std::vector<int32_t>(g.begin(), g.begin() + 3));  // the same up to there
+  GenerateInput ban_pair = Greedy("ban2", "Once upon a time", 40);
+  ban_pair.params.bad_words_ids = {{g[4], g[5]}};
+  r = RunAlone(ban_pair);
+  EXPECT_EQ(r.tokens[4], g[4]);
+  EXPECT_NE(r.tokens[5], g[5]);
+  for (size_t i = 0; i + 1 < r.tokens.size(); ++i) {
+    EXPECT_FALSE(r.tokens[i] == g[4] && r.tokens[i + 1] == g[5]) << i;
+  }
+
   GenerateInput bad = Greedy("bad", "Once upon a time", 4);
   bad.params.allowed_token_ids = {100000};
   auto engine = MakeEngine();

@@ -207,6 +207,22 @@ TEST_F(GatewayTest, TruncatePromptTokensKeepsTheLastTokens) {
   ASSERT_EQ(sent.size(), 3u);
   EXPECT_GT(sent[1].prompt_ids_size(), 2);
   EXPECT_EQ(sent[2].prompt_ids_size(), 4);
+  // bad_words reach the engine as token sequences, each word as given and
+  // (where that tokenizes differently) after a space.
+  Post("/v1/completions",
+       {{"prompt", "Once"}, {"max_tokens", 2}, {"bad_words", {"girl", "little dog"}}});
+  sent = backend_.requests();
+  const v1::SamplingParams& p = sent.back().params();
+  ASSERT_GE(p.bad_words_size(), 2);
+  const Tokenizer& tok = assets_->tokenizer();
+  EXPECT_EQ(std::vector<int32_t>(p.bad_words(0).ids().begin(), p.bad_words(0).ids().end()),
+            tok.Encode("girl", false, false));
+  bool little_dog = false;
+  for (const auto& w : p.bad_words()) {
+    little_dog |= std::vector<int32_t>(w.ids().begin(), w.ids().end()) ==
+                  tok.Encode("little dog", false, false);
+  }
+  EXPECT_TRUE(little_dog);
   Json bad = Post("/v1/completions", {{"prompt", "x"}, {"truncate_prompt_tokens", 0}}, 400);
   EXPECT_EQ(bad["error"]["param"], "truncate_prompt_tokens");
 }

@@ -41,9 +41,10 @@ TEST(OpenAiRequestTest, ParsesCompletionParameters) {
 TEST(OpenAiRequestTest, ParsesVllmExtensions) {
   auto r = ParseCompletionRequest(
       Json::parse(R"({"prompt":"hi","include_stop_str_in_output":true,"skip_special_tokens":false,
-      "allowed_token_ids":[5,7,5],"truncate_prompt_tokens":3})"),
+      "allowed_token_ids":[5,7,5],"truncate_prompt_tokens":3,"bad_words":["a b"," c"]})"),
       100);
   ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->options.bad_words, (std::vector<std::string>{"a b", " c"}));
   EXPECT_TRUE(r->options.params.include_stop_str_in_output());
   ASSERT_TRUE(r->options.params.has_skip_special_tokens());
   EXPECT_FALSE(r->options.params.skip_special_tokens());
@@ -118,6 +119,8 @@ TEST(OpenAiRequestTest, WrongTypesAndRangesNameTheParameter) {
       {R"({"prompt":"a","truncate_prompt_tokens":0})", "truncate_prompt_tokens"},
       {R"({"prompt":"a","truncate_prompt_tokens":-2})", "truncate_prompt_tokens"},
       {R"({"prompt":"a","truncate_prompt_tokens":"4"})", "truncate_prompt_tokens"},
+      {R"({"prompt":"a","bad_words":["ok","  "]})", "bad_words"},
+      {R"({"prompt":"a","bad_words":[3]})", "bad_words"},
   };
   for (const Case& c : cases) {
     absl::Status s = CompletionError(c.body);
