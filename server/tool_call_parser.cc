@@ -201,7 +201,7 @@ using R = PartialJson::R;
 // far as it goes.
 R ScanCall(std::string_view text, PartialJson& r, PartialToolCall* call) {
   if (!r.Consume('{')) return R::kBad;
-  bool first = true, seen_arguments = false;
+  bool first = true, seen_name = false, seen_arguments = false;
   while (true) {
     r.SkipSpace();
     if (r.AtEnd()) return R::kMore;
@@ -221,11 +221,16 @@ R ScanCall(std::string_view text, PartialJson& r, PartialToolCall* call) {
     if (!r.Consume(':')) return R::kBad;
     r.SkipSpace();
     if (r.AtEnd()) return R::kMore;
+    // A second name or arguments key would make what already streamed
+    // wrong (a JSON parser keeps the last one): not a call to stream.
+    const bool is_arguments = key == "arguments" || key == "parameters";
+    if ((key == "name" && seen_name) || (is_arguments && seen_arguments)) return R::kBad;
     if (key == "name") {
+      seen_name = true;
       std::string name;
       if (R n = r.String(&name); n != R::kDone) return n;
       call->name = std::move(name);
-    } else if ((key == "arguments" || key == "parameters") && !seen_arguments) {
+    } else if (is_arguments) {
       seen_arguments = true;
       const size_t start = r.pos();
       call->arguments_quoted = r.Peek() == '"';

@@ -131,6 +131,18 @@ TEST(ToolCallParserTest, ScanShowsCallsAsFarAsTheyAreWritten) {
   EXPECT_TRUE(s->malformed);
   s = ScanToolCalls(ToolCallFormat::kHermes, "<tool_call>[1, 2]");
   EXPECT_TRUE(s->malformed);
+  // A second name (or arguments) key would take back what streamed: the
+  // first stays, and the call is not streamed further.
+  s = ScanToolCalls(
+      ToolCallFormat::kMistral,
+      "[TOOL_CALLS] [{\"name\": \"now\", \"arguments\": {}, \"name\": \"get_weather\"}]");
+  EXPECT_TRUE(s->malformed);
+  EXPECT_EQ(s->calls[0].name, "now");
+  s = ScanToolCalls(
+      ToolCallFormat::kHermes,
+      "<tool_call>{\"name\": \"now\", \"parameters\": {}, \"arguments\": {\"a\": 1}}");
+  EXPECT_TRUE(s->malformed);
+  EXPECT_EQ(s->calls[0].arguments, "{}");
 
   s = ScanToolCallList("[{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}, {\"na");
   ASSERT_EQ(s->calls.size(), 2u);
