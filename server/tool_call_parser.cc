@@ -16,11 +16,12 @@ constexpr std::string_view kHermesOpen = "<tool_call>";
 constexpr std::string_view kHermesClose = "</tool_call>";
 constexpr std::string_view kMistralMarker = "[TOOL_CALLS]";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
+constexpr std::string_view kSpace = " \t\r\n";  // JSON's whitespace
 
 std::string_view Trim(std::string_view s) {
-  const size_t b = s.find_first_not_of(" \t\r\n");
+  const size_t b = s.find_first_not_of(kSpace);
   if (b == std::string_view::npos) return {};
-  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+  return s.substr(b, s.find_last_not_of(kSpace) - b + 1);
 }
 
 // {"name": ..., "arguments" or "parameters": {...} or a JSON string}.
@@ -88,7 +89,7 @@ std::optional<ParsedToolCalls> Mistral(std::string_view text,
 
 std::optional<ParsedToolCalls> Llama3Json(std::string_view text,
                                           const std::vector<std::string>& functions) {
-  const size_t first = text.find_first_not_of(" \t\r\n");
+  const size_t first = text.find_first_not_of(kSpace);
   if (first == std::string_view::npos) return std::nullopt;
   std::string_view body = Trim(text);
   if (body.substr(0, kPythonTag.size()) == kPythonTag) body = Trim(body.substr(kPythonTag.size()));
@@ -112,7 +113,7 @@ std::optional<ParsedToolCalls> Llama3Json(std::string_view text,
   return out;
 }
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+bool IsSpace(char c) { return kSpace.find(c) != std::string_view::npos; }
 
 // A cursor over JSON text that may stop anywhere (the answer so far).
 class PartialJson {

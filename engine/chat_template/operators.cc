@@ -32,9 +32,64 @@ double PyFmod(double a, double b) {
   return m;
 }
 
-// Python's printf-style `format % args`: %[(key)][flags][width][.precision]
-// conversion, with s r a d i u x X o c e E f F g G and %%.
-absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
+absl::StatusOr<Value> Repeat(Interpreter& interp, const Value& seq, int64_t n) {
+  if (n < 0) n = 0;
+  if (seq.is_string()) {
+    const std::string& s = seq.str();
+    if (!s.empty() &&
+        static_cast<uint64_t>(n) > interp.options().limits.max_string_bytes / s.size()) {
+      return absl::ResourceExhaustedError("string repetition over the size limit");
+    }
+    FERRY_RETURN_IF_ERROR(interp.ChargeString(s.size() * n));
+    std::string out;
+    out.reserve(s.size() * n);
+    for (int64_t i = 0; i < n; ++i) out += s;
+    return Value::String(std::move(out));
+  }
+  const auto& items = seq.list().items;
+  if (!items.empty() &&
+      static_cast<uint64_t>(n) > interp.options().limits.max_list_items / items.size()) {
+    return absl::ResourceExhaustedError("list repetition over the size limit");
+  }
+  FERRY_RETURN_IF_ERROR(interp.Step(static_cast<int64_t>(items.size() * n)));
+  std::vector<Value> out;
+  for (int64_t i = 0; i < n; ++i) out.insert(out.end(), items.begin(), items.end());
+  Value r = Value::List(std::move(out));
+  r.list().is_tuple = seq.is_tuple();
+  return r;
+}
+
+}  // namespace
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&#34;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// %[(key)][flags][width][.precision]conversion, with s r a d i u x X o c e
+// E f F g G and %%.
+absl::StatusOr<Value> PercentFormat(Interpreter& interp, const std::string& fmt,
                                     const Value& args) {
   auto type_error = [](std::string what) { return absl::InvalidArgumentError(std::move(what)); };
   std::vector<Value> positional;
@@ -46,7 +101,6 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
   } else {
     positional.push_back(args);
   }
-  const bool lone_mapping = args.is_dict() && !args.is_tuple();
   size_t next = 0;
   std::string out;
   for (size_t i = 0; i < fmt.size();) {
@@ -102,11 +156,14 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
       value = &positional[next++];
     }
     const bool left = flags.find('-') != std::string::npos;
+    // Strings and characters: spaces up to `width` code points.
+    auto pad_text = [&](std::string& piece) {
+      const size_t len = Utf8Length(piece);
+      if (width <= 0 || len >= static_cast<size_t>(width)) return;
+      const std::string pad(static_cast<size_t>(width) - len, ' ');
+      piece = left ? piece + pad : pad + piece;
+    };
     std::string piece;
-    std::string spec = "%" + flags;
-    if (width >= 0) absl::StrAppend(&spec, width);
-    if (precision >= 0) absl::StrAppend(&spec, ".", precision);
-    char buf[64];
     switch (conv) {
       case 's':
       case 'r':
@@ -116,11 +173,7 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
           const std::vector<size_t> offsets = CodePointOffsets(piece);
           if (static_cast<size_t>(precision) < offsets.size()) piece.resize(offsets[precision]);
         }
-        const size_t len = Utf8Length(piece);
-        if (width > 0 && len < static_cast<size_t>(width)) {
-          const std::string pad(static_cast<size_t>(width) - len, ' ');
-          piece = left ? piece + pad : pad + piece;
-        }
+        pad_text(piece);
         break;
       }
       case 'd':
@@ -156,6 +209,7 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
                            : conv == 'X' ? "%llX"
                            : conv == 'o' ? "%llo"
                                          : "%llu";
+        char buf[32];
         std::snprintf(buf, sizeof buf, cfmt, mag);
         std::string digits = buf;
         if (precision > 0 && digits.size() < static_cast<size_t>(precision)) {
@@ -188,7 +242,10 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
         if (!value->is_number()) {
           return type_error(absl::StrCat("must be real number, not ", value->TypeName()));
         }
-        const std::string f = spec + std::string(1, conv);
+        std::string f = "%" + flags;
+        if (width >= 0) absl::StrAppend(&f, width);
+        if (precision >= 0) absl::StrAppend(&f, ".", precision);
+        f.push_back(conv);
         std::vector<char> text(static_cast<size_t>(std::max(width, 0) + std::max(precision, 0)) +
                                400);
         std::snprintf(text.data(), text.size(), f.c_str(), value->as_float());
@@ -205,10 +262,7 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
         } else {
           return type_error("%c requires int or char");
         }
-        if (width > 0 && 1 < width) {
-          const std::string pad(static_cast<size_t>(width) - 1, ' ');
-          piece = left ? piece + pad : pad + piece;
-        }
+        pad_text(piece);
         break;
       }
       default:
@@ -218,63 +272,11 @@ absl::StatusOr<Value> FormatPercent(Interpreter& interp, const std::string& fmt,
     FERRY_RETURN_IF_ERROR(interp.ChargeString(piece.size()));
     out += piece;
   }
-  if (mapping == nullptr && !lone_mapping && next < positional.size()) {
+  // A mapping given as the one argument need not be used up.
+  if (mapping == nullptr && !args.is_dict() && next < positional.size()) {
     return type_error("not all arguments converted during string formatting");
   }
   return Value::String(std::move(out));
-}
-
-absl::StatusOr<Value> Repeat(Interpreter& interp, const Value& seq, int64_t n) {
-  if (n < 0) n = 0;
-  if (seq.is_string()) {
-    const std::string& s = seq.str();
-    if (!s.empty() && static_cast<uint64_t>(n) > interp.options().limits.max_string_bytes / s.size()) {
-      return absl::ResourceExhaustedError("string repetition over the size limit");
-    }
-    FERRY_RETURN_IF_ERROR(interp.ChargeString(s.size() * n));
-    std::string out;
-    out.reserve(s.size() * n);
-    for (int64_t i = 0; i < n; ++i) out += s;
-    return Value::String(std::move(out));
-  }
-  const auto& items = seq.list().items;
-  if (!items.empty() && static_cast<uint64_t>(n) > interp.options().limits.max_list_items / items.size()) {
-    return absl::ResourceExhaustedError("list repetition over the size limit");
-  }
-  FERRY_RETURN_IF_ERROR(interp.Step(static_cast<int64_t>(items.size() * n)));
-  std::vector<Value> out;
-  for (int64_t i = 0; i < n; ++i) out.insert(out.end(), items.begin(), items.end());
-  Value r = Value::List(std::move(out));
-  r.list().is_tuple = seq.is_tuple();
-  return r;
-}
-
-}  // namespace
-
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&#34;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
 }
 
 absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const Value& a,
@@ -340,7 +342,7 @@ absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const V
   }
   if (op == "//" || op == "%") {
     if (!nums) {
-      if (op == "%" && a.is_string()) return FormatPercent(interp, a.str(), b);
+      if (op == "%" && a.is_string()) return PercentFormat(interp, a.str(), b);
       return Unsupported(op, a, b);
     }
     if (ints) {
@@ -386,11 +388,6 @@ absl::StatusOr<Value> BinaryOp(Interpreter& interp, std::string_view op, const V
     return Value::Float(std::pow(a.as_float(), b.as_float()));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown operator ", Sv(op)));
-}
-
-absl::StatusOr<Value> PercentFormat(Interpreter& interp, const std::string& fmt,
-                                    const Value& args) {
-  return FormatPercent(interp, fmt, args);
 }
 
 absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
