@@ -82,6 +82,8 @@ struct Stmt {
     kSet,          // targets = expr, or targets[0].attr = expr
     kSetBlock,     // targets[0] = rendered bodies[0], piped through filter
     kMacro,        // name(targets = defaults): bodies[0]
+    kCallBlock,    // {% call(targets = defaults) expr %}: expr (a kCall) gets caller=bodies[0] as a
+                   // macro
     kFilterBlock,  // bodies[0] piped through filter
     kWith,         // targets = conditions: bodies[0]
     kBreak,
@@ -100,6 +102,12 @@ struct Stmt {
   std::vector<std::string> targets;
   std::vector<ExprPtr> conditions;  // if conditions, macro defaults (null = none), with values
   std::vector<Body> bodies;
+  // kMacro / kCallBlock: what the body refers to. A macro takes extra
+  // positional arguments only when it reads `varargs`, extra keywords when
+  // it reads `kwargs`, and a caller when it reads `caller` (as jinja2).
+  bool catch_varargs = false;
+  bool catch_kwargs = false;
+  bool takes_caller = false;
 };
 
 }  // namespace ferry::chat_template

@@ -1,5 +1,7 @@
 #include "engine/chat_template/interpreter.h"
 
+#include <algorithm>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -164,6 +166,17 @@ absl::StatusOr<Interpreter::Flow> Interpreter::Exec(const Stmt& s, const FramePt
     case Stmt::Kind::kMacro:
       frame->Set(s.text, Value::Function(std::make_shared<MacroCallable>(&s, frame)));
       return Flow::kNormal;
+    case Stmt::Kind::kCallBlock: {
+      // The block's body is the called macro's `caller`.
+      const Expr& call = *s.expr;
+      FERRY_ASSIGN_OR_RETURN(Value fn, Eval(*call.args[0], frame));
+      FERRY_ASSIGN_OR_RETURN(CallArgs args, EvalArgs(call, 1, frame));
+      args.keyword.emplace_back("caller",
+                                Value::Function(std::make_shared<MacroCallable>(&s, frame)));
+      FERRY_ASSIGN_OR_RETURN(Value v, Call(fn, std::move(args)));
+      FERRY_RETURN_IF_ERROR(Write(out, v.ToString()));
+      return Flow::kNormal;
+    }
     case Stmt::Kind::kFilterBlock: {
       FERRY_ASSIGN_OR_RETURN(std::string text, RenderToString(s.bodies[0], frame));
       FERRY_ASSIGN_OR_RETURN(Value v,
@@ -280,26 +293,31 @@ absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, const FramePtr& 
     return absl::ResourceExhaustedError(
         absl::StrCat("macro '", macro.text, "' nested deeper than ", call_depth_, " calls"));
   }
+  // jinja2's Macro.__call__: positional arguments first, then keywords for
+  // the parameters still unbound, then defaults; what is left over goes to
+  // varargs / kwargs where the body reads them, and is an error otherwise.
   const size_t n = macro.targets.size();
-  if (args.positional.size() > n) {
-    return absl::InvalidArgumentError(absl::StrCat("macro '", macro.text, "' takes not more than ",
-                                                   n, " argument(s)"));
-  }
   auto scope = std::make_shared<Frame>(closure);
-  std::vector<bool> bound(n, false);
+  std::vector<Value> extra_positional;
   for (size_t i = 0; i < args.positional.size(); ++i) {
-    scope->Set(macro.targets[i], std::move(args.positional[i]));
-    bound[i] = true;
+    if (i < n) {
+      scope->Set(macro.targets[i], std::move(args.positional[i]));
+    } else {
+      extra_positional.push_back(std::move(args.positional[i]));
+    }
   }
+  std::vector<std::pair<std::string, Value>> extra_keywords;
+  std::vector<bool> bound(n, false);
+  for (size_t i = 0; i < std::min(n, args.positional.size()); ++i) bound[i] = true;
   for (auto& [key, v] : args.keyword) {
     size_t i = 0;
     while (i < n && macro.targets[i] != key) ++i;
-    if (i == n) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("macro '", macro.text, "' takes no keyword argument '", key, "'"));
+    if (i < n && !bound[i]) {
+      scope->Set(key, std::move(v));
+      bound[i] = true;
+    } else {
+      extra_keywords.emplace_back(key, std::move(v));
     }
-    scope->Set(key, std::move(v));
-    bound[i] = true;
   }
   for (size_t i = 0; i < n; ++i) {
     if (bound[i]) continue;
@@ -308,6 +326,39 @@ absl::StatusOr<Value> Interpreter::CallMacro(const Stmt& macro, const FramePtr& 
       FERRY_ASSIGN_OR_RETURN(v, Eval(*macro.conditions[i], scope));
     }
     scope->Set(macro.targets[i], std::move(v));
+  }
+  if (macro.takes_caller) {
+    Value caller;  // undefined when none is given
+    for (auto it = extra_keywords.begin(); it != extra_keywords.end(); ++it) {
+      if (it->first == "caller") {
+        caller = std::move(it->second);
+        extra_keywords.erase(it);
+        break;
+      }
+    }
+    scope->Set("caller", std::move(caller));
+  }
+  if (macro.catch_kwargs) {
+    auto kwargs = std::make_shared<DictData>();
+    for (auto& [key, v] : extra_keywords) kwargs->SetStr(key, std::move(v));
+    scope->Set("kwargs", Value::Dict(std::move(kwargs)));
+  } else if (!extra_keywords.empty()) {
+    for (const auto& kw : extra_keywords) {
+      if (kw.first == "caller") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("macro '", macro.text,
+                         "' was invoked with two values for the special caller argument. This is "
+                         "most likely a bug."));
+      }
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "macro '", macro.text, "' takes no keyword argument '", extra_keywords.front().first, "'"));
+  }
+  if (macro.catch_varargs) {
+    scope->Set("varargs", Value::Tuple(std::move(extra_positional)));
+  } else if (!extra_positional.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("macro '", macro.text, "' takes not more than ", n, " argument(s)"));
   }
   ++call_depth_;
   absl::StatusOr<std::string> text = RenderToString(macro.bodies[0], scope);
@@ -440,7 +491,21 @@ absl::StatusOr<CallArgs> Interpreter::EvalArgs(const Expr& e, size_t first,
   }
   for (const auto& [k, x] : e.kwargs) {
     FERRY_ASSIGN_OR_RETURN(Value v, Eval(*x, frame));
-    args.keyword.emplace_back(k, std::move(v));
+    if (k == "*") {  // f(*iterable)
+      FERRY_ASSIGN_OR_RETURN(std::vector<Value> items, Iterate(v));
+      for (Value& item : items) args.positional.push_back(std::move(item));
+    } else if (k == "**") {  // f(**mapping)
+      if (!v.is_dict()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("argument after ** must be a mapping, not ", v.TypeName()));
+      }
+      for (const auto& [key, value] : v.dict().entries()) {
+        if (!key.is_string()) return absl::InvalidArgumentError("keywords must be strings");
+        args.keyword.emplace_back(key.str(), value);
+      }
+    } else {
+      args.keyword.emplace_back(k, std::move(v));
+    }
   }
   return args;
 }

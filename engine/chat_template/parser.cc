@@ -17,6 +17,33 @@ namespace {
 // the recursive descent (and later the evaluator) off the end of the stack.
 constexpr int kMaxNesting = 200;
 
+// Whether `body` reads the variable `name` anywhere (nested blocks and
+// macros included), as jinja2 decides a macro's varargs, kwargs and caller.
+bool ReadsName(const Body& body, std::string_view name) {
+  std::vector<const Expr*> exprs;
+  std::vector<const Body*> bodies = {&body};
+  while (!bodies.empty()) {
+    const Body* b = bodies.back();
+    bodies.pop_back();
+    for (const StmtPtr& s : *b) {
+      exprs.push_back(s->expr.get());
+      exprs.push_back(s->cond.get());
+      exprs.push_back(s->filter.get());
+      for (const ExprPtr& c : s->conditions) exprs.push_back(c.get());
+      for (const Body& inner : s->bodies) bodies.push_back(&inner);
+    }
+  }
+  while (!exprs.empty()) {  // no recursion: chains are deep
+    const Expr* e = exprs.back();
+    exprs.pop_back();
+    if (e == nullptr) continue;
+    if (e->kind == Expr::Kind::kName && e->name == name) return true;
+    for (const ExprPtr& a : e->args) exprs.push_back(a.get());
+    for (const auto& kw : e->kwargs) exprs.push_back(kw.second.get());
+  }
+  return false;
+}
+
 class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : tokens_(std::move(tokens)) {}
@@ -142,6 +169,7 @@ class Parser {
     if (tag == "for") return ParseFor(line, body);
     if (tag == "set") return ParseSet(line, body);
     if (tag == "macro") return ParseMacro(line, body);
+    if (tag == "call") return ParseCallBlock(line, body);
     if (tag == "filter") return ParseFilterBlock(line, body);
     if (tag == "with") return ParseWith(line, body);
     if (tag == "break" || tag == "continue") {
@@ -243,32 +271,62 @@ class Parser {
     return ExpectBlockEnd();
   }
 
-  absl::Status ParseMacro(int line, Body& body) {
-    auto s = std::make_unique<Stmt>(Stmt::Kind::kMacro, line);
-    FERRY_ASSIGN_OR_RETURN(s->text, ExpectName());
+  // A macro's parameters, "(name, name = default, ...)", into s->targets
+  // and s->conditions.
+  absl::Status ParseParameters(Stmt& s) {
     FERRY_RETURN_IF_ERROR(Expect("("));
     while (!IsOp(")")) {
-      if (!s->targets.empty()) FERRY_RETURN_IF_ERROR(Expect(","));
+      if (!s.targets.empty()) FERRY_RETURN_IF_ERROR(Expect(","));
       FERRY_ASSIGN_OR_RETURN(std::string n, ExpectName());
-      s->targets.push_back(std::move(n));
+      s.targets.push_back(std::move(n));
       if (SkipOp("=")) {
         FERRY_ASSIGN_OR_RETURN(ExprPtr d, ParseExpression(true));
-        s->conditions.push_back(std::move(d));
+        s.conditions.push_back(std::move(d));
       } else {
         bool after_default = false;
-        for (const ExprPtr& d : s->conditions) after_default = after_default || d != nullptr;
+        for (const ExprPtr& d : s.conditions) after_default = after_default || d != nullptr;
         if (after_default) return Error("non-default argument follows default argument");
-        s->conditions.push_back(nullptr);
+        s.conditions.push_back(nullptr);
       }
     }
     Next();
-    FERRY_RETURN_IF_ERROR(ExpectBlockEnd());
-    s->bodies.resize(1);
+    return absl::OkStatus();
+  }
+
+  // A macro's (or call block's) body up to `end`, and what it refers to.
+  absl::Status ParseMacroBody(Stmt& s, const char* end) {
+    s.bodies.resize(1);
     int saved_loop_depth = loop_depth_;
     loop_depth_ = 0;
-    FERRY_RETURN_IF_ERROR(Subparse({"endmacro"}, s->bodies[0]));
+    FERRY_RETURN_IF_ERROR(Subparse({end}, s.bodies[0]));
     loop_depth_ = saved_loop_depth;
     Next();
+    s.catch_varargs = ReadsName(s.bodies[0], "varargs");
+    s.catch_kwargs = ReadsName(s.bodies[0], "kwargs");
+    s.takes_caller = ReadsName(s.bodies[0], "caller");
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseMacro(int line, Body& body) {
+    auto s = std::make_unique<Stmt>(Stmt::Kind::kMacro, line);
+    FERRY_ASSIGN_OR_RETURN(s->text, ExpectName());
+    FERRY_RETURN_IF_ERROR(ParseParameters(*s));
+    FERRY_RETURN_IF_ERROR(ExpectBlockEnd());
+    FERRY_RETURN_IF_ERROR(ParseMacroBody(*s, "endmacro"));
+    body.push_back(std::move(s));
+    return ExpectBlockEnd();
+  }
+
+  // {% call [(params)] macro(args) %}body{% endcall %}: the body is the
+  // macro `caller` that the called macro may call.
+  absl::Status ParseCallBlock(int line, Body& body) {
+    auto s = std::make_unique<Stmt>(Stmt::Kind::kCallBlock, line);
+    s->text = "caller";
+    if (IsOp("(")) FERRY_RETURN_IF_ERROR(ParseParameters(*s));
+    FERRY_ASSIGN_OR_RETURN(s->expr, ParseExpression(true));
+    if (s->expr->kind != Expr::Kind::kCall) return Error("expected call");
+    FERRY_RETURN_IF_ERROR(ExpectBlockEnd());
+    FERRY_RETURN_IF_ERROR(ParseMacroBody(*s, "endcall"));
     body.push_back(std::move(s));
     return ExpectBlockEnd();
   }
@@ -648,10 +706,29 @@ class Parser {
         if (IsOp(")")) break;
       }
       first = false;
-      if (IsOp("*") || IsOp("**")) return Error("*args and **kwargs are not supported");
+      if (IsOp("*") || IsOp("**")) {
+        // f(*iterable) / f(**mapping): kept as keywords named "*" and "**"
+        // (no keyword can have those names). As in jinja2, *args comes after
+        // the positional arguments and **kwargs last.
+        std::string star = Cur().value;
+        bool has_star = false, has_double = false;
+        for (const auto& kw : call.kwargs) {
+          has_star = has_star || kw.first == "*";
+          has_double = has_double || kw.first == "**";
+        }
+        if (has_double || (star == "*" && has_star))
+          return Error("invalid syntax for function call expression");
+        Next();
+        FERRY_ASSIGN_OR_RETURN(ExprPtr v, ParseExpression(true));
+        call.kwargs.emplace_back(std::move(star), std::move(v));
+        continue;
+      }
       if (Cur().type == TokenType::kName && Peek().type == TokenType::kOperator &&
           Peek().value == "=") {
         std::string key = Cur().value;
+        for (const auto& kw : call.kwargs) {
+          if (kw.first == "**") return Error("invalid syntax for function call expression");
+        }
         Next();
         Next();
         FERRY_ASSIGN_OR_RETURN(ExprPtr v, ParseExpression(true));
@@ -773,12 +850,13 @@ absl::Status CheckNames(const Body& body, bool soft) {
     const bool here = soft || is_if;
     FERRY_RETURN_IF_ERROR(CheckExprNames(s->expr.get(), here));
     for (const ExprPtr& c : s->conditions) {
-      FERRY_RETURN_IF_ERROR(CheckExprNames(c.get(), s->kind == K::kMacro ? false : here));
+      const bool params = s->kind == K::kMacro || s->kind == K::kCallBlock;
+      FERRY_RETURN_IF_ERROR(CheckExprNames(c.get(), params ? false : here));
     }
     // A for loop's filter and body, a macro's body and a block's body run
     // in an inner frame; a loop's else branch in this one.
-    const bool inner = s->kind == K::kFor || s->kind == K::kMacro || s->kind == K::kWith ||
-                       s->kind == K::kSetBlock || s->kind == K::kFilterBlock;
+    const bool inner = s->kind == K::kFor || s->kind == K::kMacro || s->kind == K::kCallBlock ||
+                       s->kind == K::kWith || s->kind == K::kSetBlock || s->kind == K::kFilterBlock;
     FERRY_RETURN_IF_ERROR(CheckExprNames(s->cond.get(), inner ? false : here));
     FERRY_RETURN_IF_ERROR(CheckExprNames(s->filter.get(), inner ? false : here));
     for (size_t b = 0; b < s->bodies.size(); ++b) {

@@ -85,6 +85,12 @@ TEST(ChatTemplateTest, MacrosAndBlocks) {
   EXPECT_EQ(MustRender("{% macro greet(name, punct='!') %}Hi {{ name }}{{ punct }}{% endmacro %}"
                        "{{ greet('Bob') }} {{ greet('Al', punct='?') }}"),
             "Hi Bob! Hi Al?");
+  EXPECT_EQ(MustRender("{% macro li(x) %}<li>{{ caller(x) }}</li>{% endmacro %}"
+                       "{% call(v) li(3) %}{{ v * 2 }}{% endcall %}"),
+            "<li>6</li>");
+  EXPECT_EQ(MustRender("{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs|length }}{% endmacro %}{{ "
+                       "m(1, 2, b=3) }}"),
+            "1(2,)1");
   EXPECT_EQ(MustRender("{% set x %}  body  {% endset %}[{{ x }}]{% filter upper %}up{% endfilter %}"),
             "[  body  ]UP");
 }
@@ -300,7 +306,9 @@ TEST(ChatTemplateTest, FeatureSnippetsMatchPythonJinja) {
       "{{ '%5%' % (1,) }}",
       "{{ '%s=%d'|format('a', 3) }}|{{ '%(k)s'|format(k='v') }}|{{ '%s'|format(k='v') }}",
       "{{ '%s'|format(1, k=2) }}",
-      "{{ 'Hello wide world of words'|truncate(12) }}|{{ 'Hello wide world of words'|truncate(12, true) }}|{{ 'héllo wörld'|truncate(5, end='~', leeway=0) }}|{{ 'short'|truncate(3) }}|{{ 'nospacesatallhere'|truncate(9, leeway=0) }}",
+      "{{ 'Hello wide world of words'|truncate(12) }}|{{ 'Hello wide world of words'|truncate(12, "
+      "true) }}|{{ 'héllo wörld'|truncate(5, end='~', leeway=0) }}|{{ 'short'|truncate(3) }}|{{ "
+      "'nospacesatallhere'|truncate(9, leeway=0) }}",
       "{{ 'abc'|truncate(2) }}",
       // An unknown filter or test inside an if (or an inline if) fails only when evaluated.
       "{% if false %}{{ x|nosuchfilter }}{% elif n is nosuchtest %}{% endif %}ok",
@@ -327,6 +335,31 @@ TEST(ChatTemplateTest, FeatureSnippetsMatchPythonJinja) {
       "3)|list }}",
       "{{ [{'a': 1}, {'b': 2}]|selectattr('a', 'defined')|list }} {{ [{'a': 1}, {'b': "
       "2}]|rejectattr('a', 'undefined')|list }}",
+      // Call blocks, caller() with arguments, and a macro's varargs / kwargs.
+      "{% macro wrap(tag) %}<{{ tag }}>{{ caller() }}</{{ tag }}>{% endmacro %}"
+      "{% call wrap('b') %}bold {{ n }}{% endcall %}",
+      "{% macro each(items) %}{% for i in items %}[{{ caller(i, loop.index) }}]{% endfor %}{% "
+      "endmacro %}"
+      "{% call(x, k=0) each(l) %}{{ k }}:{{ x }}{% endcall %}",
+      "{% macro opt() %}{% if caller is defined %}{{ caller() }}{% else %}none{% endif %}{% "
+      "endmacro %}"
+      "{{ opt() }}|{% call opt() %}given{% endcall %}",
+      "{% macro m(a, b=2) %}{{ a }} {{ b }} {{ varargs }} {{ kwargs }}{% endmacro %}"
+      "{{ m(1) }}|{{ m(1, 3, 4, 5) }}|{{ m(1, c=6, b=7) }}|{{ m(1, 2, a=8) }}",
+      "{% macro v() %}{{ varargs|join(',') }}{% endmacro %}{{ v('x', 'y') }}",
+      "{% macro plain(a) %}{{ a }}{% endmacro %}{{ plain(1, 2) }}",
+      "{% macro plain(a) %}{{ a }}{% endmacro %}{{ plain(1, z=2) }}",
+      "{% macro plain(a) %}{{ a }}{% endmacro %}{% call plain(1) %}x{% endcall %}",
+      "{% macro kw() %}{{ kwargs.x }}{% endmacro %}{{ kw(x=1, y=2) }}",
+      "{% macro outer() %}{% macro inner() %}{{ caller() }}{% endmacro %}{{ inner() }}{% endmacro "
+      "%}"
+      "{% call outer() %}deep{% endcall %}",
+      "{% call n %}x{% endcall %}",
+      "{% macro m(a, b=2) %}{{ a }}-{{ b }}{% endmacro %}{{ m(*l[:2]) }}|{{ m(**{'a': 5}) }}|"
+      "{{ m(1, **{'b': 9}) }}|{{ '%s %s'|format(*l[1:]) }}|{{ [1,2]|join(*['+']) }}|{{ range(*[1, "
+      "4])|list }}",
+      "{% macro m(a) %}{{ a }}{% endmacro %}{{ m(**l) }}",
+      "{{ m(**d, *l) }}",
       "{{ {'a': 1}.items()|list }} {{ {'a': {'b': 'c'}}.a.b }} {{ {1: 'int key'}[1] }} {{ {none: "
       "1} }}",
   };
