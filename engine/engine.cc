@@ -428,6 +428,7 @@ void Engine::Step() {
     float log_z = 0;
     t.top = Sampler::TopLogprobs(row, seq->group->input.params.prompt_logprobs, &log_z);
     t.logprob = row[size_t(t.id)] - log_z;
+    t.rank = Sampler::Rank(row, t.id);
     out.push_back(std::move(t));
   }
 

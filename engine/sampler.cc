@@ -123,6 +123,12 @@ std::vector<std::pair<int32_t, float>> Sampler::TopLogprobs(std::span<const floa
   return top;
 }
 
+int32_t Sampler::Rank(std::span<const float> logits, int32_t id) {
+  const float own = logits[size_t(id)];
+  return static_cast<int32_t>(
+      std::count_if(logits.begin(), logits.end(), [own](float l) { return l >= own; }));
+}
+
 void Sampler::ApplyPenalties(std::span<float> logits, std::span<const int32_t> prompt,
                              std::span<const int32_t> output) {
   const int vocab = static_cast<int>(logits.size());

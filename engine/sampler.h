@@ -45,6 +45,7 @@ struct SampledToken {
   int32_t id = 0;
   float logprob = 0;  // log-softmax of the model's logits (when asked for)
   std::vector<std::pair<int32_t, float>> top;  // most likely alternatives
+  int32_t rank = 0;  // 1 + tokens with a larger logit, ties counted (0: not computed)
 };
 
 // Sampling as a backend does it on the device (the cuda backend's kernel),
@@ -90,6 +91,9 @@ class Sampler {
   // The `k` largest entries of log_softmax(logits), best first.
   static std::vector<std::pair<int32_t, float>> TopLogprobs(std::span<const float> logits, int k,
                                                             float* log_z);
+  // vLLM's rank of token `id`: the number of tokens whose logit is at least
+  // its own (1 for the most likely token without ties).
+  static int32_t Rank(std::span<const float> logits, int32_t id);
 
  private:
   // False when the mask leaves no token.

@@ -98,7 +98,9 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
   TokenizeBadWords(&req.options);
   plan.options = std::move(req.options);
   // Echoed prompt tokens come with their logprobs too.
-  if (plan.echo && plan.options.logprobs >= 0) plan.options.params.set_prompt_logprobs(plan.options.logprobs);
+  int prompt_k = plan.options.prompt_logprobs;
+  if (plan.echo && plan.options.logprobs >= 0) prompt_k = std::max(prompt_k, plan.options.logprobs);
+  if (prompt_k >= 0) plan.options.params.set_prompt_logprobs(prompt_k);
   return RunGeneration(std::move(plan), key_index, arrival);
 }
 
@@ -152,6 +154,8 @@ absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request
   plan.prompts.push_back(std::move(ids));
   TokenizeBadWords(&req.options);
   plan.options = std::move(req.options);
+  if (plan.options.prompt_logprobs >= 0)
+    plan.options.params.set_prompt_logprobs(plan.options.prompt_logprobs);
   return RunGeneration(std::move(plan), key_index, arrival);
 }
 

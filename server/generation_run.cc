@@ -95,10 +95,18 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
   Choice& c = choices_[index];
   const v1::TokenEvent& ev = item.event;
   if (IsFinal(c.finish)) return -1;  // nothing counts after a sample's end
+  if (plan_.options.prompt_logprobs >= 0 && !c.prompt_logprobs_in) {
+    // vLLM's prompt_logprobs, from the sample's first event.
+    c.prompt_logprobs =
+        PromptLogprobsJson(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
+                           ev.prompt_logprobs(), plan_.options.prompt_logprobs);
+    c.prompt_logprobs_in = true;
+  }
   // The echoed prompt's tokens come first: the first event brings their logprobs.
   if (EchoLogprobs() && !plan_.options.stream && !c.prompt_logged) {
-    c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[item.prompt_index],
-                                          ev.prompt_logprobs(), &c.text_offset);
+    c.completion_logprobs.AddPromptTokens(ctx_.assets->tokenizer(),
+                                          plan_.prompts[item.prompt_index], ev.prompt_logprobs(),
+                                          plan_.options.logprobs, &c.text_offset);
     c.prompt_logged = true;
   }
   if (plan_.echo_only) {
@@ -218,6 +226,8 @@ Json GenerationRun::ChoiceJson(int index) const {
   }
   j["finish_reason"] = std::move(finish);
   j["stop_reason"] = StopReasonJson(c.stop_reason, c.stop_token);
+  if (!plan_.header.chat && plan_.options.prompt_logprobs >= 0)
+    j["prompt_logprobs"] = c.prompt_logprobs;
   return j;
 }
 
@@ -242,6 +252,9 @@ absl::StatusOr<HttpResponse> GenerationRun::Collect() {
   for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(ChoiceJson(static_cast<int>(i)));
   body["choices"] = std::move(choices);
   body["usage"] = UsageJson(Usage());
+  // Chat has one prompt: vLLM puts its logprobs beside the choices.
+  if (plan_.header.chat && plan_.options.prompt_logprobs >= 0)
+    body["prompt_logprobs"] = choices_[0].prompt_logprobs;
   HttpResponse r;
   r.body = Dump(body);
   return r;
@@ -260,9 +273,10 @@ Json GenerationRun::StartChunk(int index, const v1::TokenEvent* first) {
     choice["text"] = plan_.echo_texts[p];
     if (plan_.options.logprobs >= 0) {
       CompletionLogprobs lp;
-      lp.AddPromptTokens(ctx_.assets->tokenizer(), plan_.prompts[p],
-                         first != nullptr ? first->prompt_logprobs() : v1::TokenEvent().prompt_logprobs(),
-                         &c.text_offset);
+      lp.AddPromptTokens(
+          ctx_.assets->tokenizer(), plan_.prompts[p],
+          first != nullptr ? first->prompt_logprobs() : v1::TokenEvent().prompt_logprobs(),
+          plan_.options.logprobs, &c.text_offset);
       c.prompt_logged = true;
       choice["logprobs"] = lp.ToJson();
     } else {

@@ -64,6 +64,8 @@ class GenerationRun {
     int64_t completion_tokens_reported = 0;
     int64_t text_offset = 0;
     CompletionLogprobs completion_logprobs;
+    Json prompt_logprobs;             // vLLM's prompt_logprobs (null until they come)
+    bool prompt_logprobs_in = false;  // the first event was read for them
     ChatLogprobs chat_logprobs;
     bool started = false;  // streaming: the first chunk went out
     bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in

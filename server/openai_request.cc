@@ -224,6 +224,16 @@ absl::Status ParseCommon(const JsonFields& f, bool chat, int vocab_size, Generat
   FERRY_RETURN_IF_ERROR(ParseStops(f, vocab_size, o));
   FERRY_RETURN_IF_ERROR(ParseLengths(f, chat, o));
   FERRY_RETURN_IF_ERROR(ParseStreaming(f, o));
+  FERRY_ASSIGN_OR_RETURN(auto prompt_logprobs, f.Int("prompt_logprobs"));
+  if (prompt_logprobs) {
+    FERRY_RETURN_IF_ERROR(
+        CheckRange("prompt_logprobs", static_cast<double>(*prompt_logprobs), 0, kMaxLogprobs));
+    if (o->stream) {
+      return InvalidParamError("prompt_logprobs",
+                               "'prompt_logprobs' is not available when 'stream' is true");
+    }
+    o->prompt_logprobs = static_cast<int>(*prompt_logprobs);
+  }
   FERRY_RETURN_IF_ERROR(ParseStructuredOutput(f, o));
   return ParseUnsupported(f);
 }

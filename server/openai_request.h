@@ -23,6 +23,9 @@ struct GenerationOptions {
   bool stream = false;
   bool include_usage = false;        // stream_options.include_usage
   int logprobs = -1;                 // alternatives per token; -1: no logprobs
+  // vLLM's prompt_logprobs: alternatives per prompt token, with ranks
+  // (-1: not asked for). Not available when streaming.
+  int prompt_logprobs = -1;
   int priority = 0;
   std::string user;
   // Chat with a forced tool call (tool_choice "required" or a named

@@ -1,6 +1,8 @@
 #include "server/openai_response.h"
 
 #include <cmath>
+#include <span>
+#include <string>
 
 namespace ferry {
 namespace {
@@ -12,6 +14,16 @@ Json ByteList(const std::string& s) {
   Json out = Json::array();
   for (unsigned char c : s) out.push_back(static_cast<int>(c));
   return out;
+}
+
+// Whether `lps` (one per prompt token after the first) scores `ids`.
+bool ScoresPrompt(const std::vector<int32_t>& ids,
+                  const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& lps) {
+  if (ids.empty() || lps.size() != static_cast<int>(ids.size()) - 1) return false;
+  for (size_t i = 1; i < ids.size(); ++i) {
+    if (lps[static_cast<int>(i) - 1].token_id() != ids[i]) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -51,14 +63,14 @@ Json ResponseTop(const ResponseHeader& h, bool chunk) {
 
 std::string TokenString(const Tokenizer& tokenizer, int32_t id) { return tokenizer.TokenBytes(id); }
 
-void CompletionLogprobs::AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
-                                         const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
-                                         int64_t* text_offset) {
-  bool scored = !ids.empty() && prompt_logprobs.size() == static_cast<int>(ids.size()) - 1;
-  for (size_t i = 1; scored && i < ids.size(); ++i) scored = prompt_logprobs[static_cast<int>(i) - 1].token_id() == ids[i];
+void CompletionLogprobs::AddPromptTokens(
+    const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+    const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs, int top_k,
+    int64_t* text_offset) {
+  const bool scored = ScoresPrompt(ids, prompt_logprobs);
   for (size_t i = 0; i < ids.size(); ++i) {
     if (scored && i > 0) {
-      Add(tokenizer, prompt_logprobs[static_cast<int>(i) - 1], text_offset);
+      Add(tokenizer, prompt_logprobs[static_cast<int>(i) - 1], text_offset, top_k);
       continue;
     }
     std::string s = TokenString(tokenizer, ids[i]);
@@ -70,13 +82,14 @@ void CompletionLogprobs::AddPromptTokens(const Tokenizer& tokenizer, const std::
   }
 }
 
-void CompletionLogprobs::Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset) {
+void CompletionLogprobs::Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp,
+                             int64_t* text_offset, int top_k) {
   std::string s = TokenString(tokenizer, lp.token_id());
   tokens_.push_back(s);
   token_logprobs_.push_back(FiniteLogprob(lp.logprob()));
   Json top = Json::object();
   top[s] = FiniteLogprob(lp.logprob());
-  for (int i = 0; i < lp.top_ids_size() && i < lp.top_logprobs_size(); ++i) {
+  for (int i = 0; i < lp.top_ids_size() && i < lp.top_logprobs_size() && i < top_k; ++i) {
     std::string alt = TokenString(tokenizer, lp.top_ids(i));
     if (!top.contains(alt)) top[alt] = FiniteLogprob(lp.top_logprobs(i));
   }
@@ -110,6 +123,30 @@ void ChatLogprobs::Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, i
 }
 
 Json ChatLogprobs::ToJson() const { return Json{{"content", content_}}; }
+
+Json PromptLogprobsJson(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                        const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
+                        int top_k) {
+  if (!ScoresPrompt(ids, prompt_logprobs)) return nullptr;
+  auto entry = [&](int32_t id, float logprob, int rank) {
+    Json e = Json::object();
+    e["logprob"] = FiniteLogprob(logprob);
+    e["rank"] = rank > 0 ? Json(rank) : Json(nullptr);
+    e["decoded_token"] = tokenizer.Decode(std::span<const int32_t>(&id, 1), /*skip_special=*/false);
+    return e;
+  };
+  Json out = Json::array({nullptr});
+  for (const v1::TokenLogprob& lp : prompt_logprobs) {
+    Json position = Json::object();
+    position[std::to_string(lp.token_id())] = entry(lp.token_id(), lp.logprob(), lp.rank());
+    for (int i = 0; i < lp.top_ids_size() && i < lp.top_logprobs_size() && i < top_k; ++i) {
+      const std::string key = std::to_string(lp.top_ids(i));
+      if (!position.contains(key)) position[key] = entry(lp.top_ids(i), lp.top_logprobs(i), i + 1);
+    }
+    out.push_back(std::move(position));
+  }
+  return out;
+}
 
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,10 +50,12 @@ class CompletionLogprobs {
   // Prompt tokens (echo). `prompt_logprobs` (TokenEvent.prompt_logprobs)
   // scores tokens 1 on; the first token's logprob, and every one when they
   // do not match the prompt, is null.
+  // At most `top_k` alternatives are kept per token.
   void AddPromptTokens(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
                        const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
-                       int64_t* text_offset);
-  void Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset);
+                       int top_k, int64_t* text_offset);
+  void Add(const Tokenizer& tokenizer, const v1::TokenLogprob& lp, int64_t* text_offset,
+           int top_k = std::numeric_limits<int>::max());
   Json ToJson() const;
   bool empty() const { return tokens_.empty(); }
 
@@ -73,6 +76,15 @@ class ChatLogprobs {
  private:
   Json content_ = Json::array();
 };
+
+// vLLM's prompt_logprobs: null for the first prompt token, then for each
+// token a map from token id (as a string) to {logprob, rank,
+// decoded_token}: the prompt's own token first, then up to `top_k` most
+// likely tokens (the prompt's token once). Null when `prompt_logprobs` does
+// not score `ids` (they come from another prompt).
+Json PromptLogprobsJson(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
+                        const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
+                        int top_k);
 
 // Compact JSON, invalid UTF-8 replaced by U+FFFD.
 std::string Dump(const Json& j);

@@ -61,6 +61,7 @@ v1::TokenEvent ToTokenEvent(const EngineEvent& ev) {
   auto add = [](const SampledToken& t, v1::TokenLogprob* lp) {
     lp->set_token_id(t.id);
     lp->set_logprob(t.logprob);
+    if (t.rank > 0) lp->set_rank(t.rank);
     for (const auto& [id, logprob] : t.top) {
       lp->add_top_ids(id);
       lp->add_top_logprobs(logprob);

@@ -3,6 +3,7 @@
 // aborts and validation.
 #include "engine/engine.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -692,9 +693,17 @@ TEST_F(EngineTest, PromptLogprobsScoreEachPromptTokenAsDecodingDid) {
       EXPECT_EQ(s.prompt_logprobs[i].id, scored.prompt_ids[i + 1]) << i;
       EXPECT_LE(s.prompt_logprobs[i].logprob, 0.0f);
       EXPECT_EQ(s.prompt_logprobs[i].top.size(), 2u);
+      // The rank counts the tokens at least as likely: the best two say
+      // how many of them are.
+      const SampledToken& t = s.prompt_logprobs[i];
+      EXPECT_GE(t.rank, 1) << i;
+      const auto at_least = std::count_if(t.top.begin(), t.top.end(),
+                                          [&](const auto& a) { return a.second >= t.logprob; });
+      EXPECT_EQ(at_least, std::min(t.rank, 2)) << i;
     }
     for (size_t j = 0; j + 1 < d.tokens.size(); ++j) {
       const SampledToken& p = s.prompt_logprobs[head - 1 + j];
+      EXPECT_EQ(p.rank, 1) << "greedy picked the best token, " << j;
       EXPECT_NEAR(p.logprob, d.logprobs[j].logprob, 2e-3) << j;
       ASSERT_EQ(p.top.size(), d.logprobs[j].top.size());
       EXPECT_EQ(p.top[0].first, d.logprobs[j].top[0].first) << j;

@@ -104,6 +104,14 @@ class FakeBackend : public GenerateBackend {
  private:
   static int Samples(const v1::GenerateRequest& r) { return r.params().n() > 0 ? r.params().n() : 1; }
 
+ public:
+  // The k-th alternative to prompt token j: on even positions the prompt's
+  // own token comes first (so it is also among the best).
+  static int32_t PromptAlternative(const v1::GenerateRequest& r, int j, int k) {
+    return j % 2 == 0 && k == 0 ? r.prompt_ids(j) : 10 + k;
+  }
+
+ private:
   void Emit(const v1::GenerateRequest& request, const EventCallback& on_event) {
     int tokens = std::min(script_.empty() ? tokens_per_sample_ : static_cast<int>(script_.size()),
                           request.params().max_tokens());
@@ -124,12 +132,18 @@ class FakeBackend : public GenerateBackend {
             lp->add_top_logprobs(-0.5f - k);
           }
         }
-        // Prompt token j scores -j / 10 (from the second on).
+        // Prompt token j scores -j / 10 (from the second on) at rank j;
+        // its k alternatives are PromptAlternative(j, 0..k-1).
         if (i == 0 && request.params().has_prompt_logprobs()) {
           for (int j = 1; j < request.prompt_ids_size(); ++j) {
             v1::TokenLogprob* lp = ev.add_prompt_logprobs();
             lp->set_token_id(request.prompt_ids(j));
             lp->set_logprob(-0.1f * static_cast<float>(j));
+            lp->set_rank(j);
+            for (int k = 0; k < request.params().prompt_logprobs(); ++k) {
+              lp->add_top_ids(PromptAlternative(request, j, k));
+              lp->add_top_logprobs(-0.05f * static_cast<float>(k));
+            }
           }
         }
         if (i + 1 == tokens) {

@@ -2,6 +2,7 @@
 // validation, response shapes, streaming, errors, auth, limits, metrics.
 #include "server/gateway.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -252,7 +253,8 @@ TEST_F(GatewayTest, EchoAndLogprobs) {
   EXPECT_TRUE(lp["top_logprobs"][0].is_null());
   for (size_t j = 1; j < prompt; ++j) {
     EXPECT_NEAR(lp["token_logprobs"][j].get<double>(), -0.1 * static_cast<double>(j), 1e-6) << j;
-    EXPECT_EQ(lp["top_logprobs"][j].size(), 1u);
+    // The token itself and the two best, which may include it.
+    EXPECT_EQ(lp["top_logprobs"][j].size(), j % 2 == 0 ? 2u : 3u) << lp["top_logprobs"][j];
   }
   EXPECT_EQ(lp["token_logprobs"].back(), -0.5);
   EXPECT_GE(lp["top_logprobs"].back().size(), 1u);
@@ -276,6 +278,98 @@ TEST_F(GatewayTest, EchoAndLogprobs) {
   // Without logprobs, nothing is asked of the backend.
   Post("/v1/completions", {{"prompt", "Hello"}, {"max_tokens", 2}, {"echo", true}});
   EXPECT_FALSE(backend_.requests().back().params().has_prompt_logprobs());
+}
+
+// vLLM's prompt_logprobs: for each prompt token after the first, a map
+// from token id to {logprob, rank, decoded_token} with the prompt's own
+// token first and then the k best; per choice for completions, beside the
+// choices for chat; not available when streaming.
+TEST_F(GatewayTest, PromptLogprobsComeAsVllmShapesThem) {
+  const Tokenizer& tok = assets_->tokenizer();
+  auto check = [&](const Json& pl, const v1::GenerateRequest& req, int k) {
+    const int prompt = req.prompt_ids_size();
+    ASSERT_EQ(pl.size(), static_cast<size_t>(prompt)) << pl;
+    EXPECT_TRUE(pl[0].is_null());
+    for (int j = 1; j < prompt; ++j) {
+      const int32_t own = req.prompt_ids(j);
+      std::vector<std::string> keys = {std::to_string(own)};
+      for (int a = 0; a < k; ++a) {
+        std::string key = std::to_string(FakeBackend::PromptAlternative(req, j, a));
+        if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+      }
+      ASSERT_EQ(pl[j].size(), keys.size()) << pl[j];
+      size_t at = 0;
+      for (const auto& [key, entry] : pl[j].items()) {
+        ASSERT_EQ(key, keys[at]) << j;
+        const int32_t id = std::stoi(key);
+        EXPECT_EQ(entry["decoded_token"],
+                  tok.Decode(std::vector<int32_t>{id}, /*skip_special=*/false));
+        if (at == 0) {
+          EXPECT_NEAR(entry["logprob"].get<double>(), -0.1 * j, 1e-6);
+          EXPECT_EQ(entry["rank"], j);
+        } else {
+          EXPECT_EQ(entry["rank"].get<int>(),
+                    j % 2 == 0 ? static_cast<int>(at) + 1 : static_cast<int>(at));
+        }
+        ++at;
+      }
+    }
+  };
+
+  Json r =
+      Post("/v1/completions",
+           {{"prompt", "Once upon a time"}, {"max_tokens", 2}, {"n", 2}, {"prompt_logprobs", 3}});
+  v1::GenerateRequest req = backend_.requests().back();
+  EXPECT_EQ(req.params().prompt_logprobs(), 3);
+  ASSERT_EQ(r["choices"].size(), 2u);
+  for (const Json& c : r["choices"]) {
+    EXPECT_TRUE(c["logprobs"].is_null());
+    check(c["prompt_logprobs"], req, 3);
+  }
+  // Without it the key is absent.
+  r = Post("/v1/completions", {{"prompt", "Once upon a time"}, {"max_tokens", 2}});
+  EXPECT_FALSE(r["choices"][0].contains("prompt_logprobs"));
+  EXPECT_FALSE(backend_.requests().back().params().has_prompt_logprobs());
+
+  // With echo and logprobs the backend is asked for the larger count; each
+  // shape keeps its own.
+  r = Post("/v1/completions", {{"prompt", "Once upon a time"},
+                               {"max_tokens", 2},
+                               {"echo", true},
+                               {"logprobs", 1},
+                               {"prompt_logprobs", 4}});
+  req = backend_.requests().back();
+  EXPECT_EQ(req.params().prompt_logprobs(), 4);
+  check(r["choices"][0]["prompt_logprobs"], req, 4);
+  const Json& top = r["choices"][0]["logprobs"]["top_logprobs"];
+  for (int j = 1; j < req.prompt_ids_size(); ++j) EXPECT_LE(top[j].size(), 2u) << top[j];
+  r = Post("/v1/completions", {{"prompt", "Once upon a time"},
+                               {"max_tokens", 2},
+                               {"echo", true},
+                               {"logprobs", 3},
+                               {"prompt_logprobs", 0}});
+  req = backend_.requests().back();
+  EXPECT_EQ(req.params().prompt_logprobs(), 3);
+  check(r["choices"][0]["prompt_logprobs"], req, 0);
+
+  // Chat: one list beside the choices.
+  r = Post("/v1/chat/completions",
+           {{"messages", Json::array({{{"role", "user"}, {"content", "Hi there"}}})},
+            {"max_tokens", 2},
+            {"prompt_logprobs", 1}});
+  req = backend_.requests().back();
+  check(r["prompt_logprobs"], req, 1);
+  EXPECT_FALSE(r["choices"][0].contains("prompt_logprobs"));
+
+  // Bad values and streaming are 400s naming the parameter.
+  for (const Json& body : {Json{{"prompt", "a"}, {"prompt_logprobs", -1}},
+                           Json{{"prompt", "a"}, {"prompt_logprobs", 21}},
+                           Json{{"prompt", "a"}, {"prompt_logprobs", "2"}},
+                           Json{{"prompt", "a"}, {"prompt_logprobs", 1.5}},
+                           Json{{"prompt", "a"}, {"prompt_logprobs", 0}, {"stream", true}}}) {
+    Json e = Post("/v1/completions", body, 400);
+    EXPECT_EQ(e["error"]["param"], "prompt_logprobs") << body;
+  }
 }
 
 // Echo with max_tokens 0 (as vLLM takes it, for scoring a prompt): the
