@@ -30,9 +30,10 @@ class InFlightGuard {
 
 std::string EndpointLabel(const std::string& path) {
   static const char* kKnown[] = {
-      "/v1/completions", "/v1/chat/completions", "/v1/models",   "/tokenize",
-      "/detokenize",     "/health",              "/ready",        "/metrics",
-      "/admin/cluster",  "/admin/migrate",       "/admin/drain", "/admin/kill"};
+      "/v1/completions", "/v1/chat/completions", "/v1/responses",  "/v1/models",
+      "/tokenize",       "/detokenize",          "/health",        "/ready",
+      "/metrics",        "/admin/cluster",       "/admin/migrate", "/admin/drain",
+      "/admin/kill"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
@@ -214,9 +215,9 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   if (endpoint == "other") return absl::NotFoundError(absl::StrCat("no such endpoint: ", path));
   const bool is_post = endpoint == "/v1/completions" || endpoint == "/v1/chat/completions" ||
-                       endpoint == "/tokenize" || endpoint == "/detokenize" ||
-                       endpoint == "/admin/migrate" || endpoint == "/admin/drain" ||
-                       endpoint == "/admin/kill";
+                       endpoint == "/v1/responses" || endpoint == "/tokenize" ||
+                       endpoint == "/detokenize" || endpoint == "/admin/migrate" ||
+                       endpoint == "/admin/drain" || endpoint == "/admin/kill";
   const char* allowed = is_post ? "POST" : "GET";
   if (method != allowed) return MethodNotAllowed(request.method, path, allowed);
   if (endpoint == "/health") return JsonResponse(Json{{"status", "ok"}});
@@ -233,6 +234,7 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
   FERRY_RETURN_IF_ERROR(Authorize(request, &key_index));
   if (endpoint == "/v1/completions") return Completions(request, key_index);
   if (endpoint == "/v1/chat/completions") return ChatCompletions(request, key_index);
+  if (endpoint == "/v1/responses") return Responses(request, key_index);
   if (endpoint == "/v1/models") return Models();
   if (endpoint == "/v1/models/{id}") return Model(path.substr(sizeof(kModelsPrefix) - 1));
   if (endpoint == "/tokenize") return Tokenize(request);

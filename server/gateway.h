@@ -54,6 +54,11 @@ class Gateway {
 
   absl::StatusOr<HttpResponse> Completions(const HttpRequest& request, int key_index);
   absl::StatusOr<HttpResponse> ChatCompletions(const HttpRequest& request, int key_index);
+  // POST /v1/responses, run as a chat completion (responses_api.h).
+  absl::StatusOr<HttpResponse> Responses(const HttpRequest& request, int key_index);
+  // A chat completion from its parsed body; `endpoint` labels its metrics.
+  absl::StatusOr<HttpResponse> Chat(const nlohmann::ordered_json& body, int key_index,
+                                    const char* endpoint, absl::Time arrival);
   absl::StatusOr<HttpResponse> RunGeneration(GenerationPlan plan, int key_index, absl::Time arrival);
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& context, bool continue_final) const;
   // bad_words: the words' token sequences into options->params.

@@ -13,6 +13,7 @@
 #include "server/gateway_metrics.h"
 #include "server/generate_backend.h"
 #include "server/model_assets.h"
+#include "server/reasoning_parser.h"
 #include "server/tool_call_parser.h"
 
 namespace ferry {
@@ -35,6 +36,8 @@ struct GatewayOptions {
   int64_t max_body_bytes = 16 << 20;
   // How tool calls are found in chat answers with tool_choice "auto".
   ToolCallFormat tool_call_format = ToolCallFormat::kAuto;
+  // How a chat answer's thinking is told from its content.
+  ReasoningFormat reasoning_format = ReasoningFormat::kNone;
 };
 
 // Backend request ids of the generations running now.

@@ -1,12 +1,14 @@
 // Gateway::Completions and Gateway::ChatCompletions: parse, render and
 // tokenize, fit the context, take an admission slot, then run.
 #include <algorithm>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/gateway.h"
 #include "server/generation_run.h"
 #include "server/openai_error.h"
+#include "server/responses_api.h"
 
 namespace ferry {
 
@@ -137,6 +139,30 @@ absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request
   absl::Time arrival = absl::Now();
   if (draining_.load()) return absl::UnavailableError("the server is shutting down");
   FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+  return Chat(body, key_index, "/v1/chat/completions", arrival);
+}
+
+absl::StatusOr<HttpResponse> Gateway::Responses(const HttpRequest& request, int key_index) {
+  absl::Time arrival = absl::Now();
+  if (draining_.load()) return absl::UnavailableError("the server is shutting down");
+  FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+  FERRY_ASSIGN_OR_RETURN(ResponsesRequest parsed, ParseResponsesRequest(body));
+  auto responses = std::make_shared<const ResponsesRequest>(std::move(parsed));
+  absl::StatusOr<HttpResponse> r = Chat(responses->chat_body, key_index, "/v1/responses", arrival);
+  if (!r.ok()) return ToResponsesError(r.status());
+  if (r->stream) {
+    r->stream = [chat = std::move(r->stream), responses](ChunkWriter& w) {
+      ResponsesEventWriter events(w, *responses);
+      chat(events);
+    };
+  } else if (r->status == 200) {
+    r->body = Dump(ChatCompletionToResponse(Json::parse(r->body), *responses));
+  }
+  return r;
+}
+
+absl::StatusOr<HttpResponse> Gateway::Chat(const Json& body, int key_index, const char* endpoint,
+                                           absl::Time arrival) {
   const Tokenizer& tok = context_.assets->tokenizer();
   FERRY_ASSIGN_OR_RETURN(ChatRequest req, ParseChatRequest(body, tok.vocab_size()));
   FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
@@ -147,7 +173,7 @@ absl::StatusOr<HttpResponse> Gateway::ChatCompletions(const HttpRequest& request
   TruncatePrompt(req.options, &ids);
   GenerationPlan plan;
   plan.header = ResponseHeader{true, NewId("chatcmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
-  plan.endpoint = "/v1/chat/completions";
+  plan.endpoint = endpoint;
   int max_tokens = 0;
   FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/true, ids.size(), &max_tokens));
   plan.max_tokens.push_back(max_tokens);

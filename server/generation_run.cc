@@ -124,7 +124,17 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
     last_token_time_ = now;
     c.tokens += ev.token_ids_size();
   }
-  c.text += ev.text();
+  if (SplitsReasoning()) {
+    // c.text is the answer after the thinking: what is content, and where
+    // tool calls are looked for.
+    c.raw += ev.text();
+    ReasoningSplit split =
+        SplitReasoning(ctx_.options.reasoning_format, c.raw, IsFinal(ev.finish_reason()));
+    c.reasoning = std::move(split.reasoning);
+    c.text = std::move(split.content);
+  } else {
+    c.text += ev.text();
+  }
   if (plan_.options.logprobs >= 0 && !plan_.options.stream) {
     for (const v1::TokenLogprob& lp : ev.logprobs()) {
       if (plan_.header.chat) {
@@ -217,6 +227,10 @@ Json GenerationRun::ChoiceJson(int index) const {
         message["tool_calls"] = ToolCallsJson(parsed->calls, ToolCallId(index));
         finish = "tool_calls";
       }
+    }
+    if (SplitsReasoning()) {
+      if (message["content"] == "") message["content"] = nullptr;
+      message["reasoning_content"] = c.reasoning.empty() ? Json(nullptr) : Json(c.reasoning);
     }
     j["message"] = std::move(message);
     j["logprobs"] = plan_.options.logprobs >= 0 ? c.chat_logprobs.ToJson() : Json(nullptr);
@@ -403,6 +417,14 @@ std::optional<ParsedToolCalls> GenerationRun::FindAutoToolCalls(ToolCallFormat f
   return parsed;
 }
 
+bool GenerationRun::SplitsReasoning() const {
+  // A forced call or a grammar constrains the answer from its first token:
+  // there is no thinking to split off.
+  return plan_.header.chat && ctx_.options.reasoning_format != ReasoningFormat::kNone &&
+         plan_.options.tool_call == GenerationOptions::ToolCall::kNone &&
+         !plan_.options.params.has_structured();
+}
+
 bool GenerationRun::AutoToolCalls() const {
   return plan_.header.chat && plan_.options.tool_call == GenerationOptions::ToolCall::kNone &&
          !plan_.options.auto_tool_names.empty() &&
@@ -473,11 +495,27 @@ Json GenerationRun::StreamChunk(int index, const RequestStream::Item& item) {
     choice["delta"] = ToolCallDelta(index, ev, &finish);
   } else if (AutoToolCalls()) {
     choice["delta"] = AutoToolDelta(index, ev, &finish);
+  } else if (plan_.header.chat && SplitsReasoning()) {
+    // The content grows only once the thinking is over.
+    choice["delta"] = IsFinal(ev.finish_reason()) ? Json::object() : Json(nullptr);
+    if (c.text.size() > c.content_sent) {
+      choice["delta"] = Json{{"content", c.text.substr(c.content_sent)}};
+      c.content_sent = c.text.size();
+    }
   } else if (plan_.header.chat) {
     choice["delta"] = ev.text().empty() && IsFinal(ev.finish_reason()) ? Json::object()
                                                                         : Json{{"content", ev.text()}};
   } else {
     choice["text"] = plan_.echo_only ? std::string() : ev.text();
+  }
+  if (SplitsReasoning() && c.reasoning.size() > c.reasoning_sent) {
+    // The thinking streams ahead of any content in the same chunk.
+    Json delta = Json{{"reasoning_content", c.reasoning.substr(c.reasoning_sent)}};
+    if (choice["delta"].is_object()) {
+      for (auto& [k, v] : choice["delta"].items()) delta[k] = std::move(v);
+    }
+    choice["delta"] = std::move(delta);
+    c.reasoning_sent = c.reasoning.size();
   }
   // Nothing to say yet (text held back as a possible tool call).
   if (choice.contains("delta") && choice["delta"].is_null()) {

@@ -70,7 +70,13 @@ class GenerationRun {
     bool started = false;  // streaming: the first chunk went out
     bool prompt_logged = false;  // echo with logprobs: the prompt's tokens are in
     bool tool_call_sent = false;  // streaming a named tool call: its first delta went out
-    size_t content_sent = 0;      // streaming with auto tool calls: bytes of text sent as content
+    size_t content_sent =
+        0;  // streaming with auto tool calls or reasoning: bytes of text sent as content
+    // With a reasoning parser: the whole answer, its thinking, and the
+    // bytes of that thinking streamed (text holds what follows it).
+    std::string raw;
+    std::string reasoning;
+    size_t reasoning_sent = 0;
     // Streaming tool calls: one entry per call whose name went out, the
     // bytes of its arguments sent so far.
     std::vector<size_t> tool_args_sent;
@@ -92,6 +98,9 @@ class GenerationRun {
   Json ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // tool_choice "auto" with tools: calls found in the answer.
   bool AutoToolCalls() const;
+  // Chat with a reasoning parser (and no forced call or grammar): the
+  // thinking is returned apart from the content.
+  bool SplitsReasoning() const;
   // The calls in an answer (at most one with parallel_tool_calls false).
   std::optional<ParsedToolCalls> FindAutoToolCalls(ToolCallFormat format,
                                                    const std::string& text) const;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace ferry {
@@ -282,14 +283,6 @@ void ScanList(std::string_view text, size_t pos, PartialToolCalls& out) {
   }
 }
 
-// The longest suffix of `text` that is a proper prefix of `marker`.
-size_t PartialMarker(std::string_view text, std::string_view marker) {
-  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
-    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
-  }
-  return 0;
-}
-
 }  // namespace
 
 absl::StatusOr<ToolCallFormat> ParseToolCallFormat(std::string_view name) {
@@ -383,7 +376,7 @@ size_t ContentPrefix(ToolCallFormat format, std::string_view text) {
     if (format == ToolCallFormat::kMistral && marker != kMistralMarker) continue;
     const size_t at = text.find(marker);
     if (at != std::string_view::npos) end = std::min(end, at);
-    end = std::min(end, text.size() - PartialMarker(text, marker));
+    end = std::min(end, text.size() - PartialMarkerLength(text, marker));
   }
   return end;
 }

@@ -18,6 +18,10 @@ void GatewayFlags::Register(FlagParser& flags) {
       "tool-call-parser", &tool_call_parser,
       "how tool calls are found in chat answers with tool_choice 'auto': auto, hermes, mistral, "
       "llama3_json or none");
+  flags.AddString(
+      "reasoning-parser", &reasoning_parser,
+      "return chat answers' <think>...</think> part as reasoning_content: none, deepseek_r1 "
+      "(the thinking opens every answer, <think> optional) or qwen3 (only after <think>)");
   flags.AddString("served-model-name", &served_model_name,
                   "model name(s) the API answers to, comma-separated (default: the model's file or "
                   "directory name)");
@@ -90,6 +94,12 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
     return absl::InvalidArgumentError(
         absl::StrCat("--tool-call-parser: ", format.status().message()));
   o.tool_call_format = *format;
+  auto reasoning = ParseReasoningFormat(reasoning_parser);
+  if (!reasoning.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--reasoning-parser: ", reasoning.status().message()));
+  }
+  o.reasoning_format = *reasoning;
   return o;
 }
 

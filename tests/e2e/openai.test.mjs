@@ -226,6 +226,64 @@ test('a forced tool call comes back as tool_calls, whole and streamed', async ()
   );
 });
 
+test('the Responses API: output_text, the SDK stream helper and function calls', async () => {
+  const r = await client.responses.create({ model: MODEL, input: 'Once upon a time', max_output_tokens: 12, temperature: 0 });
+  assert.match(r.id, /^resp_/);
+  assert.equal(r.object, 'response');
+  assert.equal(r.status, 'incomplete');
+  assert.equal(r.incomplete_details.reason, 'max_output_tokens');
+  assert.ok(r.output_text.length > 0);
+  assert.equal(r.usage.output_tokens, 12);
+  assert.equal(r.usage.total_tokens, r.usage.input_tokens + 12);
+  // The stream helper checks every event against what it has accumulated.
+  const stream = client.responses.stream({ model: MODEL, input: 'Once upon a time', max_output_tokens: 12, temperature: 0 });
+  let deltas = '';
+  const types = [];
+  stream.on('response.output_text.delta', (e) => { deltas += e.delta; });
+  let last = null;
+  stream.on('event', (e) => { types.push(e.type); last = e; });
+  const final = await stream.finalResponse();
+  // (this SDK's stream helper leaves output_text unset; the parts hold it)
+  const text = final.output.filter((o) => o.type === 'message').flatMap((o) => o.content).map((c) => c.text).join('');
+  assert.equal(text, r.output_text);
+  // A response cut by max_output_tokens ends with response.incomplete (this
+  // SDK takes its final snapshot from response.completed only).
+  assert.equal(types[0], 'response.created');
+  assert.equal(types.at(-1), 'response.incomplete');
+  assert.equal(deltas, r.output_text);
+  assert.equal(last.response.usage.output_tokens, 12);
+  assert.equal(last.response.status, 'incomplete');
+
+  const tools = [{
+    type: 'function', name: 'get_weather', strict: true,
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] },
+  }];
+  const ask = {
+    model: MODEL, instructions: 'Call tools.', input: [{ role: 'user', content: [{ type: 'input_text', text: 'Weather?' }] }],
+    tools, tool_choice: { type: 'function', name: 'get_weather' }, max_output_tokens: 60, temperature: 0,
+  };
+  const called = await client.responses.create(ask);
+  const item = called.output.find((o) => o.type === 'function_call');
+  assert.ok(item, JSON.stringify(called.output));
+  assert.equal(item.name, 'get_weather');
+  assert.match(item.call_id, /^call_/);
+  const args = JSON.parse(item.arguments);
+  assert.ok(['c', 'f'].includes(args.unit));
+  const streamed = await client.responses.stream(ask).finalResponse();
+  const streamedItem = streamed.output.find((o) => o.type === 'function_call');
+  assert.equal(streamedItem.name, 'get_weather');
+  assert.deepEqual(JSON.parse(streamedItem.arguments), args);
+
+  await assert.rejects(
+    client.responses.create({ model: MODEL, input: 'x', previous_response_id: 'resp_1' }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'previous_response_id',
+  );
+  await assert.rejects(
+    client.responses.create({ model: MODEL, input: 'x', tools: [{ type: 'web_search_preview' }] }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools',
+  );
+});
+
 test('bad requests raise the SDK error classes', async () => {
   await assert.rejects(
     client.completions.create({ model: MODEL, prompt: 'x', temperature: -1 }),

@@ -1,15 +1,30 @@
 // Fuzz target: the gateway's request parsing and validation
-// (/v1/completions and /v1/chat/completions bodies) on arbitrary bytes: any
-// JSON must give a request or an error, never a crash or a hang; the same
-// bytes as a model's answer are searched for tool calls, whole and as a
-// stream scans them.
+// (/v1/completions, /v1/chat/completions and /v1/responses bodies) on
+// arbitrary bytes: any JSON must give a request or an error, never a crash
+// or a hang; the same bytes as a model's answer are searched for tool calls,
+// whole and as a stream scans them, and as a chat completion stream they are
+// turned into Response events.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
 #include "nlohmann/json.hpp"
 #include "server/openai_request.h"
+#include "server/responses_api.h"
 #include "server/tool_call_parser.h"
+
+namespace {
+
+class NullWriter : public ferry::ChunkWriter {
+ public:
+  bool Write(std::string_view data) override {
+    bytes += data.size();
+    return true;
+  }
+  size_t bytes = 0;
+};
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > (1 << 16)) return 0;
@@ -35,10 +50,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   (void)ferry::ScanToolCallList(text);
+  {
+    // As a chat stream (events split at blank lines) made into Response events.
+    const ferry::ResponsesRequest request;
+    NullWriter sink;
+    ferry::ResponsesEventWriter events(sink, request);
+    for (size_t pos = 0; pos <= text.size();) {
+      size_t end = text.find("\n\n", pos);
+      if (end == std::string_view::npos) end = text.size();
+      events.Write(text.substr(pos, end - pos));
+      pos = end + 2;
+    }
+  }
   nlohmann::ordered_json body = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;
   (void)ferry::ParseCompletionRequest(body, 32000);
   (void)ferry::ParseChatRequest(body, 32000);
+  auto responses = ferry::ParseResponsesRequest(body);
+  if (responses.ok()) (void)ferry::ParseChatRequest(responses->chat_body, 32000);
   (void)ferry::ParseCompletionRequest(body, 1);
   return 0;
 }

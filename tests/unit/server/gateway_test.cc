@@ -372,6 +372,255 @@ TEST_F(GatewayTest, PromptLogprobsComeAsVllmShapesThem) {
   }
 }
 
+// A Responses stream: each event's "event:" line and its data, in order.
+std::vector<std::pair<std::string, Json>> ResponseEvents(const std::string& raw) {
+  std::vector<std::pair<std::string, Json>> events;
+  size_t pos = 0;
+  while (pos < raw.size()) {
+    size_t end = raw.find("\n\n", pos);
+    if (end == std::string::npos) end = raw.size();
+    const std::string block = raw.substr(pos, end - pos);
+    pos = end + 2;
+    if (block.rfind("event: ", 0) != 0) continue;
+    const size_t nl = block.find('\n');
+    const std::string name = block.substr(7, nl - 7);
+    EXPECT_EQ(block.compare(nl + 1, 6, "data: "), 0) << block;
+    events.emplace_back(name, Json::parse(block.substr(nl + 7)));
+  }
+  return events;
+}
+
+// What a Responses stream adds up to, checked as the openai SDKs check it
+// while they accumulate: every delta refers to an item and part announced
+// before it, and the numbering runs without gaps.
+struct AccumulatedResponse {
+  Json response;  // from response.completed / response.incomplete
+  Json output = Json::array();
+  std::vector<std::string> types;
+};
+
+AccumulatedResponse Accumulate(const std::vector<std::pair<std::string, Json>>& events) {
+  AccumulatedResponse a;
+  int64_t seq = 0;
+  for (const auto& [name, e] : events) {
+    EXPECT_EQ(name, e["type"]);
+    EXPECT_EQ(e["sequence_number"], seq++);
+    a.types.push_back(name);
+    if (name == "response.output_item.added") {
+      EXPECT_EQ(e["output_index"], a.output.size());
+      a.output.push_back(e["item"]);
+    } else if (name == "response.content_part.added") {
+      a.output.at(e["output_index"].get<size_t>())["content"].push_back(e["part"]);
+    } else if (name == "response.output_text.delta") {
+      Json& part = a.output.at(e["output_index"].get<size_t>())["content"].at(
+          e["content_index"].get<size_t>());
+      part["text"] = part["text"].get<std::string>() + e["delta"].get<std::string>();
+    } else if (name == "response.function_call_arguments.delta") {
+      Json& item = a.output.at(e["output_index"].get<size_t>());
+      EXPECT_EQ(item["type"], "function_call");
+      item["arguments"] = item["arguments"].get<std::string>() + e["delta"].get<std::string>();
+    } else if (name == "response.output_item.done") {
+      Json& item = a.output.at(e["output_index"].get<size_t>());
+      if (item["type"] == "message") EXPECT_EQ(e["item"]["content"], item["content"]);
+      if (item["type"] == "function_call") EXPECT_EQ(e["item"]["arguments"], item["arguments"]);
+    } else if (name == "response.completed" || name == "response.incomplete") {
+      a.response = e["response"];
+    }
+  }
+  if (a.types.size() >= 2) {
+    EXPECT_EQ(a.types[0], "response.created");
+    EXPECT_EQ(a.types[1], "response.in_progress");
+  }
+  return a;
+}
+
+// POST /v1/responses runs as a chat completion and answers as a Response,
+// whole or as the typed event stream.
+TEST_F(GatewayTest, ResponsesAnswerAsResponseObjectsAndEvents) {
+  Json r = Post("/v1/responses",
+                {{"input", "Hello"}, {"instructions", "Be kind."}, {"max_output_tokens", 9}});
+  v1::GenerateRequest req = backend_.requests().back();
+  const std::vector<int32_t> ids(req.prompt_ids().begin(), req.prompt_ids().end());
+  EXPECT_NE(assets_->tokenizer()
+                .Decode(ids, /*skip_special=*/false)
+                .find("<|im_start|>system\nBe kind.<|im_end|>\n<|im_start|>user\nHello<|im_end|>"),
+            std::string::npos);
+  EXPECT_EQ(req.params().max_tokens(), 9);
+  EXPECT_EQ(r["object"], "response");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("resp_", 0), 0u);
+  EXPECT_EQ(r["status"], "completed");
+  EXPECT_TRUE(r["incomplete_details"].is_null());
+  EXPECT_EQ(r["instructions"], "Be kind.");
+  EXPECT_EQ(r["max_output_tokens"], 9);
+  ASSERT_EQ(r["output"].size(), 1u);
+  const Json& msg = r["output"][0];
+  EXPECT_EQ(msg["type"], "message");
+  EXPECT_EQ(msg["role"], "assistant");
+  EXPECT_EQ(msg["status"], "completed");
+  EXPECT_EQ(msg["content"][0]["type"], "output_text");
+  EXPECT_EQ(msg["content"][0]["text"], "t0 t1 t2 t3 ");
+  EXPECT_EQ(r["usage"]["input_tokens"], req.prompt_ids_size());
+  EXPECT_EQ(r["usage"]["output_tokens"], 4);
+  EXPECT_EQ(r["usage"]["total_tokens"], req.prompt_ids_size() + 4);
+
+  // Cut by max_output_tokens: incomplete, and says why.
+  r = Post("/v1/responses", {{"input", "Hello"}, {"max_output_tokens", 2}});
+  EXPECT_EQ(r["status"], "incomplete");
+  EXPECT_EQ(r["incomplete_details"]["reason"], "max_output_tokens");
+  EXPECT_EQ(r["output"][0]["content"][0]["text"], "t0 t1 ");
+
+  // Streamed.
+  HttpResponse h =
+      Call("POST", "/v1/responses", R"({"input":"Hello","stream":true,"max_output_tokens":9})");
+  ASSERT_TRUE(h.stream);
+  EXPECT_EQ(h.content_type, "text/event-stream");
+  StringWriter w;
+  h.stream(w);
+  AccumulatedResponse a = Accumulate(ResponseEvents(w.out));
+  EXPECT_EQ(a.types.back(), "response.completed");
+  ASSERT_EQ(a.output.size(), 1u);
+  EXPECT_EQ(a.output[0]["content"][0]["text"], "t0 t1 t2 t3 ");
+  EXPECT_EQ(a.response["output"],
+            a.output.size() == 1 ? Json::array({a.response["output"][0]}) : Json());
+  EXPECT_EQ(a.response["output"][0]["content"][0]["text"], "t0 t1 t2 t3 ");
+  EXPECT_EQ(a.response["status"], "completed");
+  EXPECT_EQ(a.response["usage"]["output_tokens"], 4);
+  EXPECT_EQ(std::count(a.types.begin(), a.types.end(), "response.output_text.delta"), 4);
+  EXPECT_EQ(w.out.find("[DONE]"), std::string::npos);
+
+  // Logprobs when asked for.
+  r = Post("/v1/responses", {{"input", "Hello"}, {"top_logprobs", 2}});
+  const Json& lp = r["output"][0]["content"][0]["logprobs"];
+  ASSERT_EQ(lp.size(), 4u);
+  EXPECT_EQ(lp[0]["top_logprobs"].size(), 2u);
+
+  // Errors name the Responses parameter; other methods are 405.
+  Json e = Post("/v1/responses", {{"input", "x"}, {"temperature", -1}}, 400);
+  EXPECT_EQ(e["error"]["param"], "temperature");
+  e = Post("/v1/responses", {{"input", "x"}, {"max_output_tokens", 1 << 20}}, 400);
+  EXPECT_EQ(e["error"]["param"], "max_output_tokens") << e;
+  e = Post("/v1/responses", {{"input", "x"}, {"previous_response_id", "resp_1"}}, 400);
+  EXPECT_EQ(e["error"]["param"], "previous_response_id");
+  EXPECT_EQ(Call("GET", "/v1/responses").status, 405);
+  EXPECT_NE(
+      Call("GET", "/metrics")
+          .body.find("ferry_http_requests_total{endpoint=\"/v1/responses\",status=\"200\"} 4"),
+      std::string::npos);
+}
+
+// Function tools: a call the model writes is a function_call output item,
+// whole, and streamed as argument deltas.
+TEST_F(GatewayTest, ResponsesReturnFunctionCallItems) {
+  backend_.script_ = {"<tool", "_call>{\"name\": \"get_weather\", ",
+                      "\"arguments\": {\"city\": \"Oslo\"}}</tool_call>"};
+  const Json tools = Json::parse(R"([{"type": "function", "name": "get_weather",
+                                       "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+  Json r = Post("/v1/responses", {{"input", "weather?"}, {"tools", tools}});
+  ASSERT_EQ(r["output"].size(), 1u) << r;
+  const Json& call = r["output"][0];
+  EXPECT_EQ(call["type"], "function_call");
+  EXPECT_EQ(call["name"], "get_weather");
+  EXPECT_EQ(Json::parse(call["arguments"].get<std::string>()), Json::parse(R"({"city":"Oslo"})"));
+  EXPECT_EQ(call["call_id"].get<std::string>().rfind("call_", 0), 0u);
+  EXPECT_EQ(call["id"].get<std::string>().rfind("fc_", 0), 0u);
+  EXPECT_EQ(r["tools"], tools);
+
+  HttpResponse h = Call("POST", "/v1/responses",
+                        Json{{"input", "weather?"}, {"tools", tools}, {"stream", true}}.dump());
+  StringWriter w;
+  h.stream(w);
+  AccumulatedResponse a = Accumulate(ResponseEvents(w.out));
+  ASSERT_EQ(a.output.size(), 1u) << w.out;
+  EXPECT_EQ(a.output[0]["name"], "get_weather");
+  EXPECT_EQ(Json::parse(a.output[0]["arguments"].get<std::string>()),
+            Json::parse(R"({"city":"Oslo"})"));
+  EXPECT_EQ(a.response["output"][0]["arguments"], a.output[0]["arguments"]);
+  EXPECT_EQ(a.response["output"][0]["status"], "completed");
+  EXPECT_NE(std::find(a.types.begin(), a.types.end(), "response.function_call_arguments.done"),
+            a.types.end());
+}
+
+// With a reasoning parser the thinking comes back as reasoning_content,
+// whole and streamed ahead of the content; tool calls are looked for in
+// the content only; a grammar or a forced call turns the split off.
+TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
+  GatewayOptions options;
+  options.reasoning_format = ReasoningFormat::kDeepSeekR1;
+  Make(options);
+  backend_.script_ = {"Two and", " two.</th", "ink>\n\nIt is", " 4."};
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "2+2?"}}});
+  Json r = Post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 50}});
+  EXPECT_EQ(r["choices"][0]["message"]["reasoning_content"], "Two and two.");
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "\n\nIt is 4.");
+
+  auto events =
+      Stream(Call("POST", "/v1/chat/completions",
+                  Json{{"messages", messages}, {"max_tokens", 50}, {"stream", true}}.dump()));
+  std::string reasoning, content;
+  bool content_seen = false;
+  for (const std::string& e : events) {
+    if (e == "[DONE]") continue;
+    const Json delta = Json::parse(e)["choices"][0]["delta"];
+    if (delta.contains("reasoning_content")) {
+      EXPECT_FALSE(content_seen) << "thinking after the answer began: " << e;
+      reasoning += delta["reasoning_content"].get<std::string>();
+    }
+    if (delta.contains("content") && delta["content"].is_string()) {
+      content += delta["content"].get<std::string>();
+      content_seen = content_seen || !delta["content"].get<std::string>().empty();
+    }
+  }
+  EXPECT_EQ(reasoning, "Two and two.");
+  EXPECT_EQ(content, "\n\nIt is 4.");
+
+  // Thinking that never ends is all reasoning; the content is null.
+  backend_.script_ = {"Hmm", ", still"};
+  r = Post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 2}});
+  EXPECT_EQ(r["choices"][0]["message"]["reasoning_content"], "Hmm, still");
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_null());
+
+  // A tool call after the thinking; a call inside it is only thought of.
+  backend_.script_ = {
+      "Maybe <tool_call>{\"name\": \"f\"}</tool_call>?</think>",
+      "<tool_call>{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}</tool_call>"};
+  const Json tools = Json::array(
+      {Json{{"type", "function"},
+            {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}},
+       Json{{"type", "function"}, {"function", {{"name", "f"}}}}});
+  r = Post("/v1/chat/completions", {{"messages", messages}, {"tools", tools}, {"max_tokens", 50}});
+  const Json& m = r["choices"][0]["message"];
+  EXPECT_EQ(m["reasoning_content"], "Maybe <tool_call>{\"name\": \"f\"}</tool_call>?");
+  ASSERT_EQ(m["tool_calls"].size(), 1u) << r;
+  EXPECT_EQ(m["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "tool_calls");
+
+  // The Responses API: a reasoning item before the message.
+  backend_.script_ = {"Two and", " two.</th", "ink>\n\nIt is", " 4."};
+  r = Post("/v1/responses", {{"input", "2+2?"}});
+  ASSERT_EQ(r["output"].size(), 2u) << r;
+  EXPECT_EQ(r["output"][0]["type"], "reasoning");
+  EXPECT_EQ(r["output"][0]["content"][0]["text"], "Two and two.");
+  EXPECT_EQ(r["output"][1]["content"][0]["text"], "\n\nIt is 4.");
+  HttpResponse h = Call("POST", "/v1/responses", R"({"input":"2+2?","stream":true})");
+  StringWriter w;
+  h.stream(w);
+  AccumulatedResponse a = Accumulate(ResponseEvents(w.out));
+  ASSERT_EQ(a.output.size(), 2u) << w.out;
+  EXPECT_EQ(a.response["output"], r["output"].size() == 2 ? a.response["output"] : Json());
+  EXPECT_EQ(a.response["output"][0]["content"][0]["text"], "Two and two.");
+  EXPECT_EQ(a.output[1]["content"][0]["text"], "\n\nIt is 4.");
+  EXPECT_NE(std::find(a.types.begin(), a.types.end(), "response.reasoning_text.delta"),
+            a.types.end());
+
+  // A grammar constrains the answer from its first token: no split.
+  backend_.script_ = {"{\"a\": 1}"};
+  r = Post(
+      "/v1/chat/completions",
+      {{"messages", messages}, {"max_tokens", 50}, {"response_format", {{"type", "json_object"}}}});
+  EXPECT_EQ(r["choices"][0]["message"]["content"], "{\"a\": 1}");
+  EXPECT_FALSE(r["choices"][0]["message"].contains("reasoning_content"));
+}
+
 // Echo with max_tokens 0 (as vLLM takes it, for scoring a prompt): the
 // prompt and its logprobs only; the backend runs one token, not returned.
 TEST_F(GatewayTest, EchoWithNoTokensReturnsThePromptOnly) {

@@ -1,0 +1,38 @@
+// Reasoning models write their thinking between <think> and </think> before
+// the answer (DeepSeek-R1 and its distills, QwQ, Qwen3). With a reasoning
+// parser the gateway returns that part as the message's
+// `reasoning_content` (streamed as delta.reasoning_content) and only the
+// rest as `content`, where tool calls are looked for, as vLLM's
+// --reasoning-parser and llama.cpp's --reasoning-format do.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace ferry {
+
+enum class ReasoningFormat {
+  kNone,
+  // The thinking opens the answer; <think> may be missing (the template
+  // wrote it into the prompt) and everything up to </think> is reasoning.
+  kDeepSeekR1,
+  // Reasoning only when the answer opens with <think>.
+  kQwen3,
+};
+
+// "none", "deepseek_r1" or "qwen3".
+absl::StatusOr<ReasoningFormat> ParseReasoningFormat(std::string_view name);
+
+struct ReasoningSplit {
+  std::string reasoning;
+  std::string content;
+};
+
+// The answer `text` split into reasoning and content. Unless `final`, a
+// tail that may be the start of a tag is left out of both, so that as the
+// text grows each part only grows.
+ReasoningSplit SplitReasoning(ReasoningFormat format, std::string_view text, bool final);
+
+}  // namespace ferry
