@@ -119,6 +119,12 @@ Gateway::Gateway(const GatewayOptions& options, const ModelAssets* assets, Gener
   context_.active = &active_;
   context_.model_name = context_.options.served_model_names.front();
   context_.context_length = options.max_model_len > 0 ? options.max_model_len : assets->context_length();
+  if (options.use_generation_config && !assets->sampling_defaults().empty()) {
+    Logger("gateway")->info(
+        "requests default to the model's generation_config.json: {} (--generation-config none "
+        "turns this off)",
+        assets->sampling_defaults().Describe());
+  }
   registry_->AddGauge("ferry_model_context_length", "Context length the gateway admits requests up to.")
       ->Get()
       ->Set(context_.context_length);

@@ -63,6 +63,9 @@ class Gateway {
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& context, bool continue_final) const;
   // bad_words: the words' token sequences into options->params.
   void TokenizeBadWords(GenerationOptions* options) const;
+  // The model's sampling defaults (generation_config.json) for what `body`
+  // leaves out.
+  void ApplySamplingDefaults(const nlohmann::ordered_json& body, GenerationOptions* options) const;
   // truncate_prompt_tokens: drops the prompt's first tokens; true when some were.
   bool TruncatePrompt(const GenerationOptions& options, std::vector<int32_t>* ids) const;
   absl::Status FitContext(const GenerationOptions& options, bool chat, size_t prompt_len,

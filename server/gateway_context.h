@@ -38,6 +38,10 @@ struct GatewayOptions {
   ToolCallFormat tool_call_format = ToolCallFormat::kAuto;
   // How a chat answer's thinking is told from its content.
   ReasoningFormat reasoning_format = ReasoningFormat::kNone;
+  // Requests that leave out temperature, top_p, top_k, min_p,
+  // repetition_penalty or the token limit take the model's
+  // generation_config.json values (ModelAssets::sampling_defaults).
+  bool use_generation_config = true;
 };
 
 // Backend request ids of the generations running now.

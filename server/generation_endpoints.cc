@@ -39,10 +39,32 @@ absl::Status Gateway::FitContext(const GenerationOptions& options, bool chat, si
                          "context_length_exceeded");
   }
   // OpenAI's default for completions is 16 tokens; chat may use the rest of
-  // the context.
+  // the context, or as much as the model's generation_config.json allows.
   int64_t room = context - prompt;
-  *max_tokens = static_cast<int>(chat ? room : std::min<int64_t>(16, room));
+  int64_t limit = chat ? room : std::min<int64_t>(16, room);
+  if (const auto& d = context_.assets->sampling_defaults();
+      context_.options.use_generation_config && d.max_tokens) {
+    limit = std::min(limit, *d.max_tokens);
+  }
+  *max_tokens = static_cast<int>(limit);
   return absl::OkStatus();
+}
+
+void Gateway::ApplySamplingDefaults(const Json& body, GenerationOptions* options) const {
+  if (!context_.options.use_generation_config) return;
+  const SamplingDefaults& d = context_.assets->sampling_defaults();
+  auto absent = [&body](const char* key) {
+    auto it = body.find(key);
+    return it == body.end() || it->is_null();
+  };
+  v1::SamplingParams& p = options->params;
+  if (d.temperature && absent("temperature")) p.set_temperature(static_cast<float>(*d.temperature));
+  if (d.top_p && absent("top_p")) p.set_top_p(static_cast<float>(*d.top_p));
+  if (d.top_k && absent("top_k")) p.set_top_k(static_cast<int32_t>(*d.top_k));
+  if (d.min_p && absent("min_p")) p.set_min_p(static_cast<float>(*d.min_p));
+  if (d.repetition_penalty && absent("repetition_penalty")) {
+    p.set_repetition_penalty(static_cast<float>(*d.repetition_penalty));
+  }
 }
 
 bool Gateway::TruncatePrompt(const GenerationOptions& options, std::vector<int32_t>* ids) const {
@@ -79,6 +101,7 @@ absl::StatusOr<HttpResponse> Gateway::Completions(const HttpRequest& request, in
   const Tokenizer& tok = context_.assets->tokenizer();
   FERRY_ASSIGN_OR_RETURN(CompletionRequest req, ParseCompletionRequest(body, tok.vocab_size()));
   FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
+  ApplySamplingDefaults(body, &req.options);
   GenerationPlan plan;
   plan.header = ResponseHeader{false, NewId("cmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
   plan.endpoint = "/v1/completions";
@@ -166,6 +189,7 @@ absl::StatusOr<HttpResponse> Gateway::Chat(const Json& body, int key_index, cons
   const Tokenizer& tok = context_.assets->tokenizer();
   FERRY_ASSIGN_OR_RETURN(ChatRequest req, ParseChatRequest(body, tok.vocab_size()));
   FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
+  ApplySamplingDefaults(body, &req.options);
   FERRY_ASSIGN_OR_RETURN(std::string prompt, RenderChat(req.template_context, req.continue_final_message));
   // The template writes BOS itself where the model wants one.
   std::vector<int32_t> ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);

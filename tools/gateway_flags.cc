@@ -22,6 +22,11 @@ void GatewayFlags::Register(FlagParser& flags) {
       "reasoning-parser", &reasoning_parser,
       "return chat answers' <think>...</think> part as reasoning_content: none, deepseek_r1 "
       "(the thinking opens every answer, <think> optional) or qwen3 (only after <think>)");
+  flags.AddString(
+      "generation-config", &generation_config,
+      "auto: requests that leave out temperature, top_p, top_k, min_p, repetition_penalty or "
+      "the token limit take the model's generation_config.json values (as vLLM); none: "
+      "OpenAI's defaults");
   flags.AddString("served-model-name", &served_model_name,
                   "model name(s) the API answers to, comma-separated (default: the model's file or "
                   "directory name)");
@@ -100,6 +105,11 @@ absl::StatusOr<GatewayOptions> GatewayFlags::ToGatewayOptions(int max_model_len)
         absl::StrCat("--reasoning-parser: ", reasoning.status().message()));
   }
   o.reasoning_format = *reasoning;
+  if (generation_config != "auto" && generation_config != "none") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--generation-config must be auto or none, got '", generation_config, "'"));
+  }
+  o.use_generation_config = generation_config == "auto";
   return o;
 }
 

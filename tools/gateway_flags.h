@@ -15,6 +15,7 @@ struct GatewayFlags {
   std::string chat_template;
   std::string tool_call_parser = "auto";
   std::string reasoning_parser = "none";
+  std::string generation_config = "auto";
   std::string served_model_name;
   std::string api_key;       // comma-separated
   std::string api_key_file;  // one key per line

@@ -3,6 +3,7 @@
 #include "server/gateway.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -619,6 +620,63 @@ TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
       {{"messages", messages}, {"max_tokens", 50}, {"response_format", {{"type", "json_object"}}}});
   EXPECT_EQ(r["choices"][0]["message"]["content"], "{\"a\": 1}");
   EXPECT_FALSE(r["choices"][0]["message"].contains("reasoning_content"));
+}
+
+// A model's generation_config.json sampling values are the defaults for
+// what a request leaves out (vLLM's --generation-config auto); what a
+// request says wins, and --generation-config none restores OpenAI's.
+TEST_F(GatewayTest, GenerationConfigDefaultsFillWhatTheRequestLeavesOut) {
+  const std::string dir = ferry::testing::UniqueTempPath("generation_config");
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/generation_config.json")
+      << R"({"do_sample": true, "temperature": 0.6, "top_p": 0.95, "top_k": 20, "repetition_penalty": 1.05,
+            "max_new_tokens": 7, "eos_token_id": [1, 2]})";
+  auto defaults = ReadSamplingDefaults(dir + "/generation_config.json");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->Describe(),
+            "temperature=0.6 top_p=0.95 top_k=20 repetition_penalty=1.05 max_tokens=7");
+  assets_->set_sampling_defaults(*defaults);
+  Make(GatewayOptions{});
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "hi"}}});
+  Post("/v1/chat/completions", {{"messages", messages}});
+  v1::SamplingParams p = backend_.requests().back().params();
+  EXPECT_FLOAT_EQ(p.temperature(), 0.6f);
+  EXPECT_FLOAT_EQ(p.top_p(), 0.95f);
+  EXPECT_EQ(p.top_k(), 20);
+  EXPECT_FLOAT_EQ(p.repetition_penalty(), 1.05f);
+  EXPECT_EQ(p.max_tokens(), 7);
+  Post("/v1/chat/completions",
+       {{"messages", messages}, {"temperature", 0}, {"top_k", -1}, {"max_tokens", 12}});
+  p = backend_.requests().back().params();
+  EXPECT_EQ(p.temperature(), 0.0f);
+  EXPECT_EQ(p.top_k(), 0);
+  EXPECT_EQ(p.max_tokens(), 12);
+  EXPECT_FLOAT_EQ(p.top_p(), 0.95f);
+  // Completions keep OpenAI's 16-token default unless the model's is lower.
+  Post("/v1/completions", {{"prompt", "Once"}});
+  EXPECT_EQ(backend_.requests().back().params().max_tokens(), 7);
+  Post("/v1/responses", {{"input", "hi"}});
+  EXPECT_FLOAT_EQ(backend_.requests().back().params().temperature(), 0.6f);
+
+  GatewayOptions off;
+  off.use_generation_config = false;
+  Make(off);
+  Post("/v1/chat/completions", {{"messages", messages}});
+  p = backend_.requests().back().params();
+  EXPECT_FLOAT_EQ(p.temperature(), 1.0f);
+  EXPECT_EQ(p.top_k(), 0);
+  EXPECT_GT(p.max_tokens(), 7);
+
+  // A bad file is an error naming the file and the field.
+  for (const char* bad : {R"({"temperature": "hot"})", R"({"top_p": 0})", R"({"top_k": 1.5})",
+                          R"({"max_new_tokens": 0})", R"([1])", R"({"repetition_penalty": -1})"}) {
+    std::ofstream(dir + "/generation_config.json") << bad;
+    auto r = ReadSamplingDefaults(dir + "/generation_config.json");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(std::string(r.status().message()).find("generation_config.json"), std::string::npos)
+        << r.status();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // Echo with max_tokens 0 (as vLLM takes it, for scoring a prompt): the
