@@ -127,11 +127,11 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
   if (SplitsReasoning()) {
     // c.text is the answer after the thinking: what is content, and where
     // tool calls are looked for.
-    c.raw += ev.text();
-    ReasoningSplit split =
-        SplitReasoning(ctx_.options.reasoning_format, c.raw, IsFinal(ev.finish_reason()));
-    c.reasoning = std::move(split.reasoning);
-    c.text = std::move(split.content);
+    if (!c.thinking) c.thinking = std::make_unique<ReasoningStream>(ctx_.options.reasoning_format);
+    c.thinking->Append(ev.text(), IsFinal(ev.finish_reason()));
+    // Each part only grows: append what is new.
+    c.reasoning.append(c.thinking->reasoning().substr(c.reasoning.size()));
+    c.text.append(c.thinking->content().substr(c.text.size()));
   } else {
     c.text += ev.text();
   }

@@ -72,9 +72,9 @@ class GenerationRun {
     bool tool_call_sent = false;  // streaming a named tool call: its first delta went out
     size_t content_sent =
         0;  // streaming with auto tool calls or reasoning: bytes of text sent as content
-    // With a reasoning parser: the whole answer, its thinking, and the
-    // bytes of that thinking streamed (text holds what follows it).
-    std::string raw;
+    // With a reasoning parser: the answer split as it comes, its thinking,
+    // and the bytes of that thinking streamed (text holds what follows it).
+    std::unique_ptr<ReasoningStream> thinking;
     std::string reasoning;
     size_t reasoning_sent = 0;
     // Streaming tool calls: one entry per call whose name went out, the

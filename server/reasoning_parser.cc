@@ -22,34 +22,56 @@ absl::StatusOr<ReasoningFormat> ParseReasoningFormat(std::string_view name) {
 }
 
 ReasoningSplit SplitReasoning(ReasoningFormat format, std::string_view text, bool final) {
-  ReasoningSplit out;
-  if (format == ReasoningFormat::kNone) {
-    out.content = std::string(text);
-    return out;
+  ReasoningStream stream(format);
+  stream.Append(text, final);
+  return ReasoningSplit{std::string(stream.reasoning()), std::string(stream.content())};
+}
+
+void ReasoningStream::Append(std::string_view text, bool final) {
+  raw_.append(text);
+  const std::string_view raw = raw_;
+  if (state_ == State::kOpening) {
+    if (format_ == ReasoningFormat::kNone) {
+      state_ = State::kAnswer;
+    } else {
+      // Leading whitespace before an opening tag is the model's, not content.
+      const size_t lead = std::min(raw.find_first_not_of(" \t\r\n"), raw.size());
+      const std::string_view rest = raw.substr(lead);
+      if (rest.starts_with(kStart)) {
+        state_ = State::kThinking;
+        reasoning_begin_ = lead + kStart.size();
+      } else if (!final && kStart.starts_with(rest)) {
+        return;  // "<thi": may still be the tag
+      } else if (format_ == ReasoningFormat::kQwen3) {
+        state_ = State::kAnswer;  // no thinking in this answer
+      } else {
+        state_ = State::kThinking;  // DeepSeek-R1: the prompt opened it
+      }
+    }
+    search_from_ = reasoning_begin_;
   }
-  // Leading whitespace before an opening tag is the model's, not content.
-  const size_t lead = std::min(text.find_first_not_of(" \t\r\n"), text.size());
-  std::string_view rest = text.substr(lead);
-  bool opened = rest.starts_with(kStart);
-  if (!opened && !final && kStart.starts_with(rest)) return out;  // "<thi": may be the tag
-  if (opened) {
-    rest = rest.substr(kStart.size());
-  } else if (format == ReasoningFormat::kQwen3) {
-    out.content = std::string(text);  // no thinking in this answer
-    return out;
-  } else {
-    rest = text;
+  if (state_ == State::kThinking) {
+    const size_t end = raw.find(kEnd, search_from_);
+    if (end == std::string_view::npos) {
+      // Still thinking (or, at the end, never stopped: it was all reasoning).
+      const size_t hold = final ? 0 : PartialMarkerLength(raw.substr(reasoning_begin_), kEnd);
+      reasoning_end_ = raw.size() - hold;
+      search_from_ = std::max(reasoning_begin_, raw.size() - std::min(raw.size(), kEnd.size() - 1));
+      return;
+    }
+    reasoning_end_ = end;
+    content_begin_ = end + kEnd.size();
+    state_ = State::kAnswer;
   }
-  const size_t end = rest.find(kEnd);
-  if (end == std::string_view::npos) {
-    // Still thinking (or never stopped: it is all reasoning).
-    const size_t hold = final ? 0 : PartialMarkerLength(rest, kEnd);
-    out.reasoning = std::string(rest.substr(0, rest.size() - hold));
-    return out;
-  }
-  out.reasoning = std::string(rest.substr(0, end));
-  out.content = std::string(rest.substr(end + kEnd.size()));
-  return out;
+  content_end_ = raw.size();
+}
+
+std::string_view ReasoningStream::reasoning() const {
+  return std::string_view(raw_).substr(reasoning_begin_, reasoning_end_ - reasoning_begin_);
+}
+
+std::string_view ReasoningStream::content() const {
+  return std::string_view(raw_).substr(content_begin_, content_end_ - content_begin_);
 }
 
 }  // namespace ferry

@@ -35,4 +35,25 @@ struct ReasoningSplit {
 // text grows each part only grows.
 ReasoningSplit SplitReasoning(ReasoningFormat format, std::string_view text, bool final);
 
+// The same split of an answer that arrives piece by piece, in time linear
+// in its length: each Append looks at the new text only.
+class ReasoningStream {
+ public:
+  explicit ReasoningStream(ReasoningFormat format) : format_(format) {}
+  // `final`: the answer is complete (a held-back tail is released).
+  void Append(std::string_view text, bool final);
+  // Valid until the next Append; each only grows from one call to the next.
+  std::string_view reasoning() const;
+  std::string_view content() const;
+
+ private:
+  enum class State { kOpening, kThinking, kAnswer };
+  ReasoningFormat format_;
+  State state_ = State::kOpening;
+  std::string raw_;
+  size_t reasoning_begin_ = 0, reasoning_end_ = 0;
+  size_t content_begin_ = 0, content_end_ = 0;
+  size_t search_from_ = 0;  // no </think> starts before this
+};
+
 }  // namespace ferry

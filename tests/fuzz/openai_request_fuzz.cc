@@ -10,6 +10,7 @@
 
 #include "nlohmann/json.hpp"
 #include "server/openai_request.h"
+#include "server/reasoning_parser.h"
 #include "server/responses_api.h"
 #include "server/tool_call_parser.h"
 
@@ -50,6 +51,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   (void)ferry::ScanToolCallList(text);
+  // The same bytes as a reasoning model's answer, split as it streams in
+  // pieces: each part only grows, and it ends as the whole answer's split.
+  for (ferry::ReasoningFormat f :
+       {ferry::ReasoningFormat::kDeepSeekR1, ferry::ReasoningFormat::kQwen3}) {
+    ferry::ReasoningStream stream(f);
+    size_t reasoning = 0, content = 0;
+    for (size_t at = 0; at < text.size(); at += 3) {
+      stream.Append(text.substr(at, 3), at + 3 >= text.size());
+      if (stream.reasoning().size() < reasoning || stream.content().size() < content)
+        __builtin_trap();
+      reasoning = stream.reasoning().size();
+      content = stream.content().size();
+    }
+    const ferry::ReasoningSplit whole = ferry::SplitReasoning(f, text, /*final=*/true);
+    if (!text.empty() &&
+        (whole.reasoning != stream.reasoning() || whole.content != stream.content())) {
+      __builtin_trap();
+    }
+  }
   {
     // As a chat stream (events split at blank lines) made into Response events.
     const ferry::ResponsesRequest request;
@@ -62,7 +82,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       pos = end + 2;
     }
   }
-  nlohmann::ordered_json body = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  nlohmann::ordered_json body =
+      nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return 0;
   (void)ferry::ParseCompletionRequest(body, 32000);
   (void)ferry::ParseChatRequest(body, 32000);

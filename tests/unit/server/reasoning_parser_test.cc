@@ -70,5 +70,38 @@ TEST(ReasoningParserTest, APrefixNeverTakesBackWhatItShowed) {
   }
 }
 
+// Fed piece by piece, the stream ends with the whole answer's split, and
+// each part only grows on the way.
+TEST(ReasoningParserTest, AStreamInPiecesEndsWithTheWholeSplit) {
+  const std::vector<std::string> answers = {"<think>\nplan it</think>\n\nThe answer is 4.",
+                                            "plan</think>answer",
+                                            "  <think>x</think>",
+                                            "no tags at all",
+                                            "a</thi",
+                                            "</think>only content",
+                                            "<think></think>",
+                                            "<thi"};
+  for (ReasoningFormat f :
+       {ReasoningFormat::kDeepSeekR1, ReasoningFormat::kQwen3, ReasoningFormat::kNone}) {
+    for (const std::string& a : answers) {
+      for (size_t piece = 1; piece <= 4; ++piece) {
+        ReasoningStream stream(f);
+        std::string reasoning, content;
+        for (size_t at = 0; at < a.size(); at += piece) {
+          const bool final = at + piece >= a.size();
+          stream.Append(std::string_view(a).substr(at, piece), final);
+          ASSERT_EQ(stream.reasoning().rfind(reasoning, 0), 0u) << a << " @" << at;
+          ASSERT_EQ(stream.content().rfind(content, 0), 0u) << a << " @" << at;
+          reasoning = std::string(stream.reasoning());
+          content = std::string(stream.content());
+        }
+        const ReasoningSplit whole = SplitReasoning(f, a, /*final=*/true);
+        EXPECT_EQ(reasoning, whole.reasoning) << a << " in pieces of " << piece;
+        EXPECT_EQ(content, whole.content) << a << " in pieces of " << piece;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ferry
