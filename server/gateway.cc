@@ -6,8 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/logging.h"
-#include "common/strings.h"
 #include "common/status_macros.h"
+#include "common/strings.h"
+#include "server/anthropic_api.h"
 #include "server/json_fields.h"
 #include "server/openai_error.h"
 #include "server/openai_response.h"
@@ -29,11 +30,21 @@ class InFlightGuard {
 };
 
 std::string EndpointLabel(const std::string& path) {
-  static const char* kKnown[] = {
-      "/v1/completions", "/v1/chat/completions", "/v1/responses",  "/v1/models",
-      "/tokenize",       "/detokenize",          "/health",        "/ready",
-      "/metrics",        "/admin/cluster",       "/admin/migrate", "/admin/drain",
-      "/admin/kill"};
+  static const char* kKnown[] = {"/v1/completions",
+                                 "/v1/chat/completions",
+                                 "/v1/responses",
+                                 "/v1/messages",
+                                 "/v1/messages/count_tokens",
+                                 "/v1/models",
+                                 "/tokenize",
+                                 "/detokenize",
+                                 "/health",
+                                 "/ready",
+                                 "/metrics",
+                                 "/admin/cluster",
+                                 "/admin/migrate",
+                                 "/admin/drain",
+                                 "/admin/kill"};
   for (const char* k : kKnown) {
     if (path == k) return k;
   }
@@ -193,6 +204,8 @@ absl::Status Gateway::Authorize(const HttpRequest& request, int* key_index) cons
   *key_index = -1;
   if (!keys_.enabled()) return absl::OkStatus();
   std::optional<std::string> token = ApiKeys::BearerToken(request.Header("authorization"));
+  // Anthropic's SDKs send the key as x-api-key.
+  if (!token && !request.Header("x-api-key").empty()) token = request.Header("x-api-key");
   if (!token) {
     return WithErrorCode(absl::UnauthenticatedError(
                              "missing API key: send it as an 'Authorization: Bearer <key>' header"),
@@ -221,7 +234,8 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
   std::string method = request.method == "HEAD" ? "GET" : request.method;
   if (endpoint == "other") return absl::NotFoundError(absl::StrCat("no such endpoint: ", path));
   const bool is_post = endpoint == "/v1/completions" || endpoint == "/v1/chat/completions" ||
-                       endpoint == "/v1/responses" || endpoint == "/tokenize" ||
+                       endpoint == "/v1/responses" || endpoint == "/v1/messages" ||
+                       endpoint == "/v1/messages/count_tokens" || endpoint == "/tokenize" ||
                        endpoint == "/detokenize" || endpoint == "/admin/migrate" ||
                        endpoint == "/admin/drain" || endpoint == "/admin/kill";
   const char* allowed = is_post ? "POST" : "GET";
@@ -237,6 +251,11 @@ absl::StatusOr<HttpResponse> Gateway::Route(const HttpRequest& request, const st
     return AdminDrain(request);
   }
   int key_index = -1;
+  if (absl::StartsWith(endpoint, "/v1/messages")) {  // Anthropic's clients read Anthropic's errors
+    if (absl::Status s = Authorize(request, &key_index); !s.ok()) return AnthropicErrorResponse(s);
+    if (endpoint == "/v1/messages") return Messages(request, key_index);
+    return CountMessageTokens(request);
+  }
   FERRY_RETURN_IF_ERROR(Authorize(request, &key_index));
   if (endpoint == "/v1/completions") return Completions(request, key_index);
   if (endpoint == "/v1/chat/completions") return ChatCompletions(request, key_index);

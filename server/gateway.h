@@ -56,6 +56,10 @@ class Gateway {
   absl::StatusOr<HttpResponse> ChatCompletions(const HttpRequest& request, int key_index);
   // POST /v1/responses, run as a chat completion (responses_api.h).
   absl::StatusOr<HttpResponse> Responses(const HttpRequest& request, int key_index);
+  // POST /v1/messages and /v1/messages/count_tokens (anthropic_api.h), with
+  // errors in Anthropic's shape.
+  HttpResponse Messages(const HttpRequest& request, int key_index);
+  HttpResponse CountMessageTokens(const HttpRequest& request) const;
   // A chat completion from its parsed body; `endpoint` labels its metrics.
   absl::StatusOr<HttpResponse> Chat(const nlohmann::ordered_json& body, int key_index,
                                     const char* endpoint, absl::Time arrival);

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "server/anthropic_api.h"
 #include "server/gateway.h"
 #include "server/generation_run.h"
 #include "server/openai_error.h"
@@ -182,6 +183,48 @@ absl::StatusOr<HttpResponse> Gateway::Responses(const HttpRequest& request, int 
     r->body = Dump(ChatCompletionToResponse(Json::parse(r->body), *responses));
   }
   return r;
+}
+
+HttpResponse Gateway::Messages(const HttpRequest& request, int key_index) {
+  absl::Time arrival = absl::Now();
+  auto run = [&]() -> absl::StatusOr<HttpResponse> {
+    if (draining_.load()) return absl::UnavailableError("the server is shutting down");
+    FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+    FERRY_ASSIGN_OR_RETURN(AnthropicRequest parsed,
+                           ParseAnthropicRequest(body, /*count_tokens=*/false));
+    auto messages = std::make_shared<const AnthropicRequest>(std::move(parsed));
+    FERRY_ASSIGN_OR_RETURN(HttpResponse r,
+                           Chat(messages->chat_body, key_index, "/v1/messages", arrival));
+    if (r.stream) {
+      r.stream = [chat = std::move(r.stream), messages](ChunkWriter& w) {
+        AnthropicEventWriter events(w, *messages);
+        chat(events);
+      };
+    } else if (r.status == 200) {
+      r.body = Dump(ChatCompletionToMessage(Json::parse(r.body), *messages));
+    }
+    return r;
+  };
+  absl::StatusOr<HttpResponse> r = run();
+  return r.ok() ? std::move(*r) : AnthropicErrorResponse(r.status());
+}
+
+HttpResponse Gateway::CountMessageTokens(const HttpRequest& request) const {
+  auto run = [&]() -> absl::StatusOr<HttpResponse> {
+    FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
+    FERRY_ASSIGN_OR_RETURN(AnthropicRequest parsed,
+                           ParseAnthropicRequest(body, /*count_tokens=*/true));
+    const Tokenizer& tok = context_.assets->tokenizer();
+    FERRY_ASSIGN_OR_RETURN(ChatRequest chat, ParseChatRequest(parsed.chat_body, tok.vocab_size()));
+    FERRY_RETURN_IF_ERROR(CheckModel(chat.options.model));
+    FERRY_ASSIGN_OR_RETURN(std::string prompt, RenderChat(chat.template_context, false));
+    HttpResponse r;
+    r.body = Dump(Json{{"input_tokens",
+                        tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true).size()}});
+    return r;
+  };
+  absl::StatusOr<HttpResponse> r = run();
+  return r.ok() ? std::move(*r) : AnthropicErrorResponse(r.status());
 }
 
 absl::StatusOr<HttpResponse> Gateway::Chat(const Json& body, int key_index, const char* endpoint,

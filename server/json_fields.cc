@@ -126,4 +126,20 @@ absl::Status CheckRange(const std::string& name, double v, double lo, double hi,
   return InvalidParamError(name, absl::StrFormat("'%s' must be %s, got %g", name, range, v));
 }
 
+std::string JsonStringAt(const nlohmann::ordered_json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t JsonIntAt(const nlohmann::ordered_json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
+}
+
+const nlohmann::ordered_json& JsonAt(const nlohmann::ordered_json& j, const char* key) {
+  static const nlohmann::ordered_json kNull;
+  auto it = j.find(key);
+  return it != j.end() ? *it : kNull;
+}
+
 }  // namespace ferry

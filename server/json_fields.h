@@ -48,6 +48,13 @@ class JsonFields {
 absl::Status CheckRange(const std::string& name, double v, double lo, double hi,
                         bool lo_open = false);
 
+// Lenient readers for JSON the server wrote itself (a chat completion being
+// reshaped): a missing field, or one of another type, reads as empty or 0.
+std::string JsonStringAt(const nlohmann::ordered_json& j, const char* key);
+int64_t JsonIntAt(const nlohmann::ordered_json& j, const char* key);
+// Null when absent.
+const nlohmann::ordered_json& JsonAt(const nlohmann::ordered_json& j, const char* key);
+
 // The JSON type name used in errors ("string", "number", "array", ...).
 const char* JsonTypeName(const nlohmann::ordered_json& v);
 

@@ -148,6 +148,26 @@ Json PromptLogprobsJson(const Tokenizer& tokenizer, const std::vector<int32_t>& 
   return out;
 }
 
+ChatSseEvent ReadChatSseEvent(std::string_view data) {
+  ChatSseEvent e;
+  if (data.starts_with(":")) {
+    e.kind = ChatSseEvent::Kind::kComment;
+    return e;
+  }
+  constexpr std::string_view kData = "data: ";
+  if (!data.starts_with(kData)) return e;
+  std::string_view payload = data.substr(kData.size());
+  while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r'))
+    payload.remove_suffix(1);
+  if (payload == "[DONE]") {
+    e.kind = ChatSseEvent::Kind::kDone;
+    return e;
+  }
+  e.chunk = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (!e.chunk.is_discarded() && e.chunk.is_object()) e.kind = ChatSseEvent::Kind::kChunk;
+  return e;
+}
+
 std::string Dump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
 
 std::string SseEvent(const Json& j) { return "data: " + Dump(j) + "\n\n"; }

@@ -7,6 +7,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "engine/tokenizer/tokenizer.h"
@@ -85,6 +86,15 @@ class ChatLogprobs {
 Json PromptLogprobsJson(const Tokenizer& tokenizer, const std::vector<int32_t>& ids,
                         const google::protobuf::RepeatedPtrField<v1::TokenLogprob>& prompt_logprobs,
                         int top_k);
+
+// One event of a chat stream as GenerationRun writes it (SseEvent, kSseDone
+// or a keep-alive comment), read back by the writers that reshape it.
+struct ChatSseEvent {
+  enum class Kind { kComment, kDone, kChunk, kOther };
+  Kind kind = Kind::kOther;
+  nlohmann::ordered_json chunk;  // kChunk: a JSON object
+};
+ChatSseEvent ReadChatSseEvent(std::string_view data);
 
 // Compact JSON, invalid UTF-8 replaced by U+FFFD.
 std::string Dump(const Json& j);

@@ -232,29 +232,11 @@ absl::StatusOr<Json> ResponseFormat(const Json& text) {
                    "'"));
 }
 
-// Readers that take a missing field, or one of another type, as empty: the
-// chat side writes these bodies, but a malformed one must not throw.
-std::string StringAt(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-int64_t IntAt(const Json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
-
-const Json& At(const Json& j, const char* key) {
-  static const Json kNull;
-  auto it = j.find(key);
-  return it != j.end() ? *it : kNull;
-}
-
 Json Usage(const Json& chat_usage) {
   if (!chat_usage.is_object()) return nullptr;
-  const int64_t in = IntAt(chat_usage, "prompt_tokens");
-  const int64_t out = IntAt(chat_usage, "completion_tokens");
-  const int64_t cached = IntAt(At(chat_usage, "prompt_tokens_details"), "cached_tokens");
+  const int64_t in = JsonIntAt(chat_usage, "prompt_tokens");
+  const int64_t out = JsonIntAt(chat_usage, "completion_tokens");
+  const int64_t cached = JsonIntAt(JsonAt(chat_usage, "prompt_tokens_details"), "cached_tokens");
   return Json{{"input_tokens", in},
               {"input_tokens_details", {{"cached_tokens", cached}}},
               {"output_tokens", out},
@@ -428,13 +410,13 @@ absl::Status ToResponsesError(absl::Status status) {
 }
 
 Json ChatCompletionToResponse(const Json& completion, const ResponsesRequest& request) {
-  const std::string suffix = Suffix(StringAt(completion, "id"));
+  const std::string suffix = Suffix(JsonStringAt(completion, "id"));
   Json output = Json::array();
   std::string status = "completed";
   if (auto choices = completion.find("choices"); choices != completion.end() && !choices->empty()) {
     const Json& choice = (*choices)[0];
-    const Json& message = At(choice, "message");
-    if (StringAt(choice, "finish_reason") == "length") status = "incomplete";
+    const Json& message = JsonAt(choice, "message");
+    if (JsonStringAt(choice, "finish_reason") == "length") status = "incomplete";
     if (auto r = message.find("reasoning_content");
         r != message.end() && r->is_string() && !r->empty()) {
       output.push_back(Json{{"id", ReasoningId(suffix)},
@@ -443,10 +425,10 @@ Json ChatCompletionToResponse(const Json& completion, const ResponsesRequest& re
                             {"content", Json::array({ReasoningText(*r)})},
                             {"status", "completed"}});
     }
-    if (const std::string content = StringAt(message, "content"); !content.empty()) {
+    if (const std::string content = JsonStringAt(message, "content"); !content.empty()) {
       Json logprobs = Json::array();
-      if (request.logprobs && At(At(choice, "logprobs"), "content").is_array()) {
-        logprobs = At(At(choice, "logprobs"), "content");
+      if (request.logprobs && JsonAt(JsonAt(choice, "logprobs"), "content").is_array()) {
+        logprobs = JsonAt(JsonAt(choice, "logprobs"), "content");
       }
       output.push_back(Json{{"id", MessageId(suffix, 0)},
                             {"type", "message"},
@@ -454,21 +436,21 @@ Json ChatCompletionToResponse(const Json& completion, const ResponsesRequest& re
                             {"role", "assistant"},
                             {"content", Json::array({OutputText(content, std::move(logprobs))})}});
     }
-    if (const Json& calls = At(message, "tool_calls"); calls.is_array()) {
+    if (const Json& calls = JsonAt(message, "tool_calls"); calls.is_array()) {
       int64_t k = 0;
       for (const Json& call : calls) {
         output.push_back(Json{{"id", CallItemId(suffix, k++)},
                               {"type", "function_call"},
                               {"status", "completed"},
-                              {"arguments", StringAt(At(call, "function"), "arguments")},
-                              {"call_id", StringAt(call, "id")},
-                              {"name", StringAt(At(call, "function"), "name")}});
+                              {"arguments", JsonStringAt(JsonAt(call, "function"), "arguments")},
+                              {"call_id", JsonStringAt(call, "id")},
+                              {"name", JsonStringAt(JsonAt(call, "function"), "name")}});
       }
     }
   }
-  return ResponseObject(request, absl::StrCat("resp_", suffix), IntAt(completion, "created"),
-                        StringAt(completion, "model"), status, std::move(output),
-                        Usage(At(completion, "usage")));
+  return ResponseObject(request, absl::StrCat("resp_", suffix), JsonIntAt(completion, "created"),
+                        JsonStringAt(completion, "model"), status, std::move(output),
+                        Usage(JsonAt(completion, "usage")));
 }
 
 bool ResponsesEventWriter::Emit(const char* type, Json fields) {
@@ -481,10 +463,10 @@ bool ResponsesEventWriter::Emit(const char* type, Json fields) {
 
 void ResponsesEventWriter::Start(const Json& chunk) {
   started_ = true;
-  suffix_ = Suffix(StringAt(chunk, "id"));
+  suffix_ = Suffix(JsonStringAt(chunk, "id"));
   id_ = absl::StrCat("resp_", suffix_);
-  model_ = StringAt(chunk, "model");
-  created_at_ = IntAt(chunk, "created");
+  model_ = JsonStringAt(chunk, "model");
+  created_at_ = JsonIntAt(chunk, "created");
   Json response =
       ResponseObject(request_, id_, created_at_, model_, "in_progress", Json::array(), nullptr);
   Emit("response.created", Json{{"response", response}});
@@ -570,24 +552,27 @@ void ResponsesEventWriter::TextDelta(const std::string& text, const Json& logpro
 }
 
 void ResponsesEventWriter::ToolCallDelta(const Json& call) {
-  const int64_t index = IntAt(call, "index");
+  const int64_t index = JsonIntAt(call, "index");
   int at = -1;
   for (const auto& [chat_index, output_index] : calls_) {
     if (chat_index == index) at = output_index;
   }
-  const Json& fn = At(call, "function");
+  const Json& fn = JsonAt(call, "function");
   if (at < 0) {
     CloseReasoning();
     CloseMessage();
     at = static_cast<int>(output_.size());
     calls_.emplace_back(index, at);
-    Json item = Json{{"id", CallItemId(suffix_, index)}, {"type", "function_call"},
-                     {"status", "in_progress"},          {"arguments", ""},
-                     {"call_id", StringAt(call, "id")},  {"name", StringAt(fn, "name")}};
+    Json item = Json{{"id", CallItemId(suffix_, index)},
+                     {"type", "function_call"},
+                     {"status", "in_progress"},
+                     {"arguments", ""},
+                     {"call_id", JsonStringAt(call, "id")},
+                     {"name", JsonStringAt(fn, "name")}};
     output_.push_back(item);
     Emit("response.output_item.added", Json{{"output_index", at}, {"item", std::move(item)}});
   }
-  const std::string args = StringAt(fn, "arguments");
+  const std::string args = JsonStringAt(fn, "arguments");
   if (args.empty()) return;
   Json& item = output_[at];
   item["arguments"] = item["arguments"].get<std::string>() + args;
@@ -628,10 +613,11 @@ void ResponsesEventWriter::Finish() {
 
 void ResponsesEventWriter::Fail(const Json& error) {
   ended_ = true;
-  std::string message = StringAt(error, "message");
+  std::string message = JsonStringAt(error, "message");
   if (message.empty()) message = "the response failed";
-  Emit("error",
-       Json{{"code", At(error, "code")}, {"message", message}, {"param", At(error, "param")}});
+  Emit("error", Json{{"code", JsonAt(error, "code")},
+                     {"message", message},
+                     {"param", JsonAt(error, "param")}});
   if (!started_) return;
   Json response = ResponseObject(request_, id_, created_at_, model_, "failed", output_, usage_);
   response["error"] = Json{{"code", "server_error"}, {"message", message}};
@@ -640,21 +626,14 @@ void ResponsesEventWriter::Fail(const Json& error) {
 
 bool ResponsesEventWriter::Write(std::string_view data) {
   if (ended_ || !ok_) return ok_;
-  if (data.starts_with(":")) {  // a keep-alive comment
+  ChatSseEvent event = ReadChatSseEvent(data);
+  if (event.kind == ChatSseEvent::Kind::kComment) {  // a keep-alive
     ok_ = out_.Write(data);
     return ok_;
   }
-  constexpr std::string_view kData = "data: ";
-  if (!data.starts_with(kData)) return ok_;
-  std::string_view payload = data.substr(kData.size());
-  while (!payload.empty() && (payload.back() == '\n' || payload.back() == '\r'))
-    payload.remove_suffix(1);
-  if (payload == "[DONE]") {
-    if (started_) Finish();
-    return ok_;
-  }
-  Json chunk = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (chunk.is_discarded() || !chunk.is_object()) return ok_;
+  if (event.kind == ChatSseEvent::Kind::kDone && started_) Finish();
+  if (event.kind != ChatSseEvent::Kind::kChunk) return ok_;
+  const Json& chunk = event.chunk;
   if (auto error = chunk.find("error"); error != chunk.end()) {
     Fail(error->is_object() ? *error : Json::object());
     return ok_;
@@ -665,8 +644,8 @@ bool ResponsesEventWriter::Write(std::string_view data) {
   auto choices = chunk.find("choices");
   if (choices == chunk.end() || !choices->is_array()) return ok_;
   for (const Json& choice : *choices) {
-    if (IntAt(choice, "index") != 0) continue;  // a Response has one answer
-    const Json& delta = At(choice, "delta");
+    if (JsonIntAt(choice, "index") != 0) continue;  // a Response has one answer
+    const Json& delta = JsonAt(choice, "delta");
     if (auto r = delta.find("reasoning_content");
         r != delta.end() && r->is_string() && !r->empty()) {
       ReasoningDelta(r->get<std::string>());

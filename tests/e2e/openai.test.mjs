@@ -2,6 +2,7 @@
 // user of the SDK does, and the SDK's own error classes for bad requests.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { startServer } from './ferry_server.mjs';
 
@@ -281,6 +282,54 @@ test('the Responses API: output_text, the SDK stream helper and function calls',
   await assert.rejects(
     client.responses.create({ model: MODEL, input: 'x', tools: [{ type: 'web_search_preview' }] }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools',
+  );
+});
+
+test("Anthropic's SDK: messages, the stream helper, tool use and its errors", async () => {
+  const anthropic = new Anthropic({ baseURL: `http://127.0.0.1:${server.port}`, apiKey: 'not-needed', maxRetries: 0 });
+  const msg = await anthropic.messages.create({
+    model: MODEL, max_tokens: 12, temperature: 0, system: 'Tell stories.', messages: [{ role: 'user', content: 'Once upon a time' }],
+  });
+  assert.match(msg.id, /^msg_/);
+  assert.equal(msg.role, 'assistant');
+  assert.equal(msg.content[0].type, 'text');
+  assert.ok(msg.content[0].text.length > 0);
+  assert.equal(msg.stop_reason, 'max_tokens');
+  assert.equal(msg.usage.output_tokens, 12);
+  // The stream helper checks each delta against the block it belongs to.
+  const stream = anthropic.messages.stream({
+    model: MODEL, max_tokens: 12, temperature: 0, system: 'Tell stories.', messages: [{ role: 'user', content: 'Once upon a time' }],
+  });
+  let text = '';
+  stream.on('text', (t) => { text += t; });
+  const final = await stream.finalMessage();
+  assert.equal(final.content[0].text, msg.content[0].text);
+  assert.equal(text, msg.content[0].text);
+  assert.equal(final.stop_reason, 'max_tokens');
+  assert.equal(final.usage.output_tokens, 12);
+  assert.equal(final.usage.input_tokens, msg.usage.input_tokens);
+  const counted = await anthropic.messages.countTokens({
+    model: MODEL, system: 'Tell stories.', messages: [{ role: 'user', content: 'Once upon a time' }],
+  });
+  assert.equal(counted.input_tokens, msg.usage.input_tokens);
+
+  const tools = [{ name: 'get_weather', input_schema: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'] } }];
+  const ask = { model: MODEL, max_tokens: 60, temperature: 0, tools, tool_choice: { type: 'tool', name: 'get_weather' }, messages: [{ role: 'user', content: 'Weather?' }] };
+  const called = await anthropic.messages.create(ask);
+  const use = called.content.find((b) => b.type === 'tool_use');
+  assert.ok(use, JSON.stringify(called.content));
+  assert.equal(use.name, 'get_weather');
+  assert.ok(['c', 'f'].includes(use.input.unit));
+  const streamed = await anthropic.messages.stream(ask).finalMessage();
+  assert.deepEqual(streamed.content.find((b) => b.type === 'tool_use').input, use.input);
+
+  await assert.rejects(
+    anthropic.messages.create({ model: MODEL, max_tokens: 5, messages: [], temperature: 0 }),
+    (e) => e instanceof Anthropic.BadRequestError && e.status === 400 && e.error?.error?.type === 'invalid_request_error',
+  );
+  await assert.rejects(
+    anthropic.messages.create({ model: 'claude-nope', max_tokens: 5, messages: [{ role: 'user', content: 'x' }] }),
+    (e) => e instanceof Anthropic.NotFoundError,
   );
 });
 

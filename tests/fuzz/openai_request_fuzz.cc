@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "nlohmann/json.hpp"
+#include "server/anthropic_api.h"
 #include "server/openai_request.h"
 #include "server/reasoning_parser.h"
 #include "server/responses_api.h"
@@ -75,10 +76,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const ferry::ResponsesRequest request;
     NullWriter sink;
     ferry::ResponsesEventWriter events(sink, request);
+    const ferry::AnthropicRequest anthropic_request;
+    ferry::AnthropicEventWriter anthropic_events(sink, anthropic_request);
     for (size_t pos = 0; pos <= text.size();) {
       size_t end = text.find("\n\n", pos);
       if (end == std::string_view::npos) end = text.size();
       events.Write(text.substr(pos, end - pos));
+      anthropic_events.Write(text.substr(pos, end - pos));
       pos = end + 2;
     }
   }
@@ -89,6 +93,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)ferry::ParseChatRequest(body, 32000);
   auto responses = ferry::ParseResponsesRequest(body);
   if (responses.ok()) (void)ferry::ParseChatRequest(responses->chat_body, 32000);
+  for (bool count_tokens : {false, true}) {
+    auto anthropic = ferry::ParseAnthropicRequest(body, count_tokens);
+    if (anthropic.ok()) (void)ferry::ParseChatRequest(anthropic->chat_body, 32000);
+  }
   (void)ferry::ParseCompletionRequest(body, 1);
   return 0;
 }

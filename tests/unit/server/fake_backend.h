@@ -97,6 +97,7 @@ class FakeBackend : public GenerateBackend {
   int tokens_per_sample_ = 4;
   // When set, the text of each token in turn (instead of "t<i> ").
   std::vector<std::string> script_;
+  std::string stop_reason_;  // when set, samples end on this stop string
   int error_event_code_ = 0;
   absl::Status fail_with_;
   ClusterAdmin* cluster_admin_ = nullptr;  // null: a single-worker backend
@@ -152,6 +153,10 @@ class FakeBackend : public GenerateBackend {
           ev.mutable_usage()->set_prompt_tokens(request.prompt_ids_size());
           ev.mutable_usage()->set_completion_tokens(tokens);
           ev.set_stop_token(-1);
+          if (!stop_reason_.empty()) {  // ended by this stop string
+            ev.set_finish_reason(v1::FINISH_REASON_STOP);
+            ev.set_stop_reason(stop_reason_);
+          }
         }
         on_event(ev);
       }

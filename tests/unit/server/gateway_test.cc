@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "gtest/gtest.h"
+#include "server/anthropic_api.h"
 #include "server/model_assets.h"
 #include "spdlog/sinks/ostream_sink.h"
 #include "tests/test_support.h"
@@ -677,6 +678,152 @@ TEST_F(GatewayTest, GenerationConfigDefaultsFillWhatTheRequestLeavesOut) {
         << r.status();
   }
   std::filesystem::remove_all(dir);
+}
+
+// Anthropic's Messages API: a Message whole, its events streamed (each
+// delta inside a started block), tool_use blocks, stop sequences,
+// count_tokens, x-api-key, and errors in Anthropic's shape.
+TEST_F(GatewayTest, AnthropicMessagesAnswerAsMessagesAndEvents) {
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "Hello"}}});
+  Json r = Post("/v1/messages", {{"model", "stories260K.gguf"},
+                                 {"max_tokens", 9},
+                                 {"system", "Be kind."},
+                                 {"messages", messages}});
+  v1::GenerateRequest req = backend_.requests().back();
+  const std::vector<int32_t> ids(req.prompt_ids().begin(), req.prompt_ids().end());
+  EXPECT_NE(assets_->tokenizer().Decode(ids, false).find("<|im_start|>system\nBe kind.<|im_end|>"),
+            std::string::npos);
+  EXPECT_EQ(r["type"], "message");
+  EXPECT_EQ(r["role"], "assistant");
+  EXPECT_EQ(r["id"].get<std::string>().rfind("msg_", 0), 0u);
+  ASSERT_EQ(r["content"].size(), 1u);
+  EXPECT_EQ(r["content"][0], Json::parse(R"({"type": "text", "text": "t0 t1 t2 t3 "})"));
+  EXPECT_EQ(r["stop_reason"], "end_turn");
+  EXPECT_EQ(r["usage"]["input_tokens"], req.prompt_ids_size());
+  EXPECT_EQ(r["usage"]["output_tokens"], 4);
+  r = Post("/v1/messages", {{"max_tokens", 2}, {"messages", messages}});
+  EXPECT_EQ(r["stop_reason"], "max_tokens");
+
+  // Streamed.
+  HttpResponse h = Call("POST", "/v1/messages",
+                        Json{{"max_tokens", 9}, {"messages", messages}, {"stream", true}}.dump());
+  StringWriter w;
+  h.stream(w);
+  std::vector<std::string> types;
+  Json blocks = Json::array();
+  Json final_delta;
+  for (const auto& [name, e] : ResponseEvents(w.out)) {
+    EXPECT_EQ(name, e["type"]);
+    types.push_back(name);
+    if (name == "content_block_start") {
+      EXPECT_EQ(e["index"], blocks.size());
+      blocks.push_back(e["content_block"]);
+    } else if (name == "content_block_delta") {
+      Json& b = blocks.at(e["index"].get<size_t>());
+      ASSERT_EQ(e["delta"]["type"], "text_delta");
+      b["text"] = b["text"].get<std::string>() + e["delta"]["text"].get<std::string>();
+    } else if (name == "message_delta") {
+      final_delta = e;
+    }
+  }
+  ASSERT_GE(types.size(), 5u) << w.out;
+  EXPECT_EQ(types.front(), "message_start");
+  EXPECT_EQ(types.back(), "message_stop");
+  EXPECT_EQ(blocks, Json::parse(R"([{"type": "text", "text": "t0 t1 t2 t3 "}])"));
+  EXPECT_EQ(final_delta["delta"]["stop_reason"], "end_turn");
+  EXPECT_EQ(final_delta["usage"]["output_tokens"], 4);
+
+  // Tools: tool_use blocks with parsed input; the conversation goes on
+  // with tool_result blocks.
+  backend_.script_ = {"<tool_call>{\"name\": \"get_weather\", ",
+                      "\"arguments\": {\"city\": \"Oslo\"}}</tool_call>"};
+  const Json tools = Json::parse(R"([{"name": "get_weather", "description": "d",
+                                       "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}])");
+  r = Post("/v1/messages", {{"max_tokens", 50}, {"messages", messages}, {"tools", tools}});
+  ASSERT_EQ(r["content"].size(), 1u) << r;
+  EXPECT_EQ(r["content"][0]["type"], "tool_use");
+  EXPECT_EQ(r["content"][0]["name"], "get_weather");
+  EXPECT_EQ(r["content"][0]["input"], Json::parse(R"({"city": "Oslo"})"));
+  EXPECT_EQ(r["stop_reason"], "tool_use");
+  const std::string tool_id = r["content"][0]["id"];
+  h = Call(
+      "POST", "/v1/messages",
+      Json{{"max_tokens", 50}, {"messages", messages}, {"tools", tools}, {"stream", true}}.dump());
+  StringWriter tw;
+  h.stream(tw);
+  std::string partial;
+  for (const auto& [name, e] : ResponseEvents(tw.out)) {
+    if (name == "content_block_start") EXPECT_EQ(e["content_block"]["type"], "tool_use");
+    if (name == "content_block_delta") partial += e["delta"]["partial_json"].get<std::string>();
+    if (name == "message_delta") EXPECT_EQ(e["delta"]["stop_reason"], "tool_use");
+  }
+  EXPECT_EQ(Json::parse(partial), Json::parse(R"({"city": "Oslo"})"));
+  backend_.script_.clear();
+  Json history = messages;
+  history.push_back(Json{{"role", "assistant"}, {"content", r["content"]}});
+  history.push_back(Json{
+      {"role", "user"},
+      {"content", Json::array({Json{
+                      {"type", "tool_result"}, {"tool_use_id", tool_id}, {"content", "cold"}}})}});
+  std::string rendered;
+  {
+    auto parsed = ParseAnthropicRequest(Json{{"max_tokens", 5}, {"messages", history}}, false);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    const Json& m = parsed->chat_body["messages"];
+    ASSERT_EQ(m.size(), 3u) << m;
+    EXPECT_EQ(m[1]["tool_calls"][0]["id"], tool_id);
+    EXPECT_EQ(Json::parse(m[1]["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+              r["content"][0]["input"]);
+    EXPECT_EQ(m[2], Json::parse(absl::StrCat(R"({"role": "tool", "tool_call_id": ")", tool_id,
+                                             R"(", "content": "cold"})")));
+  }
+
+  // Stop sequences come back as such.
+  backend_.stop_reason_ = "END";
+  r = Post("/v1/messages",
+           {{"max_tokens", 50}, {"messages", messages}, {"stop_sequences", {"END"}}});
+  EXPECT_EQ(r["stop_reason"], "stop_sequence");
+  EXPECT_EQ(r["stop_sequence"], "END");
+  backend_.stop_reason_.clear();
+
+  // count_tokens renders the prompt as generation would.
+  r = Post("/v1/messages/count_tokens", {{"messages", messages}, {"system", "Be kind."}});
+  EXPECT_EQ(r["input_tokens"], req.prompt_ids_size());
+
+  // Errors in Anthropic's shape.
+  for (const Json& body :
+       {Json{{"messages", messages}}, Json{{"max_tokens", 5}},
+        Json{{"max_tokens", 5}, {"messages", Json::array()}},
+        Json{{"max_tokens", 5}, {"messages", messages}, {"temperature", -1}},
+        Json{{"max_tokens", 5},
+             {"messages", messages},
+             {"tools", Json::parse(R"([{"type": "web_search_20250305", "name": "w"}])")}},
+        Json{{"max_tokens", 5},
+             {"messages", Json::parse(R"([{"role": "user", "content": [{"type": "image"}]}])")}}}) {
+    Json e = Post("/v1/messages", body, 400);
+    EXPECT_EQ(e["type"], "error") << body;
+    EXPECT_EQ(e["error"]["type"], "invalid_request_error") << body;
+    EXPECT_FALSE(e["error"]["message"].get<std::string>().empty());
+  }
+  Json e =
+      Post("/v1/messages", {{"model", "claude-x"}, {"max_tokens", 5}, {"messages", messages}}, 404);
+  EXPECT_EQ(e["error"]["type"], "not_found_error");
+
+  // x-api-key is taken as the API key. (A finished stream still holds its
+  // run, which must go before the gateway it belongs to.)
+  h = HttpResponse();
+  GatewayOptions keyed;
+  keyed.api_keys = {"sk-1"};
+  Make(keyed);
+  HttpRequest hr{"POST",
+                 "/v1/messages",
+                 Json{{"max_tokens", 5}, {"messages", messages}}.dump(),
+                 {},
+                 "127.0.0.1"};
+  EXPECT_EQ(gateway_->Handle(hr).status, 401);
+  EXPECT_EQ(Json::parse(gateway_->Handle(hr).body)["error"]["type"], "authentication_error");
+  hr.headers.emplace_back("x-api-key", "sk-1");
+  EXPECT_EQ(gateway_->Handle(hr).status, 200);
 }
 
 // Echo with max_tokens 0 (as vLLM takes it, for scoring a prompt): the
