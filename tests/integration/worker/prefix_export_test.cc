@@ -9,6 +9,7 @@
 #include <grpcpp/support/channel_arguments.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <span>
@@ -66,7 +67,9 @@ class FloodingExporter final : public v1::Worker::CallbackService {
                                                       const v1::ExportPrefixRequest* /*request*/) override {
     class Flood final : public grpc::ServerWriteReactor<v1::KvChunk> {
      public:
-      Flood(int limit, const std::string& header, const std::string& data) : left_(limit) {
+      Flood(int limit, const std::string& header, const std::string& data, std::atomic<int>* running)
+          : left_(limit), running_(running) {
+        running_->fetch_add(1);
         chunk_.set_header(header);
         chunk_.set_data(data);
         StartWrite(&chunk_);
@@ -79,19 +82,27 @@ class FloodingExporter final : public v1::Worker::CallbackService {
         chunk_.clear_header();
         StartWrite(&chunk_);
       }
-      void OnDone() override { delete this; }
+      void OnDone() override {
+        std::atomic<int>* running = running_;
+        delete this;
+        running->fetch_sub(1);
+      }
 
      private:
       v1::KvChunk chunk_;
       int left_;
+      std::atomic<int>* running_;
     };
-    return new Flood(limit_, header_, chunk_);
+    return new Flood(limit_, header_, chunk_, &running_);
   }
+  // Calls whose reactor has not finished (OnDone) yet.
+  int running() const { return running_.load(); }
 
  private:
   int limit_;
   std::string header_;
   std::string chunk_;
+  std::atomic<int> running_{0};
 };
 
 class PrefixPullStreamTest : public ::testing::Test {
@@ -350,6 +361,9 @@ TEST_F(PrefixPullStreamTest, APeerThatSendsTooMuchIsCutOff) {
       EXPECT_NE(pulled.status().message().find("sent more than"), std::string::npos) << pulled.status();
     }
     EXPECT_TRUE(Eventually([&] { return puller_->Stats().blocks_used == 0; })) << puller_->Stats().blocks_used;
+    // The cut-off call's reactor finishes on a gRPC thread: the server may
+    // go only once it has.
+    EXPECT_TRUE(Eventually([&] { return flood.running() == 0; })) << flood.running();
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   }
 }
