@@ -376,7 +376,11 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
   EXPECT_TRUE(WaitFor([&] { return alive_workers().workers_size() == 2; }, absl::Seconds(15)));
   std::printf("worker B alive again %s after the link came back\n",
               absl::FormatDuration(absl::Now() - restored).c_str());
-  EXPECT_TRUE(WaitFor([&] { return BlocksUsed(b_address) == 0; }, absl::Seconds(15)))
+  // A cut inside the transfer's rounds leaves a reservation (freed when it
+  // expires); one that lands in the final stage leaves the imported
+  // sequence waiting to be attached, freed by the worker's 30 s attach
+  // timeout. Where the cut lands depends on the machine's load.
+  EXPECT_TRUE(WaitFor([&] { return BlocksUsed(b_address) == 0; }, absl::Seconds(40)))
       << "worker B still holds " << BlocksUsed(b_address) << " blocks";
   EXPECT_EQ(BlocksUsed(a_address), 0);
 
