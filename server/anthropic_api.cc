@@ -14,11 +14,6 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string Suffix(const std::string& chat_id) {
-  const size_t dash = chat_id.find('-');
-  return dash == std::string::npos ? chat_id : chat_id.substr(dash + 1);
-}
-
 absl::Status Bad(const char* param, std::string_view message) {
   return InvalidParamError(param, message);
 }
@@ -269,7 +264,7 @@ Json ChatCompletionToMessage(const Json& completion, const AnthropicRequest& req
     }
   }
   auto [reason, sequence] = StopReason(finish, stop_reason, request.stop_sequences);
-  return Json{{"id", absl::StrCat("msg_", Suffix(JsonStringAt(completion, "id")))},
+  return Json{{"id", absl::StrCat("msg_", IdSuffix(JsonStringAt(completion, "id")))},
               {"type", "message"},
               {"role", "assistant"},
               {"model", JsonStringAt(completion, "model")},
@@ -326,7 +321,7 @@ void AnthropicEventWriter::Start(const Json& chunk) {
   started_ = true;
   // The prompt's size comes with the usage at the end (message_delta).
   Emit("message_start", Json{{"message",
-                              {{"id", absl::StrCat("msg_", Suffix(JsonStringAt(chunk, "id")))},
+                              {{"id", absl::StrCat("msg_", IdSuffix(JsonStringAt(chunk, "id")))},
                                {"type", "message"},
                                {"role", "assistant"},
                                {"model", JsonStringAt(chunk, "model")},

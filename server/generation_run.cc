@@ -305,8 +305,7 @@ Json GenerationRun::StartChunk(int index, const v1::TokenEvent* first) {
 }
 
 std::string GenerationRun::ToolCallId(int index) const {
-  const std::string& id = plan_.header.id;
-  return absl::StrCat("call_", id.substr(std::min(id.find('-') + 1, id.size())), "_", index);
+  return absl::StrCat("call_", IdSuffix(plan_.header.id), "_", index);
 }
 
 Json GenerationRun::ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish) {

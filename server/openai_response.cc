@@ -47,6 +47,11 @@ Json UsageJson(const UsageCounts& u) {
   return j;
 }
 
+std::string IdSuffix(const std::string& id) {
+  const size_t dash = id.find('-');
+  return dash == std::string::npos ? id : id.substr(dash + 1);
+}
+
 Json ResponseTop(const ResponseHeader& h, bool chunk) {
   Json j = Json::object();
   j["id"] = h.id;

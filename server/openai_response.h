@@ -36,6 +36,10 @@ struct UsageCounts {
 Json FinishReasonJson(v1::FinishReason reason);
 Json UsageJson(const UsageCounts& usage);
 
+// What follows the prefix of a response id ("cmpl-", "chatcmpl-"): the part
+// the ids derived from it (tool calls, Response and Message items) share.
+std::string IdSuffix(const std::string& id);
+
 // The common top of a response or chunk: id, object, created, model.
 Json ResponseTop(const ResponseHeader& h, bool chunk);
 

@@ -263,11 +263,6 @@ Json ResponseObject(const ResponsesRequest& request, const std::string& id, int6
   return r;
 }
 
-std::string Suffix(const std::string& chat_id) {
-  const size_t dash = chat_id.find('-');
-  return dash == std::string::npos ? chat_id : chat_id.substr(dash + 1);
-}
-
 Json OutputText(std::string text, Json logprobs) {
   return Json{{"type", "output_text"},
               {"annotations", Json::array()},
@@ -410,7 +405,7 @@ absl::Status ToResponsesError(absl::Status status) {
 }
 
 Json ChatCompletionToResponse(const Json& completion, const ResponsesRequest& request) {
-  const std::string suffix = Suffix(JsonStringAt(completion, "id"));
+  const std::string suffix = IdSuffix(JsonStringAt(completion, "id"));
   Json output = Json::array();
   std::string status = "completed";
   if (auto choices = completion.find("choices"); choices != completion.end() && !choices->empty()) {
@@ -463,7 +458,7 @@ bool ResponsesEventWriter::Emit(const char* type, Json fields) {
 
 void ResponsesEventWriter::Start(const Json& chunk) {
   started_ = true;
-  suffix_ = Suffix(JsonStringAt(chunk, "id"));
+  suffix_ = IdSuffix(JsonStringAt(chunk, "id"));
   id_ = absl::StrCat("resp_", suffix_);
   model_ = JsonStringAt(chunk, "model");
   created_at_ = JsonIntAt(chunk, "created");
