@@ -163,7 +163,12 @@ absl::Status Engine::ValidateInput(const GenerateInput& input) const {
   return absl::OkStatus();
 }
 
-absl::Status Engine::CompileGrammar(GenerateInput& input) {
+absl::Status Engine::CompileGrammar(GenerateInput& input) const {
+  if (const SamplingParams::Reasoning& r = input.params.reasoning; r.active()) {
+    const Tokenizer& tok = model_->tokenizer();
+    input.reasoning_start_ids = tok.Encode(r.start, /*add_special=*/false, /*parse_special=*/true);
+    input.reasoning_end_ids = tok.Encode(r.end, /*add_special=*/false, /*parse_special=*/true);
+  }
   if (input.params.structured.empty()) return absl::OkStatus();
   auto grammar = structured::Compile(input.params.structured);
   if (!grammar.ok()) {
@@ -188,14 +193,37 @@ const structured::TokenTrie& Engine::token_trie() {
   return *token_trie_;
 }
 
+void Engine::SyncReasoning(Sequence& seq) {
+  const Tokenizer& tok = model_->tokenizer();
+  const std::vector<int32_t>& eos = model_->eos_ids();
+  while (seq.reasoning->tokens() < seq.num_output_tokens()) {
+    const int32_t id = seq.output()[static_cast<size_t>(seq.reasoning->tokens())];
+    seq.reasoning->Add(id, Contains(eos, id) ? std::string() : tok.TokenBytes(id));
+  }
+}
+
 bool Engine::SyncMatcher(Sequence& seq) {
   const Tokenizer& tok = model_->tokenizer();
   const std::vector<int32_t>& eos = model_->eos_ids();
+  // With a reasoning model the grammar begins after the thinking, part
+  // way into a token when `end` is.
+  int from = 0;
+  size_t skip = 0;
+  if (seq.reasoning) {
+    SyncReasoning(seq);
+    if (seq.reasoning->phase() != ReasoningTracker::Phase::kAnswer) return true;
+    from = seq.reasoning->answer_token();
+    skip = seq.reasoning->answer_skip();
+  }
+  seq.matched_tokens = std::max(seq.matched_tokens, from);
   while (seq.matched_tokens < seq.num_output_tokens()) {
-    const int32_t id = seq.output()[static_cast<size_t>(seq.matched_tokens)];
-    ++seq.matched_tokens;
+    const int at = seq.matched_tokens++;
+    const int32_t id = seq.output()[static_cast<size_t>(at)];
     if (Contains(eos, id)) continue;
-    if (!seq.matcher->Accept(tok.TokenBytes(id))) return false;
+    const std::string bytes = tok.TokenBytes(id);
+    std::string_view b = bytes;
+    if (at == from) b.remove_prefix(std::min(skip, b.size()));
+    if (!b.empty() && !seq.matcher->Accept(b)) return false;
   }
   return true;
 }
@@ -527,18 +555,42 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
 
 void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished) {
   const std::vector<int32_t>& eos = model_->eos_ids();
-  if (!seq.matcher) {
+  int32_t forced = -1, opening = -1;
+  bool thinking = false;
+  if (seq.reasoning) {
+    SyncReasoning(seq);
+    forced = seq.reasoning->Forced();
+    opening = seq.reasoning->OpeningToken();
+    thinking = seq.reasoning->phase() != ReasoningTracker::Phase::kAnswer;
+  }
+  TokenMask mask;
+  mask.allowed = &allowed_tokens_;
+  if (forced >= 0) {
+    // The thinking's budget is spent (or its opening begun): its end (or
+    // the rest of its start) is written whatever the model would say.
+    allowed_tokens_.assign((logits.size() + 63) / 64, 0);
+    if (static_cast<size_t>(forced) < logits.size())
+      allowed_tokens_[forced / 64] |= uint64_t{1} << (forced % 64);
+    mask.end_allowed = false;
+    ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos, &mask), finished);
+    return;
+  }
+  if (!seq.matcher || (thinking && opening < 0)) {
+    // Free text: no grammar, or the thinking it does not reach.
     ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos), finished);
     return;
   }
-  TokenMask mask;
   if (SyncMatcher(seq)) {
     seq.matcher->FillAllowed(token_trie(), &allowed_tokens_);
     mask.end_allowed = seq.matcher->CanEnd();
+    // The first token may instead open the thinking.
+    if (opening >= 0 && static_cast<size_t>(opening) < logits.size()) {
+      allowed_tokens_.resize(std::max(allowed_tokens_.size(), (logits.size() + 63) / 64), 0);
+      allowed_tokens_[opening / 64] |= uint64_t{1} << (opening % 64);
+    }
   } else {
     allowed_tokens_.clear();  // a resumed output that breaks the grammar: end it
   }
-  mask.allowed = &allowed_tokens_;
   ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos, &mask), finished);
 }
 

@@ -368,11 +368,14 @@ class Engine {
   absl::StatusOr<std::unique_ptr<Sequence>> MakeSequence(const std::shared_ptr<RequestGroup>& group);
   absl::Status ValidateInput(const GenerateInput& input) const;
   // Compiles params.structured into input.grammar (InvalidArgument when the
-  // schema, regex or choice list is bad or unsupported).
-  static absl::Status CompileGrammar(GenerateInput& input);
+  // schema, regex or choice list is bad or unsupported), and tokenizes
+  // params.reasoning's tags.
+  absl::Status CompileGrammar(GenerateInput& input) const;
   // Brings seq.matcher up to the sample's output; false when an output
   // token breaks the grammar.
   bool SyncMatcher(Sequence& seq);
+  // Brings seq.reasoning up to the output's end.
+  void SyncReasoning(Sequence& seq);
   const structured::TokenTrie& token_trie();
   void ExpireReservations();
   // Grows reservation `id` to header.num_blocks and returns the ids of its

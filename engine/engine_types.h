@@ -86,6 +86,9 @@ struct GenerateInput {
   std::shared_ptr<RemoteKv> remote_kv;
   // params.structured compiled (by the engine on submission).
   std::shared_ptr<const structured::Grammar> grammar;
+  // params.reasoning's start and end as tokens (by the engine on
+  // submission): what it writes when it forces them.
+  std::vector<int32_t> reasoning_start_ids, reasoning_end_ids;
 };
 
 // kMigrated: the sample continues on another worker (EngineEvent::migrated_to).

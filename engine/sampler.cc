@@ -292,10 +292,10 @@ int32_t SampleByThresholds(std::span<const float> logits, float temperature, int
 
 bool Sampler::PicksOnly(int num_output_tokens) const {
   const SamplingParams& p = params_;
-  return p.logprobs < 0 && p.structured.empty() && p.repetition_penalty == 1.0f &&
-         p.frequency_penalty == 0.0f && p.presence_penalty == 0.0f && p.logit_bias.empty() &&
-         p.allowed_token_ids.empty() && p.bad_words_ids.empty() && p.min_p <= 0.0f &&
-         num_output_tokens >= p.min_tokens;
+  return p.logprobs < 0 && p.structured.empty() && p.reasoning.budget_tokens < 0 &&
+         p.repetition_penalty == 1.0f && p.frequency_penalty == 0.0f &&
+         p.presence_penalty == 0.0f && p.logit_bias.empty() && p.allowed_token_ids.empty() &&
+         p.bad_words_ids.empty() && p.min_p <= 0.0f && num_output_tokens >= p.min_tokens;
 }
 
 float Sampler::DrawForBackend() {

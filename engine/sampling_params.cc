@@ -59,6 +59,11 @@ absl::Status SamplingParams::Validate(int vocab_size) const {
   if (logprobs < -1 || logprobs > 20) return bad("logprobs", "must be between 0 and 20");
   if (prompt_logprobs < -1 || prompt_logprobs > 20) return bad("prompt_logprobs", "must be between 0 and 20");
   if (n < 1 || n > 64) return bad("n", "must be between 1 and 64");
+  if (reasoning.budget_tokens < -1) return bad("thinking_token_budget", "must be >= 0");
+  if (reasoning.budget_tokens >= 0 && reasoning.end.empty()) {
+    return bad("thinking_token_budget",
+               "needs a reasoning model's end of thinking (a reasoning parser)");
+  }
   return absl::OkStatus();
 }
 

@@ -44,6 +44,17 @@ struct SamplingParams {
   std::vector<std::vector<int32_t>> bad_words_ids;
   // The text generated must match this grammar (structured output).
   structured::OutputSpec structured;
+  // Reasoning models: the thinking runs to `end` ("</think>"), free of
+  // `structured`, which applies to the answer after it. With `start`
+  // empty the output opens inside the thinking; else it thinks only when
+  // it opens with `start`. A budget >= 0 bounds the thinking's tokens
+  // (after `start`): at the budget the engine writes `end` itself.
+  struct Reasoning {
+    std::string start;
+    std::string end;  // empty: no thinking is looked for
+    int budget_tokens = -1;
+    bool active() const { return !end.empty(); }
+  } reasoning;
 
   // InvalidArgument naming the parameter when a value is out of range
   // (token ids are checked against `vocab_size`).

@@ -12,6 +12,7 @@
 
 #include "engine/dist_attention.h"
 #include "engine/engine_types.h"
+#include "engine/reasoning_tracker.h"
 #include "engine/sampler.h"
 #include "engine/stop_checker.h"
 #include "engine/structured/grammar.h"
@@ -44,6 +45,10 @@ struct Sequence {
         detokenizer(tokenizer, group->input.params.skip_special_tokens, tokens.back()),
         stop(group->input.params.stop, group->input.params.include_stop_str_in_output) {
     if (group->input.grammar) matcher.emplace(group->input.grammar);
+    if (group->input.params.reasoning.active()) {
+      reasoning.emplace(group->input.params.reasoning, group->input.reasoning_start_ids,
+                        group->input.reasoning_end_ids, group->input.grammar != nullptr);
+    }
   }
 
   const std::string& id() const { return group->input.request_id; }
@@ -79,6 +84,10 @@ struct Sequence {
   // nothing else).
   std::optional<structured::Matcher> matcher;
   int matched_tokens = 0;
+  // Reasoning models: where the thinking is, after the first
+  // reasoning->tokens() output tokens (it catches up lazily too). The
+  // grammar applies from its answer on.
+  std::optional<ReasoningTracker> reasoning;
 };
 
 inline int Sequence::LocalTokens(int num_tokens) const {

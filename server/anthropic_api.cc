@@ -230,8 +230,32 @@ absl::StatusOr<AnthropicRequest> ParseAnthropicRequest(const Json& body, bool co
     FERRY_ASSIGN_OR_RETURN(chat["tools"], ChatTools(*tools));
   }
   if (const Json* choice = f.Get("tool_choice")) FERRY_RETURN_IF_ERROR(ToolChoice(*choice, &chat));
+  // Extended thinking: a reasoning model thinks by itself (a reasoning
+  // parser returns it as thinking blocks); the budget bounds it, and
+  // "disabled" asks the template for no thinking (Qwen3's enable_thinking).
   FERRY_ASSIGN_OR_RETURN(const Json* thinking, f.Object("thinking"));
-  (void)thinking;  // a reasoning model thinks by itself; --reasoning-parser returns it
+  if (thinking != nullptr) {
+    JsonFields t(*thinking, "thinking.");
+    FERRY_ASSIGN_OR_RETURN(auto type, t.String("type"));
+    if (type == "enabled") {
+      FERRY_ASSIGN_OR_RETURN(auto budget, t.Int("budget_tokens"));
+      if (!budget) return Bad("thinking.budget_tokens", "'thinking.budget_tokens' is required");
+      if (*budget < 1024) {
+        return Bad("thinking.budget_tokens", "'thinking.budget_tokens' must be >= 1024");
+      }
+      if (max_tokens && *budget >= *max_tokens) {
+        return Bad("thinking.budget_tokens",
+                   "'max_tokens' must be greater than 'thinking.budget_tokens'");
+      }
+      r.thinking_budget = *budget;
+    } else if (type == "disabled") {
+      Json& kwargs = chat["chat_template_kwargs"];
+      if (!kwargs.is_object()) kwargs = Json::object();
+      if (!kwargs.contains("enable_thinking")) kwargs["enable_thinking"] = false;
+    } else {
+      return Bad("thinking.type", "'thinking.type' must be 'enabled' or 'disabled'");
+    }
+  }
   FERRY_ASSIGN_OR_RETURN(const Json* metadata, f.Object("metadata"));
   (void)metadata;
   return r;

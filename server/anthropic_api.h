@@ -8,6 +8,7 @@
 // message_delta, message_stop). Errors take Anthropic's shape.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,9 @@ struct AnthropicRequest {
   nlohmann::ordered_json chat_body;  // the equivalent /v1/chat/completions body
   std::vector<std::string> stop_sequences;
   bool stream = false;
+  // thinking.budget_tokens (the gateway passes it on when it serves a
+  // reasoning model; other models have no thinking to bound).
+  std::optional<int64_t> thinking_budget;
 };
 
 // `count_tokens`: the body of /v1/messages/count_tokens (no max_tokens).

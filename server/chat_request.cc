@@ -156,6 +156,10 @@ absl::StatusOr<ChatRequest> ParseChatRequest(const Json& body, int vocab_size) {
     for (const auto& [k, v] : kwargs->items()) context[k] = v;
   }
   FERRY_RETURN_IF_ERROR(ParseToolChoice(body, &r.options));
+  FERRY_ASSIGN_OR_RETURN(r.options.thinking_token_budget, f.Int("thinking_token_budget"));
+  if (r.options.thinking_token_budget && *r.options.thinking_token_budget < 0) {
+    return InvalidParamError("thinking_token_budget", "'thinking_token_budget' must be >= 0");
+  }
   if (auto tools = body.find("tools"); tools != body.end() && !tools->is_null())
     context["tools"] = *tools;
   context["messages"] = std::move(converted);

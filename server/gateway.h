@@ -70,6 +70,9 @@ class Gateway {
   // The model's sampling defaults (generation_config.json) for what `body`
   // leaves out.
   void ApplySamplingDefaults(const nlohmann::ordered_json& body, GenerationOptions* options) const;
+  // With a reasoning parser: tells the engine where the thinking ends when
+  // a grammar must wait for it or a thinking_token_budget bounds it.
+  absl::Status ApplyReasoning(GenerationOptions* options) const;
   // truncate_prompt_tokens: drops the prompt's first tokens; true when some were.
   bool TruncatePrompt(const GenerationOptions& options, std::vector<int32_t>* ids) const;
   absl::Status FitContext(const GenerationOptions& options, bool chat, size_t prompt_len,

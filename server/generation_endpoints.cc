@@ -192,6 +192,8 @@ HttpResponse Gateway::Messages(const HttpRequest& request, int key_index) {
     FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
     FERRY_ASSIGN_OR_RETURN(AnthropicRequest parsed,
                            ParseAnthropicRequest(body, /*count_tokens=*/false));
+    if (parsed.thinking_budget && context_.options.reasoning_format != ReasoningFormat::kNone)
+      parsed.chat_body["thinking_token_budget"] = *parsed.thinking_budget;
     auto messages = std::make_shared<const AnthropicRequest>(std::move(parsed));
     FERRY_ASSIGN_OR_RETURN(HttpResponse r,
                            Chat(messages->chat_body, key_index, "/v1/messages", arrival));
@@ -227,12 +229,38 @@ HttpResponse Gateway::CountMessageTokens(const HttpRequest& request) const {
   return r.ok() ? std::move(*r) : AnthropicErrorResponse(r.status());
 }
 
+absl::Status Gateway::ApplyReasoning(GenerationOptions* options) const {
+  const ReasoningFormat format = context_.options.reasoning_format;
+  if (format == ReasoningFormat::kNone) {
+    if (options->thinking_token_budget) {
+      return InvalidParamError("thinking_token_budget",
+                               "'thinking_token_budget' needs a reasoning model served with "
+                               "--reasoning-parser");
+    }
+    return absl::OkStatus();
+  }
+  // The engine needs to know where the thinking ends when the answer after
+  // it must follow a grammar (a response_format or a forced tool call), or
+  // when the thinking is bounded.
+  if (!options->params.has_structured() && !options->thinking_token_budget) return absl::OkStatus();
+  const ReasoningTags tags = TagsOf(format);
+  v1::ReasoningBounds* bounds = options->params.mutable_reasoning();
+  bounds->set_start(std::string(tags.start));
+  bounds->set_end(std::string(tags.end));
+  if (options->thinking_token_budget) {
+    bounds->set_budget_tokens(
+        static_cast<int32_t>(std::min<int64_t>(*options->thinking_token_budget, INT32_MAX)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<HttpResponse> Gateway::Chat(const Json& body, int key_index, const char* endpoint,
                                            absl::Time arrival) {
   const Tokenizer& tok = context_.assets->tokenizer();
   FERRY_ASSIGN_OR_RETURN(ChatRequest req, ParseChatRequest(body, tok.vocab_size()));
   FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
   ApplySamplingDefaults(body, &req.options);
+  FERRY_RETURN_IF_ERROR(ApplyReasoning(&req.options));
   FERRY_ASSIGN_OR_RETURN(std::string prompt, RenderChat(req.template_context, req.continue_final_message));
   // The template writes BOS itself where the model wants one.
   std::vector<int32_t> ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);

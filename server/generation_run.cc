@@ -312,14 +312,17 @@ Json GenerationRun::ToolCallDelta(int index, const v1::TokenEvent& ev, Json* fin
   Choice& c = choices_[index];
   const bool final = IsFinal(ev.finish_reason());
   if (plan_.options.tool_call == GenerationOptions::ToolCall::kNamed) {
-    // The arguments stream as they come; the first piece names the call.
-    if (ev.text().empty()) return Json::object();
-    Json call = Json{{"index", 0}, {"function", {{"arguments", ev.text()}}}};
+    // The arguments stream as they come (after any thinking); the first
+    // piece names the call.
+    const std::string piece = c.text.substr(c.content_sent);
+    c.content_sent = c.text.size();
+    if (piece.empty()) return final ? Json::object() : Json(nullptr);
+    Json call = Json{{"index", 0}, {"function", {{"arguments", piece}}}};
     if (!c.tool_call_sent) {
       call = Json{{"index", 0},
                   {"id", absl::StrCat(ToolCallId(index), "-0")},
                   {"type", "function"},
-                  {"function", {{"name", plan_.options.tool_name}, {"arguments", ev.text()}}}};
+                  {"function", {{"name", plan_.options.tool_name}, {"arguments", piece}}}};
       c.tool_call_sent = true;
     }
     return Json{{"tool_calls", Json::array({std::move(call)})}};
@@ -417,11 +420,9 @@ std::optional<ParsedToolCalls> GenerationRun::FindAutoToolCalls(ToolCallFormat f
 }
 
 bool GenerationRun::SplitsReasoning() const {
-  // A forced call or a grammar constrains the answer from its first token:
-  // there is no thinking to split off.
-  return plan_.header.chat && ctx_.options.reasoning_format != ReasoningFormat::kNone &&
-         plan_.options.tool_call == GenerationOptions::ToolCall::kNone &&
-         !plan_.options.params.has_structured();
+  // A grammar (a response_format or a forced call) applies to the answer
+  // after the thinking: the engine holds it back until then.
+  return plan_.header.chat && ctx_.options.reasoning_format != ReasoningFormat::kNone;
 }
 
 bool GenerationRun::AutoToolCalls() const {

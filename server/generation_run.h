@@ -98,8 +98,8 @@ class GenerationRun {
   Json ToolCallDelta(int index, const v1::TokenEvent& ev, Json* finish);
   // tool_choice "auto" with tools: calls found in the answer.
   bool AutoToolCalls() const;
-  // Chat with a reasoning parser (and no forced call or grammar): the
-  // thinking is returned apart from the content.
+  // Chat with a reasoning parser: the thinking is returned apart from the
+  // content (where a forced call or a grammar's answer is).
   bool SplitsReasoning() const;
   // The calls in an answer (at most one with parallel_tool_calls false).
   std::optional<ParsedToolCalls> FindAutoToolCalls(ToolCallFormat format,

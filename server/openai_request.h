@@ -44,6 +44,9 @@ struct GenerationOptions {
   std::optional<int64_t> truncate_prompt_tokens;
   // vLLM's bad_words, tokenized by the caller into params.bad_words.
   std::vector<std::string> bad_words;
+  // Chat, vLLM's thinking_token_budget: a reasoning model thinks for at
+  // most this many tokens (the server then closes the thinking itself).
+  std::optional<int64_t> thinking_token_budget;
 };
 
 struct PromptInput {

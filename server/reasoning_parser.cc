@@ -21,6 +21,18 @@ absl::StatusOr<ReasoningFormat> ParseReasoningFormat(std::string_view name) {
                                                  "' (none, deepseek_r1 or qwen3)"));
 }
 
+ReasoningTags TagsOf(ReasoningFormat format) {
+  switch (format) {
+    case ReasoningFormat::kNone:
+      return {};
+    case ReasoningFormat::kDeepSeekR1:
+      return {"", kEnd};
+    case ReasoningFormat::kQwen3:
+      return {kStart, kEnd};
+  }
+  return {};
+}
+
 ReasoningSplit SplitReasoning(ReasoningFormat format, std::string_view text, bool final) {
   ReasoningStream stream(format);
   stream.Append(text, final);

@@ -25,6 +25,14 @@ enum class ReasoningFormat {
 // "none", "deepseek_r1" or "qwen3".
 absl::StatusOr<ReasoningFormat> ParseReasoningFormat(std::string_view name);
 
+// What the engine is told of a format's thinking (SamplingParams.reasoning):
+// the text that opens it (empty: the answer opens inside it, the template
+// having written the opening) and the text that ends it.
+struct ReasoningTags {
+  std::string_view start, end;
+};
+ReasoningTags TagsOf(ReasoningFormat format);
+
 struct ReasoningSplit {
   std::string reasoning;
   std::string content;

@@ -34,6 +34,7 @@ struct WorkerFlags {
   bool metrics_tls = false;
   bool kv_borrowing = false;
   bool enable_fault_injection = false;
+  double attach_timeout_s = 30;
   MtlsFlags mtls;
 };
 
@@ -66,6 +67,9 @@ int RunWorkerMain(const WorkerFlags& f) {
   if (f.metrics_port < 0 || f.metrics_port > 65535) {
     return Fail(absl::InvalidArgumentError("--metrics-port must be between 0 (off) and 65535"));
   }
+  if (!(f.attach_timeout_s >= 1 && f.attach_timeout_s <= 3600)) {
+    return Fail(absl::InvalidArgumentError("--attach-timeout must be between 1 and 3600 seconds"));
+  }
   if (f.metrics_tls && (f.metrics_port == 0 || !f.mtls.files.enabled())) {
     return Fail(absl::InvalidArgumentError("--metrics-tls needs --metrics-port and the --mtls-* files"));
   }
@@ -85,6 +89,7 @@ int RunWorkerMain(const WorkerFlags& f) {
   WorkerServiceOptions service_options{.role = *role};
   service_options.migration.channel_credentials = *channel_credentials;
   service_options.enable_fault_injection = f.enable_fault_injection;
+  service_options.attach_timeout = absl::Seconds(f.attach_timeout_s);
   if (f.enable_fault_injection) {
     Logger("worker")->warn(
         "fault injection is on: a Kill call (ferry bench --kill-worker-at, POST /admin/kill) "
@@ -171,6 +176,9 @@ int RunWorker(int argc, char** argv) {
                 "accept Worker.Kill (POST /admin/kill through a gateway, ferry bench "
                 "--kill-worker-at), which ends this process abruptly to test the cluster's "
                 "recovery; for testing only");
+  flags.AddDouble("attach-timeout", &f.attach_timeout_s,
+                  "seconds a request migrated to this worker waits for its stream to attach before "
+                  "it is aborted and its KV blocks freed (a transfer cut off in its last stage)");
   f.mtls.Register(flags);
   return RunWithFlags(flags, argc, argv, [&] { return RunWorkerMain(f); });
 }

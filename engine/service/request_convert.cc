@@ -108,9 +108,12 @@ SamplingParams ToSamplingParams(const v1::SamplingParams& p) {
   } else if (!so.grammar().empty()) {
     s.structured = {Kind::kGrammar, so.grammar(), {}};
   }
+  const v1::ReasoningBounds& rb = p.reasoning();
+  s.reasoning.start = rb.start();
+  s.reasoning.end = rb.end();
+  s.reasoning.budget_tokens = rb.has_budget_tokens() ? rb.budget_tokens() : -1;
   return s;
 }
-
 
 v1::RequestState ToRequestState(const GenerateInput& in) {
   v1::RequestState s;
@@ -141,6 +144,12 @@ v1::RequestState ToRequestState(const GenerateInput& in) {
     q->add_bad_words()->mutable_ids()->Add(w.begin(), w.end());
   }
   *q->mutable_structured() = ToStructuredOutput(p.structured);
+  if (p.reasoning.active()) {
+    v1::ReasoningBounds* rb = q->mutable_reasoning();
+    rb->set_start(p.reasoning.start);
+    rb->set_end(p.reasoning.end);
+    if (p.reasoning.budget_tokens >= 0) rb->set_budget_tokens(p.reasoning.budget_tokens);
+  }
   s.set_priority(in.priority);
   if (in.resume) {
     for (int32_t id : in.resume->output_ids) s.add_output_ids(id);

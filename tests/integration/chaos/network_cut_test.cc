@@ -228,8 +228,9 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
     absl::Cleanup back = [&] { a_stopped_ms = 60; };
     const std::string b_pf = TempPath("cut_worker_b.port");
     std::remove(b_pf.c_str());
-    worker_b.emplace(net.Exec({FerryBinary(), "worker", "--model", model, "--listen", net.ns_ip() + ":0",
-                               "--port-file", b_pf, "--scheduler", sched, "--threads", "1", "--log-level", "warn"}));
+    worker_b.emplace(net.Exec({FerryBinary(), "worker", "--model", model, "--listen",
+                               net.ns_ip() + ":0", "--port-file", b_pf, "--scheduler", sched,
+                               "--threads", "1", "--log-level", "warn", "--attach-timeout", "10"}));
     const int b_port = WaitForPort(b_pf);
     if (b_port <= 0) return b_failed = "the worker in the namespace did not start", false;
     b_address = absl::StrCat(net.ns_ip(), ":", b_port);
@@ -378,9 +379,9 @@ TEST(NetworkCutTest, CutBetweenWorkersDuringKvTransferLosesNothing) {
               absl::FormatDuration(absl::Now() - restored).c_str());
   // A cut inside the transfer's rounds leaves a reservation (freed when it
   // expires); one that lands in the final stage leaves the imported
-  // sequence waiting to be attached, freed by the worker's 30 s attach
-  // timeout. Where the cut lands depends on the machine's load.
-  EXPECT_TRUE(WaitFor([&] { return BlocksUsed(b_address) == 0; }, absl::Seconds(40)))
+  // sequence waiting to be attached, freed by B's attach timeout (10 s
+  // here). Where the cut lands depends on the machine's load.
+  EXPECT_TRUE(WaitFor([&] { return BlocksUsed(b_address) == 0; }, absl::Seconds(25)))
       << "worker B still holds " << BlocksUsed(b_address) << " blocks";
   EXPECT_EQ(BlocksUsed(a_address), 0);
 

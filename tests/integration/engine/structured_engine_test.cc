@@ -171,6 +171,118 @@ TEST_F(StructuredEngineTest, ResumedSampleContinuesUnderTheGrammar) {
   EXPECT_EQ(rest.tokens, expected);
 }
 
+// Reasoning models: the grammar waits for the end of the thinking. The
+// model here writes no <think>, so the first sentence plays the thinking
+// (its end is the first "."): greedy, it is the same text as without a
+// grammar, and only what follows the "." is held to the choice.
+TEST_F(StructuredEngineTest, GrammarAppliesAfterTheThinking) {
+  GenerateInput free = Input("free", {}, 0.0f, 1);
+  free.params.max_tokens = 60;
+  Collector::Result plain = Run(free);
+  const size_t dot = plain.text.find('.');
+  ASSERT_NE(dot, std::string::npos) << plain.text;
+
+  GenerateInput in = Input("think", {Kind::kChoice, "", {" yes", " no"}}, 0.0f, 1);
+  in.params.reasoning = {.start = "", .end = ".", .budget_tokens = -1};
+  Collector::Result r = Run(in);
+  EXPECT_EQ(r.finish, FinishReason::kStop) << r.text;
+  ASSERT_GT(r.text.size(), dot) << r.text;
+  EXPECT_EQ(r.text.substr(0, dot + 1), plain.text.substr(0, dot + 1));
+  const std::string answer = r.text.substr(dot + 1);
+  EXPECT_TRUE(answer == " yes" || answer == " no") << r.text;
+
+  // Sampled as well: whatever the thinking, the answer is a choice.
+  for (uint64_t seed : {1, 2, 3}) {
+    GenerateInput s =
+        Input(absl::StrCat("think", seed), {Kind::kChoice, "", {" yes", " no"}}, 1.0f, seed);
+    s.params.reasoning = {.start = "", .end = ".", .budget_tokens = -1};
+    Collector::Result t = Run(s);
+    if (t.finish == FinishReason::kLength) continue;  // thought past max_tokens
+    const size_t end = t.text.find('.');
+    ASSERT_NE(end, std::string::npos) << t.text;
+    const std::string a = t.text.substr(end + 1);
+    EXPECT_TRUE(a == " yes" || a == " no") << t.text;
+  }
+}
+
+// A thinking budget: after that many tokens the engine writes the end
+// itself, and the grammar's answer follows.
+TEST_F(StructuredEngineTest, ThinkingBudgetForcesTheEnd) {
+  const std::string end = "</think>";
+  const std::vector<int32_t> end_ids = model_->tokenizer().Encode(end, false, true);
+  ASSERT_FALSE(end_ids.empty());
+  for (int budget : {0, 1, 7}) {
+    GenerateInput in =
+        Input(absl::StrCat("b", budget), {Kind::kRegex, R"( ?\(\d{3}\) \d{3}-\d{4})", {}}, 0.8f, 3);
+    in.params.reasoning = {.start = "", .end = end, .budget_tokens = budget};
+    Collector::Result r = Run(in);
+    EXPECT_EQ(r.finish, FinishReason::kStop) << r.text;
+    ASSERT_GE(r.tokens.size(), static_cast<size_t>(budget) + end_ids.size()) << r.text;
+    const std::vector<int32_t> forced(
+        r.tokens.begin() + budget, r.tokens.begin() + budget + static_cast<long>(end_ids.size()));
+    EXPECT_EQ(forced, end_ids) << r.text;
+    const size_t at = r.text.find(end);
+    ASSERT_NE(at, std::string::npos) << r.text;
+    EXPECT_TRUE(
+        std::regex_match(r.text.substr(at + end.size()), std::regex(R"( ?\(\d{3}\) \d{3}-\d{4})")))
+        << r.text;
+  }
+  // Without a grammar the budget still ends the thinking, and the answer is
+  // free text.
+  GenerateInput in = Input("free-budget", {}, 0.0f, 1);
+  in.params.max_tokens = 30;
+  in.params.reasoning = {.start = "", .end = end, .budget_tokens = 4};
+  Collector::Result r = Run(in);
+  ASSERT_GE(r.tokens.size(), 4 + end_ids.size());
+  EXPECT_EQ(std::vector<int32_t>(r.tokens.begin() + 4,
+                                 r.tokens.begin() + 4 + static_cast<long>(end_ids.size())),
+            end_ids);
+}
+
+// A thinking that must open with `start`: under a grammar the first token
+// is the grammar's or the opening, which is then written out whole.
+TEST_F(StructuredEngineTest, ThinkingOpensOnlyWithItsStart) {
+  // Greedy, the model goes on with ", there was ..." after "Once upon a
+  // time": offered "," as the opening, it takes it and thinks to the ".".
+  GenerateInput in = Input("open", {Kind::kChoice, "", {" yes", " no"}}, 0.0f, 1);
+  in.params.reasoning = {.start = ",", .end = ".", .budget_tokens = -1};
+  Collector::Result r = Run(in);
+  // (The model's SentencePiece vocabulary encodes the tag as " ,".)
+  const size_t first = r.text.find_first_not_of(' ');
+  ASSERT_NE(first, std::string::npos);
+  EXPECT_EQ(r.text[first], ',') << r.text;
+  const size_t dot = r.text.find('.');
+  ASSERT_NE(dot, std::string::npos) << r.text;
+  const std::string answer = r.text.substr(dot + 1);
+  EXPECT_TRUE(answer == " yes" || answer == " no") << r.text;
+  // An opening the model does not take: the answer starts at once.
+  GenerateInput none = Input("no-open", {Kind::kChoice, "", {" yes", " no"}}, 0.0f, 1);
+  none.params.reasoning = {.start = "<think>", .end = "</think>", .budget_tokens = -1};
+  none.params.logit_bias = {{model_->tokenizer().Encode("<think>", false, true)[0], -100.0f}};
+  Collector::Result direct = Run(none);
+  EXPECT_TRUE(direct.text == " yes" || direct.text == " no") << direct.text;
+}
+
+// Resumed inside the thinking and inside the answer: the engine finds the
+// thinking's end again from the tokens and goes on to the same tokens.
+TEST_F(StructuredEngineTest, ResumedReasoningSampleContinues) {
+  GenerateInput in = Input("rfull", {Kind::kRegex, R"( ?\(\d{3}\) \d{3}-\d{4})", {}}, 1.0f, 11);
+  in.params.reasoning = {.start = "", .end = "</think>", .budget_tokens = 6};
+  Collector::Result full = Run(in);
+  ASSERT_EQ(full.finish, FinishReason::kStop) << full.text;
+  for (size_t k : {size_t{3}, size_t{7}, full.tokens.size() - 2}) {
+    GenerateInput resumed = in;
+    resumed.request_id = absl::StrCat("rres", k);
+    ResumeState state;
+    state.output_ids.assign(full.tokens.begin(), full.tokens.begin() + static_cast<long>(k));
+    resumed.resume = state;
+    Collector::Result rest = Run(resumed);
+    EXPECT_EQ(rest.tokens,
+              std::vector<int32_t>(full.tokens.begin() + static_cast<long>(k), full.tokens.end()))
+        << "resumed after " << k;
+  }
+}
+
 TEST_F(StructuredEngineTest, BadSpecificationsAreRejectedAtSubmission) {
   Collector c;
   for (const structured::OutputSpec& spec :

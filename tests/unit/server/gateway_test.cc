@@ -544,7 +544,7 @@ TEST_F(GatewayTest, ResponsesReturnFunctionCallItems) {
 
 // With a reasoning parser the thinking comes back as reasoning_content,
 // whole and streamed ahead of the content; tool calls are looked for in
-// the content only; a grammar or a forced call turns the split off.
+// the content only; a grammar applies to the answer after the thinking.
 TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
   GatewayOptions options;
   options.reasoning_format = ReasoningFormat::kDeepSeekR1;
@@ -614,13 +614,122 @@ TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
   EXPECT_NE(std::find(a.types.begin(), a.types.end(), "response.reasoning_text.delta"),
             a.types.end());
 
-  // A grammar constrains the answer from its first token: no split.
-  backend_.script_ = {"{\"a\": 1}"};
+  // A grammar applies to the answer after the thinking: the engine is told
+  // where the thinking ends, and the split stays.
+  backend_.script_ = {"Let me see.</think>", "{\"a\": 1}"};
   r = Post(
       "/v1/chat/completions",
       {{"messages", messages}, {"max_tokens", 50}, {"response_format", {{"type", "json_object"}}}});
   EXPECT_EQ(r["choices"][0]["message"]["content"], "{\"a\": 1}");
-  EXPECT_FALSE(r["choices"][0]["message"].contains("reasoning_content"));
+  EXPECT_EQ(r["choices"][0]["message"]["reasoning_content"], "Let me see.");
+  v1::GenerateRequest sent = backend_.requests().back();
+  EXPECT_EQ(sent.params().reasoning().end(), "</think>");
+  EXPECT_EQ(sent.params().reasoning().start(), "");  // deepseek_r1: the answer opens thinking
+  EXPECT_FALSE(sent.params().reasoning().has_budget_tokens());
+  // Free text needs no bounds in the engine.
+  Post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 50}});
+  EXPECT_FALSE(backend_.requests().back().params().has_reasoning());
+}
+
+// A forced tool call after the thinking: the call streams from the content
+// once the thinking is over, which streams ahead as reasoning_content.
+TEST_F(GatewayTest, ForcedToolCallFollowsTheThinking) {
+  GatewayOptions options;
+  options.reasoning_format = ReasoningFormat::kQwen3;
+  Make(options);
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "weather in Oslo?"}}});
+  const Json tools = Json::array(
+      {Json{{"type", "function"},
+            {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  const Json choice = {{"type", "function"}, {"function", {{"name", "get_weather"}}}};
+  backend_.script_ = {"<think>", "Oslo is a city", ".</think>", "{\"city\": ", "\"Oslo\"}"};
+  Json r =
+      Post("/v1/chat/completions",
+           {{"messages", messages}, {"tools", tools}, {"tool_choice", choice}, {"max_tokens", 50}});
+  const Json& m = r["choices"][0]["message"];
+  EXPECT_EQ(m["reasoning_content"], "Oslo is a city.");
+  ASSERT_EQ(m["tool_calls"].size(), 1u) << r;
+  EXPECT_EQ(Json::parse(m["tool_calls"][0]["function"]["arguments"].get<std::string>()),
+            Json::parse(R"({"city":"Oslo"})"));
+  const v1::ReasoningBounds bounds = backend_.requests().back().params().reasoning();
+  EXPECT_EQ(bounds.start(), "<think>");  // qwen3: only an answer that opens with it thinks
+  EXPECT_EQ(bounds.end(), "</think>");
+
+  auto events = Stream(Call("POST", "/v1/chat/completions",
+                            Json{{"messages", messages},
+                                 {"tools", tools},
+                                 {"tool_choice", choice},
+                                 {"max_tokens", 50},
+                                 {"stream", true}}
+                                .dump()));
+  std::string reasoning, arguments, name;
+  for (const std::string& e : events) {
+    if (e == "[DONE]") continue;
+    const Json delta = Json::parse(e)["choices"][0]["delta"];
+    if (delta.contains("reasoning_content")) {
+      EXPECT_TRUE(arguments.empty()) << "thinking after the call began: " << e;
+      reasoning += delta["reasoning_content"].get<std::string>();
+    }
+    if (delta.contains("tool_calls")) {
+      const Json& f = delta["tool_calls"][0]["function"];
+      if (f.contains("name")) name += f["name"].get<std::string>();
+      arguments += f["arguments"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(reasoning, "Oslo is a city.");
+  EXPECT_EQ(name, "get_weather");
+  EXPECT_EQ(Json::parse(arguments), Json::parse(R"({"city":"Oslo"})"));
+}
+
+// vLLM's thinking_token_budget goes to the engine with the format's tags;
+// it is refused without a reasoning parser, and checked.
+TEST_F(GatewayTest, ThinkingTokenBudget) {
+  const Json messages = Json::array({Json{{"role", "user"}, {"content", "2+2?"}}});
+  Json e =
+      Post("/v1/chat/completions", {{"messages", messages}, {"thinking_token_budget", 10}}, 400);
+  EXPECT_EQ(e["error"]["param"], "thinking_token_budget");
+  GatewayOptions options;
+  options.reasoning_format = ReasoningFormat::kDeepSeekR1;
+  Make(options);
+  backend_.script_ = {"Four", ".</think>", "4"};
+  Json r = Post("/v1/chat/completions", {{"messages", messages}, {"thinking_token_budget", 10}});
+  EXPECT_EQ(r["choices"][0]["message"]["reasoning_content"], "Four.");
+  const v1::ReasoningBounds bounds = backend_.requests().back().params().reasoning();
+  EXPECT_EQ(bounds.end(), "</think>");
+  EXPECT_EQ(bounds.budget_tokens(), 10);
+  for (const Json& bad : {Json(-1), Json("10"), Json(1.5)}) {
+    e = Post("/v1/chat/completions", {{"messages", messages}, {"thinking_token_budget", bad}}, 400);
+    EXPECT_EQ(e["error"]["param"], "thinking_token_budget") << bad;
+  }
+  // Anthropic's thinking.budget_tokens maps onto it; a model without a
+  // reasoning parser has no thinking to bound and ignores it.
+  const Json message = {{"model", "stories260K.gguf"},
+                        {"max_tokens", 2000},
+                        {"messages", messages},
+                        {"thinking", {{"type", "enabled"}, {"budget_tokens", 1024}}}};
+  Post("/v1/messages", message);
+  EXPECT_EQ(backend_.requests().back().params().reasoning().budget_tokens(), 1024);
+  Make(GatewayOptions{});
+  Post("/v1/messages", message);
+  EXPECT_FALSE(backend_.requests().back().params().has_reasoning());
+  // Anthropic's own rules for the budget, in its error shape.
+  for (const Json& thinking : {Json{{"type", "enabled"}, {"budget_tokens", 1000}},
+                               Json{{"type", "enabled"}, {"budget_tokens", 2000}},
+                               Json{{"type", "enabled"}}, Json{{"type", "sometimes"}}}) {
+    Json bad = message;
+    bad["thinking"] = thinking;
+    e = Post("/v1/messages", bad, 400);
+    EXPECT_EQ(e["type"], "error") << thinking;
+    EXPECT_EQ(e["error"]["type"], "invalid_request_error") << thinking;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find("thinking"), std::string::npos) << e;
+  }
+  // "disabled" asks the template for no thinking unless the request says.
+  Json off = message;
+  off["thinking"] = Json{{"type", "disabled"}};
+  auto parsed = ParseAnthropicRequest(off, /*count_tokens=*/false);
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->chat_body["chat_template_kwargs"]["enable_thinking"], false);
+  EXPECT_FALSE(parsed->thinking_budget.has_value());
 }
 
 // A model's generation_config.json sampling values are the defaults for
