@@ -1,6 +1,10 @@
 // ParseChatRequest: messages (system, developer, user, assistant, tool) with
 // content as a string or a list of text parts, tools, and the template
 // switches, turned into a chat template's variables.
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "server/json_fields.h"
@@ -154,6 +158,18 @@ absl::StatusOr<ChatRequest> ParseChatRequest(const Json& body, int vocab_size) {
   FERRY_ASSIGN_OR_RETURN(const Json* kwargs, f.Object("chat_template_kwargs"));
   if (kwargs != nullptr) {
     for (const auto& [k, v] : kwargs->items()) context[k] = v;
+  }
+  // OpenAI's reasoning_effort reaches the template (gpt-oss's reads it), as
+  // in vLLM; chat_template_kwargs win.
+  FERRY_ASSIGN_OR_RETURN(auto effort, f.String("reasoning_effort"));
+  if (effort) {
+    constexpr std::string_view kEfforts[] = {"none", "minimal", "low", "medium", "high", "xhigh"};
+    if (std::find(std::begin(kEfforts), std::end(kEfforts), *effort) == std::end(kEfforts)) {
+      return InvalidParamError(
+          "reasoning_effort",
+          "'reasoning_effort' must be none, minimal, low, medium, high or xhigh");
+    }
+    if (!context.contains("reasoning_effort")) context["reasoning_effort"] = *effort;
   }
   FERRY_RETURN_IF_ERROR(ParseToolChoice(body, &r.options));
   FERRY_ASSIGN_OR_RETURN(r.options.thinking_token_budget, f.Int("thinking_token_budget"));

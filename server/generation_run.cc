@@ -128,7 +128,10 @@ int GenerationRun::Apply(const RequestStream::Item& item) {
     // c.text is the answer after the thinking: what is content, and where
     // tool calls are looked for.
     if (!c.thinking) c.thinking = std::make_unique<ReasoningStream>(ctx_.options.reasoning_format);
+    const bool was_thinking = c.thinking->thinking();
     c.thinking->Append(ev.text(), IsFinal(ev.finish_reason()));
+    // The tokens of the thinking, its end tag's included.
+    if (was_thinking || c.thinking->thinking()) c.reasoning_tokens += ev.token_ids_size();
     // Each part only grows: append what is new.
     c.reasoning.append(c.thinking->reasoning().substr(c.reasoning.size()));
     c.text.append(c.thinking->content().substr(c.text.size()));
@@ -164,6 +167,10 @@ UsageCounts GenerationRun::Usage() const {
     u.completion_tokens += c.completion_tokens_reported > 0 ? c.completion_tokens_reported : c.tokens;
   }
   for (int64_t cached : cached_per_prompt_) u.cached_prompt_tokens += cached;
+  if (SplitsReasoning()) {
+    u.reasoning_tokens = 0;
+    for (const Choice& c : choices_) *u.reasoning_tokens += c.reasoning_tokens;
+  }
   return u;
 }
 

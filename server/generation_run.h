@@ -77,6 +77,7 @@ class GenerationRun {
     std::unique_ptr<ReasoningStream> thinking;
     std::string reasoning;
     size_t reasoning_sent = 0;
+    int64_t reasoning_tokens = 0;
     // Streaming tool calls: one entry per call whose name went out, the
     // bytes of its arguments sent so far.
     std::vector<size_t> tool_args_sent;

@@ -44,6 +44,8 @@ Json UsageJson(const UsageCounts& u) {
   j["completion_tokens"] = u.completion_tokens;
   j["total_tokens"] = u.prompt_tokens + u.completion_tokens;
   j["prompt_tokens_details"] = Json{{"cached_tokens", u.cached_prompt_tokens}};
+  if (u.reasoning_tokens)
+    j["completion_tokens_details"] = Json{{"reasoning_tokens", *u.reasoning_tokens}};
   return j;
 }
 

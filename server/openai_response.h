@@ -30,6 +30,9 @@ struct UsageCounts {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   int64_t cached_prompt_tokens = 0;
+  // With a reasoning parser: the completion tokens spent thinking
+  // (usage.completion_tokens_details.reasoning_tokens).
+  std::optional<int64_t> reasoning_tokens;
 };
 
 // "stop", "length", "abort" or null (unfinished).

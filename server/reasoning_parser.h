@@ -53,6 +53,8 @@ class ReasoningStream {
   // Valid until the next Append; each only grows from one call to the next.
   std::string_view reasoning() const;
   std::string_view content() const;
+  // Inside the thinking: its opening seen (or implied) and its end not yet.
+  bool thinking() const { return state_ == State::kThinking; }
 
  private:
   enum class State { kOpening, kThinking, kAnswer };

@@ -237,10 +237,12 @@ Json Usage(const Json& chat_usage) {
   const int64_t in = JsonIntAt(chat_usage, "prompt_tokens");
   const int64_t out = JsonIntAt(chat_usage, "completion_tokens");
   const int64_t cached = JsonIntAt(JsonAt(chat_usage, "prompt_tokens_details"), "cached_tokens");
+  const int64_t reasoning =
+      JsonIntAt(JsonAt(chat_usage, "completion_tokens_details"), "reasoning_tokens");
   return Json{{"input_tokens", in},
               {"input_tokens_details", {{"cached_tokens", cached}}},
               {"output_tokens", out},
-              {"output_tokens_details", {{"reasoning_tokens", 0}}},
+              {"output_tokens_details", {{"reasoning_tokens", reasoning}}},
               {"total_tokens", in + out}};
 }
 
@@ -355,6 +357,11 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const Json& body) {
   }
   FERRY_ASSIGN_OR_RETURN(const Json* metadata, f.Object("metadata"));
   FERRY_ASSIGN_OR_RETURN(const Json* reasoning, f.Object("reasoning"));
+  if (reasoning != nullptr) {
+    JsonFields rf(*reasoning, "reasoning.");
+    FERRY_ASSIGN_OR_RETURN(auto effort, rf.String("effort"));
+    if (effort) chat["reasoning_effort"] = *effort;
+  }
 
   // What a Response reports of its request.
   Json& s = r.settings;
@@ -391,6 +398,7 @@ absl::Status ToResponsesError(absl::Status status) {
       {"max_tokens", "max_output_tokens"},
       {"response_format", "text.format"},
       {"logprobs", "top_logprobs"},
+      {"reasoning_effort", "reasoning.effort"},
   };
   auto payload = status.GetPayload("ferry/param");
   if (!payload) return status;

@@ -554,6 +554,9 @@ TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
   Json r = Post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 50}});
   EXPECT_EQ(r["choices"][0]["message"]["reasoning_content"], "Two and two.");
   EXPECT_EQ(r["choices"][0]["message"]["content"], "\n\nIt is 4.");
+  // Three of the four tokens are the thinking's, the one with its end among them.
+  EXPECT_EQ(r["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(r["usage"]["completion_tokens_details"]["reasoning_tokens"], 3);
 
   auto events =
       Stream(Call("POST", "/v1/chat/completions",
@@ -603,6 +606,7 @@ TEST_F(GatewayTest, ReasoningParserReturnsTheThinkingApart) {
   EXPECT_EQ(r["output"][0]["type"], "reasoning");
   EXPECT_EQ(r["output"][0]["content"][0]["text"], "Two and two.");
   EXPECT_EQ(r["output"][1]["content"][0]["text"], "\n\nIt is 4.");
+  EXPECT_EQ(r["usage"]["output_tokens_details"]["reasoning_tokens"], 3);
   HttpResponse h = Call("POST", "/v1/responses", R"({"input":"2+2?","stream":true})");
   StringWriter w;
   h.stream(w);

@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "server/openai_error.h"
 
@@ -150,6 +151,32 @@ TEST(OpenAiRequestTest, ChatMessagesBecomeTemplateContext) {
   EXPECT_EQ(ctx["tools"].size(), 1u);
   EXPECT_EQ(r->options.logprobs, 2);
   EXPECT_EQ(*r->options.max_tokens, 9);
+}
+
+// reasoning_effort is a template variable (gpt-oss's templates read it);
+// chat_template_kwargs say it first. thinking_token_budget is kept.
+TEST(OpenAiRequestTest, ReasoningEffortReachesTheTemplate) {
+  auto r = ParseChatRequest(
+      Json::parse(R"({"messages":[{"role":"user","content":"x"}],"reasoning_effort":"low",
+                      "thinking_token_budget":64})"),
+      100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->template_context["reasoning_effort"], "low");
+  EXPECT_EQ(r->options.thinking_token_budget, 64);
+  r = ParseChatRequest(Json::parse(R"({"messages":[{"role":"user","content":"x"}],
+      "reasoning_effort":"high","chat_template_kwargs":{"reasoning_effort":"medium"}})"),
+                       100);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->template_context["reasoning_effort"], "medium");
+  for (const char* bad : {R"("extreme")", "3", "true"}) {
+    r = ParseChatRequest(
+        Json::parse(absl::StrCat(
+            R"({"messages":[{"role":"user","content":"x"}],"reasoning_effort":)", bad, "}")),
+        100);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(Json::parse(ErrorBody(r.status()))["error"]["param"], "reasoning_effort")
+        << r.status();
+  }
 }
 
 TEST(OpenAiRequestTest, BadChatMessagesAre400) {
