@@ -61,8 +61,12 @@ class Gateway {
   HttpResponse Messages(const HttpRequest& request, int key_index);
   HttpResponse CountMessageTokens(const HttpRequest& request) const;
   // A chat completion from its parsed body; `endpoint` labels its metrics.
+  // `drop_oldest` (the Responses API's truncation "auto"): a conversation
+  // too long for the context loses its oldest messages, after the leading
+  // system ones and never the last, until it fits.
   absl::StatusOr<HttpResponse> Chat(const nlohmann::ordered_json& body, int key_index,
-                                    const char* endpoint, absl::Time arrival);
+                                    const char* endpoint, absl::Time arrival,
+                                    bool drop_oldest = false);
   absl::StatusOr<HttpResponse> RunGeneration(GenerationPlan plan, int key_index, absl::Time arrival);
   absl::StatusOr<std::string> RenderChat(const nlohmann::ordered_json& context, bool continue_final) const;
   // bad_words: the words' token sequences into options->params.

@@ -172,7 +172,8 @@ absl::StatusOr<HttpResponse> Gateway::Responses(const HttpRequest& request, int 
   FERRY_ASSIGN_OR_RETURN(Json body, ParseJsonBody(request.body));
   FERRY_ASSIGN_OR_RETURN(ResponsesRequest parsed, ParseResponsesRequest(body));
   auto responses = std::make_shared<const ResponsesRequest>(std::move(parsed));
-  absl::StatusOr<HttpResponse> r = Chat(responses->chat_body, key_index, "/v1/responses", arrival);
+  absl::StatusOr<HttpResponse> r =
+      Chat(responses->chat_body, key_index, "/v1/responses", arrival, responses->truncate);
   if (!r.ok()) return ToResponsesError(r.status());
   if (r->stream) {
     r->stream = [chat = std::move(r->stream), responses](ChunkWriter& w) {
@@ -254,23 +255,59 @@ absl::Status Gateway::ApplyReasoning(GenerationOptions* options) const {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The first message a conversation too long for the context may lose: the
+// oldest after the leading system (and developer) messages, never the
+// last; -1 when there is none.
+int OldestDroppable(const Json& messages) {
+  const int n = static_cast<int>(messages.size());
+  for (int i = 0; i + 1 < n; ++i) {
+    const Json& role = messages[static_cast<size_t>(i)]["role"];
+    if (role != "system" && role != "developer") return i;
+  }
+  return -1;
+}
+
+// Drops the turn that message `i` begins: it and what follows up to the
+// next user message (answers, tool calls and their results), so that the
+// conversation still opens with a user turn, as templates expect.
+void DropTurn(Json& messages, int i) {
+  messages.erase(messages.begin() + i);
+  while (i + 1 < static_cast<int>(messages.size()) &&
+         messages[static_cast<size_t>(i)]["role"] != "user") {
+    messages.erase(messages.begin() + i);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<HttpResponse> Gateway::Chat(const Json& body, int key_index, const char* endpoint,
-                                           absl::Time arrival) {
+                                           absl::Time arrival, bool drop_oldest) {
   const Tokenizer& tok = context_.assets->tokenizer();
   FERRY_ASSIGN_OR_RETURN(ChatRequest req, ParseChatRequest(body, tok.vocab_size()));
   FERRY_RETURN_IF_ERROR(CheckModel(req.options.model));
   ApplySamplingDefaults(body, &req.options);
   FERRY_RETURN_IF_ERROR(ApplyReasoning(&req.options));
-  FERRY_ASSIGN_OR_RETURN(std::string prompt, RenderChat(req.template_context, req.continue_final_message));
-  // The template writes BOS itself where the model wants one.
-  std::vector<int32_t> ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);
-  if (ids.empty()) return InvalidParamError("messages", "the rendered chat prompt is empty");
-  TruncatePrompt(req.options, &ids);
+  std::vector<int32_t> ids;
+  int max_tokens = 0;
+  for (;;) {
+    FERRY_ASSIGN_OR_RETURN(std::string prompt,
+                           RenderChat(req.template_context, req.continue_final_message));
+    // The template writes BOS itself where the model wants one.
+    ids = tok.Encode(prompt, /*add_special=*/false, /*parse_special=*/true);
+    if (ids.empty()) return InvalidParamError("messages", "the rendered chat prompt is empty");
+    TruncatePrompt(req.options, &ids);
+    absl::Status fits = FitContext(req.options, /*chat=*/true, ids.size(), &max_tokens);
+    if (fits.ok()) break;
+    Json& messages = req.template_context["messages"];
+    const int oldest = drop_oldest ? OldestDroppable(messages) : -1;
+    if (oldest < 0) return fits;
+    DropTurn(messages, oldest);
+  }
   GenerationPlan plan;
   plan.header = ResponseHeader{true, NewId("chatcmpl-"), absl::ToUnixSeconds(arrival), context_.model_name};
   plan.endpoint = endpoint;
-  int max_tokens = 0;
-  FERRY_RETURN_IF_ERROR(FitContext(req.options, /*chat=*/true, ids.size(), &max_tokens));
   plan.max_tokens.push_back(max_tokens);
   plan.prompts.push_back(std::move(ids));
   TokenizeBadWords(&req.options);

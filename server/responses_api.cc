@@ -355,6 +355,7 @@ absl::StatusOr<ResponsesRequest> ParseResponsesRequest(const Json& body) {
   if (truncation && *truncation != "disabled" && *truncation != "auto") {
     return InvalidParamError("truncation", "'truncation' must be \"auto\" or \"disabled\"");
   }
+  r.truncate = truncation == "auto";
   FERRY_ASSIGN_OR_RETURN(const Json* metadata, f.Object("metadata"));
   FERRY_ASSIGN_OR_RETURN(const Json* reasoning, f.Object("reasoning"));
   if (reasoning != nullptr) {

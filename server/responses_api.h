@@ -25,6 +25,7 @@ struct ResponsesRequest {
   nlohmann::ordered_json settings;
   bool stream = false;
   bool logprobs = false;  // output_text parts carry logprobs
+  bool truncate = false;  // truncation "auto": drop the oldest items to fit
 };
 
 // Every error is an InvalidArgument naming the Responses parameter.

@@ -1180,6 +1180,51 @@ TEST_F(GatewayTest, ToolCallArgumentsStreamAsTheyAreWritten) {
   EXPECT_GE(m.calls_before_finish, 1);
 }
 
+// The Responses API's truncation "auto": a conversation too long for the
+// context loses its oldest turns (never the instructions or the last
+// message) until it fits; "disabled" (the default) is a 400.
+TEST_F(GatewayTest, ResponsesTruncationAutoDropsTheOldestTurns) {
+  GatewayOptions o;
+  o.max_model_len = 300;
+  Make(o);
+  Json input = Json::array();
+  for (int i = 0; i < 6; ++i) {
+    input.push_back(
+        Json{{"role", "user"}, {"content", absl::StrCat("question ", i, " is long enough")}});
+    input.push_back(
+        Json{{"role", "assistant"}, {"content", absl::StrCat("answer ", i, " as well")}});
+  }
+  input.push_back(Json{{"role", "user"}, {"content", "the last question"}});
+  const Json body = {{"input", input}, {"instructions", "Be brief."}, {"max_output_tokens", 16}};
+  Json e = Post("/v1/responses", body, 400);
+  EXPECT_EQ(e["error"]["code"], "context_length_exceeded");
+  EXPECT_TRUE(backend_.requests().empty());
+
+  Json truncated = body;
+  truncated["truncation"] = "auto";
+  Json r = Post("/v1/responses", truncated);
+  EXPECT_EQ(r["status"], "completed") << r;
+  EXPECT_EQ(r["truncation"], "auto");
+  ASSERT_EQ(backend_.requests().size(), 1u);
+  const v1::GenerateRequest sent = backend_.requests().back();
+  EXPECT_LE(sent.prompt_ids_size() + 16, 300);
+  const std::string prompt = assets_->tokenizer().Decode(
+      std::vector<int32_t>(sent.prompt_ids().begin(), sent.prompt_ids().end()), false);
+  EXPECT_NE(prompt.find("Be brief."), std::string::npos) << prompt;
+  EXPECT_NE(prompt.find("the last question"), std::string::npos) << prompt;
+  EXPECT_EQ(prompt.find("question 0"), std::string::npos) << prompt;  // the oldest went first
+  EXPECT_NE(prompt.find("answer 5"), std::string::npos) << prompt;    // the newest stayed
+  // What follows the system message is still a user turn.
+  const size_t system_end = prompt.find("Be brief.");
+  const size_t next_turn = prompt.find("<|im_start|>", system_end);
+  EXPECT_EQ(prompt.substr(next_turn, 16), "<|im_start|>user") << prompt;
+
+  // A last message that alone does not fit is still an error.
+  truncated["input"] = std::string(2000, 'x');
+  e = Post("/v1/responses", truncated, 400);
+  EXPECT_EQ(e["error"]["code"], "context_length_exceeded");
+}
+
 TEST_F(GatewayTest, ChatWithoutATemplateIs400) {
   Make(GatewayOptions{}, plain_assets_.get());
   Json r = Post("/v1/chat/completions", {{"messages", Json::array({Json{{"role", "user"}, {"content", "hi"}}})}},
