@@ -1,5 +1,6 @@
 #include "engine/reasoning_tracker.h"
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -146,6 +147,66 @@ TEST(ReasoningTrackerTest, ANaturalEndWhileForcedStopsTheForcing) {
   t.Add(20, ">");  // completes the model's own end
   EXPECT_EQ(t.phase(), Phase::kAnswer);
   EXPECT_EQ(t.Forced(), -1);
+}
+
+// Random outputs cut into random tokens: the answer the tracker finds
+// starts where a search over the whole text says.
+TEST(ReasoningTrackerTest, AnswerStartAgreesWithASearchOverTheWholeText) {
+  const std::vector<std::string> pieces = {"<", "/", "think", ">",  "<think>", "</think>",
+                                           "a", " ", "\n",    "th", "ink>",    "</"};
+  std::mt19937 rng(17);
+  for (int trial = 0; trial < 4000; ++trial) {
+    const bool opening = trial % 2 == 1;
+    std::string text;
+    const int n = 1 + static_cast<int>(rng() % 10);
+    for (int i = 0; i < n; ++i) text += pieces[rng() % pieces.size()];
+    // Token boundaries at random.
+    std::vector<std::string> tokens;
+    for (size_t at = 0; at < text.size();) {
+      const size_t len = std::min(text.size() - at, size_t{1} + rng() % 5);
+      tokens.push_back(text.substr(at, len));
+      at += len;
+    }
+    ReasoningTracker t(Tags(opening ? "<think>" : "", "</think>"), {}, {}, false);
+    for (const std::string& tok : tokens) t.Add(1, tok);
+
+    // The reference: where the thinking opens and where the answer starts.
+    size_t think_from = 0;
+    bool thinks = true;
+    bool undecided = false;
+    if (opening) {
+      const size_t lead = std::min(text.find_first_not_of(" \t\r\n"), text.size());
+      const std::string rest = text.substr(lead);
+      if (rest.starts_with("<think>")) {
+        think_from = lead + 7;
+      } else if (std::string("<think>").starts_with(rest)) {
+        undecided = true;  // still only the beginning of the tag (or nothing)
+      } else {
+        thinks = false;
+      }
+    }
+    const std::string where = "text '" + text + "'";
+    if (undecided) {
+      EXPECT_EQ(t.phase(), Phase::kOpening) << where;
+      continue;
+    }
+    size_t answer = 0;
+    if (thinks) {
+      const size_t end = text.find("</think>", think_from);
+      if (end == std::string::npos) {
+        EXPECT_EQ(t.phase(), Phase::kThinking) << where;
+        continue;
+      }
+      answer = end + 8;
+    }
+    ASSERT_EQ(t.phase(), Phase::kAnswer) << where;
+    size_t offset = 0;
+    for (int i = 0; i < t.answer_token(); ++i) offset += tokens[static_cast<size_t>(i)].size();
+    EXPECT_EQ(offset + t.answer_skip(), answer) << where;
+    if (static_cast<size_t>(t.answer_token()) < tokens.size()) {
+      EXPECT_LT(t.answer_skip(), tokens[static_cast<size_t>(t.answer_token())].size()) << where;
+    }
+  }
 }
 
 }  // namespace
