@@ -8,6 +8,7 @@
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "engine/input_validation.h"
+#include "engine/ngram_draft.h"
 
 namespace ferry {
 namespace {
@@ -371,7 +372,9 @@ void Engine::Step() {
   if (scheduler_->num_running() == 0 && scheduler_->num_waiting() == 0) return;
   auto t0 = std::chrono::steady_clock::now();
   const int64_t prompt_computed_before = counters_.prompt_tokens_computed;
+  if (options_.speculative_ngram_tokens > 0) ProposeDrafts();
   StepPlan plan = scheduler_->Schedule();
+  TrimDrafts(plan);
   if (plan.scheduled.empty()) return;
   backend_->CopyBlocks(plan.copies);
 
@@ -397,7 +400,9 @@ void Engine::Step() {
     }
     query_start_.push_back(static_cast<int32_t>(batch_tokens_.size()));
     seq_lens_.push_back(seq.num_computed + s.num_new_tokens);
-    if (s.samples) logits_rows_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1);
+    // A row for the last token, and one for each draft token's position.
+    for (int d = s.samples ? seq.num_drafted : -1; d >= 0; --d)
+      logits_rows_.push_back(static_cast<int32_t>(batch_tokens_.size()) - 1 - d);
     tables.push_back(&seq.table);
     table_tokens.push_back(seq.LocalTokens(seq.num_computed + s.num_new_tokens));
     if (seq.in_prefill()) {
@@ -477,6 +482,12 @@ void Engine::Step() {
       ++counters_.device_sampled_tokens;
       continue;
     }
+    if (seq.num_drafted > 0) {
+      float* rows = logits_.data() + size_t(row) * vocab;
+      row += seq.num_drafted + 1;
+      generated += VerifyDrafts(seq, rows, finished);
+      continue;
+    }
     std::span<float> logits(logits_.data() + size_t(row++) * vocab, vocab);
     if (seq.finished) continue;  // its lender failed
     if (ForksNow(seq)) {
@@ -535,7 +546,9 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
   for (const ScheduledSequence& s : plan.scheduled) {
     if (!s.samples) continue;
     const Sequence& seq = *s.seq;
-    if (ForksNow(seq) || seq.remote_kv() != nullptr || !seq.sampler.PicksOnly(seq.num_output_tokens())) return false;
+    if (ForksNow(seq) || seq.remote_kv() != nullptr || seq.num_drafted > 0 ||
+        !seq.sampler.PicksOnly(seq.num_output_tokens()))
+      return false;
   }
   rows.clear();
   for (const ScheduledSequence& s : plan.scheduled) {
@@ -551,6 +564,88 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
     rows.push_back(r);
   }
   return true;
+}
+
+void Engine::ProposeDrafts() {
+  const int block = options_.block_size;
+  drafted_.clear();
+  for (const std::unique_ptr<Sequence>& owned : scheduler_->running()) {
+    Sequence& seq = *owned;
+    // Decoding one token, with nothing that needs the tokens one by one.
+    if (seq.finished || seq.in_prefill() || seq.num_computed != seq.num_tokens() - 1 ||
+        seq.matcher || seq.reasoning || seq.remote_kv() != nullptr) {
+      continue;
+    }
+    // The drafts stay inside the block of the last token, without filling
+    // it: no block is allocated for them and none holding them enters the
+    // prefix cache before they are checked.
+    const int used = (seq.num_computed + 1) % block;
+    if (used == 0) continue;
+    const SamplingParams& p = seq.group->input.params;
+    const int limit = seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
+    const int k = std::min({limit, block - 1 - used, p.max_tokens - seq.num_output_tokens() - 1,
+                            max_model_len_ - seq.num_tokens() - 1});
+    if (k <= 0) continue;
+    const std::vector<int32_t> draft = NgramDraft(seq.tokens, k);
+    if (draft.empty()) continue;
+    seq.tokens.insert(seq.tokens.end(), draft.begin(), draft.end());
+    seq.num_drafted = static_cast<int>(draft.size());
+    drafted_.push_back(&seq);
+  }
+}
+
+void Engine::TrimDrafts(StepPlan& plan) {
+  if (drafted_.empty()) return;
+  auto drop = [](Sequence& seq) {
+    seq.tokens.resize(seq.tokens.size() - static_cast<size_t>(seq.num_drafted));
+    seq.num_drafted = 0;
+  };
+  for (ScheduledSequence& s : plan.scheduled) {
+    Sequence& seq = *s.seq;
+    if (seq.num_drafted == 0 || s.samples) continue;  // run whole: checked after the forward
+    // The step's token budget ran out inside the drafts: the last token alone.
+    drop(seq);
+    plan.num_tokens -= s.num_new_tokens - 1;
+    s.num_new_tokens = 1;
+    s.samples = true;
+    seq.table.set_num_tokens(seq.LocalTokens(seq.num_computed + 1));
+  }
+  for (Sequence* seq : drafted_) {
+    if (seq->num_drafted == 0) continue;
+    const bool runs = std::any_of(plan.scheduled.begin(), plan.scheduled.end(),
+                                  [&](const ScheduledSequence& s) { return s.seq == seq; });
+    if (!runs) drop(*seq);  // not scheduled, or preempted
+  }
+  drafted_.clear();
+}
+
+int Engine::VerifyDrafts(Sequence& seq, float* rows, std::vector<Sequence*>& finished) {
+  const int k = seq.num_drafted;
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  const std::vector<int32_t> draft(seq.tokens.end() - k, seq.tokens.end());
+  seq.tokens.resize(seq.tokens.size() - static_cast<size_t>(k));
+  seq.num_drafted = 0;
+  counters_.draft_tokens += k;
+  // Each row is sampled as a step without drafts would have: the token is
+  // the model's, and the draft only saves passes while they agree (for a
+  // proposed token, sampling and comparing is exactly speculative
+  // sampling's accept-or-resample rule).
+  int emitted = 0, accepted = 0;
+  for (int i = 0; i <= k && !seq.finished; ++i) {
+    ProcessSample(seq, std::span<float>(rows + static_cast<size_t>(i) * vocab, vocab), finished);
+    ++emitted;
+    if (i == k || seq.tokens.back() != draft[static_cast<size_t>(i)]) break;
+    ++accepted;
+  }
+  counters_.accepted_draft_tokens += accepted;
+  const int limit = seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
+  seq.draft_limit =
+      accepted == k ? std::min(options_.speculative_ngram_tokens, limit + 1) : accepted + 1;
+  // The keys and values past the last accepted token are the rejected
+  // drafts': those positions are computed again.
+  seq.num_computed = seq.num_tokens() - 1;
+  seq.table.set_num_tokens(seq.LocalTokens(seq.num_computed));
+  return emitted;
 }
 
 void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<Sequence*>& finished) {

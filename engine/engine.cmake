@@ -14,6 +14,7 @@ add_library(ferry_engine
   ${CMAKE_CURRENT_SOURCE_DIR}/sim_backend.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/model_config.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/model_loader.cc
+  ${CMAKE_CURRENT_SOURCE_DIR}/ngram_draft.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/reasoning_tracker.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/sampler.cc
   ${CMAKE_CURRENT_SOURCE_DIR}/sampling_params.cc)

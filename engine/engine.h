@@ -376,6 +376,14 @@ class Engine {
   bool SyncMatcher(Sequence& seq);
   // Brings seq.reasoning up to the output's end.
   void SyncReasoning(Sequence& seq);
+  // Speculative decoding: appends drafts to decoding sequences before the
+  // step is planned; takes back those the plan does not run whole; after
+  // the forward, samples a draft sequence's rows (`rows`: num_drafted + 1
+  // of them) until a sample differs from its draft. Returns the tokens
+  // emitted.
+  void ProposeDrafts();
+  void TrimDrafts(StepPlan& plan);
+  int VerifyDrafts(Sequence& seq, float* rows, std::vector<Sequence*>& finished);
   const structured::TokenTrie& token_trie();
   void ExpireReservations();
   // Grows reservation `id` to header.num_blocks and returns the ids of its
@@ -447,6 +455,7 @@ class Engine {
   std::vector<float> logits_;
   std::unique_ptr<structured::TokenTrie> token_trie_;  // built on first use
   std::vector<uint64_t> allowed_tokens_;
+  std::vector<Sequence*> drafted_;  // sequences given drafts this step
   std::vector<ForwardBackend::RowSampling> row_sampling_;
   std::vector<int32_t> sampled_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;

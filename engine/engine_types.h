@@ -60,6 +60,13 @@ struct EngineOptions {
   // small model so live migration, preemption and load tests have time to
   // act while a request runs.
   int64_t min_step_micros = 0;
+  // Speculative decoding by prompt lookup (engine/ngram_draft.h): up to
+  // this many draft tokens per decoding sequence and step, checked in the
+  // step's one forward pass (0: off). Sequences under a grammar, a
+  // reasoning bound or borrowed KV decode one token at a time. Outputs do
+  // not change: each emitted token is sampled as without drafts (exactly
+  // the same tokens with batch_invariant).
+  int speculative_ngram_tokens = 0;
 };
 
 // Where a sample left off, to continue it on this engine: after a migration
@@ -134,6 +141,9 @@ struct EngineStats {
   int64_t prompt_tokens_cached = 0;    // prompt tokens served from the prefix cache
   int64_t generated_tokens = 0;
   int64_t device_sampled_tokens = 0;  // of them, picked by the backend (device sampling)
+  // Speculative decoding: draft tokens checked, and of them the accepted.
+  int64_t draft_tokens = 0;
+  int64_t accepted_draft_tokens = 0;
   int64_t preemptions = 0;
   int64_t requests_finished = 0;
   int64_t kv_cache_bytes = 0;

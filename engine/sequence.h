@@ -88,6 +88,14 @@ struct Sequence {
   // reasoning->tokens() output tokens (it catches up lazily too). The
   // grammar applies from its answer on.
   std::optional<ReasoningTracker> reasoning;
+  // Speculative decoding, within one step only: the last num_drafted
+  // entries of `tokens` are proposed, not generated.
+  int num_drafted = 0;
+  // How many drafts the next step may propose (0: the engine's maximum):
+  // after a rejection, one more than were accepted; after a full
+  // acceptance, one more than before. Rejected drafts cost compute, which a
+  // CPU step pays for.
+  int draft_limit = 0;
 };
 
 inline int Sequence::LocalTokens(int num_tokens) const {

@@ -52,6 +52,11 @@ void EngineFlags::Register(FlagParser& flags) {
       "instead of "
       "the integer kernels (int8 activations, as llama.cpp; about 2x faster where the CPU "
       "has AVX-512 VNNI or AVX2)");
+  flags.AddInt(
+      "speculative-ngram", &speculative_ngram,
+      "speculative decoding by prompt lookup: up to this many draft tokens per step, taken "
+      "from where the request's last tokens appeared before in its prompt or output and "
+      "checked in one forward pass; the output is unchanged (0: off; 2-7 is useful)");
   flags.AddString("kv-host-memory", &kv_host_memory,
                   "host-memory tier of the prefix cache: cached KV blocks evicted from the KV cache are "
                   "copied there and copied back on a prefix hit instead of being recomputed; bytes "
@@ -84,6 +89,11 @@ absl::StatusOr<EngineOptions> EngineFlags::ToOptions() const {
     return absl::InvalidArgumentError("--min-step-ms must be between 0 and 60000");
   }
   o.min_step_micros = static_cast<int64_t>(min_step_ms * 1000);
+  if (speculative_ngram < 0 || speculative_ngram >= block_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--speculative-ngram must be between 0 (off) and --block-size - 1 (", block_size - 1, ")"));
+  }
+  o.speculative_ngram_tokens = static_cast<int>(speculative_ngram);
   if (backend == "sim") {
     if (sim_profile.empty()) {
       return absl::InvalidArgumentError("--backend sim needs --sim-profile (e.g. h100-llama3-8b)");

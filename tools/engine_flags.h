@@ -30,7 +30,9 @@ struct EngineFlags {
   bool mmap = false;
   bool fp32_activations = false;
   std::string kv_host_memory = "0";
-  double min_step_ms = 0;  // host tier of the prefix cache: bytes, a fraction, or 0 (off)
+  double min_step_ms = 0;
+  int64_t speculative_ngram = 0;  // draft tokens per step by prompt lookup (0: off)  // host tier
+                                  // of the prefix cache: bytes, a fraction, or 0 (off)
 
   void Register(FlagParser& flags);
   absl::StatusOr<EngineOptions> ToOptions() const;

@@ -29,25 +29,42 @@ void ExportEngineMetrics(const Engine* engine, MetricsRegistry* r) {
     Counter* prompt_cached;
     Counter* finished;
     Counter* steps;
+    Counter* draft;
+    Counter* accepted;
   };
   Gauges g{
       r->AddGauge("ferry_engine_kv_blocks_total", "KV cache blocks of the engine.")->Get(),
       r->AddGauge("ferry_engine_kv_blocks_used", "KV cache blocks held by requests.")->Get(),
-      r->AddGauge("ferry_engine_kv_blocks_free", "KV cache blocks free (including evictable cached ones).")
+      r->AddGauge("ferry_engine_kv_blocks_free",
+                  "KV cache blocks free (including evictable cached ones).")
           ->Get(),
       r->AddGauge("ferry_engine_kv_blocks_cached", "KV cache blocks kept for prefix reuse.")->Get(),
       r->AddGauge("ferry_engine_requests_running", "Sequences the engine is running.")->Get(),
-      r->AddGauge("ferry_engine_requests_waiting", "Sequences waiting for KV blocks or a batch slot.")->Get(),
-      r->AddGauge("ferry_engine_prefix_cache_hit_rate", "Prompt tokens found in the prefix cache / looked up.")
+      r->AddGauge("ferry_engine_requests_waiting",
+                  "Sequences waiting for KV blocks or a batch slot.")
           ->Get(),
-      r->AddGauge("ferry_engine_tokens_per_second", "Generated tokens per second, smoothed.")->Get(),
-      r->AddCounter("ferry_engine_preemptions_total", "Sequences preempted to free KV blocks.")->Get(),
+      r->AddGauge("ferry_engine_prefix_cache_hit_rate",
+                  "Prompt tokens found in the prefix cache / looked up.")
+          ->Get(),
+      r->AddGauge("ferry_engine_tokens_per_second", "Generated tokens per second, smoothed.")
+          ->Get(),
+      r->AddCounter("ferry_engine_preemptions_total", "Sequences preempted to free KV blocks.")
+          ->Get(),
       r->AddCounter("ferry_engine_generated_tokens_total", "Tokens the engine generated.")->Get(),
-      r->AddCounter("ferry_engine_prompt_tokens_computed_total", "Prompt tokens run through the model.")->Get(),
-      r->AddCounter("ferry_engine_prompt_tokens_cached_total", "Prompt tokens served from the prefix cache.")
+      r->AddCounter("ferry_engine_prompt_tokens_computed_total",
+                    "Prompt tokens run through the model.")
+          ->Get(),
+      r->AddCounter("ferry_engine_prompt_tokens_cached_total",
+                    "Prompt tokens served from the prefix cache.")
           ->Get(),
       r->AddCounter("ferry_engine_requests_finished_total", "Requests the engine finished.")->Get(),
       r->AddCounter("ferry_engine_steps_total", "Engine steps run.")->Get(),
+      r->AddCounter("ferry_engine_spec_draft_tokens_total",
+                    "Draft tokens checked by speculative decoding (--speculative-ngram).")
+          ->Get(),
+      r->AddCounter("ferry_engine_spec_accepted_tokens_total",
+                    "Draft tokens the model agreed with (each saved a forward pass).")
+          ->Get(),
   };
   r->AddCollector([engine, g] {
     EngineStats s = engine->Stats();
@@ -65,6 +82,8 @@ void ExportEngineMetrics(const Engine* engine, MetricsRegistry* r) {
     g.prompt_cached->Set(static_cast<double>(s.prompt_tokens_cached));
     g.finished->Set(static_cast<double>(s.requests_finished));
     g.steps->Set(static_cast<double>(s.steps));
+    g.draft->Set(static_cast<double>(s.draft_tokens));
+    g.accepted->Set(static_cast<double>(s.accepted_draft_tokens));
   });
 }
 

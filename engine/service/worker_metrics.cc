@@ -14,6 +14,14 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
   Counter* generated = registry_.AddCounter("ferry_generated_tokens_total", "tokens generated")->Get();
   Counter* device_sampled = registry_.AddCounter("ferry_device_sampled_tokens_total",
                                                  "generated tokens picked by the backend on the device")->Get();
+  Counter* draft = registry_
+                       .AddCounter("ferry_spec_draft_tokens_total",
+                                   "draft tokens checked by speculative decoding")
+                       ->Get();
+  Counter* accepted =
+      registry_
+          .AddCounter("ferry_spec_accepted_tokens_total", "draft tokens the model agreed with")
+          ->Get();
   Counter* prompt = registry_.AddCounter("ferry_prompt_tokens_total",
                                          "prompt tokens processed (computed or served from the prefix cache)")
                         ->Get();
@@ -66,6 +74,8 @@ WorkerMetrics::WorkerMetrics(const Engine* engine, const PrefixPullStats* pulls)
     preemptions->Set(static_cast<double>(s.preemptions));
     generated->Set(static_cast<double>(s.generated_tokens));
     device_sampled->Set(static_cast<double>(s.device_sampled_tokens));
+    draft->Set(static_cast<double>(s.draft_tokens));
+    accepted->Set(static_cast<double>(s.accepted_draft_tokens));
     prompt->Set(static_cast<double>(s.prompt_tokens_computed + s.prompt_tokens_cached));
     hit_rate->Set(s.prefix_cache_hit_rate);
     tokens_per_second->Set(s.tokens_per_second);

@@ -23,6 +23,7 @@
 #include "tests/integration/engine/collector.h"
 #include "tests/integration/engine/greedy_run.h"
 #include "tests/integration/engine/host_device_pool_backend.h"
+#include "tests/integration/engine/shared_model.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -30,12 +31,7 @@ namespace {
 
 class EngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-    auto m = Model::Load(path, LoadOptions{.progress = false});
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::shared_ptr<const Model>(std::move(*m));
-  }
+  void SetUp() override { FERRY_LOAD_SHARED_MODEL(model_, "models/stories260K.gguf"); }
 
   std::unique_ptr<Engine> MakeEngine(EngineOptions o = {}) {
     if (o.threads == 0) o.threads = 2;

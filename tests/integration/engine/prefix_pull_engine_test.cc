@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "kvcache/block_pool.h"
 #include "tests/integration/engine/greedy_run.h"
+#include "tests/integration/engine/shared_model.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -70,12 +71,7 @@ std::vector<std::pair<int64_t, std::string>> AllChunks(const Engine::KvExport& e
 
 class PrefixPullEngineTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-    auto m = Model::Load(path, LoadOptions{.progress = false});
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::shared_ptr<const Model>(std::move(*m));
-  }
+  void SetUp() override { FERRY_LOAD_SHARED_MODEL(model_, "models/stories260K.gguf"); }
 
   std::unique_ptr<Engine> NewEngine(int64_t kv_blocks = 0) {
     EngineOptions o;

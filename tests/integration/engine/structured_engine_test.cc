@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/integration/engine/collector.h"
+#include "tests/integration/engine/shared_model.h"
 #include "tests/test_support.h"
 
 namespace ferry {
@@ -22,10 +23,7 @@ using Kind = structured::OutputSpec::Kind;
 class StructuredEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-    auto m = Model::Load(path, LoadOptions{.progress = false});
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::shared_ptr<const Model>(std::move(*m));
+    FERRY_LOAD_SHARED_MODEL(model_, "models/stories260K.gguf");
     auto e = Engine::Create(model_, EngineOptions{.threads = 2});
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = std::move(*e);

@@ -21,13 +21,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
-#include "engine/service/prefix_pull.h"
-#include "kvcache/shared_pool.h"
-#include "tests/integration/engine/greedy_run.h"
 #include "engine/engine.h"
+#include "engine/service/prefix_pull.h"
 #include "engine/service/worker_service.h"
 #include "gtest/gtest.h"
+#include "kvcache/shared_pool.h"
+#include "tests/integration/engine/greedy_run.h"
 #include "tests/integration/engine/host_device_pool_backend.h"
+#include "tests/integration/engine/shared_model.h"
 #include "tests/integration/worker/generate_client.h"
 #include "tests/integration/worker/in_process_worker.h"
 #include "tests/integration/worker/one_chunk_exporter.h"
@@ -46,12 +47,7 @@ v1::GenerateRequest Request(const std::string& id, int max_tokens) {
 
 class DevicePoolTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-    auto m = Model::Load(path, LoadOptions{.progress = false});
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::shared_ptr<const Model>(std::move(*m));
-  }
+  void SetUp() override { FERRY_LOAD_SHARED_MODEL(model_, "models/stories260K.gguf"); }
   std::unique_ptr<InProcessWorker> Start(std::atomic<int64_t>* copied, WorkerServiceOptions options = {}) {
     EngineOptions eo;
     eo.threads = 1;

@@ -26,6 +26,7 @@
 #include "kvcache/block_pool.h"
 #include "kvcache/shared_pool.h"
 #include "tests/integration/engine/greedy_run.h"
+#include "tests/integration/engine/shared_model.h"
 #include "tests/integration/worker/one_chunk_exporter.h"
 #include "tests/test_support.h"
 
@@ -108,10 +109,7 @@ class FloodingExporter final : public v1::Worker::CallbackService {
 class PrefixPullStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    FERRY_REQUIRE_SHARED(path, "models/stories260K.gguf");
-    auto m = Model::Load(path, LoadOptions{.progress = false});
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::shared_ptr<const Model>(std::move(*m));
+    FERRY_LOAD_SHARED_MODEL(model_, "models/stories260K.gguf");
     holder_ = NewEngine();
     puller_ = NewEngine();
     ASSERT_TRUE(holder_ && puller_);
