@@ -195,6 +195,16 @@ void MakeWorkerRequest(const fs::path& dir) {
   resumed.mutable_resume()->clear_params();
   Write(dir / "resumed", Tagged(0, resumed));
 
+  // A reasoning model's sample moving mid-thought: its grammar waits for the
+  // end of the thinking, which a budget bounds.
+  v1::RequestState thinking = state;
+  thinking.mutable_params()->mutable_structured()->set_regex("[0-9]+");
+  v1::ReasoningBounds* bounds = thinking.mutable_params()->mutable_reasoning();
+  bounds->set_start("<think>");
+  bounds->set_end("</think>");
+  bounds->set_budget_tokens(12);
+  Write(dir / "state_thinking", Tagged(1, thinking));
+
   v1::RequestState bad = state;
   bad.set_cached_prompt_tokens(21);
   Write(dir / "state_cached_past_prompt", Tagged(1, bad));

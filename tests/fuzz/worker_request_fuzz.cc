@@ -38,6 +38,8 @@ void CheckRunnable(const GenerateInput& in) {
   Require(!in.request_id.empty() && !in.prompt_ids.empty());
   for (int32_t id : in.prompt_ids) Require(id >= 0 && id < l.vocab_size);
   Require(in.params.max_tokens >= 1 && in.params.n >= 1 && in.params.n <= 64);
+  Require(in.params.reasoning.budget_tokens >= -1);
+  Require(in.params.reasoning.budget_tokens < 0 || in.params.reasoning.active());
   Require(static_cast<int64_t>(in.prompt_ids.size()) + in.params.max_tokens <= l.max_model_len);
   if (in.resume) {
     const ferry::ResumeState& r = *in.resume;
@@ -66,6 +68,12 @@ void CheckRoundTrip(const GenerateInput& in) {
   Require(back.params.max_tokens == in.params.max_tokens && back.params.stop == in.params.stop);
   Require(back.params.stop_token_ids == in.params.stop_token_ids);
   Require(back.params.logit_bias == in.params.logit_bias && back.params.seed == in.params.seed);
+  // A reasoning model's bounds go with the sample (the grammar waits for the
+  // same end of thinking on the destination).
+  const ferry::SamplingParams::Reasoning &a = in.params.reasoning, &b = back.params.reasoning;
+  Require(a.active() == b.active());
+  if (a.active())
+    Require(a.start == b.start && a.end == b.end && a.budget_tokens == b.budget_tokens);
   Require(ferry::ValidateGenerateInput(back, Limits()).ok());
 }
 
