@@ -126,6 +126,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const Mod
   so.max_prompt_logprob_rows = static_cast<int>(
       std::clamp<int64_t>(e->backend_->max_logits_rows() - options.max_num_seqs, 0, 256));
   e->scheduler_ = std::make_unique<StepScheduler>(so, *e->blocks_);
+  // Drafts take logits rows beyond those: a backend with a fixed number of
+  // rows (cuda) has none to spare, and decodes without them.
+  e->max_draft_rows_ = std::max<int64_t>(
+      0, e->backend_->max_logits_rows() - options.max_num_seqs - so.max_prompt_logprob_rows);
+  if (options.speculative_ngram_tokens > 0 && e->max_draft_rows_ == 0) {
+    Logger("engine")->warn("{}: no logits rows to spare for speculative decoding; it stays off",
+                           e->backend_->Describe());
+  }
   e->counters_.blocks_total = shape.num_blocks;
   e->counters_.kv_cache_bytes = shape.num_blocks * e->backend_->kv_bytes_per_block();
   e->counters_.block_size = options.block_size;
@@ -569,7 +577,9 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
 void Engine::ProposeDrafts() {
   const int block = options_.block_size;
   drafted_.clear();
+  int64_t rows_left = max_draft_rows_;
   for (const std::unique_ptr<Sequence>& owned : scheduler_->running()) {
+    if (rows_left <= 0) break;
     Sequence& seq = *owned;
     // Decoding one token, with nothing that needs the tokens one by one.
     if (seq.finished || seq.in_prefill() || seq.num_computed != seq.num_tokens() - 1 ||
@@ -583,13 +593,15 @@ void Engine::ProposeDrafts() {
     if (used == 0) continue;
     const SamplingParams& p = seq.group->input.params;
     const int limit = seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
-    const int k = std::min({limit, block - 1 - used, p.max_tokens - seq.num_output_tokens() - 1,
-                            max_model_len_ - seq.num_tokens() - 1});
+    const int k = std::min(
+        {limit, block - 1 - used, static_cast<int>(std::min<int64_t>(rows_left, block)),
+         p.max_tokens - seq.num_output_tokens() - 1, max_model_len_ - seq.num_tokens() - 1});
     if (k <= 0) continue;
     const std::vector<int32_t> draft = NgramDraft(seq.tokens, k);
     if (draft.empty()) continue;
     seq.tokens.insert(seq.tokens.end(), draft.begin(), draft.end());
     seq.num_drafted = static_cast<int>(draft.size());
+    rows_left -= seq.num_drafted;
     drafted_.push_back(&seq);
   }
 }

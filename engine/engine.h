@@ -456,6 +456,7 @@ class Engine {
   std::unique_ptr<structured::TokenTrie> token_trie_;  // built on first use
   std::vector<uint64_t> allowed_tokens_;
   std::vector<Sequence*> drafted_;  // sequences given drafts this step
+  int64_t max_draft_rows_ = 0;      // logits rows a step may spend on drafts
   std::vector<ForwardBackend::RowSampling> row_sampling_;
   std::vector<int32_t> sampled_;
   std::vector<int32_t> batch_tokens_, batch_positions_, query_start_, seq_lens_, logits_rows_;
