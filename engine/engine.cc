@@ -370,6 +370,12 @@ void Engine::DrainInbox() {
 namespace {
 
 // The first token of an n > 1 request: its row forks the other samples.
+// Sets token `id`'s bit in a mask of `vocab` bits (grown to that size).
+void AllowToken(int32_t id, size_t vocab, std::vector<uint64_t>& allowed) {
+  allowed.resize(std::max(allowed.size(), (vocab + 63) / 64), 0);
+  if (id >= 0 && static_cast<size_t>(id) < vocab) allowed[id / 64] |= uint64_t{1} << (id % 64);
+}
+
 bool ForksNow(const Sequence& seq) {
   return seq.sample_index == 0 && seq.group->samples_pending > 0 && seq.num_output_tokens() == 0;
 }
@@ -574,6 +580,10 @@ bool Engine::PlanBackendSampling(const StepPlan& plan, std::vector<ForwardBacken
   return true;
 }
 
+int Engine::DraftLimit(const Sequence& seq) const {
+  return seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
+}
+
 void Engine::ProposeDrafts() {
   const int block = options_.block_size;
   drafted_.clear();
@@ -592,9 +602,8 @@ void Engine::ProposeDrafts() {
     const int used = (seq.num_computed + 1) % block;
     if (used == 0) continue;
     const SamplingParams& p = seq.group->input.params;
-    const int limit = seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
     const int k = std::min(
-        {limit, block - 1 - used, static_cast<int>(std::min<int64_t>(rows_left, block)),
+        {DraftLimit(seq), block - 1 - used, static_cast<int>(std::min<int64_t>(rows_left, block)),
          p.max_tokens - seq.num_output_tokens() - 1, max_model_len_ - seq.num_tokens() - 1});
     if (k <= 0) continue;
     const std::vector<int32_t> draft = NgramDraft(seq.tokens, k);
@@ -608,15 +617,11 @@ void Engine::ProposeDrafts() {
 
 void Engine::TrimDrafts(StepPlan& plan) {
   if (drafted_.empty()) return;
-  auto drop = [](Sequence& seq) {
-    seq.tokens.resize(seq.tokens.size() - static_cast<size_t>(seq.num_drafted));
-    seq.num_drafted = 0;
-  };
   for (ScheduledSequence& s : plan.scheduled) {
     Sequence& seq = *s.seq;
     if (seq.num_drafted == 0 || s.samples) continue;  // run whole: checked after the forward
     // The step's token budget ran out inside the drafts: the last token alone.
-    drop(seq);
+    seq.TakeDrafts();
     plan.num_tokens -= s.num_new_tokens - 1;
     s.num_new_tokens = 1;
     s.samples = true;
@@ -626,7 +631,7 @@ void Engine::TrimDrafts(StepPlan& plan) {
     if (seq->num_drafted == 0) continue;
     const bool runs = std::any_of(plan.scheduled.begin(), plan.scheduled.end(),
                                   [&](const ScheduledSequence& s) { return s.seq == seq; });
-    if (!runs) drop(*seq);  // not scheduled, or preempted
+    if (!runs) seq->TakeDrafts();  // not scheduled, or preempted
   }
   drafted_.clear();
 }
@@ -634,9 +639,7 @@ void Engine::TrimDrafts(StepPlan& plan) {
 int Engine::VerifyDrafts(Sequence& seq, float* rows, std::vector<Sequence*>& finished) {
   const int k = seq.num_drafted;
   const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
-  const std::vector<int32_t> draft(seq.tokens.end() - k, seq.tokens.end());
-  seq.tokens.resize(seq.tokens.size() - static_cast<size_t>(k));
-  seq.num_drafted = 0;
+  const std::vector<int32_t> draft = seq.TakeDrafts();
   counters_.draft_tokens += k;
   // Each row is sampled as a step without drafts would have: the token is
   // the model's, and the draft only saves passes while they agree (for a
@@ -650,9 +653,8 @@ int Engine::VerifyDrafts(Sequence& seq, float* rows, std::vector<Sequence*>& fin
     ++accepted;
   }
   counters_.accepted_draft_tokens += accepted;
-  const int limit = seq.draft_limit > 0 ? seq.draft_limit : options_.speculative_ngram_tokens;
-  seq.draft_limit =
-      accepted == k ? std::min(options_.speculative_ngram_tokens, limit + 1) : accepted + 1;
+  seq.draft_limit = accepted == k ? std::min(options_.speculative_ngram_tokens, DraftLimit(seq) + 1)
+                                  : accepted + 1;
   // The keys and values past the last accepted token are the rejected
   // drafts': those positions are computed again.
   seq.num_computed = seq.num_tokens() - 1;
@@ -675,9 +677,8 @@ void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<S
   if (forced >= 0) {
     // The thinking's budget is spent (or its opening begun): its end (or
     // the rest of its start) is written whatever the model would say.
-    allowed_tokens_.assign((logits.size() + 63) / 64, 0);
-    if (static_cast<size_t>(forced) < logits.size())
-      allowed_tokens_[forced / 64] |= uint64_t{1} << (forced % 64);
+    allowed_tokens_.clear();
+    AllowToken(forced, logits.size(), allowed_tokens_);
     mask.end_allowed = false;
     ProcessToken(seq, seq.sampler.Sample(logits, seq.prompt(), seq.output(), eos, &mask), finished);
     return;
@@ -691,10 +692,7 @@ void Engine::ProcessSample(Sequence& seq, std::span<float> logits, std::vector<S
     seq.matcher->FillAllowed(token_trie(), &allowed_tokens_);
     mask.end_allowed = seq.matcher->CanEnd();
     // The first token may instead open the thinking.
-    if (opening >= 0 && static_cast<size_t>(opening) < logits.size()) {
-      allowed_tokens_.resize(std::max(allowed_tokens_.size(), (logits.size() + 63) / 64), 0);
-      allowed_tokens_[opening / 64] |= uint64_t{1} << (opening % 64);
-    }
+    if (opening >= 0) AllowToken(opening, logits.size(), allowed_tokens_);
   } else {
     allowed_tokens_.clear();  // a resumed output that breaks the grammar: end it
   }

@@ -382,6 +382,8 @@ class Engine {
   // of them) until a sample differs from its draft. Returns the tokens
   // emitted.
   void ProposeDrafts();
+  // How many drafts `seq` may get now (Sequence::draft_limit).
+  int DraftLimit(const Sequence& seq) const;
   void TrimDrafts(StepPlan& plan);
   int VerifyDrafts(Sequence& seq, float* rows, std::vector<Sequence*>& finished);
   const structured::TokenTrie& token_trie();

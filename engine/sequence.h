@@ -91,6 +91,14 @@ struct Sequence {
   // Speculative decoding, within one step only: the last num_drafted
   // entries of `tokens` are proposed, not generated.
   int num_drafted = 0;
+  // Removes the drafts from `tokens` and returns them.
+  std::vector<int32_t> TakeDrafts() {
+    const auto from = tokens.end() - num_drafted;
+    std::vector<int32_t> drafts(from, tokens.end());
+    tokens.erase(from, tokens.end());
+    num_drafted = 0;
+    return drafts;
+  }
   // How many drafts the next step may propose (0: the engine's maximum):
   // after a rejection, one more than were accepted; after a full
   // acceptance, one more than before. Rejected drafts cost compute, which a
